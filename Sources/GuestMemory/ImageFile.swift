@@ -1,0 +1,114 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SamepageCore
+
+// <unistd.h> hides these behind _GNU_SOURCE; the values are Linux ABI.
+private let seekData: Int32 = 3
+private let seekHole: Int32 = 4
+
+/// A memory image file (a dump, a benchmark fleet, a file-backed guest's RAM copy) as a slot's
+/// memory: one file, read with pread over its allocated ranges only.
+///
+/// Holes are found with `lseek(SEEK_DATA/SEEK_HOLE)` and never read, so scanning a sparse
+/// file allocates nothing. The file descriptor is closed when the object goes away.
+public final class ImageFile: PageSource {
+    /// The path it was opened from, for reports.
+    public let path: String
+    public let pageCount: Int
+    private let fd: Int32
+
+    /// Opens `path` read-only. Throws ``ImageFileError`` for a file that can't be opened, is
+    /// not a regular file, is empty, or whose size is not a whole number of pages.
+    public init(path: String) throws(ImageFileError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotOpen(path: path, errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw .cannotOpen(path: path, errno: e)
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw .notARegularFile(path: path)
+        }
+        let size = Int(st.st_size)
+        guard size > 0 else {
+            close(fd)
+            throw .empty(path: path)
+        }
+        guard size % pageSize == 0 else {
+            close(fd)
+            throw .notPageMultiple(path: path, size: size)
+        }
+        self.fd = fd
+        self.pageCount = size / pageSize
+    }
+
+    deinit { close(fd) }
+
+    public func residency(of pages: Range<Int>, into vector: UnsafeMutableBufferPointer<UInt8>) throws {
+        vector.update(repeating: 0)
+        let end = off_t(pages.upperBound * pageSize)
+        var offset = off_t(pages.lowerBound * pageSize)
+        while offset < end {
+            let data = lseek(fd, offset, seekData)
+            if data < 0 {
+                if errno == ENXIO { return }  // no data after offset
+                throw ImageFileError.io(path: path, operation: "lseek(SEEK_DATA)", errno: errno)
+            }
+            if data >= end { return }
+            var hole = lseek(fd, data, seekHole)
+            if hole < 0 { throw ImageFileError.io(path: path, operation: "lseek(SEEK_HOLE)", errno: errno) }
+            hole = min(hole, end)
+            // A page is resident if any of its bytes is allocated.
+            let first = Int(data) / pageSize
+            let last = (Int(hole) + pageSize - 1) / pageSize
+            for page in first..<last { vector[page - pages.lowerBound] = 1 }
+            offset = hole
+        }
+    }
+
+    public func read(_ pages: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try preadFully(fd: fd, buffer, offset: pages.lowerBound * pageSize, path: path)
+    }
+}
+
+/// Reads exactly `buffer.count` bytes at `offset`, retrying on partial reads and EINTR.
+/// A read that ends early means the file shrank; it throws ``ImageFileError/truncated(path:offset:)``.
+func preadFully(fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, offset: Int, path: String) throws(ImageFileError) {
+    var done = 0
+    while done < buffer.count {
+        let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw .io(path: path, operation: "pread", errno: errno)
+        }
+        if n == 0 { throw .truncated(path: path, offset: offset + done) }
+        done += n
+    }
+}
+
+/// Why an image file can't be scanned.
+public enum ImageFileError: Error, Equatable, CustomStringConvertible {
+    case cannotOpen(path: String, errno: Int32)
+    case notARegularFile(path: String)
+    case empty(path: String)
+    case notPageMultiple(path: String, size: Int)
+    case io(path: String, operation: String, errno: Int32)
+    case truncated(path: String, offset: Int)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let e): "\(path): cannot open: \(String(cString: strerror(e)))"
+        case .notARegularFile(let path): "\(path): not a regular file"
+        case .empty(let path): "\(path): empty file, nothing to scan"
+        case .notPageMultiple(let path, let size):
+            "\(path): size \(size) bytes is not a multiple of the page size (\(pageSize) bytes)"
+        case .io(let path, let op, let e): "\(path): \(op) failed: \(String(cString: strerror(e)))"
+        case .truncated(let path, let offset): "\(path): file ended at byte \(offset) while reading (truncated under us)"
+        }
+    }
+}

@@ -1,0 +1,353 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// What Samepage needs from a domain's XML: its RAM layout and how it is backed, and the
+/// devices that decide whether a guest can be mapped, compared and reclaimed safely.
+public struct DomainDefinition: Sendable, Hashable {
+    public var name: String
+    public var uuid: UUID
+    /// The hypervisor type: `kvm` or `qemu` (TCG).
+    public var type: String
+    /// The maximum memory, including memory devices (`<memory>`), in KiB.
+    public var memoryKiB: UInt64
+    /// The memory the balloon leaves the guest (`<currentMemory>`), in KiB.
+    public var currentMemoryKiB: UInt64?
+    public var memoryBacking: MemoryBacking
+    /// The guest NUMA cells (`<cpu><numa><cell>`); each has its own RAM backend.
+    public var numaCells: [NUMACell]
+    /// DIMMs, NVDIMMs, virtio-mem and virtio-pmem devices, each with its own backend.
+    public var memoryDevices: [MemoryDevice]
+    /// Assigned host devices (VFIO), including `<interface type='hostdev'>`.
+    public var hostDevices: [HostDevice]
+    /// vDPA network interfaces (`<interface type='vdpa'>`): the device DMAs into guest RAM.
+    public var vdpaInterfaces: [VDPAInterface]
+    /// Devices served by a vhost-user backend process that maps guest RAM.
+    public var vhostUserDevices: [VhostUserDevice]
+    /// Shared-memory devices (`<shmem>`, ivshmem).
+    public var sharedMemoryDevices: [SharedMemoryDevice]
+    /// `<filesystem>` devices with the virtiofs driver (served by virtiofsd, a vhost-user backend).
+    public var virtiofsFilesystems: [VirtiofsFilesystem]
+    /// The launch security type (`sev`, `sev-snp`, `tdx`, `s390-pv`), nil without one.
+    public var launchSecurity: String?
+
+    /// The guest's RAM regions as QEMU backs them: one per NUMA cell (or one for all main
+    /// memory without cells), plus one per memory device.
+    public var ramRegions: [RAMRegion] {
+        var regions: [RAMRegion] = []
+        if numaCells.isEmpty {
+            let devices = memoryDevices.reduce(0) { $0 + $1.sizeKiB }
+            regions.append(RAMRegion(backendID: nil, sizeKiB: memoryKiB - min(devices, memoryKiB), source: .main))
+        } else {
+            for cell in numaCells {
+                regions.append(RAMRegion(backendID: "ram-node\(cell.id)", sizeKiB: cell.memoryKiB, source: .numaCell(cell.id)))
+            }
+        }
+        for device in memoryDevices {
+            regions.append(RAMRegion(backendID: device.alias.map { "mem\($0)" }, sizeKiB: device.sizeKiB,
+                                     source: .memoryDevice(device.model, alias: device.alias)))
+        }
+        return regions
+    }
+}
+
+/// One RAM backend a guest should have, derived from its XML.
+public struct RAMRegion: Sendable, Hashable {
+    /// The id libvirt gives the QEMU memory-backend object, when it is predictable
+    /// (`ram-node0`, `memdimm0`); nil for main memory, whose id depends on the machine type.
+    public var backendID: String?
+    public var sizeKiB: UInt64
+    public var source: Source
+
+    public enum Source: Sendable, Hashable {
+        case main
+        case numaCell(UInt32)
+        case memoryDevice(MemoryDevice.Model, alias: String?)
+    }
+}
+
+/// `<memoryBacking>`.
+public struct MemoryBacking: Sendable, Hashable {
+    public enum Source: String, Sendable, Hashable { case anonymous, file, memfd }
+    public enum Access: String, Sendable, Hashable { case shared, `private` }
+
+    /// `<source type=…>`; nil means QEMU's default, anonymous memory.
+    public var source: Source?
+    /// `<access mode=…>`; nil means private (only a shared backend can be mapped by Samepage).
+    public var access: Access?
+    /// `<hugepages>` present.
+    public var hugepages: Bool
+    /// Explicit `<hugepages><page>` sizes in KiB, with their nodesets; empty means the
+    /// host's default huge page size.
+    public var hugepageSizes: [HugePageSize]
+    /// `<locked/>`: guest memory is mlocked.
+    public var locked: Bool
+    /// `<allocation mode='immediate'/>`: all guest memory is allocated at start.
+    public var preallocated: Bool
+    /// `<discard/>`: QEMU discards guest memory when the guest frees it.
+    public var discard: Bool
+    /// `<nosharepages/>`: the owner asked for no page sharing (KSM) for this guest.
+    public var noSharePages: Bool
+
+    public struct HugePageSize: Sendable, Hashable {
+        public var sizeKiB: UInt64
+        public var nodeset: String?
+    }
+
+    public init(source: Source? = nil, access: Access? = nil, hugepages: Bool = false,
+                hugepageSizes: [HugePageSize] = [], locked: Bool = false, preallocated: Bool = false,
+                discard: Bool = false, noSharePages: Bool = false) {
+        self.source = source
+        self.access = access
+        self.hugepages = hugepages
+        self.hugepageSizes = hugepageSizes
+        self.locked = locked
+        self.preallocated = preallocated
+        self.discard = discard
+        self.noSharePages = noSharePages
+    }
+}
+
+public struct NUMACell: Sendable, Hashable {
+    public var id: UInt32
+    public var memoryKiB: UInt64
+    /// `memAccess`, overriding the domain-wide `<access>` for this cell.
+    public var access: MemoryBacking.Access?
+}
+
+/// `<memory model=…>` under `<devices>`.
+public struct MemoryDevice: Sendable, Hashable {
+    public enum Model: String, Sendable, Hashable {
+        case dimm, nvdimm, virtioMem = "virtio-mem", virtioPmem = "virtio-pmem", sgxEPC = "sgx-epc"
+    }
+    public var model: Model
+    public var alias: String?
+    /// The device's (maximum) size, in KiB.
+    public var sizeKiB: UInt64
+    /// The guest NUMA node it belongs to.
+    public var node: UInt32?
+    public var access: MemoryBacking.Access?
+    /// A backing file (nvdimm, virtio-pmem).
+    public var sourcePath: String?
+    /// Huge page size of the backend, in KiB.
+    public var pageSizeKiB: UInt64?
+    /// virtio-mem: memory the guest was asked to plug, and has plugged, in KiB.
+    public var requestedKiB: UInt64?
+    public var currentKiB: UInt64?
+}
+
+/// `<hostdev>`, or `<interface type='hostdev'>`: a host device assigned through VFIO.
+public struct HostDevice: Sendable, Hashable {
+    /// `pci`, `usb`, `scsi`, `mdev`, ... (`interface` for `<interface type='hostdev'>`).
+    public var type: String
+    public var alias: String?
+}
+
+public struct VDPAInterface: Sendable, Hashable {
+    public var alias: String?
+    /// `/dev/vhost-vdpa-N`.
+    public var devicePath: String?
+}
+
+public struct VhostUserDevice: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable { case interface, disk }
+    public var kind: Kind
+    public var alias: String?
+    /// The UNIX socket the backend serves or connects to.
+    public var socketPath: String?
+    /// `server` or `client`, from QEMU's point of view.
+    public var mode: String?
+}
+
+public struct SharedMemoryDevice: Sendable, Hashable {
+    public var name: String
+    /// `ivshmem-plain` or `ivshmem-doorbell`.
+    public var model: String?
+    public var sizeKiB: UInt64?
+    public var alias: String?
+}
+
+public struct VirtiofsFilesystem: Sendable, Hashable {
+    public var alias: String?
+    /// The mount tag the guest sees.
+    public var target: String?
+    /// The shared host directory (libvirt-launched virtiofsd).
+    public var sourceDirectory: String?
+    /// The socket of an externally launched virtiofsd.
+    public var socketPath: String?
+}
+
+/// Domain XML that could not be understood.
+public struct DomainDefinitionError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public var description: String { "domain XML: \(message)" }
+}
+
+extension DomainDefinition {
+    /// Parses a domain's XML as `virsh dumpxml` prints it.
+    public init(xml: String) throws(DomainDefinitionError) {
+        let document: XMLDocument
+        do { document = try XMLDocument(xmlString: xml, options: []) } catch {
+            throw DomainDefinitionError(message: "not well-formed: \(error)")
+        }
+        guard let root = document.rootElement(), root.name == "domain" else {
+            throw DomainDefinitionError(message: "no <domain> root element")
+        }
+        guard let name = root.child("name")?.text else { throw DomainDefinitionError(message: "no <name>") }
+        guard let uuidText = root.child("uuid")?.text, let uuid = UUID(uuidString: uuidText) else {
+            throw DomainDefinitionError(message: "no valid <uuid>")
+        }
+        guard let memory = root.child("memory"), let memoryKiB = try Self.kibibytes(memory.text, unit: memory["unit"]) else {
+            throw DomainDefinitionError(message: "no <memory>")
+        }
+        self.name = name
+        self.uuid = uuid
+        self.type = root["type"] ?? ""
+        self.memoryKiB = memoryKiB
+        self.currentMemoryKiB = try root.child("currentMemory").flatMap { e throws(DomainDefinitionError) in
+            try Self.kibibytes(e.text, unit: e["unit"])
+        }
+        self.memoryBacking = try Self.memoryBacking(root.child("memoryBacking"))
+        self.launchSecurity = root.child("launchSecurity")?["type"]
+
+        numaCells = []
+        for cell in root.child("cpu")?.child("numa")?.children("cell") ?? [] {
+            guard let id = cell["id"].flatMap(UInt32.init), let kib = try Self.kibibytes(cell["memory"], unit: cell["unit"]) else {
+                throw DomainDefinitionError(message: "NUMA cell without id or memory")
+            }
+            numaCells.append(NUMACell(id: id, memoryKiB: kib, access: try Self.access(cell["memAccess"])))
+        }
+
+        memoryDevices = []
+        hostDevices = []
+        vdpaInterfaces = []
+        vhostUserDevices = []
+        sharedMemoryDevices = []
+        virtiofsFilesystems = []
+        for device in root.child("devices")?.elementChildren ?? [] {
+            let alias = device.child("alias")?["name"]
+            switch device.name {
+            case "memory":
+                guard let modelName = device["model"], let model = MemoryDevice.Model(rawValue: modelName) else {
+                    throw DomainDefinitionError(message: "memory device with unknown model \(device["model"] ?? "none")")
+                }
+                let target = device.child("target")
+                let source = device.child("source")
+                guard let size = target?.child("size"), let sizeKiB = try Self.kibibytes(size.text, unit: size["unit"]) else {
+                    throw DomainDefinitionError(message: "memory device \(alias ?? "") without a target size")
+                }
+                func kib(_ element: XMLElement?) throws(DomainDefinitionError) -> UInt64? {
+                    guard let element else { return nil }
+                    return try Self.kibibytes(element.text, unit: element["unit"])
+                }
+                memoryDevices.append(MemoryDevice(
+                    model: model, alias: alias, sizeKiB: sizeKiB,
+                    node: target?.child("node")?.text.flatMap(UInt32.init),
+                    access: try Self.access(device["access"]),
+                    sourcePath: source?.child("path")?.text,
+                    pageSizeKiB: try kib(source?.child("pagesize")),
+                    requestedKiB: try kib(target?.child("requested")),
+                    currentKiB: try kib(target?.child("current"))
+                ))
+            case "hostdev":
+                hostDevices.append(HostDevice(type: device["type"] ?? "unknown", alias: alias))
+            case "interface":
+                let source = device.child("source")
+                switch device["type"] {
+                case "hostdev": hostDevices.append(HostDevice(type: "interface", alias: alias))
+                case "vdpa": vdpaInterfaces.append(VDPAInterface(alias: alias, devicePath: source?["dev"]))
+                case "vhostuser":
+                    vhostUserDevices.append(VhostUserDevice(kind: .interface, alias: alias, socketPath: source?["path"], mode: source?["mode"]))
+                default: break
+                }
+            case "disk" where device["type"] == "vhostuser":
+                let source = device.child("source")
+                vhostUserDevices.append(VhostUserDevice(kind: .disk, alias: alias, socketPath: source?["path"], mode: source?["mode"]))
+            case "shmem":
+                let size = device.child("size")
+                sharedMemoryDevices.append(SharedMemoryDevice(
+                    name: device["name"] ?? "", model: device.child("model")?["type"],
+                    sizeKiB: try size.flatMap { e throws(DomainDefinitionError) in try Self.kibibytes(e.text, unit: e["unit"]) },
+                    alias: alias))
+            case "filesystem" where device.child("driver")?["type"] == "virtiofs":
+                let source = device.child("source")
+                virtiofsFilesystems.append(VirtiofsFilesystem(
+                    alias: alias, target: device.child("target")?["dir"],
+                    sourceDirectory: source?["dir"], socketPath: source?["socket"]))
+            default:
+                break
+            }
+        }
+    }
+
+    static func memoryBacking(_ element: XMLElement?) throws(DomainDefinitionError) -> MemoryBacking {
+        guard let element else { return MemoryBacking() }
+        var backing = MemoryBacking()
+        if let type = element.child("source")?["type"] {
+            guard let source = MemoryBacking.Source(rawValue: type) else {
+                throw DomainDefinitionError(message: "unknown memoryBacking source \(type)")
+            }
+            backing.source = source
+        }
+        backing.access = try access(element.child("access")?["mode"])
+        if let hugepages = element.child("hugepages") {
+            backing.hugepages = true
+            for page in hugepages.children("page") {
+                guard let kib = try kibibytes(page["size"], unit: page["unit"]) else {
+                    throw DomainDefinitionError(message: "hugepage without a size")
+                }
+                backing.hugepageSizes.append(.init(sizeKiB: kib, nodeset: page["nodeset"]))
+            }
+        }
+        backing.locked = element.child("locked") != nil
+        backing.preallocated = element.child("allocation")?["mode"] == "immediate"
+        backing.discard = element.child("discard") != nil
+        backing.noSharePages = element.child("nosharepages") != nil
+        return backing
+    }
+
+    static func access(_ mode: String?) throws(DomainDefinitionError) -> MemoryBacking.Access? {
+        guard let mode else { return nil }
+        guard let access = MemoryBacking.Access(rawValue: mode) else {
+            throw DomainDefinitionError(message: "unknown memory access mode \(mode)")
+        }
+        return access
+    }
+
+    /// Converts a libvirt scaled integer to KiB, rounding up, as libvirt does. The unit
+    /// defaults to KiB; `KB`, `MB`... are powers of 1000, `k`/`KiB`, `M`/`MiB`... of 1024.
+    static func kibibytes(_ value: String?, unit: String?) throws(DomainDefinitionError) -> UInt64? {
+        guard let value = value?.trimmingCharacters(in: .whitespacesAndNewlines) else { return nil }
+        guard let number = UInt64(value) else { throw DomainDefinitionError(message: "not a size: \(value)") }
+        let unit = (unit ?? "KiB").lowercased()
+        let multiplier: UInt64
+        switch unit {
+        case "b", "bytes": multiplier = 1
+        case "kb": multiplier = 1000
+        case "k", "kib": multiplier = 1 << 10
+        case "mb": multiplier = 1_000_000
+        case "m", "mib": multiplier = 1 << 20
+        case "gb": multiplier = 1_000_000_000
+        case "g", "gib": multiplier = 1 << 30
+        case "tb": multiplier = 1_000_000_000_000
+        case "t", "tib": multiplier = 1 << 40
+        case "pb": multiplier = 1_000_000_000_000_000
+        case "p", "pib": multiplier = 1 << 50
+        case "eb": multiplier = 1_000_000_000_000_000_000
+        case "e", "eib": multiplier = 1 << 60
+        default: throw DomainDefinitionError(message: "unknown unit \(unit)")
+        }
+        let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
+        guard !overflow else { throw DomainDefinitionError(message: "size overflows: \(value) \(unit)") }
+        return bytes / 1024 + (bytes % 1024 == 0 ? 0 : 1)
+    }
+}
+
+extension XMLElement {
+    fileprivate var elementChildren: [XMLElement] { children?.compactMap { $0 as? XMLElement } ?? [] }
+    fileprivate func children(_ name: String) -> [XMLElement] { elementChildren.filter { $0.name == name } }
+    fileprivate func child(_ name: String) -> XMLElement? { elementChildren.first { $0.name == name } }
+    fileprivate var text: String? { stringValue?.trimmingCharacters(in: .whitespacesAndNewlines) }
+    fileprivate subscript(_ attribute: String) -> String? { self.attribute(forName: attribute)?.stringValue }
+}

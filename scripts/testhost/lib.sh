@@ -1,0 +1,132 @@
+# shellcheck shell=bash
+# Common helpers for the Samepage test-host scripts. Sourced, never executed.
+#
+# State directory (SAMEPAGE_TESTHOST_DIR, default /var/lib/samepage-testhost):
+#   domains            names of libvirt domains these scripts defined (one per line)
+#   created            other things these scripts created (users, groups, qemu.conf)
+#   libvirtd.pid       "PID STARTTIME" of the libvirtd that setup.sh started
+#   virtlogd.pid       "PID STARTTIME" of the virtlogd that setup.sh started
+#   qemu.conf.orig     /etc/libvirt/qemu.conf as it was before setup.sh first changed it
+#   vmlinuz, guest-initrd.img, image.stamp, dataset.md5   the guest image (build-image.sh)
+#   membacking/        qemu.conf memory_backing_dir (file-backed guest RAM)
+#   serial/NAME.log    serial console of guest NAME
+#   xml/NAME.xml       the domain XML guest.sh defined
+#   logs/              libvirtd / virtlogd logs
+#   lock               flock(1) lock serialising updates of the records above
+
+STATE="${SAMEPAGE_TESTHOST_DIR:-/var/lib/samepage-testhost}"
+TESTHOST_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LIBVIRT_URI="qemu:///system"
+QEMU_CONF="${SAMEPAGE_QEMU_CONF:-/etc/libvirt/qemu.conf}"
+LIBVIRTD_PIDFILE=/run/libvirtd.pid
+VIRTLOGD_PIDFILE=/run/virtlogd.pid
+
+PROG="$(basename "$0")"
+
+log()  { printf '%s: %s\n' "$PROG" "$*" >&2; }
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+die()  { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+require_root() {
+    [ "$(id -u)" -eq 0 ] || die "must run as root (libvirtd, qemu.conf and guest RAM need it)"
+}
+
+virsh_() { virsh -q -c "$LIBVIRT_URI" "$@"; }
+
+ensure_state_dir() {
+    mkdir -p "$STATE" "$STATE/serial" "$STATE/xml" "$STATE/logs" "$STATE/membacking"
+    touch "$STATE/domains" "$STATE/created"
+}
+
+# Run "$@" while holding the state lock (serialises record updates).
+with_lock() {
+    ensure_state_dir
+    (
+        flock -w 60 9 || die "could not lock $STATE/lock within 60 s"
+        "$@"
+    ) 9>"$STATE/lock"
+}
+
+# --- record of created domains ----------------------------------------------
+
+domain_recorded() { [ -f "$STATE/domains" ] && grep -qxF -- "$1" "$STATE/domains"; }
+
+_record_domain()   { domain_recorded "$1" || printf '%s\n' "$1" >>"$STATE/domains"; }
+_unrecord_domain() {
+    [ -f "$STATE/domains" ] || return 0
+    grep -vxF -- "$1" "$STATE/domains" >"$STATE/domains.tmp" || true
+    mv -f "$STATE/domains.tmp" "$STATE/domains"
+}
+record_domain()   { with_lock _record_domain "$1"; }
+unrecord_domain() { with_lock _unrecord_domain "$1"; }
+
+recorded_domains() { [ -f "$STATE/domains" ] && grep -v '^[[:space:]]*$' "$STATE/domains" || true; }
+
+record_created() {
+    ensure_state_dir
+    grep -qxF -- "$1" "$STATE/created" || printf '%s\n' "$1" >>"$STATE/created"
+}
+
+# --- processes ----------------------------------------------------------------
+
+# Start time (clock ticks since boot) of PID, field 22 of /proc/PID/stat.
+proc_starttime() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"            # drop "pid (comm) " (comm may contain spaces)
+    # shellcheck disable=SC2086
+    set -- $stat                   # now $1 is field 3 (state)
+    printf '%s\n' "${20}"          # field 22
+}
+
+proc_comm() { cat "/proc/$1/comm" 2>/dev/null; }
+
+# pid_alive_as PID NAME: PID is a live process whose comm is NAME.
+pid_alive_as() {
+    [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(proc_comm "$1")" = "$2" ]
+}
+
+# Pid of a running daemon NAME (libvirtd/virtlogd), from its pidfile or, failing
+# that, by exact process name (only used to *detect*, never to kill). Empty if none.
+running_daemon_pid() {
+    local name="$1" pidfile="$2" pid=""
+    if [ -r "$pidfile" ]; then
+        pid="$(tr -dc '0-9' <"$pidfile")"
+        if pid_alive_as "$pid" "$name"; then printf '%s\n' "$pid"; return 0; fi
+    fi
+    pid="$(pgrep -x "$name" | head -n1 || true)"
+    [ -n "$pid" ] && printf '%s\n' "$pid"
+    return 0
+}
+
+# Pid recorded in $STATE/NAME.pid if that exact process (pid + start time) still runs.
+our_daemon_pid() {
+    local name="$1" rec="$STATE/$1.pid" pid start
+    [ -r "$rec" ] || return 0
+    read -r pid start <"$rec" || true
+    if pid_alive_as "$pid" "$name" && [ "$(proc_starttime "$pid")" = "$start" ]; then
+        printf '%s\n' "$pid"
+    fi
+    return 0
+}
+
+libvirtd_pid() { running_daemon_pid libvirtd "$LIBVIRTD_PIDFILE"; }
+virtlogd_pid() { running_daemon_pid virtlogd "$VIRTLOGD_PIDFILE"; }
+
+libvirt_reachable() { virsh -c "$LIBVIRT_URI" version >/dev/null 2>&1; }
+
+require_libvirt() {
+    libvirt_reachable || die "libvirt ($LIBVIRT_URI) is not reachable; run $TESTHOST_SCRIPTS/setup.sh first"
+}
+
+# Names of all domains libvirt knows (running or defined).
+libvirt_domains() { virsh_ list --all --name | grep -v '^[[:space:]]*$' || true; }
+
+domain_exists() { virsh -c "$LIBVIRT_URI" dominfo -- "$1" >/dev/null 2>&1; }
+
+domain_state() { virsh -c "$LIBVIRT_URI" domstate -- "$1" 2>/dev/null | head -n1; }
+
+# Active = has a QEMU process (running, paused, ...).
+domain_running() { virsh_ list --name | grep -qxF -- "$1"; }
+
+valid_name() { [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$ ]]; }
