@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C libraries, wrapped once each.
@@ -33,10 +34,20 @@ let package = Package(
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
 
+        // The agent: discovery <-> engine, on threads of its own.
+        .target(
+            name: "SamepageAgent",
+            dependencies: [
+                "SamepageCore", "GuestMemory", "Libvirt",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .executableTarget(
             name: "samepage",
             dependencies: [
-                "SamepageCore", "GuestMemory",
+                "SamepageCore", "GuestMemory", "SamepageAgent", "Libvirt",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,7 +63,7 @@ let package = Package(
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Libvirt", "GuestMemory", "SamepageCore"]
+            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageAgent"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -7,7 +7,7 @@ struct SamepageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "samepage",
         abstract: "Kernel Samepage Merging for QEMU guests with shared-memory RAM.",
-        subcommands: [ScanCommand.self]
+        subcommands: [ScanCommand.self, GuestsCommand.self]
     )
 
     static func main() { mainReportingFailures() }

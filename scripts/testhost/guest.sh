@@ -182,11 +182,18 @@ cmd_undefine() {
 
 cmd_serial() { local name="${1:-}"; need_name "$name"; serial_log "$name"; }
 
+# qemu_alive NAME: the QEMU of NAME runs (pid file libvirt keeps while it runs + /proc).
+qemu_alive() {
+    local f="/run/libvirt/qemu/$1.pid" pid
+    [ -s "$f" ] || return 1
+    pid="$(tr -dc '0-9' <"$f")"
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && [[ "$(proc_comm "$pid")" == qemu* ]]
+}
+
 # wait_for NAME ERE TIMEOUT
 wait_for() {
     local name="$1" pattern="$2" timeout="$3" log t0 now
     [[ "$timeout" =~ ^[0-9]+$ ]] || die "timeout must be whole seconds"
-    require_libvirt
     log="$(serial_log "$name")"
     t0="$(date +%s.%N)"
     local deadline=$((SECONDS + timeout)) n=0
@@ -197,7 +204,7 @@ wait_for() {
             return 0
         fi
         # Every ~2 s check that the guest still runs (a panic ends it: on_reboot=destroy).
-        if [ $((n % 10)) -eq 0 ] && ! domain_running "$name"; then
+        if [ $((n % 10)) -eq 0 ] && ! qemu_alive "$name"; then
             die "$name is not running; serial log ($log) ends with:
 $(tail -n 20 "$log" 2>/dev/null)"
         fi

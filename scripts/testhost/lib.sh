@@ -8,16 +8,19 @@
 #   virtlogd.pid       "PID STARTTIME" of the virtlogd that setup.sh started
 #   qemu.conf.orig     /etc/libvirt/qemu.conf as it was before setup.sh first changed it
 #   vmlinuz, guest-initrd.img, image.stamp, dataset.md5   the guest image (build-image.sh)
-#   membacking/        qemu.conf memory_backing_dir (file-backed guest RAM)
+#   membacking/        qemu.conf memory_backing_dir (file-backed guest RAM); setup.sh takes
+#                      SAMEPAGE_MEMBACKING_DIR instead if set (e.g. a tmpfs such as /dev/shm/x)
 #   serial/NAME.log    serial console of guest NAME
 #   xml/NAME.xml       the domain XML guest.sh defined
 #   logs/              libvirtd / virtlogd logs
 #   lock               flock(1) lock serialising updates of the records above
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 STATE="${SAMEPAGE_TESTHOST_DIR:-/var/lib/samepage-testhost}"
 TESTHOST_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LIBVIRT_URI="qemu:///system"
 QEMU_CONF="${SAMEPAGE_QEMU_CONF:-/etc/libvirt/qemu.conf}"
+MEMBACKING="${SAMEPAGE_MEMBACKING_DIR:-$STATE/membacking}"
 LIBVIRTD_PIDFILE=/run/libvirtd.pid
 VIRTLOGD_PIDFILE=/run/virtlogd.pid
 
@@ -34,7 +37,7 @@ require_root() {
 virsh_() { virsh -q -c "$LIBVIRT_URI" "$@"; }
 
 ensure_state_dir() {
-    mkdir -p "$STATE" "$STATE/serial" "$STATE/xml" "$STATE/logs" "$STATE/membacking"
+    mkdir -p "$STATE" "$STATE/serial" "$STATE/xml" "$STATE/logs" "$MEMBACKING"
     touch "$STATE/domains" "$STATE/created"
 }
 

@@ -6,7 +6,8 @@
 #   2. creates the libvirt-qemu user/group libvirtd insists on (if missing),
 #   3. writes the settings below into /etc/libvirt/qemu.conf (inside a marked block),
 #        user = "root"  group = "root"  dynamic_ownership = 0  security_driver = "none"
-#        memory_backing_dir = "$STATE/membacking"      (file-backed guest RAM)
+#        memory_backing_dir = "$STATE/membacking"      (file-backed guest RAM; set
+#                                       SAMEPAGE_MEMBACKING_DIR to use another directory)
 #      and REFUSES to do anything if libvirt already has domains these scripts did not
 #      create (not listed in $STATE/domains),
 #   4. starts virtlogd and libvirtd (-d) unless already running, records their pids in
@@ -60,7 +61,7 @@ if [ -n "$running_pid" ]; then
     names="$(virsh -c "$LIBVIRT_URI" list --all --name 2>&1)" ||
         die "libvirtd (pid $running_pid) is running but 'virsh -c $LIBVIRT_URI list' failed: $names"
     while IFS= read -r n; do
-        [ -n "$n" ] && ! domain_recorded "$n" && foreign+=("$n")
+        if [ -n "$n" ] && ! domain_recorded "$n"; then foreign+=("$n"); fi
     done <<<"$names"
 else
     # libvirtd is down: it would load these definitions (persistent / still running) on start.
@@ -101,7 +102,7 @@ user = \"root\"
 group = \"root\"
 dynamic_ownership = 0
 security_driver = \"none\"
-memory_backing_dir = \"$STATE/membacking\"
+memory_backing_dir = \"$MEMBACKING\"
 $END_MARK"
 
 current=""
@@ -134,7 +135,7 @@ if [ "$new" != "$current" ]; then
     chmod 0600 "$QEMU_CONF.samepage-tmp"
     mv -f "$QEMU_CONF.samepage-tmp" "$QEMU_CONF"
     conf_changed=1
-    log "wrote $QEMU_CONF (user/group root, dynamic_ownership 0, security_driver none, memory_backing_dir $STATE/membacking)"
+    log "wrote $QEMU_CONF (user/group root, dynamic_ownership 0, security_driver none, memory_backing_dir $MEMBACKING)"
 else
     log "$QEMU_CONF already configured"
 fi
@@ -142,14 +143,14 @@ fi
 # ---- 5. daemons ----------------------------------------------------------------------
 # start_daemon NAME PIDFILE: start "NAME -d" and record "PID STARTTIME" in $STATE/NAME.pid.
 start_daemon() {
-    local name="$1" pidfile="$2" pid="" i
+    local name="$1" pidfile="$2" pid=""
     log "starting $name"
     (
         cd /
         LIBVIRT_LOG_OUTPUTS="3:file:$STATE/logs/$name.log" exec "$name" -d \
             </dev/null >>"$STATE/logs/$name.out" 2>&1
     ) || die "$name -d failed; see $STATE/logs/$name.out and $STATE/logs/$name.log"
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         if [ -r "$pidfile" ]; then
             pid="$(tr -dc '0-9' <"$pidfile")"
             pid_alive_as "$pid" "$name" && break
@@ -164,12 +165,12 @@ start_daemon() {
 
 # stop_our_daemon NAME: stop the process recorded in $STATE/NAME.pid (if it still is it).
 stop_our_daemon() {
-    local name="$1" pid i
+    local name="$1" pid
     pid="$(our_daemon_pid "$name")"
     if [ -n "$pid" ]; then
         log "stopping $name pid $pid"
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 150); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+        for _ in $(seq 1 150); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
         [ ! -d "/proc/$pid" ] || die "$name pid $pid did not exit within 15 s"
     fi
     rm -f "$STATE/$name.pid"
@@ -182,7 +183,18 @@ else
     log "virtlogd already running (pid $pid$([ "$pid" = "$(our_daemon_pid virtlogd)" ] && echo ', started by setup.sh'))"
 fi
 
+# A libvirtd we may not restart that was running when qemu.conf changed: remembered in
+# $STATE/libvirtd.needs-restart ("PID STARTTIME") so that a later run still refuses to go on.
+pending="$STATE/libvirtd.needs-restart"
 pid="$(libvirtd_pid)"
+if [ -f "$pending" ]; then
+    read -r ppid pstart <"$pending" || true
+    if [ -n "$pid" ] && [ "$pid" = "${ppid:-}" ] && [ "$(proc_starttime "$pid")" = "${pstart:-}" ]; then
+        conf_changed=1          # that libvirtd still has not loaded the current qemu.conf
+    else
+        rm -f "$pending"
+    fi
+fi
 if [ -z "$pid" ]; then
     start_daemon libvirtd "$LIBVIRTD_PIDFILE"
 elif [ "$conf_changed" -eq 1 ]; then
@@ -191,9 +203,10 @@ elif [ "$conf_changed" -eq 1 ]; then
         stop_our_daemon libvirtd
         start_daemon libvirtd "$LIBVIRTD_PIDFILE"
     else
-        die "$QEMU_CONF changed, but the running libvirtd (pid $pid) was not started by setup.sh,
-  so it is left alone and still runs with the old settings. Restart it yourself, then run
-  setup.sh again."
+        printf '%s %s\n' "$pid" "$(proc_starttime "$pid")" >"$pending"
+        die "$QEMU_CONF has new settings, but the running libvirtd (pid $pid) was not started by
+  setup.sh, so it is left alone and still runs with the old settings. Restart that libvirtd
+  yourself (or stop it and let setup.sh start one), then run setup.sh again."
     fi
 else
     log "libvirtd already running (pid $pid$([ "$pid" = "$(our_daemon_pid libvirtd)" ] && echo ', started by setup.sh'))"

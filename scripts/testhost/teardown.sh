@@ -52,7 +52,7 @@ fi
 
 # ---- daemons ---------------------------------------------------------------------
 stop_recorded() {
-    local name="$1" rec="$STATE/$1.pid" pid i
+    local name="$1" rec="$STATE/$1.pid" pid
     if [ ! -f "$rec" ]; then
         local other; other="$(running_daemon_pid "$name" "/run/$name.pid")"
         [ -z "$other" ] || log "$name (pid $other) was not started by setup.sh; leaving it running"
@@ -66,11 +66,11 @@ stop_recorded() {
     fi
     log "stopping $name (pid $pid, started by setup.sh)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 150); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    for _ in $(seq 1 150); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     if [ -d "/proc/$pid" ] && [ "$(proc_starttime "$pid")" = "$(cut -d' ' -f2 "$rec")" ]; then
         warn "$name pid $pid ignored SIGTERM for 15 s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
-        for i in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+        for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     fi
     rm -f "$rec"
 }

@@ -1,0 +1,282 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SamepageCore
+
+/// How a RAM backend is opened: read-only for scanning, read-write for hole punching.
+public enum BackendAccess: Sendable, Hashable {
+    case readOnly, readWrite
+}
+
+/// What kind of memory backs a guest region, from `fstatfs` of the backend.
+public enum BackendKind: Sendable, Hashable, CustomStringConvertible {
+    /// A memfd on the kernel's internal tmpfs.
+    case memfd
+    /// A file on a tmpfs (`/dev/shm`, a tmpfs mem-path).
+    case sharedMemoryFile
+    /// hugetlbfs (or a hugetlb memfd), with its huge page size in bytes.
+    case hugetlbfs(pageSize: Int)
+    /// A file on a disk filesystem (`f_type` of its statfs).
+    case diskFile(filesystemType: Int)
+
+    public var description: String {
+        switch self {
+        case .memfd: "memfd"
+        case .sharedMemoryFile: "tmpfs file"
+        case .hugetlbfs(let size): "hugetlbfs (\(size / 1024) KiB pages)"
+        case .diskFile(let type): "disk file (fs 0x\(String(type, radix: 16)))"
+        }
+    }
+}
+
+/// A backend that no longer matches the region opened on it, or that cannot be read.
+public enum BackendError: Error, Sendable, Hashable, CustomStringConvertible {
+    case system(SystemError)
+    /// The file opened through map_files is not the one the maps line names (QEMU remapped).
+    case identityMismatch(backend: String, expected: FileIdentity, found: FileIdentity)
+    /// The mapping is not of a regular file (a device, a socket).
+    case notRegularFile(backend: String)
+    /// A read reached the end of the file: the backend shrank under the region.
+    case truncated(backend: String, regionEnd: Int, fileSize: Int)
+    /// The backend's size changed since the region was opened.
+    case sizeChanged(backend: String, from: Int, to: Int)
+    /// The process that mapped the backend has exited.
+    case processExited(backend: String)
+
+    public var description: String {
+        switch self {
+        case .system(let error): error.description
+        case .identityMismatch(let backend, let expected, let found):
+            "\(backend): opened file \(found) is not the mapped file \(expected)"
+        case .notRegularFile(let backend): "\(backend): not a regular file"
+        case .truncated(let backend, let end, let size):
+            "\(backend): backend truncated to \(size) bytes under a region ending at \(end)"
+        case .sizeChanged(let backend, let from, let to): "\(backend): backend size changed from \(from) to \(to) bytes"
+        case .processExited(let backend): "\(backend): the process mapping it has exited"
+        }
+    }
+}
+
+/// One RAM backend of a guest, opened through `/proc/PID/map_files` of the process that maps
+/// it, as the engine's page source.
+///
+/// Guest memory is never touched through a mapping: a read fault on a shared mapping would
+/// allocate a hole or swap a page in, and a truncated backend would raise SIGBUS. The region
+/// keeps a `PROT_READ` mapping of the backend that it never reads, only asks `mincore(2)`
+/// about (on hugetlbfs, where mincore sees only the caller's own page tables, the mapping
+/// process's `/proc/PID/pagemap` is read instead), and reads contents with `pread`, which
+/// neither allocates holes nor faults. Closing the region (its last reference) unmaps and
+/// closes everything, releasing the guest's RAM once QEMU is gone.
+///
+/// All stored state is immutable and every call is a thread-safe system call, so a region may
+/// be used from several threads.
+public final class GuestRegion: PageSource, @unchecked Sendable {
+    /// The QEMU memory-backend id (`pc.ram`, `ram-node0`, `memdimm0`), or a caller's label.
+    public let backendID: String
+    public let kind: BackendKind
+    /// The backend's identity, as in the maps line and `fstat` of the open file.
+    public let file: FileIdentity
+    /// The path of the mapping in the maps file (`/memfd:pc.ram`, `/dev/shm/guest`).
+    public let path: String?
+    /// Where the region starts in the backend file, in bytes.
+    public let fileOffset: Int
+    /// The region's size in bytes (a multiple of `pageSize`).
+    public let size: Int
+    public let pageCount: Int
+    public let access: BackendAccess
+    /// The process that maps it and the address of its mapping there.
+    public let pid: pid_t
+    public let processAddresses: Range<UInt64>
+
+    /// The open backend. Valid for the life of the region; for hole punching with `.readWrite`.
+    public let descriptor: Int32
+    private let fileSizeAtOpen: Int
+    private let residencyMapping: UnsafeMutableRawPointer?
+    private let pagemapDescriptor: Int32?
+    private let processDescriptor: Int32?
+
+    /// Opens the backend of `mapping`, a shared file mapping of process `pid`, through
+    /// `/proc/PID/map_files` (needs CAP_SYS_ADMIN), and checks that the opened file is the
+    /// mapped one.
+    public convenience init(mapping: MemoryMapping, of pid: pid_t, backendID: String,
+                            access: BackendAccess = .readOnly) throws(BackendError) {
+        try self.init(mapping: mapping, of: pid, backendID: backendID, access: access, processDescriptor: nil)
+    }
+
+    /// As the public initializer; `processDescriptor`, a pidfd of `pid`, becomes the region's.
+    init(mapping: MemoryMapping, of pid: pid_t, backendID: String, access: BackendAccess,
+         processDescriptor: Int32?) throws(BackendError) {
+        var cleanup = Cleanup(processDescriptor: processDescriptor)
+        precondition(mapping.length > 0 && mapping.length % UInt64(pageSize) == 0, "mapping of \(mapping.length) bytes")
+        let mapFile = "/proc/\(pid)/map_files/\(mapping.mapFilesName)"
+        let flags = (access == .readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+        let descriptor = try Self.check { () throws(SystemError) in try retryingInterrupts("open \(mapFile)") { open(mapFile, flags) } }
+        cleanup.descriptor = descriptor
+
+        var status = stat()
+        try Self.check { () throws(SystemError) in try retryingInterrupts("fstat \(mapFile)") { fstat(descriptor, &status) } }
+        guard status.st_mode & S_IFMT == S_IFREG else { throw .notRegularFile(backend: backendID) }
+        guard FileIdentity(status) == mapping.file else {
+            throw .identityMismatch(backend: backendID, expected: mapping.file, found: FileIdentity(status))
+        }
+        let fileSystem = try Self.check { () throws(SystemError) in try LinuxCalls.fileSystem(of: descriptor) }
+        let kind: BackendKind = switch fileSystem.type {
+        case LinuxCalls.hugetlbfsMagic: .hugetlbfs(pageSize: fileSystem.blockSize)
+        case LinuxCalls.tmpfsMagic: mapping.isMemfd ? .memfd : .sharedMemoryFile
+        default: .diskFile(filesystemType: fileSystem.type)
+        }
+
+        let size = Int(mapping.length)
+        if case .hugetlbfs = kind {
+            // mincore on our own untouched mapping would report nothing resident.
+            let pagemap = "/proc/\(pid)/pagemap"
+            cleanup.pagemapDescriptor = try Self.check { () throws(SystemError) in
+                try retryingInterrupts("open \(pagemap)") { open(pagemap, O_RDONLY | O_CLOEXEC) }
+            }
+        } else {
+            let address = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, off_t(mapping.fileOffset))
+            guard let address, address != MAP_FAILED else { throw .system(SystemError("mmap \(mapFile)")) }
+            cleanup.mapping = (address, size)
+            // A core dump of this process must not read through it either.
+            _ = madvise(address, size, MADV_DONTDUMP)
+        }
+
+        self.backendID = backendID
+        self.kind = kind
+        self.file = mapping.file
+        self.path = mapping.path
+        self.fileOffset = Int(mapping.fileOffset)
+        self.size = size
+        self.pageCount = size / pageSize
+        self.access = access
+        self.pid = pid
+        self.processAddresses = mapping.addresses
+        self.descriptor = descriptor
+        self.fileSizeAtOpen = Int(status.st_size)
+        self.residencyMapping = cleanup.mapping?.address
+        self.pagemapDescriptor = cleanup.pagemapDescriptor
+        self.processDescriptor = processDescriptor
+        cleanup.disarm()
+    }
+
+    deinit {
+        if let residencyMapping { munmap(residencyMapping, size) }
+        if let pagemapDescriptor { close(pagemapDescriptor) }
+        if let processDescriptor { close(processDescriptor) }
+        close(descriptor)
+    }
+
+    /// `mincore(2)` on the untouched mapping (pagemap of the mapping process on hugetlbfs):
+    /// bit 0 of `vector[i]` is set when page `pages.lowerBound + i` is in memory. A page
+    /// swapped out, a hole, or a page past a truncated end reads as not resident.
+    public func residency(of pages: Range<Int>, into vector: UnsafeMutableBufferPointer<UInt8>) throws {
+        precondition(pages.lowerBound >= 0 && pages.upperBound <= pageCount && vector.count >= pages.count)
+        guard !pages.isEmpty else { return }
+        if let residencyMapping {
+            let start = residencyMapping + pages.lowerBound * pageSize
+            while mincore(start, pages.count * pageSize, vector.baseAddress) != 0 {
+                // EAGAIN: the kernel was short of memory for a moment.
+                guard errno == EAGAIN || errno == EINTR else { throw BackendError.system(SystemError("mincore \(backendID)")) }
+            }
+        } else if let pagemapDescriptor {
+            try readPagemap(pagemapDescriptor, pages: pages, into: vector)
+        }
+    }
+
+    private func readPagemap(_ pagemap: Int32, pages: Range<Int>, into vector: UnsafeMutableBufferPointer<UInt8>) throws(BackendError) {
+        let firstEntry = Int(processAddresses.lowerBound) / pageSize + pages.lowerBound
+        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: pages.count) { (entries) throws(BackendError) in
+            let bytes = UnsafeMutableRawBufferPointer(entries)
+            try readFully(pagemap, into: bytes, at: firstEntry * 8, what: "pagemap of \(pid)") { _ in
+                .processExited(backend: backendID)
+            }
+            for index in 0..<pages.count {
+                vector[index] = UInt8(truncatingIfNeeded: entries[index] >> 63)  // PM_PRESENT
+            }
+        }
+    }
+
+    /// Reads pages with `pread`, looping over partial reads. Throws `.truncated` when the
+    /// backend ends before the run does.
+    public func read(_ pages: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) throws {
+        precondition(pages.lowerBound >= 0 && pages.upperBound <= pageCount && buffer.count == pages.count * pageSize)
+        try readFully(descriptor, into: buffer, at: fileOffset + pages.lowerBound * pageSize, what: backendID) { offset in
+            .truncated(backend: backendID, regionEnd: fileOffset + pages.upperBound * pageSize, fileSize: (try? currentFileSize()) ?? offset)
+        }
+    }
+
+    private func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, what: String,
+                           atEnd: (Int) -> BackendError) throws(BackendError) {
+        var done = 0
+        while done < buffer.count {
+            let count = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if count > 0 {
+                done += count
+            } else if count == 0 {
+                throw atEnd(offset + done)
+            } else if errno == ESRCH {
+                throw .processExited(backend: backendID)
+            } else if errno != EINTR {
+                throw .system(SystemError("pread \(what)"))
+            }
+        }
+    }
+
+    /// The bytes the backend has allocated (`st_blocks`), for measuring what a reclaim freed.
+    public func allocatedBytes() throws(BackendError) -> Int {
+        try Self.check { () throws(SystemError) in Int(try status().st_blocks) * 512 }
+    }
+
+    /// Checks that this region still describes what the guest uses: the mapping process is
+    /// alive, its mapping at the same address is still this file (device and inode), and
+    /// the file's size is unchanged. Call before any change to the backend.
+    public func ensureStillSameBackend() throws(BackendError) {
+        if let processDescriptor, QEMUProcess.hasExited(pidfd: processDescriptor) {
+            throw .processExited(backend: backendID)
+        }
+        var mapped = stat()
+        let mapFile = "/proc/\(pid)/map_files/\(String(processAddresses.lowerBound, radix: 16))-\(String(processAddresses.upperBound, radix: 16))"
+        if stat(mapFile, &mapped) != 0 {
+            throw errno == ENOENT || errno == ESRCH ? .processExited(backend: backendID) : .system(SystemError("stat \(mapFile)"))
+        }
+        guard FileIdentity(mapped) == file else {
+            throw .identityMismatch(backend: backendID, expected: file, found: FileIdentity(mapped))
+        }
+        let fileSize = try currentFileSize()
+        guard fileSize == fileSizeAtOpen else { throw .sizeChanged(backend: backendID, from: fileSizeAtOpen, to: fileSize) }
+    }
+
+    private func currentFileSize() throws(BackendError) -> Int {
+        try Self.check { () throws(SystemError) in Int(try status().st_size) }
+    }
+
+    private func status() throws(SystemError) -> stat {
+        var status = stat()
+        try retryingInterrupts("fstat \(backendID)") { fstat(descriptor, &status) }
+        return status
+    }
+
+    @discardableResult
+    private static func check<T>(_ body: () throws(SystemError) -> T) throws(BackendError) -> T {
+        do { return try body() } catch { throw .system(error) }
+    }
+
+    /// Releases what an initializer acquired if it fails half-way.
+    private struct Cleanup: ~Copyable {
+        var processDescriptor: Int32?
+        var descriptor: Int32?
+        var pagemapDescriptor: Int32?
+        var mapping: (address: UnsafeMutableRawPointer, size: Int)?
+        var armed = true
+
+        init(processDescriptor: Int32?) { self.processDescriptor = processDescriptor }
+
+        mutating func disarm() { armed = false }
+
+        deinit {
+            guard armed else { return }
+            if let mapping { munmap(mapping.address, mapping.size) }
+            for fd in [descriptor, pagemapDescriptor, processDescriptor].compactMap({ $0 }) { close(fd) }
+        }
+    }
+}

@@ -1,0 +1,473 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GuestMemory
+import Libvirt
+import Logging
+import SamepageCore
+import Synchronization
+
+/// How the agent is set up.
+public struct AgentConfiguration: Sendable {
+    /// The libvirt URI to follow guests on.
+    public var uri: String = "qemu:///system"
+    /// The engine's knobs at start.
+    public var tunables = Tunables(pagesToScan: 1000, sleepMillisecs: 20)
+    /// The policy of each guest; asked when a guest is found and on ``Agent/reloadPolicies()``.
+    public var policy: @Sendable (GuestIdentity) -> GuestPolicy = { _ in GuestPolicy() }
+    /// How often the guest list is re-read from libvirt even without events.
+    public var reconcileInterval: Duration = .seconds(5)
+    /// Where libvirt's QEMU driver keeps `NAME.pid`.
+    public var libvirtRunDirectory = "/run/libvirt/qemu"
+    /// Longest wait between reconnection attempts while libvirtd is unreachable.
+    public var maximumReconnectDelay: Duration = .seconds(30)
+
+    public init() {}
+}
+
+/// The host agent's core: follows libvirt's guests, maps their RAM backends and runs the
+/// merging engine over them, on one thread of its own.
+///
+/// Everything that blocks (libvirt calls, reads of guest RAM) happens on that thread, never on
+/// Swift's cooperative pool. Other threads talk to it through a lock: they read
+/// ``snapshot`` and post requests, which the thread applies between batches.
+public final class Agent: Sendable {
+    public let configuration: AgentConfiguration
+    let logger: Logger
+    private let shared = Mutex(Shared())
+
+    struct Shared: ~Copyable {
+        var snapshot = AgentSnapshot()
+        var events: [DomainEventNotification] = []
+        var connectionClosed = false
+        var requests: [Request] = []
+        var stopping = false
+        var running = false
+    }
+
+    enum Request: Sendable {
+        case tunables(Tunables)
+        case run(RunMode)
+        case reloadPolicies
+        case refresh
+    }
+
+    public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "samepage.agent")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The latest published state. Published after every reconcile and at least every 250 ms
+    /// of scanning.
+    public var snapshot: AgentSnapshot { shared.withLock { $0.snapshot } }
+
+    /// Starts the agent's thread. Returns at once.
+    public func start() {
+        let alreadyRunning = shared.withLock { state in
+            defer { state.running = true }
+            return state.running
+        }
+        guard !alreadyRunning else { return }
+        let thread = Thread { [self] in self.run() }
+        thread.name = "samepage-agent"
+        thread.start()
+    }
+
+    /// Asks the thread to stop; it releases every guest's mappings, then exits. Waits for that
+    /// up to `timeout`.
+    public func stop(timeout: Duration = .seconds(10)) {
+        shared.withLock { $0.stopping = true }
+        let deadline = ContinuousClock.now + timeout
+        while shared.withLock({ $0.running }) && ContinuousClock.now < deadline {
+            usleep(10_000)
+        }
+    }
+
+    /// Changes the engine's knobs before its next batch.
+    public func setTunables(_ tunables: Tunables) throws(TunableError) {
+        try tunables.validate()
+        post(.tunables(tunables))
+    }
+
+    /// `run`: stop, merge, or unmerge everything.
+    public func setRun(_ mode: RunMode) { post(.run(mode)) }
+
+    /// Asks every guest's policy again and applies changes.
+    public func reloadPolicies() { post(.reloadPolicies) }
+
+    /// Re-reads the guest list from libvirt now.
+    public func refresh() { post(.refresh) }
+
+    private func post(_ request: Request) { shared.withLock { $0.requests.append(request) } }
+
+    /// Runs the agent on the calling thread until ``stop(timeout:)``. Blocking.
+    public func run() {
+        shared.withLock { $0.running = true }
+        let worker: Worker
+        do {
+            worker = try Worker(agent: self)
+        } catch {
+            logger.critical("cannot start the engine: \(error)")
+            shared.withLock { $0.running = false }
+            return
+        }
+        worker.loop()
+        shared.withLock { $0.running = false }
+    }
+
+    // MARK: For the worker
+
+    func takeInbox() -> (events: [DomainEventNotification], closed: Bool, requests: [Request], stopping: Bool) {
+        shared.withLock { state in
+            defer {
+                state.events = []
+                state.requests = []
+                state.connectionClosed = false
+            }
+            return (state.events, state.connectionClosed, state.requests, state.stopping)
+        }
+    }
+
+    func publish(_ snapshot: AgentSnapshot) { shared.withLock { $0.snapshot = snapshot } }
+
+    func deliver(_ event: DomainEventNotification) { shared.withLock { $0.events.append(event) } }
+
+    func connectionDidClose() { shared.withLock { $0.connectionClosed = true } }
+}
+
+/// A guest the agent knows, with its open backends and engine slots. Lives on the agent's
+/// thread only.
+final class TrackedGuest {
+    var identity: GuestIdentity
+    let uuid: UUID
+    var domainID: UInt32?
+    var state: DomainState
+    var definition: DomainDefinition?
+    var facts = GuestFacts()
+    var policy = GuestPolicy()
+    var process: QEMUProcess?
+    var regions: [GuestRegion] = []
+    var slots: [SlotID] = []
+    var reason: String?
+    /// Dropped after a failure: not mapped again until QEMU restarts (a new domain id).
+    var failed = false
+
+    init(_ info: DomainInfo) {
+        identity = GuestIdentity(name: info.name, uuid: info.uuid.uuidString.lowercased())
+        uuid = info.uuid
+        domainID = info.id
+        state = info.state
+    }
+
+    var mapped: Bool { !slots.isEmpty }
+}
+
+/// The agent thread's state and loop.
+final class Worker {
+    let agent: Agent
+    let engine: Engine
+    var logger: Logger { agent.logger }
+    var configuration: AgentConfiguration { agent.configuration }
+
+    var connection: LibvirtConnection?
+    var subscription: EventSubscription?
+    var connectionError: String?
+    var reconnectDelay: Duration = .milliseconds(500)
+    var nextConnectAttempt = ContinuousClock.now
+    var nextReconcile = ContinuousClock.now
+    var lastPublish = ContinuousClock.now - .seconds(1)
+    var reconciledOnce = false
+
+    var guests: [UUID: TrackedGuest] = [:]
+    var slotOwners: [SlotID: UUID] = [:]
+
+    init(agent: Agent) throws {
+        self.agent = agent
+        engine = try Engine(tunables: agent.configuration.tunables)
+    }
+
+    func loop() {
+        while true {
+            let inbox = agent.takeInbox()
+            if inbox.stopping { break }
+            var reconcileNow = false
+            for request in inbox.requests {
+                switch request {
+                case .tunables(let tunables): try? engine.setTunables(tunables)
+                case .run(let mode): engine.run = mode
+                case .reloadPolicies: reloadPolicies()
+                case .refresh: reconcileNow = true
+                }
+            }
+            if inbox.closed { disconnect(reason: "libvirtd closed the connection") }
+            if connection == nil && ContinuousClock.now >= nextConnectAttempt { connect() }
+            for notification in inbox.events { handle(notification, reconcile: &reconcileNow) }
+            if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
+            releaseExitedGuests()
+
+            let report = engine.scanBatch()
+            for failure in report.failures { slotFailed(failure) }
+
+            if ContinuousClock.now - lastPublish >= .milliseconds(250) { publish() }
+            let idle = report.pagesScanned == 0
+            let pause = idle ? max(engine.tunables.sleepMillisecs, 50) : engine.tunables.sleepMillisecs
+            if pause > 0 { usleep(UInt32(pause) * 1000) }
+        }
+        for guest in guests.values { detach(guest, reason: "agent stopped") }
+        guests = [:]
+        subscription = nil
+        connection = nil
+        publish()
+    }
+
+    // MARK: libvirt
+
+    private func connect() {
+        do {
+            let connection = try LibvirtConnection(uri: configuration.uri)
+            let agent = self.agent
+            subscription = try connection.observeEvents({ agent.deliver($0) }, onClose: { _ in agent.connectionDidClose() })
+            self.connection = connection
+            if connectionError != nil { logger.notice("reconnected to libvirt at \(configuration.uri)") }
+            connectionError = nil
+            reconnectDelay = .milliseconds(500)
+            nextReconcile = ContinuousClock.now
+        } catch {
+            let message = "cannot connect to libvirt at \(configuration.uri): \(error)"
+            if connectionError != message { logger.error("\(message); retrying with backoff") }
+            connectionError = message
+            nextConnectAttempt = ContinuousClock.now + reconnectDelay
+            reconnectDelay = min(reconnectDelay * 2, configuration.maximumReconnectDelay)
+        }
+        publish()
+    }
+
+    private func disconnect(reason: String) {
+        guard connection != nil else { return }
+        logger.error("lost libvirt connection: \(reason); guests stay mapped while their QEMU runs")
+        subscription = nil
+        connection = nil
+        connectionError = reason
+        nextConnectAttempt = ContinuousClock.now + reconnectDelay
+        publish()
+    }
+
+    private func handle(_ notification: DomainEventNotification, reconcile: inout Bool) {
+        logger.debug("event \(notification.event) for \(notification.name)")
+        switch notification.event {
+        case .stopped, .migratedAway:
+            if let guest = guests.removeValue(forKey: notification.uuid) {
+                detach(guest, reason: "guest stopped")
+            }
+        case .deviceAdded, .deviceRemoved:
+            // Memory hotplug or unplug: map the guest again with its new regions.
+            if let guest = guests.removeValue(forKey: notification.uuid) {
+                detach(guest, reason: "device change")
+            }
+            reconcile = true
+        case .started, .suspended, .resumed, .crashed:
+            reconcile = true
+        }
+    }
+
+    /// Makes the tracked guests match libvirt's active domains.
+    private func reconcile() {
+        guard let connection else { return }
+        nextReconcile = ContinuousClock.now + configuration.reconcileInterval
+        let domains: [DomainInfo]
+        do {
+            domains = try connection.activeDomains()
+        } catch {
+            if error.isConnectionFailure || !connection.isAlive {
+                disconnect(reason: error.description)
+            } else {
+                logger.warning("listing guests: \(error)")
+            }
+            return
+        }
+        reconciledOnce = true
+        let active = Set(domains.map(\.uuid))
+        for (uuid, guest) in guests where !active.contains(uuid) {
+            guests[uuid] = nil
+            detach(guest, reason: "guest stopped")
+        }
+        for info in domains {
+            if let guest = guests[info.uuid] {
+                guest.state = info.state
+                if guest.domainID != info.id {
+                    // The same guest, started again.
+                    guests[info.uuid] = nil
+                    detach(guest, reason: "guest restarted")
+                    attach(info, connection: connection)
+                } else if guest.mapped, let job = try? connection.hasActiveJob(uuid: info.uuid) {
+                    guest.facts.activeJob = job
+                }
+            } else {
+                attach(info, connection: connection)
+            }
+        }
+        publish()
+    }
+
+    // MARK: Guests
+
+    private func attach(_ info: DomainInfo, connection: LibvirtConnection) {
+        let guest = TrackedGuest(info)
+        guests[info.uuid] = guest
+        guest.policy = configuration.policy(guest.identity)
+        do {
+            let definition = try connection.domainDefinition(uuid: info.uuid)
+            guest.definition = definition
+            guest.facts = GuestFacts(definition)
+        } catch {
+            guest.reason = "cannot read its domain XML: \(error)"
+            logger.warning("guest \(info.name): \(guest.reason!)")
+            return
+        }
+        guest.facts.activeJob = (try? connection.hasActiveJob(uuid: info.uuid)) ?? false
+        if connection.isRemote {
+            guest.reason = UnmappableReason.remoteConnection(uri: connection.uri).description
+        } else if guest.policy.mode == .off {
+            guest.reason = "policy mode is off"
+        } else {
+            map(guest)
+        }
+        if let reason = guest.reason {
+            logger.info("guest \(info.name) not mapped: \(reason)")
+        }
+    }
+
+    /// Opens the guest's RAM backends and puts them on the scan list.
+    private func map(_ guest: TrackedGuest) {
+        guard let definition = guest.definition else { return }
+        do {
+            let process = try QEMUProcess.libvirtGuest(
+                name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
+            let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
+            guest.regions = try process.openRAMRegions(expecting: expected)
+            var others: [MapperProcess] = []
+            for region in guest.regions {
+                for pid in MemoryMapping.processes(mapping: region.file) where pid != process.pid {
+                    let command = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                        .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                    others.append(MapperProcess(pid: pid, command: command))
+                }
+            }
+            guest.facts.otherMappers = others
+            guest.process = consume process
+        } catch {
+            guest.regions = []
+            guest.reason = error.description
+            return
+        }
+        let group = guest.policy.trustGroup.map { engine.trustGroup(named: $0) } ?? engine.privateTrustGroup()
+        for region in guest.regions {
+            let options = SlotOptions(
+                name: "\(guest.identity.name)/\(region.backendID)", trustGroup: group,
+                merging: guest.policy.mode.merges, maxPages: guest.policy.maxPages)
+            guard let slot = engine.addSlot(region, options: options) else {
+                unmap(guest)
+                guest.reason = "too many regions on the scan list"
+                return
+            }
+            guest.slots.append(slot)
+            slotOwners[slot] = guest.uuid
+        }
+        guest.reason = nil
+        let kinds = Set(guest.regions.map(\.kind.description)).sorted().joined(separator: ", ")
+        logger.info("guest \(guest.identity.name) mapped: \(guest.regions.count) region(s), \(kinds), \(guest.regions.reduce(0) { $0 + $1.size } >> 20) MiB")
+    }
+
+    /// Takes the guest off the scan list and closes its backends, releasing its RAM.
+    private func unmap(_ guest: TrackedGuest) {
+        for slot in guest.slots {
+            engine.removeSlot(slot)
+            slotOwners[slot] = nil
+        }
+        guest.slots = []
+        guest.regions = []
+        guest.process = nil
+    }
+
+    private func detach(_ guest: TrackedGuest, reason: String) {
+        if guest.mapped { logger.info("guest \(guest.identity.name) released: \(reason)") }
+        unmap(guest)
+    }
+
+    /// QEMU exits are seen on its pidfd, even while libvirtd is down.
+    private func releaseExitedGuests() {
+        for (uuid, guest) in guests where guest.process?.hasExited ?? false {
+            guests[uuid] = nil
+            detach(guest, reason: "its QEMU exited")
+        }
+    }
+
+    private func slotFailed(_ failure: SlotFailure) {
+        guard let uuid = slotOwners[failure.slot], let guest = guests[uuid] else { return }
+        slotOwners[failure.slot] = nil
+        guest.slots.removeAll { $0 == failure.slot }
+        logger.warning("guest \(guest.identity.name): dropped region \(failure.name): \(failure.reason)")
+        unmap(guest)
+        guest.failed = true
+        guest.reason = "dropped: \(failure.reason)"
+        publish()
+    }
+
+    private func reloadPolicies() {
+        for guest in guests.values {
+            let policy = configuration.policy(guest.identity)
+            guard policy != guest.policy else { continue }
+            let old = guest.policy
+            guest.policy = policy
+            logger.info("guest \(guest.identity.name): policy \(old.mode.rawValue) -> \(policy.mode.rawValue)")
+            if policy.mode == .off {
+                unmap(guest)
+                guest.reason = "policy mode is off"
+            } else if !guest.mapped {
+                if !guest.failed { map(guest) }
+            } else {
+                let group = policy.trustGroup.map { engine.trustGroup(named: $0) } ?? engine.options(for: guest.slots[0])!.trustGroup
+                for slot in guest.slots {
+                    var options = engine.options(for: slot)!
+                    options.trustGroup = policy.trustGroup == old.trustGroup ? options.trustGroup : group
+                    options.merging = policy.mode.merges
+                    options.maxPages = policy.maxPages
+                    engine.setOptions(options, for: slot)
+                }
+            }
+        }
+        publish()
+    }
+
+    // MARK: Snapshot
+
+    private func publish() {
+        lastPublish = ContinuousClock.now
+        var snapshot = AgentSnapshot()
+        snapshot.connected = connection != nil
+        snapshot.connectionError = connectionError
+        snapshot.counters = engine.counters
+        snapshot.tunables = engine.tunables
+        snapshot.run = engine.run
+        snapshot.trackingBytes = engine.trackingBytes
+        snapshot.updatedOnce = reconciledOnce
+        snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
+        agent.publish(snapshot)
+    }
+
+    private func status(_ guest: TrackedGuest) -> GuestStatus {
+        var counters = Counters()
+        for (i, slot) in guest.slots.enumerated() {
+            if let c = engine.counters(for: slot) { counters.accumulate(c, first: i == 0) }
+        }
+        let regions = guest.regions.map {
+            RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: $0.path, bytes: $0.size, pages: $0.pageCount)
+        }
+        return GuestStatus(
+            name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
+            mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,
+            backend: regions.isEmpty ? nil : Set(regions.map(\.kind)).sorted().joined(separator: ", "),
+            regions: regions, facts: guest.facts, counters: counters)
+    }
+}

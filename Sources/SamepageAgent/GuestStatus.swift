@@ -1,0 +1,159 @@
+import Libvirt
+import SamepageCore
+
+/// What the agent does with a guest's memory (a policy file's `mode`).
+public enum PolicyMode: String, Sendable, Codable, CaseIterable {
+    /// Never read.
+    case off
+    /// Scanned and accounted; never paused or changed.
+    case report
+    /// Zero pages found (and, later, reclaimed); no comparison with other pages.
+    case zero
+    /// Both: zero pages and cross-guest merging, within the guest's trust group.
+    case merge
+
+    /// Whether the guest's pages go into the stable and unstable trees.
+    public var merges: Bool { self == .report || self == .merge }
+}
+
+/// How the agent treats one guest.
+public struct GuestPolicy: Sendable, Equatable, Codable {
+    public var mode: PolicyMode = .off
+    /// Guests are compared only with guests of the same group; nil is a group of its own.
+    public var trustGroup: String?
+    /// Cap on the guest's pages tracked as sharing; 0 = unlimited.
+    public var maxPages: Int = 0
+
+    public init(mode: PolicyMode = .off, trustGroup: String? = nil, maxPages: Int = 0) {
+        self.mode = mode
+        self.trustGroup = trustGroup
+        self.maxPages = maxPages
+    }
+}
+
+/// A guest as libvirt names it.
+public struct GuestIdentity: Sendable, Hashable, Codable {
+    public var name: String
+    public var uuid: String
+}
+
+/// One RAM backend region of a guest, as mapped.
+public struct RegionStatus: Sendable, Equatable, Codable {
+    /// QEMU's memory-backend id (`pc.ram`, `ram-node0`, `memdimm0`).
+    public var backend: String
+    /// memfd, tmpfs file, hugetlbfs, disk file.
+    public var kind: String
+    /// The mapping's path in QEMU (`/memfd:...`, a mem-path file).
+    public var path: String?
+    public var bytes: Int
+    public var pages: Int
+}
+
+/// A process other than the guest's QEMU that maps one of its RAM backends.
+public struct MapperProcess: Sendable, Equatable, Codable {
+    public var pid: Int32
+    public var command: String
+}
+
+/// The facts about a guest that decide what may be done with its memory.
+public struct GuestFacts: Sendable, Equatable, Codable {
+    /// `memoryBacking` source: memfd, file, anonymous.
+    public var backing: String = "anonymous"
+    /// shared or private.
+    public var access: String?
+    public var hugepages = false
+    public var hugepageSizesKiB: [UInt64] = []
+    /// Memory allocated up front (`<allocation mode='immediate'/>`).
+    public var preallocated = false
+    /// `<locked/>`: pinned memory.
+    public var locked = false
+    /// Devices that keep writing while the guest is suspended: VFIO/hostdev and vDPA.
+    public var assignedDevices: [String] = []
+    /// ivshmem shared memory devices.
+    public var ivshmem: [String] = []
+    /// nvdimm and virtio-pmem devices.
+    public var persistentMemory: [String] = []
+    /// SEV/TDX launch security.
+    public var launchSecurity: String?
+    /// vhost-user devices (their sockets), virtiofs included.
+    public var vhostUser: [String] = []
+    /// Other processes that map a RAM backend (vhost-user backends, or anything else).
+    public var otherMappers: [MapperProcess] = []
+    /// A migration, snapshot or dump is running.
+    public var activeJob = false
+
+    public init() {}
+
+    init(_ definition: DomainDefinition) {
+        let backing = definition.memoryBacking
+        self.backing = backing.source?.rawValue ?? "anonymous"
+        access = backing.access?.rawValue
+        hugepages = backing.hugepages
+        hugepageSizesKiB = backing.hugepageSizes.map(\.sizeKiB)
+        preallocated = backing.preallocated
+        locked = backing.locked
+        assignedDevices = definition.hostDevices.map { "hostdev \($0.type)\($0.alias.map { " \($0)" } ?? "")" }
+            + definition.vdpaInterfaces.map { "vdpa \($0.devicePath ?? $0.alias ?? "?")" }
+        ivshmem = definition.sharedMemoryDevices.map(\.name)
+        persistentMemory = definition.memoryDevices
+            .filter { $0.model == .nvdimm || $0.model == .virtioPmem }
+            .map { "\($0.model.rawValue)\($0.alias.map { " \($0)" } ?? "")" }
+        launchSecurity = definition.launchSecurity
+        vhostUser = definition.vhostUserDevices.map { "\($0.kind.rawValue) \($0.socketPath ?? $0.alias ?? "?")" }
+            + definition.virtiofsFilesystems.map { "virtiofs \($0.socketPath ?? $0.target ?? "?")" }
+    }
+}
+
+/// One guest in the agent's listing: mapped and scanned, or why not.
+public struct GuestStatus: Sendable, Equatable, Codable {
+    public var name: String
+    public var uuid: String
+    /// libvirt's state: running, paused, ...
+    public var state: String
+    /// Whether its RAM is mapped and on the engine's scan list.
+    public var mapped: Bool
+    /// Why it is not mapped (or was dropped); nil when mapped.
+    public var reason: String?
+    public var mode: PolicyMode
+    public var trustGroup: String?
+    /// The kinds of its RAM backends, e.g. "memfd".
+    public var backend: String?
+    public var regions: [RegionStatus]
+    public var facts: GuestFacts
+    /// The engine's counters summed over the guest's regions.
+    public var counters: Counters
+}
+
+/// Everything the agent shows, taken at one moment.
+public struct AgentSnapshot: Sendable, Codable {
+    /// Whether the libvirt connection is up.
+    public var connected = false
+    /// The last connection error, while disconnected.
+    public var connectionError: String?
+    public var guests: [GuestStatus] = []
+    /// The engine's global counters.
+    public var counters = Counters()
+    public var tunables = Tunables()
+    public var run: RunMode = .merge
+    /// Bytes of tracking memory the engine holds.
+    public var trackingBytes = 0
+    /// Whether the guest list was read from libvirt at least once.
+    public var updatedOnce = false
+
+    public init() {}
+}
+
+extension Counters {
+    /// Adds another region's counters; full scans count the slowest region.
+    mutating func accumulate(_ other: Counters, first: Bool) {
+        pagesShared += other.pagesShared
+        pagesSharing += other.pagesSharing
+        pagesUnshared += other.pagesUnshared
+        pagesVolatile += other.pagesVolatile
+        fullScans = first ? other.fullScans : min(fullScans, other.fullScans)
+        pagesScanned += other.pagesScanned
+        pagesSkipped += other.pagesSkipped
+        zeroPages += other.zeroPages
+        mergesRefused += other.mergesRefused
+    }
+}

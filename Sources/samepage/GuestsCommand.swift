@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SamepageAgent
+import SamepageCore
+
+/// `samepage guests`: finds the host's guests through libvirt, maps their shared-memory RAM,
+/// scans it, and prints what it found. Runs the agent in this process, no daemon needed.
+struct GuestsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "guests",
+        abstract: "Discover libvirt guests, map their shared-memory RAM, scan it and report.",
+        discussion: """
+            Every running guest is listed: mapped, or why not (anonymous or private RAM, a \
+            remote URI, no permission, QEMU gone). Mapped guests are scanned for --passes full \
+            scans with the given mode and trust group, then their counters are printed. Guest \
+            memory is only read (pread over resident pages); nothing is paused or changed.
+            """
+    )
+
+    @Option(name: .customLong("connect"), help: "libvirt URI.")
+    var uri = "qemu:///system"
+
+    @Option(help: "Full scans before reporting (0: list only).")
+    var passes = 2
+
+    @Option(help: "How guests are scanned: report (accounted, the default), zero (zero pages only), merge.")
+    var mode: PolicyMode = .report
+
+    @Option(help: "Trust group for all guests; without one, each guest only shares within itself.")
+    var trustGroup: String?
+
+    @Option(help: "Give up after this many seconds.")
+    var timeout = 300
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @Flag(help: "Log what the agent does on standard error.")
+    var verbose = false
+
+    func validate() throws {
+        guard passes >= 0 else { throw ValidationError("--passes must be 0 or more") }
+        guard mode != .off else { throw ValidationError("--mode off would read nothing") }
+    }
+
+    func run() throws {
+        var logger = Logger(label: "samepage")
+        logger.logLevel = verbose ? .info : .critical
+        var configuration = AgentConfiguration()
+        configuration.uri = uri
+        configuration.tunables = Tunables(pagesToScan: 20_000, sleepMillisecs: 0, smartScan: false)
+        let policy = GuestPolicy(mode: mode, trustGroup: trustGroup)
+        configuration.policy = { _ in policy }
+        let agent = Agent(configuration: configuration, logger: logger)
+        agent.start()
+        defer { agent.stop() }
+
+        let deadline = Date().addingTimeInterval(TimeInterval(timeout))
+        var snapshot = agent.snapshot
+        while Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            snapshot = agent.snapshot
+            if let error = snapshot.connectionError, !snapshot.connected {
+                throw Failure(error)
+            }
+            guard snapshot.connected, snapshot.updatedOnce else { continue }
+            let mapped = snapshot.guests.filter(\.mapped)
+            if mapped.allSatisfy({ $0.counters.fullScans >= passes }) { break }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(snapshot), as: UTF8.self))
+        } else {
+            print(GuestTable(snapshot).text)
+        }
+    }
+}
+
+extension PolicyMode: ExpressibleByArgument {}
+
+/// The human-readable listing of guests and counters.
+struct GuestTable {
+    let snapshot: AgentSnapshot
+    init(_ snapshot: AgentSnapshot) { self.snapshot = snapshot }
+
+    var text: String {
+        var lines: [String] = []
+        let header = ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero"]
+        var rows: [[String]] = []
+        for g in snapshot.guests {
+            rows.append([
+                g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
+                g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
+                "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)",
+            ])
+        }
+        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
+        func format(_ row: [String]) -> String {
+            zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }
+        lines.append(format(header))
+        lines.append(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1)))
+        lines += rows.map(format)
+        for g in snapshot.guests {
+            if let reason = g.reason { lines.append("\(g.name): not mapped: \(reason)") }
+        }
+        lines.append("")
+        for (name, value) in snapshot.counters.named { lines.append("\(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(value)") }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,95 @@
+import Glibc
+import Testing
+@testable import GuestMemory
+
+@Suite struct GuestRAMPlanTests {
+    static let mib = 1 << 20
+    static let memfdRAM = MemoryBackendObject(id: "pc.ram", kind: .memfd, size: 256 * mib, shared: true)
+
+    func plan(_ backends: [MemoryBackendObject], _ expected: [ExpectedRegion], _ maps: String = qemuMaps) throws(UnmappableReason) -> [String: UInt64] {
+        let plan = try GuestRAMPlan.match(backends: backends, expected: expected, mappings: MemoryMapping.parse(maps: maps))
+        return Dictionary(uniqueKeysWithValues: plan.map { ($0.id, $0.mapping.addresses.lowerBound) })
+    }
+
+    @Test func memfdGuest() throws {
+        let expected = [ExpectedRegion(backendID: nil, size: 256 * Self.mib)]
+        #expect(try plan([Self.memfdRAM], expected) == ["pc.ram": 0x7f2a_4000_0000])
+        // Without the XML, the command line alone.
+        #expect(try plan([Self.memfdRAM], []) == ["pc.ram": 0x7f2a_4000_0000])
+    }
+
+    @Test func equalNUMACellsPairInAddressOrderAndFilesMatchTheirMemPath() throws {
+        let maps = """
+        7f0000000000-7f0040000000 rw-s 00000000 00:10 21                         /dev/hugepages/libvirt/qemu/1-nfv/qemu_back_mem.ram-node0.Ab (deleted)
+        7f0040000000-7f0080000000 rw-s 00000000 00:2d 99                         /dev/shm/unrelated
+        7f1000000000-7f1040000000 rw-s 00000000 00:10 22                         /dev/hugepages/libvirt/qemu/1-nfv/qemu_back_mem.ram-node1.Cd (deleted)
+        7f2000000000-7f2040000000 rw-s 00000000 00:01 23                         /memfd:memory-backend-memfd (deleted)
+        """
+        let backends = [
+            MemoryBackendObject(id: "ram-node0", kind: .file, size: 1024 * Self.mib, shared: true, memPath: "/dev/hugepages/libvirt/qemu/1-nfv/"),
+            MemoryBackendObject(id: "ram-node1", kind: .file, size: 1024 * Self.mib, shared: true, memPath: "/dev/hugepages/libvirt/qemu/1-nfv"),
+            MemoryBackendObject(id: "memdimm0", kind: .memfd, size: 1024 * Self.mib, shared: true),
+        ]
+        let expected = [
+            ExpectedRegion(backendID: "ram-node0", size: 1024 * Self.mib),
+            ExpectedRegion(backendID: "ram-node1", size: 1024 * Self.mib),
+            ExpectedRegion(backendID: "memdimm0", size: 1024 * Self.mib),
+        ]
+        let result = try GuestRAMPlan.match(backends: backends, expected: expected, mappings: MemoryMapping.parse(maps: maps))
+        #expect(result.map(\.id) == ["ram-node0", "ram-node1", "memdimm0"])
+        #expect(result.map(\.mapping.file.inode) == [21, 22, 23])
+    }
+
+    @Test func splitMappingsAreOneRegion() throws {
+        let maps = """
+        7f0000000000-7f0008000000 rw-s 00000000 00:01 7                          /memfd:pc.ram (deleted)
+        7f0008000000-7f0010000000 rw-s 08000000 00:01 7                          /memfd:pc.ram (deleted)
+        """
+        #expect(try plan([Self.memfdRAM], [], maps) == ["pc.ram": 0x7f00_0000_0000])
+    }
+
+    @Test func hotPluggedRegionsAreFoundBySize() throws {
+        let maps = qemuMaps + "\n7f3000000000-7f3008000000 rw-s 00000000 00:01 3001                       /memfd:memory-backend-memfd (deleted)"
+        let expected = [ExpectedRegion(backendID: nil, size: 256 * Self.mib), ExpectedRegion(backendID: "memdimm0", size: 128 * Self.mib)]
+        #expect(try plan([Self.memfdRAM], expected, maps) == ["pc.ram": 0x7f2a_4000_0000, "memdimm0": 0x7f30_0000_0000])
+    }
+
+    @Test func ivshmemIsNotRAM() throws {
+        let shmem = MemoryBackendObject(id: "shmmem-shmem0", kind: .file, size: 4 * Self.mib, shared: true, memPath: "/dev/shm/my shmem0")
+        #expect(try plan([Self.memfdRAM, shmem], []) == ["pc.ram": 0x7f2a_4000_0000])
+    }
+
+    @Test func unmappableGuests() {
+        let guest = [ExpectedRegion(backendID: nil, size: 256 * Self.mib)]
+        let anonymous = MemoryBackendObject(id: "pc.ram", kind: .ram, size: 256 * Self.mib, shared: false)
+        #expect(throws: UnmappableReason.anonymousRAM(backend: "pc.ram")) { try plan([anonymous], guest) }
+        // Plain `-m`: no backend objects and no shared mapping of the size.
+        #expect(throws: UnmappableReason.anonymousRAM(backend: nil)) { try plan([], [ExpectedRegion(backendID: nil, size: 384 * Self.mib)]) }
+        #expect(throws: UnmappableReason.anonymousRAM(backend: nil)) { try plan([], []) }
+
+        let privateFile = MemoryBackendObject(id: "pc.ram", kind: .file, size: 256 * Self.mib, shared: false, memPath: "/dev/shm/x")
+        #expect(throws: UnmappableReason.privateRAM(backend: "pc.ram")) { try plan([privateFile], guest) }
+
+        let elsewhere = MemoryBackendObject(id: "pc.ram", kind: .file, size: 256 * Self.mib, shared: true, memPath: "/var/lib/libvirt/qemu/ram")
+        #expect(throws: UnmappableReason.backendNotFound(backend: "pc.ram", size: 256 * Self.mib)) { try plan([elsewhere], guest) }
+
+        let node = MemoryBackendObject(id: "ram-node0", kind: .memfd, size: 256 * Self.mib, shared: true)
+        #expect(throws: UnmappableReason.sizeMismatch(backend: "ram-node0", expected: 512 * Self.mib, found: 256 * Self.mib)) {
+            try plan([node], [ExpectedRegion(backendID: "ram-node0", size: 512 * Self.mib)])
+        }
+        #expect(throws: UnmappableReason.sizeMismatch(backend: "pc.ram", expected: 512 * Self.mib, found: 256 * Self.mib)) {
+            try plan([Self.memfdRAM], [ExpectedRegion(backendID: nil, size: 512 * Self.mib)])
+        }
+    }
+
+    @Test func reasonsAreReadable() {
+        let reasons: [UnmappableReason] = [
+            .anonymousRAM(backend: "pc.ram"), .privateRAM(backend: "pc.ram"),
+            .noPermission(SystemError(errno: EPERM, operation: "open /proc/1/map_files/1-2")), .processGone,
+            .remoteConnection(uri: "qemu+ssh://h/system"), .backendNotFound(backend: "pc.ram", size: 4096),
+            .sizeMismatch(backend: "ram-node0", expected: 1, found: 2), .failed(SystemError(errno: EMFILE, operation: "open")),
+        ]
+        for reason in reasons { #expect(reason.description.count > 20) }
+        #expect(UnmappableReason.noPermission(SystemError(errno: EPERM, operation: "open x")).description.contains("Operation not permitted"))
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Usage: scripts/test.sh [swift test arguments...]
+#
+# Sets up this machine for Samepage's tests and runs them: packages, libvirtd and the guest
+# image (scripts/testhost/setup.sh), then `swift test`. The end-to-end tests start and tear
+# down their own real QEMU guests with scripts/testhost/guest.sh. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+
+scripts/testhost/setup.sh
+swift build --build-tests
+exec swift test --skip-build "$@"
