@@ -172,6 +172,13 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
     public func residency(of pages: Range<Int>, into vector: UnsafeMutableBufferPointer<UInt8>) throws {
         precondition(pages.lowerBound >= 0 && pages.upperBound <= pageCount && vector.count >= pages.count)
         guard !pages.isEmpty else { return }
+        // A backend cut short under us: pages past its end would read as holes and the region
+        // would silently empty out. Say so instead (one fstat per call, per 2 MiB at most).
+        let regionEnd = fileOffset + pages.upperBound * pageSize
+        let fileSize = try currentFileSize()
+        if fileSize < regionEnd {
+            throw BackendError.truncated(backend: backendID, regionEnd: regionEnd, fileSize: fileSize)
+        }
         if let residencyMapping {
             let start = residencyMapping + pages.lowerBound * pageSize
             while mincore(start, pages.count * pageSize, vector.baseAddress) != 0 {

@@ -42,8 +42,8 @@ public final class LibvirtConnection: @unchecked Sendable {
     public func activeDomains() throws(LibvirtError) -> [DomainInfo] {
         var list: UnsafeMutablePointer<OpaquePointer?>?
         let count = virConnectListAllDomains(pointer, &list, UInt32(VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue))
-        guard count >= 0, let list else { throw .last("virConnectListAllDomains") }
-        let handles = (0..<Int(count)).compactMap { list[$0] }
+        guard count >= 0 else { throw .last("virConnectListAllDomains") }
+        let handles = (0..<Int(count)).compactMap { list?[$0] }
         free(list)
         var result: [DomainInfo] = []
         var failure: LibvirtError?

@@ -40,10 +40,12 @@ public struct LibvirtError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The operation is invalid in the domain's current state (e.g. resuming a running domain).
     public var isOperationInvalid: Bool { code == Int32(VIR_ERR_OPERATION_INVALID.rawValue) }
 
-    /// The connection to libvirtd is broken or could not be made.
+    /// The connection to libvirtd is broken or could not be made (a closed connection reports
+    /// `internal error: client socket is closed` from the RPC layer).
     public var isConnectionFailure: Bool {
-        [VIR_ERR_NO_CONNECT, VIR_ERR_SYSTEM_ERROR, VIR_ERR_RPC, VIR_ERR_INVALID_CONN, VIR_ERR_AUTH_FAILED]
-            .contains { code == Int32($0.rawValue) }
+        domain == Int32(VIR_FROM_RPC.rawValue)
+            || [VIR_ERR_NO_CONNECT, VIR_ERR_SYSTEM_ERROR, VIR_ERR_RPC, VIR_ERR_INVALID_CONN, VIR_ERR_AUTH_FAILED]
+                .contains { code == Int32($0.rawValue) }
     }
 
     public var description: String { "\(operation): \(message) (libvirt error \(code), domain \(domain))" }

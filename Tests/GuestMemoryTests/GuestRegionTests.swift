@@ -129,11 +129,20 @@ final class FakeGuestRAM {
         #expect(throws: BackendError.truncated(backend: "pc.ram", regionEnd: 14 * pageSize, fileSize: 10 * pageSize)) {
             try region.read(6..<14, into: buffer)
         }
-        // mincore past the end reports nothing resident, and never faults.
-        #expect(try residency(region, 0..<Self.pages) == [0, 5])
+        // Residency inside the file still works; past its end it reports the truncation
+        // rather than holes, and never faults.
+        #expect(try residency(region, 0..<10) == [0, 5])
+        #expect(throws: BackendError.truncated(backend: "pc.ram", regionEnd: Self.pages * pageSize, fileSize: 10 * pageSize)) {
+            try residency(region, 8..<Self.pages)
+        }
         #expect(throws: BackendError.sizeChanged(backend: "pc.ram", from: Self.pages * pageSize, to: 10 * pageSize)) {
             try region.ensureStillSameBackend()
         }
+    }
+
+    @Test func findsEveryProcessMappingABackend() throws {
+        let guest = try FakeGuestRAM(pages: 3)
+        #expect(MemoryMapping.processes(mapping: try guest.mapping().file) == [getpid()])
     }
 
     @Test func refusesAMappingOfAnotherFile() throws {

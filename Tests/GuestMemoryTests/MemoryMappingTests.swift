@@ -2,8 +2,9 @@ import Glibc
 import Testing
 @testable import GuestMemory
 
-/// Lines as /proc/PID/maps prints them for a QEMU 7.2 guest with memfd RAM, an ivshmem
-/// device, a vCPU and a hugetlbfs NUMA cell.
+/// Lines as /proc/PID/maps prints them for a QEMU guest with memfd RAM, an ivshmem device, a
+/// vCPU and a hugetlbfs NUMA cell. (QEMU 7.2 names every memfd `memory-backend-memfd`; the
+/// name does not matter to the matching.)
 let qemuMaps = """
 55d0c8a00000-55d0c8e6c000 r--p 00000000 fe:01 1180321                    /usr/bin/qemu-system-x86_64
 55d0c8e6c000-55d0c9b3a000 r-xp 0046c000 fe:01 1180321                    /usr/bin/qemu-system-x86_64
@@ -44,6 +45,15 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         #expect(mappings[7].path == "/dev/hugepages/libvirt/qemu/1-nfv/qemu_back_mem.ram-node0.AbCdEf" && mappings[7].deleted)
         #expect(!mappings[8].writable && mappings[8].shared)
         #expect(mappings[10].addresses.upperBound == 0xffff_ffff_ff60_1000)
+    }
+
+    @Test func parsesARealGuestsLine() throws {
+        // From QEMU 7.2 running a 256 MiB memfd guest under libvirt 9.0 here.
+        let line = "7f544bfff000-7f545bfff000 rw-s 00000000 00:01 1081                       /memfd:memory-backend-memfd (deleted)"
+        let mapping = try #require(MemoryMapping(mapsLine: line[...]))
+        #expect(mapping.length == 256 << 20 && mapping.isMemfd && mapping.deleted && mapping.isSharedFileMapping)
+        #expect(mapping.path == "/memfd:memory-backend-memfd" && mapping.file.inode == 1081)
+        #expect(mapping.mapFilesName == "7f544bfff000-7f545bfff000")
     }
 
     @Test func skipsGarbage() {

@@ -4,15 +4,26 @@ import Testing
 @testable import GuestMemory
 
 @Suite struct QEMUProcessTests {
-    /// A process whose command line looks like a libvirt guest's QEMU.
+    /// A process whose command line looks like a libvirt guest's QEMU. Stop it with `kill`:
+    /// it inherits the test runner's signal mask, which may block SIGTERM.
     static func fakeQEMU(name: String, uuid: UUID) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        // The shell stays (its arguments are the point) and exits at once on SIGTERM.
-        process.arguments = ["-c", "trap 'kill $!; exit 0' TERM; sleep 60 & wait", "-name", "guest=\(name.replacingOccurrences(of: ",", with: ",,")),debug-threads=on",
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
+        process.arguments = ["-e", "sleep 60", "--", "-name", "guest=\(name.replacingOccurrences(of: ",", with: ",,")),debug-threads=on",
                              "-uuid", uuid.uuidString.lowercased()]
         try process.run()
+        // Until it has exec'd, the child's command line is the test runner's.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline,
+              !((try? String(contentsOfFile: "/proc/\(process.processIdentifier)/cmdline", encoding: .utf8))?.contains("-uuid") ?? false) {
+            usleep(5_000)
+        }
         return process
+    }
+
+    static func kill(_ process: Process) {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     @Test func pidfdSeesExit() throws {
@@ -21,8 +32,7 @@ import Testing
         let alive = process.hasExited == false
         #expect(alive)
         #expect(try process.commandLine().contains("-uuid"))
-        child.terminate()
-        child.waitUntilExit()
+        Self.kill(child)
         let exited = process.hasExited
         #expect(exited)
         #expect(throws: UnmappableReason.processGone) { try process.commandLine() }
@@ -36,7 +46,7 @@ import Testing
         let uuid = UUID()
         let name = "web,1"
         let child = try Self.fakeQEMU(name: name, uuid: uuid)
-        defer { child.terminate(); child.waitUntilExit() }
+        defer { Self.kill(child) }
         try "\(child.processIdentifier)\n".write(to: run.appendingPathComponent("\(name).pid"), atomically: true, encoding: .utf8)
 
         let process = try QEMUProcess.libvirtGuest(name: name, uuid: uuid, runDirectory: run.path)

@@ -2,11 +2,13 @@ import Foundation
 import Testing
 @testable import Libvirt
 
-/// What libvirt 9.0 prints (`virsh dumpxml`) for a running TCG guest with shared memfd RAM.
+/// What libvirt 9.0 printed (`virsh dumpxml`) for a running TCG test guest with shared memfd
+/// RAM on this kind of host (scripts/testhost/guest.sh).
 let memfdGuestXML = """
-<domain type='qemu' id='3'>
-  <name>sp-memfd-1</name>
-  <uuid>0f5e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b</uuid>
+<domain type='qemu' id='19'>
+  <name>sp-e2e-d1</name>
+  <uuid>63f32358-36dc-49d7-8bce-72dbf78f5f04</uuid>
+  <description>Samepage test guest (scripts/testhost/guest.sh): ram=memfd workload=idle fill=0</description>
   <memory unit='KiB'>262144</memory>
   <currentMemory unit='KiB'>262144</currentMemory>
   <memoryBacking>
@@ -21,38 +23,33 @@ let memfdGuestXML = """
     <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>
     <kernel>/var/lib/samepage-testhost/vmlinuz</kernel>
     <initrd>/var/lib/samepage-testhost/guest-initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet</cmdline>
+    <cmdline>console=ttyS0 quiet loglevel=1 panic=-1 samepage.workload=idle samepage.fill=0</cmdline>
     <boot dev='hd'/>
   </os>
   <cpu mode='custom' match='exact' check='full'>
     <model fallback='forbid'>qemu64</model>
-    <feature policy='require' name='x2apic'/>
     <feature policy='require' name='hypervisor'/>
     <feature policy='require' name='lahf_lm'/>
-    <feature policy='disable' name='svm'/>
   </cpu>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
+  <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='usb' index='0' model='piix3-uhci'>
-      <alias name='usb'/>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>
-    </controller>
+    <controller type='usb' index='0' model='none'/>
     <controller type='pci' index='0' model='pci-root'>
       <alias name='pci.0'/>
     </controller>
     <serial type='file'>
-      <source path='/var/lib/samepage-testhost/serial/sp-memfd-1.log'/>
+      <source path='/var/lib/samepage-testhost/serial/sp-e2e-d1.log'/>
       <target type='isa-serial' port='0'>
         <model name='isa-serial'/>
       </target>
       <alias name='serial0'/>
     </serial>
     <console type='file'>
-      <source path='/var/lib/samepage-testhost/serial/sp-memfd-1.log'/>
+      <source path='/var/lib/samepage-testhost/serial/sp-e2e-d1.log'/>
       <target type='serial' port='0'/>
       <alias name='serial0'/>
     </console>
@@ -65,7 +62,10 @@ let memfdGuestXML = """
     <audio id='1' type='none'/>
     <memballoon model='none'/>
   </devices>
-  <seclabel type='none' model='none'/>
+  <seclabel type='dynamic' model='dac' relabel='yes'>
+    <label>+0:+0</label>
+    <imagelabel>+0:+0</imagelabel>
+  </seclabel>
 </domain>
 """
 
@@ -193,8 +193,8 @@ let busyGuestXML = """
 @Suite struct DomainDefinitionTests {
     @Test func memfdGuest() throws {
         let domain = try DomainDefinition(xml: memfdGuestXML)
-        #expect(domain.name == "sp-memfd-1")
-        #expect(domain.uuid == UUID(uuidString: "0f5e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"))
+        #expect(domain.name == "sp-e2e-d1")
+        #expect(domain.uuid == UUID(uuidString: "63f32358-36dc-49d7-8bce-72dbf78f5f04"))
         #expect(domain.type == "qemu")
         #expect(domain.memoryKiB == 262_144)
         #expect(domain.currentMemoryKiB == 262_144)
@@ -275,7 +275,7 @@ let busyGuestXML = """
             try DomainDefinition(xml: memfdGuestXML.replacingOccurrences(of: "unit='KiB'>262144</memory>", with: "unit='furlong'>1</memory>"))
         }
         #expect(throws: DomainDefinitionError.self) {
-            try DomainDefinition(xml: memfdGuestXML.replacingOccurrences(of: "<uuid>0f5e1a2b", with: "<uuid>zz5e1a2b"))
+            try DomainDefinition(xml: memfdGuestXML.replacingOccurrences(of: "<uuid>63f32358", with: "<uuid>zz5e1a2b"))
         }
         #expect(throws: DomainDefinitionError.self) {
             try DomainDefinition(xml: memfdGuestXML.replacingOccurrences(of: "type='memfd'", with: "type='pixie-dust'"))

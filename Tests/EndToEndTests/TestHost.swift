@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import SamepageAgent
+import SamepageCore
+import Synchronization
+import Testing
+
+/// The project's own test-host scripts (scripts/testhost), driven from the tests: real
+/// libvirtd, real QEMU guests with shared-memory RAM.
+enum TestHost {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let scripts = root.appendingPathComponent("scripts/testhost")
+    static let stateDirectory = ProcessInfo.processInfo.environment["SAMEPAGE_TESTHOST_DIR"] ?? "/var/lib/samepage-testhost"
+
+    struct ScriptFailed: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Runs a test-host script and returns its output; throws with the output on failure.
+    ///
+    /// Output goes to a temporary file, not a pipe: setup.sh may start libvirtd, which keeps
+    /// inherited descriptors open long after the script exits.
+    @discardableResult
+    static func script(_ name: String, _ arguments: [String]) throws -> String {
+        let outputPath = "/tmp/samepage-e2e-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).log"
+        defer { unlink(outputPath) }
+        let path = scripts.appendingPathComponent(name).path
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for arg in argv { free(arg) } }
+        // The test's threads block signals; a libvirtd started by setup.sh must not inherit
+        // that, or it would ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t(), allSignals = sigset_t()
+        sigemptyset(&noSignals)
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        guard spawned == 0 else { throw ScriptFailed(description: "cannot run \(path): errno \(spawned)") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        guard exitCode == 0 else {
+            throw ScriptFailed(description: "\(name) \(arguments.joined(separator: " ")) failed (\(exitCode)):\n\(text)")
+        }
+        return text
+    }
+
+    static func guest(_ arguments: String...) throws -> String { try script("guest.sh", arguments) }
+
+    /// Defines and starts a 256 MiB guest and waits until it booted and wrote its fill.
+    static func startGuest(_ name: String, ram: String, fill: Int = 0, seed: String? = nil) throws {
+        var arguments = ["define", name, "--memory", "256", "--ram", ram, "--start"]
+        if fill > 0 { arguments += ["--fill", "\(fill)"] }
+        if let seed { arguments += ["--fill-seed", seed] }
+        try script("guest.sh", arguments)
+        try script("guest.sh", ["wait-ready", name, "120"])
+        if fill > 0 { try script("guest.sh", ["wait-for", name, "SAMEPAGE-FILL-DONE", "120"]) }
+    }
+
+    /// Destroys and undefines guests, ignoring ones already gone.
+    static func removeGuests(_ names: [String]) {
+        for name in names { _ = try? script("guest.sh", ["undefine", name]) }
+    }
+
+    static func qemuPID(_ name: String) throws -> pid_t {
+        pid_t(try guest("pid", name).trimmingCharacters(in: .whitespacesAndNewlines))!
+    }
+
+    /// Host `Shmem` from /proc/meminfo, in bytes.
+    static func shmemBytes() -> Int {
+        let text = try! String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
+        let line = text.split(separator: "\n").first { $0.hasPrefix("Shmem:") }!
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])! * 1024
+    }
+
+    /// The pid of the libvirtd that setup.sh started ("pid starttime" in its state file).
+    static func libvirtdPID() -> pid_t? {
+        guard let text = try? String(contentsOfFile: "\(stateDirectory)/libvirtd.pid", encoding: .utf8) else { return nil }
+        return text.split(separator: " ").first.flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+}
+
+/// Waits until `condition` holds, polling; false on timeout.
+func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        usleep(100_000)
+    }
+    return try condition()
+}
+
+/// A log handler that keeps messages, so tests can assert what the agent logged.
+final class CapturedLog: Sendable {
+    let messages = Mutex<[String]>([])
+
+    var all: [String] { messages.withLock { $0 } }
+
+    func logger() -> Logger {
+        var logger = Logger(label: "samepage.test") { _ in Handler(log: self) }
+        logger.logLevel = .info
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            log.messages.withLock { $0.append("\(event.level) \(event.message)") }
+        }
+    }
+}
+
+/// An agent for a test: report mode for the named guests (in one trust group), off for any
+/// other guest on the host, small batches so a scan is always under way.
+func makeAgent(guests: Set<String>, log: CapturedLog, pagesToScan: Int = 20_000, sleep: Int = 0) -> Agent {
+    var configuration = AgentConfiguration()
+    // Unlimited sharing per node, so an independent count by content is exact.
+    configuration.tunables = Tunables(pagesToScan: pagesToScan, sleepMillisecs: sleep, maxPageSharing: 0, smartScan: false)
+    configuration.reconcileInterval = .seconds(1)
+    configuration.maximumReconnectDelay = .seconds(1)
+    configuration.policy = { guest in
+        guests.contains(guest.name) ? GuestPolicy(mode: .report, trustGroup: "e2e") : GuestPolicy(mode: .off)
+    }
+    return Agent(configuration: configuration, logger: log.logger())
+}
+
+extension AgentSnapshot {
+    func guest(_ name: String) -> GuestStatus? { guests.first { $0.name == name } }
+}
+
+/// An independent page-by-page count of a set of backends, made without the engine: the test
+/// opens each backend itself, asks mincore which pages are resident, reads each with its own
+/// pread and counts contents by a 128-bit fingerprint of its own.
+struct IndependentCount: Equatable, CustomStringConvertible {
+    var pagesShared = 0
+    var pagesSharing = 0
+    var pagesUnshared = 0
+    var zeroPages = 0
+    var residentPages = 0
+
+    struct Fingerprint: Hashable {
+        var a: UInt64
+        var b: UInt64
+    }
+
+    /// `backends`: for each guest, the QEMU pid and the address range of its RAM mapping.
+    init(backends: [(pid: pid_t, start: UInt64, end: UInt64)]) throws {
+        var counts: [Fingerprint: Int] = [:]
+        let page = 4096
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: page, alignment: page)
+        defer { buffer.deallocate() }
+        for backend in backends {
+            let path = "/proc/\(backend.pid)/map_files/\(String(backend.start, radix: 16))-\(String(backend.end, radix: 16))"
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw TestHost.ScriptFailed(description: "open \(path): errno \(errno)") }
+            defer { close(fd) }
+            let size = Int(backend.end - backend.start)
+            let mapping = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)!
+            defer { munmap(mapping, size) }
+            var vector = [UInt8](repeating: 0, count: size / page)
+            guard mincore(mapping, size, &vector) == 0 else { throw TestHost.ScriptFailed(description: "mincore: errno \(errno)") }
+            for index in vector.indices where vector[index] & 1 != 0 {
+                guard pread(fd, buffer, page, off_t(index * page)) == page else {
+                    throw TestHost.ScriptFailed(description: "pread \(path) page \(index)")
+                }
+                residentPages += 1
+                let words = buffer.assumingMemoryBound(to: UInt64.self)
+                var a: UInt64 = 0xCBF2_9CE4_8422_2325, b: UInt64 = 0x1234_5678_9ABC_DEF1, any: UInt64 = 0
+                for i in 0..<(page / 8) {
+                    any |= words[i]
+                    a = (a ^ words[i]) &* 0x100_0000_01B3
+                    b = (b &+ words[i] &* 0x9E37_79B9_7F4A_7C15) ^ (b >> 29)
+                }
+                if any == 0 { zeroPages += 1 } else { counts[Fingerprint(a: a, b: b), default: 0] += 1 }
+            }
+        }
+        for (_, n) in counts {
+            if n >= 2 {
+                pagesShared += 1
+                pagesSharing += n - 1
+            } else {
+                pagesUnshared += 1
+            }
+        }
+    }
+
+    var description: String {
+        "shared \(pagesShared) sharing \(pagesSharing) unshared \(pagesUnshared) zero \(zeroPages) of \(residentPages) resident"
+    }
+}
