@@ -6,11 +6,14 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "samepage", targets: ["samepage"]),
+        .executable(name: "samepaged", targets: ["samepaged"]),
         .library(name: "SamepageCore", targets: ["SamepageCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries, wrapped once each.
@@ -43,10 +46,29 @@ let package = Package(
             ]
         ),
 
+        // Policy files and the daemon's configuration file (TOML), with file:line errors.
+        .target(
+            name: "SamepageConfig",
+            dependencies: ["SamepageAgent", "SamepageCore", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+
+        // The control API: versioned JSON over a Unix socket, server and client.
+        .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore"]),
+
+        .executableTarget(
+            name: "samepaged",
+            dependencies: [
+                "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         .executableTarget(
             name: "samepage",
             dependencies: [
-                "SamepageCore", "GuestMemory", "SamepageAgent", "Libvirt",
+                "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -61,6 +83,8 @@ let package = Package(
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
+        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageAgent", "SamepageCore"]),
+        .testTarget(name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageAgent", "SamepageCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageAgent"]

@@ -16,25 +16,53 @@ public enum PolicyMode: String, Sendable, Codable, CaseIterable {
     public var merges: Bool { self == .report || self == .merge }
 }
 
-/// How the agent treats one guest.
+/// How the agent treats one guest: a per-guest policy file's content.
 public struct GuestPolicy: Sendable, Equatable, Codable {
     public var mode: PolicyMode = .off
     /// Guests are compared only with guests of the same group; nil is a group of its own.
     public var trustGroup: String?
     /// Cap on the guest's pages tracked as sharing; 0 = unlimited.
     public var maxPages: Int = 0
+    /// Target length of one reclaim pause, in milliseconds.
+    public var maxPauseMs: Int = 10
+    /// Duty cycle: paused milliseconds allowed per minute.
+    public var maxPauseMsPerMinute: Int = 200
+    /// Reclaim zero pages of hugetlbfs backends too (a refault against an empty pool kills
+    /// QEMU, so this is off unless asked for).
+    public var reclaimHugetlbfs = false
 
-    public init(mode: PolicyMode = .off, trustGroup: String? = nil, maxPages: Int = 0) {
+    public init(
+        mode: PolicyMode = .off, trustGroup: String? = nil, maxPages: Int = 0,
+        maxPauseMs: Int = 10, maxPauseMsPerMinute: Int = 200, reclaimHugetlbfs: Bool = false
+    ) {
         self.mode = mode
         self.trustGroup = trustGroup
         self.maxPages = maxPages
+        self.maxPauseMs = maxPauseMs
+        self.maxPauseMsPerMinute = maxPauseMsPerMinute
+        self.reclaimHugetlbfs = reclaimHugetlbfs
+    }
+
+    public enum CodingKeys: String, CodingKey {
+        case mode
+        case trustGroup = "trust_group"
+        case maxPages = "max_pages"
+        case maxPauseMs = "max_pause_ms"
+        case maxPauseMsPerMinute = "max_pause_ms_per_minute"
+        case reclaimHugetlbfs = "reclaim_hugetlbfs"
     }
 }
 
 /// A guest as libvirt names it.
 public struct GuestIdentity: Sendable, Hashable, Codable {
     public var name: String
+    /// Lower-case, with dashes.
     public var uuid: String
+
+    public init(name: String, uuid: String) {
+        self.name = name
+        self.uuid = uuid
+    }
 }
 
 /// One RAM backend region of a guest, as mapped.
