@@ -1,0 +1,1 @@
+// The control API; see docs/control-protocol.md.
