@@ -51,6 +51,13 @@ public final class Agent: Sendable {
         case run(RunMode)
         case reloadPolicies
         case refresh
+        case sharing(SharingReply)
+    }
+
+    /// Where the agent's thread leaves the sharing matrix for the thread that asked.
+    final class SharingReply: Sendable {
+        let result = Mutex<SharingMatrix?>(nil)
+        let done = DispatchSemaphore(value: 0)
     }
 
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "samepage.agent")) {
@@ -98,6 +105,17 @@ public final class Agent: Sendable {
 
     /// Re-reads the guest list from libvirt now.
     public func refresh() { post(.refresh) }
+
+    /// The stable nodes shared between each pair of mapped guests, computed by the agent's
+    /// thread between two batches (one walk over all rmap items). Nil if the thread did not
+    /// answer within `timeout`.
+    public func sharingMatrix(timeout: Duration = .seconds(10)) -> SharingMatrix? {
+        let reply = SharingReply()
+        post(.sharing(reply))
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        guard reply.done.wait(timeout: .now() + seconds) == .success else { return nil }
+        return reply.result.withLock { $0 }
+    }
 
     private func post(_ request: Request) { shared.withLock { $0.requests.append(request) } }
 
@@ -198,6 +216,9 @@ final class Worker {
                 case .run(let mode): engine.run = mode
                 case .reloadPolicies: reloadPolicies()
                 case .refresh: reconcileNow = true
+                case .sharing(let reply):
+                    reply.result.withLock { $0 = sharingMatrix() }
+                    reply.done.signal()
                 }
             }
             if inbox.closed { disconnect(reason: "libvirtd closed the connection") }
@@ -441,6 +462,17 @@ final class Worker {
     }
 
     // MARK: Snapshot
+
+    private func sharingMatrix() -> SharingMatrix {
+        let mapped = guests.values.filter(\.mapped).sorted { $0.identity.name < $1.identity.name }
+        var owner: [SlotID: UUID] = [:]
+        for guest in mapped {
+            for slot in guest.slots { owner[slot] = guest.uuid }
+        }
+        let byGuest = engine.sharingMatrix(groupedBy: owner)
+        let pages = mapped.map { a in mapped.map { b in byGuest[a.uuid]?[b.uuid] ?? 0 } }
+        return SharingMatrix(guests: mapped.map(\.identity), pages: pages)
+    }
 
     private func publish() {
         lastPublish = ContinuousClock.now

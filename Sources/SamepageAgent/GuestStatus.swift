@@ -185,3 +185,15 @@ extension Counters {
         mergesRefused += other.mergesRefused
     }
 }
+
+/// Stable nodes (merged contents) shared between each pair of guests: `pages[i][j]` counts
+/// the nodes with members in both guest i and guest j; the diagonal, a guest's own nodes.
+public struct SharingMatrix: Sendable, Equatable, Codable {
+    public var guests: [GuestIdentity]
+    public var pages: [[Int]]
+
+    public init(guests: [GuestIdentity], pages: [[Int]]) {
+        self.guests = guests
+        self.pages = pages
+    }
+}

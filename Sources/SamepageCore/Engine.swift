@@ -237,21 +237,28 @@ public final class Engine {
     /// For each pair of slots, how many stable nodes have members in both; the diagonal holds
     /// each slot's own stable-node memberships. Computed by one walk over all rmap items.
     public func sharingMatrix() -> [SlotID: [SlotID: Int]] {
-        var nodeSlots: [UInt32: Set<Int>] = [:]
+        let ids = Dictionary(uniqueKeysWithValues: scanList.map { (slots[$0]!.id, slots[$0]!.id) })
+        return sharingMatrix(groupedBy: ids)
+    }
+
+    /// The same for groups of slots (the regions of one guest): how many stable nodes have
+    /// members in both groups, each node counted once per pair of groups. Slots not in
+    /// `groups` are left out.
+    public func sharingMatrix<Key: Hashable>(groupedBy groups: [SlotID: Key]) -> [Key: [Key: Int]] {
+        var nodeMembers: [UInt32: Set<Key>] = [:]
         for case let slot? in slots {
+            guard let key = groups[slot.id] else { continue }
             for case let chunk? in slot.chunks {
                 for i in 0..<RmapChunk.pages {
                     let w = RmapWord(raw: chunk.words[i])
-                    if w.isTracked && w.kind == .stable { nodeSlots[w.node, default: []].insert(slot.id.index) }
+                    if w.isTracked && w.kind == .stable { nodeMembers[w.node, default: []].insert(key) }
                 }
             }
         }
-        var matrix: [SlotID: [SlotID: Int]] = [:]
-        for (_, members) in nodeSlots {
+        var matrix: [Key: [Key: Int]] = [:]
+        for (_, members) in nodeMembers {
             for a in members {
-                for b in members {
-                    matrix[slots[a]!.id, default: [:]][slots[b]!.id, default: 0] += 1
-                }
+                for b in members { matrix[a, default: [:]][b, default: 0] += 1 }
             }
         }
         return matrix
