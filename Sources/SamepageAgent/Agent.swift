@@ -14,6 +14,8 @@ public struct AgentConfiguration: Sendable {
     public var uri: String = "qemu:///system"
     /// The engine's knobs at start.
     public var tunables = Tunables(pagesToScan: 1000, sleepMillisecs: 20)
+    /// Whether to scan at start (`run`).
+    public var run: RunMode = .merge
     /// The policy of each guest; asked when a guest is found and on ``Agent/reloadPolicies()``.
     public var policy: @Sendable (GuestIdentity) -> GuestPolicy = { _ in GuestPolicy() }
     /// How often the guest list is re-read from libvirt even without events.
@@ -44,6 +46,7 @@ public final class Agent: Sendable {
         var requests: [Request] = []
         var stopping = false
         var running = false
+        var pendingTunables: Tunables?
     }
 
     enum Request: Sendable {
@@ -63,6 +66,10 @@ public final class Agent: Sendable {
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "samepage.agent")) {
         self.configuration = configuration
         self.logger = logger
+        shared.withLock {
+            $0.snapshot.tunables = configuration.tunables
+            $0.snapshot.run = configuration.run
+        }
     }
 
     /// The latest published state. Published after every reconcile and at least every 250 ms
@@ -94,7 +101,16 @@ public final class Agent: Sendable {
     /// Changes the engine's knobs before its next batch.
     public func setTunables(_ tunables: Tunables) throws(TunableError) {
         try tunables.validate()
-        post(.tunables(tunables))
+        shared.withLock { state in
+            state.requests.append(.tunables(tunables))
+            state.pendingTunables = tunables
+        }
+    }
+
+    /// The knobs as last set: requested changes count even before the thread applied them,
+    /// so two quick `tune` requests build on each other.
+    public var currentTunables: Tunables {
+        shared.withLock { $0.pendingTunables ?? $0.snapshot.tunables }
     }
 
     /// `run`: stop, merge, or unmerge everything.
@@ -203,6 +219,7 @@ final class Worker {
     init(agent: Agent) throws {
         self.agent = agent
         engine = try Engine(tunables: agent.configuration.tunables)
+        engine.run = agent.configuration.run
     }
 
     func loop() {
@@ -369,7 +386,7 @@ final class Worker {
             guest.regions = try process.openRAMRegions(expecting: expected)
             var others: [MapperProcess] = []
             for region in guest.regions {
-                for pid in MemoryMapping.processes(mapping: region.file) where pid != process.pid {
+                for pid in MemoryMapping.processes(mapping: region.file) where pid != process.pid && pid != getpid() {
                     let command = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
                         .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
                     others.append(MapperProcess(pid: pid, command: command))

@@ -1,0 +1,407 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import SamepageAgent
+import SamepageCore
+
+/// The configuration of `samepaged`, from `/etc/samepage/samepaged.toml` or built in.
+///
+/// The file's schema (the shipped `config/samepaged.toml` documents every key with its
+/// default; a test checks that it parses to exactly ``defaults``):
+///
+/// ```toml
+/// [libvirt]
+/// uri = "qemu:///system"
+/// [control]
+/// socket = "/run/samepage/samepaged.sock"
+/// group = ""                  # "" = root only
+/// mode = ""                   # "" = "0600", or "0660" when group is set
+/// [metrics]
+/// address = "127.0.0.1:9464"  # "" disables
+/// [scan]
+/// run = "merge"               # stop | merge | unmerge
+/// pages_to_scan = 1000
+/// sleep_millisecs = 20
+/// max_kernel_pages = 0
+/// max_page_sharing = 256
+/// smart_scan = true
+/// [policy]
+/// directory = "/etc/samepage/guests.d"
+/// [policy.default]            # the keys of a policy file
+/// mode = "off"
+/// [reclaim]
+/// max_bytes = 0               # 0 = unlimited
+/// ```
+///
+/// Every key is optional; unknown sections and keys are errors, as are wrong types and
+/// invalid values, each reported with the file and line of its key.
+public struct DaemonConfiguration: Sendable, Equatable {
+    /// Where the daemon looks for its configuration when not told otherwise.
+    public static let defaultPath = "/etc/samepage/samepaged.toml"
+
+    /// The built-in configuration: what the daemon runs with when there is no file.
+    public static let defaults = DaemonConfiguration()
+
+    /// The largest configuration file accepted, in bytes.
+    public static let maximumSize = ConfigSource.maximumSize
+
+    // MARK: [libvirt]
+
+    /// The libvirt connection URI (`libvirt.uri`).
+    public var libvirtURI = "qemu:///system"
+
+    // MARK: [control]
+
+    /// The control socket's path (`control.socket`).
+    public var controlSocket = "/run/samepage/samepaged.sock"
+    /// A group whose members may use the control socket besides root (`control.group`);
+    /// nil when the socket is root's only.
+    public var controlGroup: String?
+    /// The control socket's file mode as configured (`control.mode`); nil to let
+    /// ``controlSocketMode`` follow the group.
+    public var configuredControlSocketMode: UInt32?
+
+    /// The control socket's file mode: as configured, else `0o600`, or `0o660` with a group.
+    public var controlSocketMode: UInt32 {
+        configuredControlSocketMode ?? (controlGroup == nil ? 0o600 : 0o660)
+    }
+
+    // MARK: [metrics]
+
+    /// Where the Prometheus endpoint listens (`metrics.address`); nil when disabled.
+    public var metricsAddress: HostAndPort? = HostAndPort(host: "127.0.0.1", port: 9464)
+
+    // MARK: [scan]
+
+    /// Whether the scanner runs at start (`scan.run`).
+    public var run: RunMode = .merge
+    /// The scanner's knobs (`scan.pages_to_scan` and the others, named as the kernel's).
+    public var tunables = Tunables(
+        pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: 0, maxPageSharing: 256, smartScan: true
+    )
+
+    // MARK: [policy]
+
+    /// The directory of per-guest policy files (`policy.directory`).
+    public var policyDirectory = "/etc/samepage/guests.d"
+    /// The policy of guests with neither a policy file nor a `default.toml` (`[policy.default]`).
+    public var defaultPolicy = GuestPolicy()
+
+    // MARK: [reclaim]
+
+    /// A host-wide cap on reclaimed bytes (`reclaim.max_bytes`); 0 = unlimited.
+    public var reclaimMaxBytes = 0
+
+    /// The built-in configuration; see ``defaults``.
+    public init() {}
+
+    // MARK: Loading
+
+    /// Reads and parses the configuration file at `path`, which must exist.
+    ///
+    /// - Throws: The file's first error, in file order; ``validate(path:)`` lists them all.
+    public static func load(path: String) throws(ConfigError) -> DaemonConfiguration {
+        try evaluate(source: { () throws(ConfigError) in try ConfigSource(path: path) }).get()
+    }
+
+    /// Reads the configuration file at `path` if there is one; the built-in ``defaults`` if not.
+    public static func loadIfPresent(path: String = defaultPath) throws(ConfigError) -> DaemonConfiguration {
+        var status = stat()
+        if stat(path, &status) != 0, errno == ENOENT {
+            return defaults
+        }
+        return try load(path: path)
+    }
+
+    /// Parses the text of a configuration file, throwing its first error.
+    ///
+    /// - Parameters:
+    ///   - text: The file's content.
+    ///   - file: How the file is named in errors, usually its path.
+    public static func parse(text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
+        try evaluate(source: { () throws(ConfigError) in try ConfigSource(bytes: text.utf8, file: file) }).get()
+    }
+
+    /// Parses the raw bytes of a configuration file (which need not be UTF-8).
+    public static func parse(bytes: some Collection<UInt8>, file: String) throws(ConfigError) -> DaemonConfiguration {
+        try evaluate(source: { () throws(ConfigError) in try ConfigSource(bytes: bytes, file: file) }).get()
+    }
+
+    /// Every error in the text of a configuration file, in file order.
+    public static func validate(text: String, file: String) -> [ConfigError] {
+        evaluate(source: { () throws(ConfigError) in try ConfigSource(bytes: text.utf8, file: file) }).errors
+    }
+
+    /// Every error in the configuration file at `path`, in file order.
+    public static func validate(path: String) -> [ConfigError] {
+        evaluate(source: { () throws(ConfigError) in try ConfigSource(path: path) }).errors
+    }
+
+    private static func evaluate(source: () throws(ConfigError) -> ConfigSource) -> Evaluation<DaemonConfiguration> {
+        Evaluation { () throws(ConfigError) in
+            let document = try ConfigDocument(source: source())
+            var root = document.rootReader()
+            var configuration = DaemonConfiguration()
+            configuration.read(&root)
+            root.finish()
+            return (configuration, document)
+        }
+    }
+
+    // MARK: Reading sections
+
+    private mutating func read(_ root: inout TableReader) {
+        if var section = root.table("libvirt") {
+            readLibvirt(&section)
+            section.finish()
+        }
+        if var section = root.table("control") {
+            readControl(&section)
+            section.finish()
+        }
+        if var section = root.table("metrics") {
+            if let address = section.string("address") {
+                if address.isEmpty {
+                    metricsAddress = nil
+                } else if let parsed = HostAndPort(address) {
+                    metricsAddress = parsed
+                } else {
+                    section.error(
+                        at: "address",
+                        "\(section.name("address")) = \(TableReader.quoted(address)) is not HOST:PORT "
+                            + "(like \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" disables metrics)"
+                    )
+                }
+            }
+            section.finish()
+        }
+        if var section = root.table("scan") {
+            readScan(&section)
+            section.finish()
+        }
+        if var section = root.table("policy") {
+            if let directory = section.string("directory") {
+                if let problem = Self.pathProblem(directory) {
+                    section.error(at: "directory", "\(section.name("directory")) = \(TableReader.quoted(directory)) \(problem)")
+                } else {
+                    policyDirectory = directory
+                }
+            }
+            if var table = section.table("default") {
+                defaultPolicy = GuestPolicy.read(from: &table)
+                table.finish()
+            }
+            section.finish()
+        }
+        if var section = root.table("reclaim") {
+            if let bytes = section.integer("max_bytes", in: 0...Int.max, describedAs: "0 (unlimited) or more") {
+                reclaimMaxBytes = bytes
+            }
+            section.finish()
+        }
+    }
+
+    private mutating func readLibvirt(_ section: inout TableReader) {
+        guard let uri = section.string("uri") else { return }
+        if Self.isLibvirtURI(uri) {
+            libvirtURI = uri
+        } else {
+            section.error(
+                at: "uri",
+                "\(section.name("uri")) = \(TableReader.quoted(uri)) is not a libvirt URI (like \"qemu:///system\")"
+            )
+        }
+    }
+
+    private mutating func readControl(_ section: inout TableReader) {
+        if let socket = section.string("socket") {
+            if let problem = Self.pathProblem(socket) {
+                section.error(at: "socket", "\(section.name("socket")) = \(TableReader.quoted(socket)) \(problem)")
+            } else if socket.utf8.count > Self.maximumSocketPathLength {
+                section.error(
+                    at: "socket",
+                    "\(section.name("socket")) is too long for a Unix socket (\(socket.utf8.count) bytes; "
+                        + "at most \(Self.maximumSocketPathLength))"
+                )
+            } else {
+                controlSocket = socket
+            }
+        }
+        if let group = section.string("group") {
+            if group.isEmpty {
+                controlGroup = nil
+            } else if Self.isGroupName(group) {
+                controlGroup = group
+            } else {
+                section.error(
+                    at: "group",
+                    "\(section.name("group")) = \(TableReader.quoted(group)) is not a group name "
+                        + "(letters, digits, '.', '_', '-', at most 32 characters; \"\" for root only)"
+                )
+            }
+        }
+        if let value = section.value("mode") {
+            // A TOML integer cannot be written in octal with a leading zero, so modes are strings.
+            if value.type == .int {
+                section.error(
+                    at: "mode", "\(section.name("mode")) must be a string of octal digits, like \"0660\", not an integer"
+                )
+            } else if value.type != .string {
+                section.error(at: "mode", "\(section.name("mode")) must be a string, not \(TableReader.article(value.type))")
+            } else if let mode = value.string {
+                switch Self.parseMode(mode) {
+                case .success(let parsed):
+                    configuredControlSocketMode = parsed
+                case .failure(let problem):
+                    section.error(at: "mode", "\(section.name("mode")) = \(TableReader.quoted(mode)) \(problem.reason)")
+                }
+            }
+        }
+    }
+
+    private mutating func readScan(_ section: inout TableReader) {
+        let runs: KeyValuePairs<String, RunMode> = ["stop": .stop, "merge": .merge, "unmerge": .unmerge]
+        if let run = section.choice("run", runs) {
+            self.run = run
+        }
+        // Each knob is checked on its own (against the defaults of the others), so that every
+        // bad one is reported; the whole set is checked again at the end.
+        var reported = false
+        func knob(_ key: String, _ keyPath: WritableKeyPath<Tunables, Int>, _ section: inout TableReader) {
+            guard let value = section.integer(key) else { return }
+            var alone = Tunables()
+            alone[keyPath: keyPath] = value
+            do {
+                try alone.validate()
+                tunables[keyPath: keyPath] = value
+            } catch {
+                section.error(at: key, error.description)
+                reported = true
+            }
+        }
+        knob("pages_to_scan", \.pagesToScan, &section)
+        knob("sleep_millisecs", \.sleepMillisecs, &section)
+        knob("max_kernel_pages", \.maxKernelPages, &section)
+        knob("max_page_sharing", \.maxPageSharing, &section)
+        if let smart = section.bool("smart_scan") {
+            tunables.smartScan = smart
+        }
+        if !reported {
+            do {
+                try tunables.validate()
+            } catch {
+                section.error(at: error.name, error.description)
+            }
+        }
+    }
+
+    // MARK: Value checks
+
+    /// `sun_path` holds 108 bytes, the last of them the terminating NUL.
+    static let maximumSocketPathLength = 107
+
+    static func pathProblem(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return "is not an absolute path" }
+        return nil
+    }
+
+    static func isLibvirtURI(_ uri: String) -> Bool {
+        guard let colon = uri.firstIndex(of: ":") else { return false }
+        let scheme = uri[..<colon].unicodeScalars
+        guard let first = scheme.first, ("a"..."z").contains(first) || ("A"..."Z").contains(first) else { return false }
+        return scheme.allSatisfy { scalar in
+            switch scalar {
+            case "a"..."z", "A"..."Z", "0"..."9", "+", ".", "-": return true
+            default: return false
+            }
+        } && !uri.unicodeScalars.contains { $0.value < 0x21 || $0.value == 0x7F }
+    }
+
+    static func isGroupName(_ group: String) -> Bool {
+        let scalars = Array(group.unicodeScalars)
+        guard !scalars.isEmpty, scalars.count <= 32, scalars[0] != "-" else { return false }
+        return scalars.enumerated().allSatisfy { index, scalar in
+            switch scalar {
+            case "a"..."z", "A"..."Z", "0"..."9", ".", "_", "-": return true
+            case "$": return index == scalars.count - 1
+            default: return false
+            }
+        }
+    }
+
+    struct ModeProblem: Error {
+        var reason: String
+    }
+
+    static func parseMode(_ text: String) -> Result<UInt32, ModeProblem> {
+        let digits = text.unicodeScalars
+        guard (3...4).contains(digits.count), digits.allSatisfy({ ("0"..."7").contains($0) }),
+            let mode = UInt32(text, radix: 8)
+        else {
+            return .failure(ModeProblem(reason: "is not a file mode: expected 3 or 4 octal digits, like \"0600\""))
+        }
+        guard mode <= 0o777 else {
+            return .failure(ModeProblem(reason: "sets setuid, setgid or sticky bits, which a socket does not take"))
+        }
+        guard mode & 0o007 == 0 else {
+            return .failure(ModeProblem(reason: "gives other users access: use a group instead"))
+        }
+        guard mode & 0o600 == 0o600 else {
+            return .failure(ModeProblem(reason: "must give the owner read and write access (0600)"))
+        }
+        return .success(mode)
+    }
+}
+
+/// A TCP endpoint written `HOST:PORT`, with an IPv6 host in brackets: `[::1]:9464`.
+public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
+    /// A host name or address, without brackets.
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT` or `[IPV6]:PORT`; nil if malformed or the port is not 1 to 65535.
+    public init?(_ text: String) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portText = rest.dropFirst()
+            guard !host.isEmpty, host.contains(":"),
+                host.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0)
+                    || ("A"..."F").contains($0) || $0 == ":" || $0 == "." || $0 == "%" })
+            else { return nil }
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+            guard !host.isEmpty, host.unicodeScalars.allSatisfy({ scalar in
+                switch scalar {
+                case "a"..."z", "A"..."Z", "0"..."9", ".", "-": return true
+                default: return false
+                }
+            }) else { return nil }
+        }
+        guard !portText.isEmpty, portText.count <= 5, portText.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }),
+            let port = UInt16(portText), port > 0
+        else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+
+    /// `HOST:PORT`, with brackets around an IPv6 address.
+    public var description: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}

@@ -1,0 +1,418 @@
+/// Where each key of a TOML document is written.
+///
+/// TOMLKit (toml++ underneath) reports the line and column of a syntax error, but its node
+/// API keeps no source positions, so a semantic error ("max_pages must be an integer") could
+/// not name its line. The locator recovers them: it walks the text of a document that toml++
+/// has already accepted, with a small scanner that knows TOML's lexical structure (comments,
+/// the four kinds of strings, escapes, table and array-of-tables headers, dotted and quoted
+/// keys, inline tables, arrays spanning lines), and records, for every key path, where the key
+/// is first written.
+///
+/// So `mode = "merge"` inside a multi-line string is not mistaken for a key, `"mode" = ...`
+/// and `mode=...` are found, and `[policy.default]`, `policy.default.mode = ...` and
+/// `policy = { default = { mode = ... } }` all locate `policy.default.mode`. Positions inside
+/// arrays are not recorded: an array is never a valid value here, and is reported at its key.
+///
+/// The scanner never fails hard: on text it does not understand it stops, and the keys not
+/// found are reported at their nearest located parent (or without a line). It also notes
+/// string escapes of U+0000, which TOMLKit's C interface would silently truncate.
+struct KeyLocator {
+    /// A 1-based line and column (in Unicode scalars).
+    struct Position: Equatable, Sendable {
+        var line: Int
+        var column: Int
+    }
+
+    /// Key paths from the root, each mapped to where it is first written.
+    private(set) var positions: [[String]: Position]
+    /// The first `\u0000` or `\U00000000` escape in a basic string.
+    private(set) var nulEscape: Position?
+
+    init(text: String) {
+        var scanner = Scanner(bytes: Array(text.utf8))
+        scanner.scanDocument()
+        positions = scanner.positions
+        nulEscape = scanner.nulEscape
+    }
+
+    /// Where `path` is written; failing that, where its nearest located parent is.
+    func position(of path: [String]) -> Position? {
+        var path = path[...]
+        while !path.isEmpty {
+            if let position = positions[Array(path)] {
+                return position
+            }
+            path = path.dropLast()
+        }
+        return nil
+    }
+}
+
+/// A single-pass scanner over the UTF-8 bytes of a TOML document.
+private struct Scanner {
+    typealias Position = KeyLocator.Position
+
+    /// Deeper than toml++ accepts (256), so valid documents never hit it.
+    static let maximumDepth = 1024
+
+    let bytes: [UInt8]
+    var index = 0
+    var line = 1
+    var lineStart = 0
+    var stopped = false
+    var positions: [[String]: Position] = [:]
+    var nulEscape: Position?
+
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    // MARK: Characters
+
+    var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    func peek(_ offset: Int) -> UInt8? {
+        index + offset < bytes.count ? bytes[index + offset] : nil
+    }
+
+    var position: Position {
+        var column = 1
+        for byte in bytes[lineStart..<min(index, bytes.count)] where byte & 0xC0 != 0x80 {
+            column += 1
+        }
+        return Position(line: line, column: column)
+    }
+
+    mutating func advance() {
+        guard index < bytes.count else { return }
+        if bytes[index] == UInt8(ascii: "\n") {
+            line += 1
+            lineStart = index + 1
+        }
+        index += 1
+    }
+
+    mutating func advance(by count: Int) {
+        for _ in 0..<count { advance() }
+    }
+
+    func isAt(_ string: StaticString) -> Bool {
+        let count = string.utf8CodeUnitCount
+        guard index + count <= bytes.count else { return false }
+        return string.withUTF8Buffer { Array($0) == Array(bytes[index..<index + count]) }
+    }
+
+    static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+
+    static func isBareKey(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Bytes that end an unquoted value (a number, boolean or date; dates may contain a space).
+    static func endsAtom(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"), UInt8(ascii: "#"), UInt8(ascii: "\n"),
+            UInt8(ascii: "\r"), UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "\""), UInt8(ascii: "'"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    // MARK: Trivia
+
+    mutating func skipBlanks() {
+        while let byte = current, Self.isBlank(byte) { advance() }
+    }
+
+    mutating func skipComment() {
+        guard current == UInt8(ascii: "#") else { return }
+        while let byte = current, byte != UInt8(ascii: "\n") { advance() }
+    }
+
+    /// Blanks, comments and line breaks.
+    mutating func skipTrivia() {
+        while let byte = current {
+            if Self.isBlank(byte) || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
+                advance()
+            } else if byte == UInt8(ascii: "#") {
+                skipComment()
+            } else {
+                return
+            }
+        }
+    }
+
+    /// The rest of the line after a statement: blanks and a comment in a valid document.
+    mutating func skipRestOfLine() {
+        while let byte = current, byte != UInt8(ascii: "\n") { advance() }
+    }
+
+    // MARK: Structure
+
+    mutating func record(_ path: [String], at position: Position) {
+        if positions[path] == nil {
+            positions[path] = position
+        }
+    }
+
+    mutating func scanDocument() {
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
+            index = 3
+            lineStart = 3
+        }
+        var table: [String] = []
+        while !stopped {
+            skipTrivia()
+            guard let byte = current else { return }
+            let start = index
+            if byte == UInt8(ascii: "[") {
+                let header = position
+                advance()
+                if current == UInt8(ascii: "[") { advance() }
+                skipBlanks()
+                guard let (keys, _) = scanKey() else {
+                    stopped = true
+                    return
+                }
+                for count in 1...keys.count {
+                    record(Array(keys[..<count]), at: header)
+                }
+                table = keys
+            } else {
+                scanKeyValue(prefix: table, recording: true, depth: 0)
+            }
+            skipRestOfLine()
+            if index == start { stopped = true }
+        }
+    }
+
+    /// `key = value`, recording the key (and each of its dotted prefixes) under `prefix`.
+    mutating func scanKeyValue(prefix: [String], recording: Bool, depth: Int) {
+        guard let (keys, position) = scanKey() else {
+            stopped = true
+            return
+        }
+        if recording {
+            for count in 1...keys.count {
+                record(prefix + keys[..<count], at: position)
+            }
+        }
+        skipBlanks()
+        guard current == UInt8(ascii: "=") else {
+            stopped = true
+            return
+        }
+        advance()
+        skipBlanks()
+        scanValue(path: recording ? prefix + keys : nil, depth: depth)
+    }
+
+    /// A dotted key, `a . "b" . 'c'`, and where it starts.
+    mutating func scanKey() -> ([String], Position)? {
+        let start = position
+        guard let first = scanSimpleKey() else { return nil }
+        var keys = [first]
+        while !stopped {
+            skipBlanks()
+            guard current == UInt8(ascii: ".") else { break }
+            advance()
+            skipBlanks()
+            guard let next = scanSimpleKey() else { return nil }
+            keys.append(next)
+        }
+        return (keys, start)
+    }
+
+    mutating func scanSimpleKey() -> String? {
+        guard let byte = current else { return nil }
+        if byte == UInt8(ascii: "\"") {
+            advance()
+            return scanBasicString()
+        }
+        if byte == UInt8(ascii: "'") {
+            advance()
+            return scanLiteralString()
+        }
+        let start = index
+        while let byte = current, Self.isBareKey(byte) { advance() }
+        guard index > start else { return nil }
+        return String(decoding: bytes[start..<index], as: UTF8.self)
+    }
+
+    /// Any value; the keys of inline tables are recorded under `path` unless it is nil.
+    mutating func scanValue(path: [String]?, depth: Int) {
+        guard depth < Self.maximumDepth, let byte = current else {
+            stopped = true
+            return
+        }
+        switch byte {
+        case UInt8(ascii: "\""):
+            if isAt("\"\"\"") {
+                advance(by: 3)
+                skipMultilineString(quote: UInt8(ascii: "\""), escapes: true)
+            } else {
+                advance()
+                _ = scanBasicString()
+            }
+        case UInt8(ascii: "'"):
+            if isAt("'''") {
+                advance(by: 3)
+                skipMultilineString(quote: UInt8(ascii: "'"), escapes: false)
+            } else {
+                advance()
+                _ = scanLiteralString()
+            }
+        case UInt8(ascii: "["):
+            advance()
+            while !stopped {
+                skipTrivia()
+                guard let byte = current else {
+                    stopped = true
+                    return
+                }
+                if byte == UInt8(ascii: "]") {
+                    advance()
+                    return
+                }
+                let before = index
+                scanValue(path: nil, depth: depth + 1)
+                skipTrivia()
+                if current == UInt8(ascii: ",") { advance() }
+                if index == before { stopped = true }
+            }
+        case UInt8(ascii: "{"):
+            advance()
+            while !stopped {
+                skipTrivia()
+                guard let byte = current else {
+                    stopped = true
+                    return
+                }
+                if byte == UInt8(ascii: "}") {
+                    advance()
+                    return
+                }
+                let before = index
+                scanKeyValue(prefix: path ?? [], recording: path != nil, depth: depth + 1)
+                skipTrivia()
+                if current == UInt8(ascii: ",") { advance() }
+                if index == before { stopped = true }
+            }
+        default:
+            let start = index
+            while let byte = current, !Self.endsAtom(byte) { advance() }
+            if index == start { stopped = true }
+        }
+    }
+
+    // MARK: Strings
+
+    /// After the opening quote of a basic string: its decoded content, through the closing quote.
+    mutating func scanBasicString() -> String? {
+        var content: [UInt8] = []
+        while let byte = current {
+            switch byte {
+            case UInt8(ascii: "\""):
+                advance()
+                return String(decoding: content, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                if let scalar = scanEscape() {
+                    content.append(contentsOf: Array(String(Character(scalar)).utf8))
+                }
+            case UInt8(ascii: "\n"):
+                stopped = true
+                return nil
+            default:
+                content.append(byte)
+                advance()
+            }
+        }
+        stopped = true
+        return nil
+    }
+
+    /// After the opening quote of a literal string: its content, through the closing quote.
+    mutating func scanLiteralString() -> String? {
+        let start = index
+        while let byte = current {
+            if byte == UInt8(ascii: "'") {
+                let content = String(decoding: bytes[start..<index], as: UTF8.self)
+                advance()
+                return content
+            }
+            if byte == UInt8(ascii: "\n") { break }
+            advance()
+        }
+        stopped = true
+        return nil
+    }
+
+    /// After the opening delimiter of a multi-line string: through the closing one (a run of
+    /// three to five quotes, the extra ones being content).
+    mutating func skipMultilineString(quote: UInt8, escapes: Bool) {
+        while let byte = current {
+            if byte == quote {
+                var run = 0
+                while current == quote {
+                    advance()
+                    run += 1
+                }
+                if run >= 3 { return }
+            } else if escapes && byte == UInt8(ascii: "\\") {
+                _ = scanEscape()
+            } else {
+                advance()
+            }
+        }
+        stopped = true
+    }
+
+    /// At a backslash: consumes the escape and returns the scalar it stands for (nil for a
+    /// line-ending backslash or anything unknown). Notes escapes of U+0000.
+    mutating func scanEscape() -> Unicode.Scalar? {
+        let start = position
+        advance()
+        guard let byte = current else { return nil }
+        advance()
+        switch byte {
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "t"): return "\t"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "e"): return "\u{1B}"
+        case UInt8(ascii: "\""): return "\""
+        case UInt8(ascii: "\\"): return "\\"
+        case UInt8(ascii: "u"), UInt8(ascii: "U"):
+            let digits = byte == UInt8(ascii: "u") ? 4 : 8
+            var value: UInt32 = 0
+            for _ in 0..<digits {
+                guard let digit = current.flatMap({ Self.hexValue($0) }) else { return nil }
+                value = value << 4 | digit
+                advance()
+            }
+            if value == 0, nulEscape == nil {
+                nulEscape = start
+            }
+            return Unicode.Scalar(value)
+        default:
+            return nil
+        }
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt32? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(byte - UInt8(ascii: "A") + 10)
+        default: return nil
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// The control API; see docs/control-protocol.md.

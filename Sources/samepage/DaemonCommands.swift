@@ -1,0 +1,253 @@
+import ArgumentParser
+import Foundation
+import SamepageAgent
+import SamepageConfig
+import SamepageControl
+import SamepageCore
+
+/// Sends one request to samepaged and returns its result; a daemon that is not running, a
+/// refused socket or a failed request become a one-line ``Failure``.
+func ask(_ socket: String, _ request: ControlRequest) throws -> ControlResult {
+    do {
+        let client = try ControlClient(path: socket)
+        return try client.send(request).get()
+    } catch let error as ControlError {
+        throw Failure(error.description)
+    } catch let failure as ControlFailure {
+        throw Failure(failure.message)
+    }
+}
+
+/// Prints a result as JSON, with the counter names as keys.
+func printJSON(_ result: ControlResult) {
+    print(ControlCodec.json(result, pretty: true))
+}
+
+func counterLines(_ counters: Counters, indent: String = "") -> [String] {
+    counters.named.map { "\(indent)\($0.0.padding(toLength: 16, withPad: " ", startingAt: 0)) \($0.1)" }
+}
+
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
+    func format(_ row: [String]) -> String {
+        zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            .trimmingCharacters(in: .whitespaces)
+    }
+    let rule = String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))
+    return ([format(header), rule] + rows.map(format)).joined(separator: "\n")
+}
+
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List guests: state, backend, mapped or why not, policy, counters.")
+
+    @ParentCommand var root: SamepageCommand
+    @Flag(help: "Print JSON: an array of guest objects.") var json = false
+
+    func run() throws {
+        let result = try ask(root.socket, .list)
+        if json { return printJSON(result) }
+        guard case .guests(let guests) = result else { return }
+        print(table(
+            ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero"],
+            guests.map { g in
+                [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
+                 g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
+                 "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)"]
+            }))
+        for g in guests where g.reason != nil {
+            print("\(g.name): not mapped: \(g.reason!)")
+        }
+    }
+}
+
+struct DominfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dominfo", abstract: "Show one guest: backends, facts, policy, counters.")
+
+    @ParentCommand var root: SamepageCommand
+    @Argument(help: "Guest name or UUID.") var guest: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let result = try ask(root.socket, .dominfo(guest: guest))
+        if json { return printJSON(result) }
+        guard case .guest(let g) = result else { return }
+        var lines = [
+            "Name:            \(g.name)", "UUID:            \(g.uuid)", "State:           \(g.state)",
+            "Mapped:          \(g.mapped ? "yes" : "no, \(g.reason ?? "")")",
+            "Mode:            \(g.mode.rawValue)", "Trust group:     \(g.trustGroup ?? "(its own)")",
+            "Backing:         \(g.facts.backing)\(g.facts.access.map { ", \($0)" } ?? "")\(g.facts.hugepages ? ", hugepages" : "")",
+        ]
+        for region in g.regions {
+            lines.append("Region:          \(region.backend): \(region.kind), \(region.bytes >> 20) MiB\(region.path.map { ", \($0)" } ?? "")")
+        }
+        let facts = g.facts
+        func list(_ items: [String]) -> String { items.isEmpty ? "none" : items.joined(separator: ", ") }
+        lines += [
+            "Preallocated:    \(facts.preallocated ? "yes" : "no")", "Locked:          \(facts.locked ? "yes" : "no")",
+            "Assigned devs:   \(list(facts.assignedDevices))", "ivshmem:         \(list(facts.ivshmem))",
+            "Persistent mem:  \(list(facts.persistentMemory))", "Launch security: \(facts.launchSecurity ?? "none")",
+            "vhost-user:      \(list(facts.vhostUser))",
+            "Other mappers:   \(list(facts.otherMappers.map { "\($0.command) (\($0.pid))" }))",
+            "Active job:      \(facts.activeJob ? "yes" : "no")",
+        ]
+        print(lines.joined(separator: "\n"))
+        print(counterLines(g.counters).joined(separator: "\n"))
+    }
+}
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Show the global counters (the kernel's names), run mode and tunables.")
+
+    @ParentCommand var root: SamepageCommand
+    @Flag(help: "Print JSON with the kernel's counter names as keys.") var json = false
+
+    func run() throws {
+        let result = try ask(root.socket, .stats)
+        if json { return printJSON(result) }
+        guard case .stats(let s) = result else { return }
+        var lines = counterLines(s.counters)
+        lines += [
+            "run              \(s.run.rawValue)",
+            "pages_to_scan    \(s.tunables.pagesToScan)", "sleep_millisecs  \(s.tunables.sleepMillisecs)",
+            "max_kernel_pages \(s.tunables.maxKernelPages)", "max_page_sharing \(s.tunables.maxPageSharing)",
+            "smart_scan       \(s.tunables.smartScan ? 1 : 0)",
+            "tracking_bytes   \(s.trackingBytes)",
+            "guests           \(s.guests) (\(s.guestsMapped) mapped)",
+            "libvirt          \(s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")")",
+        ]
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Stop scanning, scan and merge, or unmerge everything (run 0/1/2).")
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        case stop, merge, unmerge
+        var runMode: RunMode { switch self { case .stop: .stop; case .merge: .merge; case .unmerge: .unmerge } }
+    }
+
+    @ParentCommand var root: SamepageCommand
+    @Argument(help: "stop, merge or unmerge.") var mode: Mode
+
+    func run() throws {
+        _ = try ask(root.socket, .run(mode.runMode))
+        print("run: \(mode.rawValue)")
+    }
+}
+
+struct TuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tune", abstract: "Change scan tunables live; with no option, show them.")
+
+    @ParentCommand var root: SamepageCommand
+    @Option(help: "Pages per batch.") var pagesToScan: Int?
+    @Option(help: "Pause between batches.") var sleepMillisecs: Int?
+    @Option(help: "Cap on stable nodes (0 = unlimited).") var maxKernelPages: Int?
+    @Option(help: "Cap on pages per stable node (0 = unlimited, else at least 2).") var maxPageSharing: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let changes = TunableChanges(
+            pagesToScan: pagesToScan, sleepMillisecs: sleepMillisecs, maxKernelPages: maxKernelPages,
+            maxPageSharing: maxPageSharing)
+        let result = try ask(root.socket, changes.isEmpty ? .stats : .tune(changes))
+        let tunables: Tunables
+        switch result {
+        case .tunables(let t): tunables = t
+        case .stats(let s): tunables = s.tunables
+        default: return
+        }
+        if json { return printJSON(.tunables(tunables)) }
+        print("""
+            pages_to_scan    \(tunables.pagesToScan)
+            sleep_millisecs  \(tunables.sleepMillisecs)
+            max_kernel_pages \(tunables.maxKernelPages)
+            max_page_sharing \(tunables.maxPageSharing)
+            """)
+    }
+}
+
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Show, validate and reload per-guest policies.",
+        subcommands: [Show.self, Validate.self, Reload.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The policy in force for each guest, and its file.")
+        @ParentCommand var policy: PolicyCommand
+        @Argument(help: "Guest name or UUID; all guests without one.") var guest: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let result = try ask(policy.root.socket, .policyShow(guest: guest))
+            if json { return printJSON(result) }
+            guard case .policies(let policies) = result else { return }
+            print(table(
+                ["Name", "Mode", "Group", "Max pages", "Pause ms", "Pause ms/min", "Source"],
+                policies.map { p in
+                    [p.name, p.policy.mode.rawValue, p.policy.trustGroup ?? "-", "\(p.policy.maxPages)",
+                     "\(p.policy.maxPauseMs)", "\(p.policy.maxPauseMsPerMinute)", p.source ?? "(built-in default)"]
+                }))
+        }
+    }
+
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check policy files without the daemon; prints each problem as FILE:LINE: message.")
+        @Argument(help: "Policy files.") var files: [String]
+
+        func run() throws {
+            var problems = 0
+            for file in files {
+                let errors = PolicyFile.validate(path: file)
+                problems += errors.count
+                for error in errors { print(error.description) }
+                if errors.isEmpty { print("\(file): ok") }
+            }
+            if problems > 0 { throw ExitCode.failure }
+        }
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make samepaged re-read the policy directory; a bad file is rejected and its guest keeps its last good policy.")
+        @ParentCommand var policy: PolicyCommand
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let result = try ask(policy.root.socket, .policyReload)
+            if json { return printJSON(result) }
+            guard case .policyReload(let report) = result else { return }
+            if report.errors.isEmpty {
+                print("policies reloaded")
+            } else {
+                for error in report.errors { print(error) }
+                throw ExitCode.failure
+            }
+        }
+    }
+
+    @ParentCommand var root: SamepageCommand
+}
+
+struct SharingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sharing", abstract: "Matrix of merged contents shared between each pair of guests.")
+
+    @ParentCommand var root: SamepageCommand
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let result = try ask(root.socket, .sharing)
+        if json { return printJSON(result) }
+        guard case .sharing(let matrix) = result else { return }
+        let names = matrix.guests.map(\.name)
+        print(table([""] + names, zip(names, matrix.pages).map { [$0] + $1.map(String.init) }))
+    }
+}

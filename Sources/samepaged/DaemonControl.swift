@@ -1,0 +1,69 @@
+import SamepageAgent
+import SamepageConfig
+import SamepageControl
+import SamepageCore
+
+/// Answers control requests from the agent's published state and by posting to the agent.
+/// Runs on the control server's connection threads; everything it touches is thread-safe.
+struct DaemonControl: Sendable {
+    let agent: Agent
+    let policies: PolicyDirectory
+    let version: String
+
+    func handle(_ request: ControlRequest) -> ControlResponse {
+        switch request {
+        case .list:
+            return .success(.guests(agent.snapshot.guests.map(GuestInfo.init)))
+        case .dominfo(let name):
+            guard let guest = find(name, in: agent.snapshot) else { return unknownGuest(name) }
+            return .success(.guest(GuestInfo(guest)))
+        case .stats:
+            return .success(.stats(DaemonStats(agent.snapshot)))
+        case .run(let mode):
+            agent.setRun(mode)
+            return .success(.run(mode))
+        case .tune(let changes):
+            do {
+                try changes.validate()
+                let tunables = changes.applied(to: agent.currentTunables)
+                try agent.setTunables(tunables)
+                return .success(.tunables(tunables))
+            } catch let failure as ControlFailure {
+                return .failure(failure)
+            } catch {
+                return .failure(.invalidArgument, "\(error)")
+            }
+        case .policyShow(let name):
+            let snapshot = agent.snapshot
+            var guests = snapshot.guests
+            if let name {
+                guard let guest = find(name, in: snapshot) else { return unknownGuest(name) }
+                guests = [guest]
+            }
+            return .success(.policies(guests.map { guest in
+                let identity = GuestIdentity(name: guest.name, uuid: guest.uuid)
+                let (policy, source) = policies.policy(for: identity)
+                return GuestPolicyInfo(name: guest.name, uuid: guest.uuid, source: source, policy: policy)
+            }))
+        case .policyReload:
+            let errors = policies.reload()
+            agent.reloadPolicies()
+            return .success(.policyReload(PolicyReloadReport(errors: errors.map(\.description))))
+        case .sharing:
+            guard let matrix = agent.sharingMatrix() else {
+                return .failure(.unavailable, "the agent did not answer in time; try again")
+            }
+            return .success(.sharing(matrix))
+        case .version:
+            return .success(.version(VersionInfo(daemon: version)))
+        }
+    }
+
+    private func find(_ name: String, in snapshot: AgentSnapshot) -> GuestStatus? {
+        snapshot.guests.first { $0.name == name || $0.uuid == name.lowercased() }
+    }
+
+    private func unknownGuest(_ name: String) -> ControlResponse {
+        .failure(.unknownGuest, "no guest named \(name) (by name or UUID); see 'samepage list'")
+    }
+}

@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import Logging
+import SamepageAgent
+import SamepageConfig
+import SamepageControl
+import SamepageCore
+import ServiceLifecycle
+import UnixSignals
+
+/// `samepaged`: the Samepage host daemon.
+@main
+struct Samepaged: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "samepaged",
+        abstract: "The Samepage daemon: KSM for QEMU guests with shared-memory RAM.",
+        discussion: """
+            Follows the guests of a libvirt connection, maps the RAM backends of those whose \
+            policy allows it, and runs KSM's merging loop over them. Configuration comes from \
+            --config, else /etc/samepage/samepaged.toml if it exists, else built-in defaults \
+            (qemu:///system, socket /run/samepage/samepaged.sock, policies in \
+            /etc/samepage/guests.d); the options below override it. SIGTERM or SIGINT stop the \
+            daemon gracefully; SIGHUP reloads the configuration and the policies without \
+            losing what the engine has learned. Talk to it with 'samepage'.
+            """,
+        version: version
+    )
+
+    @Option(help: "Configuration file (TOML); must exist when given.")
+    var config: String?
+
+    @Option(name: .customLong("connect"), help: "libvirt URI (overrides libvirt.uri).")
+    var uri: String?
+
+    @Option(help: "Control socket path (overrides control.socket).")
+    var socket: String?
+
+    @Option(help: "Policy directory (overrides policy.directory).")
+    var policyDir: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let logLevel = self.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let logger = Logger(label: "samepaged")
+
+        let settings: DaemonConfiguration
+        do {
+            settings = try loadSettings()
+        } catch {
+            logger.critical("configuration: \(error)")
+            throw ExitCode.failure
+        }
+
+        let policies = PolicyDirectory(directory: settings.policyDirectory, defaultPolicy: settings.defaultPolicy)
+        for error in policies.reload() { logger.error("policy rejected: \(error)") }
+
+        var agentConfiguration = AgentConfiguration()
+        agentConfiguration.uri = settings.libvirtURI
+        agentConfiguration.tunables = settings.tunables
+        agentConfiguration.run = settings.run
+        agentConfiguration.policy = { policies.policy(for: $0).policy }
+        let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))
+
+        let control = DaemonControl(agent: agent, policies: policies, version: Self.version)
+        let server: ControlServer
+        do {
+            server = try ControlServer(
+                path: settings.controlSocket, mode: mode_t(settings.controlSocketMode),
+                group: try groupID(settings.controlGroup), handler: control.handle)
+        } catch {
+            logger.critical("control socket: \(error)")
+            throw ExitCode.failure
+        }
+        logger.notice("samepaged \(Self.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory)")
+
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: AgentService(agent: agent, server: server)),
+                .init(service: HangupService(daemon: self, agent: agent, policies: policies, logger: logger)),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+        logger.notice("samepaged stopped")
+    }
+
+    /// The configuration file's settings with the command line's overrides.
+    func loadSettings() throws -> DaemonConfiguration {
+        var settings = try config.map { try DaemonConfiguration.load(path: $0) } ?? DaemonConfiguration.loadIfPresent()
+        if let uri { settings.libvirtURI = uri }
+        if let socket { settings.controlSocket = socket }
+        if let policyDir { settings.policyDirectory = policyDir }
+        return settings
+    }
+
+    private func groupID(_ name: String?) throws -> gid_t? {
+        guard let name else { return nil }
+        guard let entry = getgrnam(name) else {
+            throw ValidationError("control.group: no group named \(name)")
+        }
+        return entry.pointee.gr_gid
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Runs the agent's thread for the life of the daemon; on shutdown, stops the control socket
+/// and the agent, which releases every guest's mappings.
+struct AgentService: Service {
+    let agent: Agent
+    let server: ControlServer
+
+    func run() async throws {
+        agent.start()
+        try? await gracefulShutdown()
+        server.stop()
+        agent.stop()
+    }
+}
+
+/// SIGHUP: re-reads the configuration file and the policy directory. A bad file is logged
+/// and changes nothing; the engine keeps its state either way.
+struct HangupService: Service {
+    let daemon: Samepaged
+    let agent: Agent
+    let policies: PolicyDirectory
+    let logger: Logger
+
+    func run() async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in hangups { reload() }
+        }
+    }
+
+    private func reload() {
+        logger.notice("SIGHUP: reloading configuration and policies")
+        let settings: DaemonConfiguration
+        do {
+            settings = try daemon.loadSettings()
+        } catch {
+            logger.error("configuration rejected, keeping the current one: \(error)")
+            return
+        }
+        do {
+            try agent.setTunables(settings.tunables)
+        } catch {
+            logger.error("configuration: \(error)")
+        }
+        for error in policies.reconfigure(directory: settings.policyDirectory, defaultPolicy: settings.defaultPolicy) {
+            logger.error("policy rejected: \(error)")
+        }
+        agent.reloadPolicies()
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import SamepageAgent
+import SamepageCore
+import Testing
+@testable import SamepageConfig
+
+@Suite struct DaemonConfigurationTests {
+    let file = "/etc/samepage/samepaged.toml"
+
+    func onlyError(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigError? {
+        let errors = DaemonConfiguration.validate(text: text, file: file)
+        #expect(errors.count == 1, "\(errors)", sourceLocation: sourceLocation)
+        if let first = errors.first {
+            #expect(throws: first, sourceLocation: sourceLocation) { try DaemonConfiguration.parse(text: text, file: file) }
+        }
+        return errors.first
+    }
+
+    @Test func builtInDefaults() {
+        let defaults = DaemonConfiguration.defaults
+        #expect(defaults.libvirtURI == "qemu:///system")
+        #expect(defaults.controlSocket == "/run/samepage/samepaged.sock")
+        #expect(defaults.controlGroup == nil)
+        #expect(defaults.configuredControlSocketMode == nil)
+        #expect(defaults.controlSocketMode == 0o600)
+        #expect(defaults.metricsAddress == HostAndPort(host: "127.0.0.1", port: 9464))
+        #expect(defaults.run == .merge)
+        #expect(defaults.tunables == Tunables(pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: 0, maxPageSharing: 256, smartScan: true))
+        #expect(defaults.policyDirectory == "/etc/samepage/guests.d")
+        #expect(defaults.defaultPolicy == GuestPolicy())
+        #expect(defaults.reclaimMaxBytes == 0)
+        #expect(DaemonConfiguration.defaultPath == "/etc/samepage/samepaged.toml")
+    }
+
+    /// The documented file and the code cannot drift apart: the shipped file lists every key
+    /// with its built-in default.
+    @Test func shippedFileIsTheDefaults() throws {
+        let path = repositoryRoot.appendingPathComponent("config/samepaged.toml").path
+        #expect(try DaemonConfiguration.load(path: path) == DaemonConfiguration.defaults)
+
+        // Every key of every section is present, so removing any line changes nothing.
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let keys = text.split(separator: "\n").filter { $0.contains(" = ") && !$0.hasPrefix("#") }
+        #expect(keys.map { $0.split(separator: " ").first! }.sorted() == [
+            "address", "directory", "group", "max_bytes", "max_kernel_pages", "max_page_sharing", "max_pages",
+            "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "reclaim_hugetlbfs", "run",
+            "sleep_millisecs", "smart_scan", "socket", "uri",
+        ])
+    }
+
+    @Test func shippedPolicySamplesAreValid() throws {
+        let example = repositoryRoot.appendingPathComponent("config/guests.d/example.toml.sample").path
+        #expect(try PolicyFile.load(path: example) == GuestPolicy(mode: .merge, trustGroup: "web"))
+        let fallback = repositoryRoot.appendingPathComponent("config/guests.d/default.toml.sample").path
+        #expect(try PolicyFile.load(path: fallback) == GuestPolicy(mode: .report))
+    }
+
+    @Test func emptyIsTheDefaults() throws {
+        #expect(try DaemonConfiguration.parse(text: "", file: file) == .defaults)
+        #expect(try DaemonConfiguration.parse(text: "[scan]\n[control]\n", file: file) == .defaults)
+    }
+
+    @Test func everyKeySet() throws {
+        let text = """
+            [libvirt]
+            uri = "qemu+ssh://root@host/system"
+            [control]
+            socket = "/tmp/samepage.sock"
+            group = "libvirt"
+            mode = "0640"
+            [metrics]
+            address = "[::1]:9100"
+            [scan]
+            run = "stop"
+            pages_to_scan = 250
+            sleep_millisecs = 0
+            max_kernel_pages = 100000
+            max_page_sharing = 0
+            smart_scan = false
+            [policy]
+            directory = "/srv/guests.d"
+            [policy.default]
+            mode = "report"
+            trust_group = "lab"
+            max_pause_ms = 5
+            [reclaim]
+            max_bytes = 1073741824
+            """
+        var expected = DaemonConfiguration()
+        expected.libvirtURI = "qemu+ssh://root@host/system"
+        expected.controlSocket = "/tmp/samepage.sock"
+        expected.controlGroup = "libvirt"
+        expected.configuredControlSocketMode = 0o640
+        expected.metricsAddress = HostAndPort(host: "::1", port: 9100)
+        expected.run = .stop
+        expected.tunables = Tunables(pagesToScan: 250, sleepMillisecs: 0, maxKernelPages: 100000, maxPageSharing: 0, smartScan: false)
+        expected.policyDirectory = "/srv/guests.d"
+        expected.defaultPolicy = GuestPolicy(mode: .report, trustGroup: "lab", maxPauseMs: 5)
+        expected.reclaimMaxBytes = 1 << 30
+        let parsed = try DaemonConfiguration.parse(text: text, file: file)
+        #expect(parsed == expected)
+        #expect(parsed.controlSocketMode == 0o640)
+    }
+
+    @Test func otherSpellings() throws {
+        // Dotted keys and inline tables are the same configuration.
+        let text = """
+            scan.run = "unmerge"
+            policy = { default = { mode = "zero" } }
+            metrics.address = ""
+            control = { group = "kvm" }
+            """
+        let parsed = try DaemonConfiguration.parse(text: text, file: file)
+        #expect(parsed.run == .unmerge)
+        #expect(parsed.defaultPolicy.mode == .zero)
+        #expect(parsed.metricsAddress == nil)
+        #expect(parsed.controlGroup == "kvm")
+        #expect(parsed.controlSocketMode == 0o660)
+    }
+
+    @Test(arguments: [
+        ("[libvrit]\nuri = \"x\"", 2, "unknown section [libvrit]; did you mean \"libvirt\"?"),
+        ("[scan]\npages_to_scn = 5", 3, "unknown key \"pages_to_scn\" in [scan]; did you mean \"pages_to_scan\"?"),
+        ("[scan]\npages_to_scan = 0", 3, "pages_to_scan = 0 is out of range: expected at least 1"),
+        ("[scan]\nsleep_millisecs = -1", 3, "sleep_millisecs = -1 is out of range: expected 0 or more"),
+        ("[scan]\nmax_kernel_pages = -5", 3, "max_kernel_pages = -5 is out of range: expected 0 (unlimited) or more"),
+        ("[scan]\nmax_page_sharing = 1", 3, "max_page_sharing = 1 is out of range: expected 0 (unlimited) or at least 2"),
+        ("[scan]\npages_to_scan = \"many\"", 3, "scan.pages_to_scan must be an integer, not a string"),
+        ("[scan]\nsmart_scan = 1", 3, "scan.smart_scan must be a boolean (true or false), not an integer"),
+        ("[scan]\nrun = \"go\"", 3, "scan.run = \"go\" is not valid: expected one of \"stop\", \"merge\", \"unmerge\""),
+        ("[scan]\nrun = 1", 3, "scan.run must be a string, not an integer"),
+        ("libvirt = \"qemu:///system\"", 2, "[libvirt] must be a table, not a string"),
+        ("[libvirt]\nuri = \"\"", 3, "libvirt.uri = \"\" is not a libvirt URI (like \"qemu:///system\")"),
+        ("[libvirt]\nuri = \"system\"", 3, "libvirt.uri = \"system\" is not a libvirt URI (like \"qemu:///system\")"),
+        ("[control]\nsocket = \"samepaged.sock\"", 3, "control.socket = \"samepaged.sock\" is not an absolute path"),
+        ("[control]\nmode = 600", 3, "control.mode must be a string of octal digits, like \"0660\", not an integer"),
+        ("[control]\nmode = \"0666\"", 3, "control.mode = \"0666\" gives other users access: use a group instead"),
+        ("[control]\nmode = \"rw\"", 3, "control.mode = \"rw\" is not a file mode: expected 3 or 4 octal digits, like \"0600\""),
+        ("[control]\nmode = \"4600\"", 3, "control.mode = \"4600\" sets setuid, setgid or sticky bits, which a socket does not take"),
+        ("[control]\nmode = \"0060\"", 3, "control.mode = \"0060\" must give the owner read and write access (0600)"),
+        ("[control]\ngroup = \"-x\"", 3, "control.group = \"-x\" is not a group name (letters, digits, '.', '_', '-', at most 32 characters; \"\" for root only)"),
+        ("[metrics]\naddress = \"9464\"", 3, "metrics.address = \"9464\" is not HOST:PORT (like \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" disables metrics)"),
+        ("[metrics]\naddress = \"localhost:70000\"", 3, "metrics.address = \"localhost:70000\" is not HOST:PORT (like \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" disables metrics)"),
+        ("[policy]\ndirectory = \"guests.d\"", 3, "policy.directory = \"guests.d\" is not an absolute path"),
+        ("[policy.default]\nmax_pause_ms = 0", 3, "policy.default.max_pause_ms = 0 is out of range: expected 1 to 1000"),
+        ("[policy.default]\nmode = \"all\"", 3, "policy.default.mode = \"all\" is not valid: expected one of \"off\", \"report\", \"zero\", \"merge\""),
+        ("[policy.default]\nmod = \"off\"", 3, "unknown key \"mod\" in [policy.default]; did you mean \"mode\"?"),
+        ("[policy]\ndefault = \"off\"", 3, "[policy.default] must be a table, not a string"),
+        ("[reclaim]\nmax_bytes = -1", 3, "reclaim.max_bytes = -1 is out of range: expected 0 (unlimited) or more"),
+        ("[reclaim]\nmax_bytes = \"1G\"", 3, "reclaim.max_bytes must be an integer, not a string"),
+        ("[scan]\n[scan]", 3, "syntax error: "),
+        ("verbose = true", 2, "unknown key \"verbose\" (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\")"),
+    ])
+    func errors(body: String, line: Int, message: String) {
+        let error = onlyError("# samepaged\n\(body)\n")
+        #expect(error?.line == line)
+        #expect(error?.message.hasPrefix(message) == true, "\(String(describing: error))")
+        #expect(error?.description.hasPrefix("\(file):\(line): ") == true)
+    }
+
+    @Test func socketPathTooLong() throws {
+        let path = "/" + String(repeating: "s", count: 107)
+        let error = onlyError("[control]\n\nsocket = \"\(path)\"")
+        #expect(error?.line == 3)
+        #expect(error?.message == "control.socket is too long for a Unix socket (108 bytes; at most 107)")
+        #expect(try DaemonConfiguration.parse(text: "[control]\nsocket = \"/\(String(repeating: "s", count: 106))\"", file: file)
+            .controlSocket.utf8.count == 107)
+    }
+
+    @Test func everyBadTunableIsReported() {
+        let errors = DaemonConfiguration.validate(
+            text: "[scan]\npages_to_scan = 0\nsleep_millisecs = 5\nmax_page_sharing = 1\n", file: file
+        )
+        #expect(errors.map(\.line) == [2, 4])
+    }
+
+    @Test func files() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let missing = directory.file("samepaged.toml")
+        #expect(throws: ConfigError(file: missing, message: "cannot open: No such file or directory")) {
+            try DaemonConfiguration.load(path: missing)
+        }
+        #expect(try DaemonConfiguration.loadIfPresent(path: missing) == .defaults)
+
+        try directory.write("samepaged.toml", "[scan]\nrun = \"stop\"\n")
+        #expect(try DaemonConfiguration.loadIfPresent(path: missing).run == .stop)
+        #expect(try DaemonConfiguration.load(path: missing).run == .stop)
+
+        try directory.write("samepaged.toml", "[scan]\nrun = \"stop\"\n[bad]\n")
+        #expect(throws: ConfigError(file: missing, line: 3, column: 1, message: "unknown section [bad]")) {
+            try DaemonConfiguration.loadIfPresent(path: missing)
+        }
+        #expect(DaemonConfiguration.validate(path: missing).map(\.description) == ["\(missing):3: unknown section [bad]"])
+    }
+
+    @Test func hostAndPort() {
+        #expect(HostAndPort("127.0.0.1:9464") == HostAndPort(host: "127.0.0.1", port: 9464))
+        #expect(HostAndPort("metrics.example.org:80") == HostAndPort(host: "metrics.example.org", port: 80))
+        #expect(HostAndPort("[::]:9464") == HostAndPort(host: "::", port: 9464))
+        #expect(HostAndPort("[fe80::1%eth0]:1")?.host == "fe80::1%eth0")
+        #expect(HostAndPort("[::1]:9464")?.description == "[::1]:9464")
+        #expect(HostAndPort("0.0.0.0:9464")?.description == "0.0.0.0:9464")
+        for bad in ["", ":9464", "host", "host:", "host:0", "host:65536", "host:+1", "::1:9464", "[::1]", "[::1]9464", "[]:1", "a b:1", "h:123456"] {
+            #expect(HostAndPort(bad) == nil, "\(bad)")
+        }
+    }
+
+    // MARK: Fuzz
+
+    @Test func randomInputsAndMutations() throws {
+        let shipped = try String(contentsOfFile: repositoryRoot.appendingPathComponent("config/samepaged.toml").path, encoding: .utf8)
+        var parsed = 0
+        for seed in UInt64(0)..<500 {
+            var rng = SplitMix64(seed: seed &+ 2_000_000)
+            let bytes = seed % 2 == 0 ? mutate(shipped, using: &rng) : randomInput(using: &rng)
+            let name = "fuzz-\(seed).toml"
+            do {
+                _ = try DaemonConfiguration.parse(bytes: bytes, file: name)
+                parsed += 1
+            } catch {
+                #expect(error.description.hasPrefix(name + ":"), "seed \(seed)")
+                #expect(error.line != nil || isWholeFileError(error.message), "seed \(seed): \(error)")
+                if let line = error.line {
+                    #expect((1...lineCount(bytes)).contains(line), "seed \(seed): \(error)")
+                }
+            }
+        }
+        #expect(parsed > 10)
+    }
+}

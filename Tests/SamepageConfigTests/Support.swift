@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+/// A deterministic random source, so every failing seed can be replayed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The repository's root, found from this file's path.
+let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent()  // SamepageConfigTests
+    .deletingLastPathComponent()  // Tests
+    .deletingLastPathComponent()
+
+/// A fresh directory under the system's temporary directory, removed by `remove()`.
+struct TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "/samepage-config-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        guard made != nil else { throw CocoaError(.fileWriteUnknown) }
+        path = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func write(_ name: String, _ text: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file(name)))
+    }
+
+    func write(_ name: String, bytes: [UInt8]) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: file(name)))
+    }
+
+    func remove(_ name: String) throws {
+        try FileManager.default.removeItem(atPath: file(name))
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// Messages of errors that concern a whole file, the only ones allowed to have no line.
+func isWholeFileError(_ message: String) -> Bool {
+    message.hasPrefix("file is too large") || message.hasPrefix("cannot ")
+}
+
+/// Random mutations of a text: byte flips, insertions of TOML punctuation, deletions,
+/// duplicated and swapped lines.
+func mutate(_ text: String, using rng: inout SplitMix64) -> [UInt8] {
+    var bytes = Array(text.utf8)
+    let fragments: [[UInt8]] = [
+        "[", "]", "[[", "]]", "{", "}", "=", "\"", "'", "\"\"\"", "'''", "#", "\n", ".", ",", "\\",
+        "\\u0000", "0x", "1e9", "-", "true", "inf", "nan", "1979-05-27T07:32:00Z", "\r\n", "\t", " ",
+        "é", "\u{FEFF}", "a.b", "mode", "[policy.default]", "= {", "[scan]", "9999999999999999999999",
+    ].map { Array($0.utf8) }
+    let edits = Int.random(in: 1...6, using: &rng)
+    for _ in 0..<edits {
+        let position = bytes.isEmpty ? 0 : Int.random(in: 0...bytes.count, using: &rng)
+        switch Int.random(in: 0..<6, using: &rng) {
+        case 0 where !bytes.isEmpty && position < bytes.count:
+            bytes[position] = UInt8.random(in: 0...255, using: &rng)
+        case 1:
+            bytes.insert(contentsOf: fragments.randomElement(using: &rng)!, at: position)
+        case 2 where !bytes.isEmpty:
+            let end = min(bytes.count, position + Int.random(in: 1...20, using: &rng))
+            bytes.removeSubrange(position..<end)
+        case 3:
+            var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            if let line = lines.randomElement(using: &rng) {
+                lines.insert(line, at: Int.random(in: 0...lines.count, using: &rng))
+            }
+            bytes = Array(lines.joined(separator: [UInt8(ascii: "\n")]))
+        case 4:
+            var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            if lines.count > 1 {
+                lines.swapAt(Int.random(in: 0..<lines.count, using: &rng), Int.random(in: 0..<lines.count, using: &rng))
+            }
+            bytes = Array(lines.joined(separator: [UInt8(ascii: "\n")]))
+        default:
+            bytes.insert(UInt8.random(in: 0...127, using: &rng), at: position)
+        }
+    }
+    return bytes
+}
+
+/// Random bytes: raw, printable ASCII, or a soup of TOML tokens.
+func randomInput(using rng: inout SplitMix64) -> [UInt8] {
+    let length = Int.random(in: 0...600, using: &rng)
+    switch Int.random(in: 0..<3, using: &rng) {
+    case 0:
+        return (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    case 1:
+        return (0..<length).map { _ in
+            Bool.random(using: &rng) ? UInt8(ascii: "\n") : UInt8.random(in: 32...126, using: &rng)
+        }
+    default:
+        let tokens = [
+            "mode", "max_pages", "trust_group", "=", " ", "\n", "[", "]", "{", "}", "\"", "'", "\"off\"", "1", "-5",
+            "true", ",", ".", "#", "[[x]]", "\"\"\"", "'''", "1.5", "scan", "policy", "default", "\\", "\\u0000",
+            "[policy.default]", "{ mode = \"merge\" }",
+        ]
+        var text = ""
+        for _ in 0..<(length / 4) { text += tokens.randomElement(using: &rng)! }
+        return Array(text.utf8)
+    }
+}
+
+/// The number of lines in `bytes`, counting a last line without a line break.
+func lineCount(_ bytes: [UInt8]) -> Int {
+    bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).count
+}
