@@ -13,27 +13,40 @@ final class ConfigDocument {
     /// Parses checked text; a syntax error (or an escaped NUL) is thrown with its position.
     init(source: ConfigSource) throws(ConfigError) {
         file = source.file
-        let table: TOMLTable
-        do {
-            table = try TOMLTable(string: source.text)
-        } catch let error as TOMLParseError {
-            let begin = error.source.begin
-            throw ConfigError(
-                file: source.file,
-                line: begin.line > 0 ? begin.line : nil,
-                column: begin.column > 0 ? begin.column : nil,
-                message: "syntax error: \(error.description)"
-            )
-        } catch {
-            throw ConfigError(file: source.file, message: "syntax error: \(error)")
-        }
-        root = table
         locator = KeyLocator(text: source.text)
+        if let header = locator.malformedHeader {
+            // toml++ must not see this header (see KeyLocator.malformedHeader), but an error
+            // before it is the one toml++ would have reported first.
+            let prefix = String(decoding: source.text.utf8.prefix(header.offset), as: UTF8.self)
+            _ = try Self.parse(prefix, file: source.file)
+            throw ConfigError(
+                file: source.file, line: header.position.line, column: header.position.column,
+                message: "syntax error: expected a table name after '[', saw \(header.found)"
+            )
+        }
+        root = try Self.parse(source.text, file: source.file)
         if let position = locator.nulEscape {
             throw ConfigError(
                 file: source.file, line: position.line, column: position.column,
                 message: "strings may not contain U+0000"
             )
+        }
+    }
+
+    /// Parses with TOMLKit, translating its syntax errors.
+    private static func parse(_ text: String, file: String) throws(ConfigError) -> TOMLTable {
+        do {
+            return try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            let begin = error.source.begin
+            throw ConfigError(
+                file: file,
+                line: begin.line > 0 ? begin.line : nil,
+                column: begin.column > 0 ? begin.column : nil,
+                message: "syntax error: \(error.description)"
+            )
+        } catch {
+            throw ConfigError(file: file, message: "syntax error: \(error)")
         }
     }
 

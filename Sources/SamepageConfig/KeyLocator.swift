@@ -27,12 +27,29 @@ struct KeyLocator {
     private(set) var positions: [[String]: Position]
     /// The first `\u0000` or `\U00000000` escape in a basic string.
     private(set) var nulEscape: Position?
+    /// The first table header whose name does not start like a key, such as `[=]`.
+    ///
+    /// toml++ 3.4.0 asserts that a header's name starts like a key instead of checking it: a
+    /// debug build aborts and a release build has undefined behaviour. So such a header must
+    /// never reach it. (Found by the fuzz tests.)
+    private(set) var malformedHeader: MalformedHeader?
+
+    /// A table header with no name where toml++ expects one.
+    struct MalformedHeader: Equatable, Sendable {
+        /// The UTF-8 offset of the header's `[`: the text before it is what toml++ may parse.
+        var offset: Int
+        /// Where the name should start.
+        var position: Position
+        /// What is there instead.
+        var found: String
+    }
 
     init(text: String) {
         var scanner = Scanner(bytes: Array(text.utf8))
         scanner.scanDocument()
         positions = scanner.positions
         nulEscape = scanner.nulEscape
+        malformedHeader = scanner.malformedHeader
     }
 
     /// Where `path` is written; failing that, where its nearest located parent is.
@@ -62,6 +79,7 @@ private struct Scanner {
     var stopped = false
     var positions: [[String]: Position] = [:]
     var nulEscape: Position?
+    var malformedHeader: KeyLocator.MalformedHeader?
 
     init(bytes: [UInt8]) {
         self.bytes = bytes
@@ -125,6 +143,18 @@ private struct Scanner {
         }
     }
 
+    /// The character at the cursor, for a message: printable as itself, otherwise escaped.
+    func describeCurrentCharacter() -> String {
+        var end = index + 1
+        while end < bytes.count, end - index < 4, bytes[end] & 0xC0 == 0x80 { end += 1 }
+        guard let scalar = String(decoding: bytes[index..<min(end, bytes.count)], as: UTF8.self).unicodeScalars.first
+        else { return "?" }
+        if scalar.value < 0x20 || scalar.value == 0x7F {
+            return "U+" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 4)
+        }
+        return "'\(scalar)'"
+    }
+
     // MARK: Trivia
 
     mutating func skipBlanks() {
@@ -177,6 +207,15 @@ private struct Scanner {
                 advance()
                 if current == UInt8(ascii: "[") { advance() }
                 skipBlanks()
+                if let byte = current, byte != UInt8(ascii: "]"), byte != UInt8(ascii: "\""),
+                    byte != UInt8(ascii: "'"), !Self.isBareKey(byte)
+                {
+                    malformedHeader = KeyLocator.MalformedHeader(
+                        offset: start, position: position, found: describeCurrentCharacter()
+                    )
+                    stopped = true
+                    return
+                }
                 guard let (keys, _) = scanKey() else {
                     stopped = true
                     return
@@ -414,5 +453,12 @@ private struct Scanner {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(byte - UInt8(ascii: "A") + 10)
         default: return nil
         }
+    }
+}
+
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -20,24 +20,37 @@ enum TestHost {
     }
 
     /// Runs a test-host script and returns its output; throws with the output on failure.
-    ///
-    /// Output goes to a temporary file, not a pipe: setup.sh may start libvirtd, which keeps
-    /// inherited descriptors open long after the script exits.
     @discardableResult
     static func script(_ name: String, _ arguments: [String]) throws -> String {
+        let result = try run(scripts.appendingPathComponent(name).path, arguments)
+        guard result.status == 0 else {
+            throw ScriptFailed(description: "\(name) \(arguments.joined(separator: " ")) failed (\(result.status)):\n\(result.output)")
+        }
+        return result.output
+    }
+
+    /// Runs a program to completion; returns its exit status and its output (stdout and
+    /// stderr together).
+    static func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let outputPath = "/tmp/samepage-e2e-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).log"
         defer { unlink(outputPath) }
-        let path = scripts.appendingPathComponent(name).path
+        let pid = try spawn(path, arguments, output: outputPath)
+        let status = wait(pid)
+        return (status, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
+    }
+
+    /// Starts a program with its output (stdout and stderr) going to a file.
+    ///
+    /// A file, not a pipe: setup.sh may start libvirtd, which keeps inherited descriptors
+    /// open long after the script exits. And a clean signal mask: the test's threads block
+    /// signals, and a libvirtd that inherited that would ignore SIGTERM.
+    static func spawn(_ path: String, _ arguments: [String], output: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for arg in argv { free(arg) } }
-        // The test's threads block signals; a libvirtd started by setup.sh must not inherit
-        // that, or it would ignore SIGTERM.
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -47,17 +60,19 @@ enum TestHost {
         posix_spawnattr_setsigmask(&attributes, &noSignals)
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for arg in argv { free(arg) } }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard spawned == 0 else { throw ScriptFailed(description: "cannot run \(path): errno \(spawned)") }
+        return pid
+    }
+
+    /// Waits for a child; its exit status, or 128 + the signal that ended it.
+    static func wait(_ pid: pid_t) -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        let exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        guard exitCode == 0 else {
-            throw ScriptFailed(description: "\(name) \(arguments.joined(separator: " ")) failed (\(exitCode)):\n\(text)")
-        }
-        return text
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 
     static func guest(_ arguments: String...) throws -> String { try script("guest.sh", arguments) }
