@@ -252,6 +252,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 )
             } else if value.type != .string {
                 section.error(at: "mode", "\(section.name("mode")) must be a string, not \(TableReader.article(value.type))")
+            } else if let mode = value.string, mode.isEmpty {
+                configuredControlSocketMode = nil
             } else if let mode = value.string {
                 switch Self.parseMode(mode) {
                 case .success(let parsed):
@@ -378,10 +380,13 @@ public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":") else { return nil }
             portText = rest.dropFirst()
-            guard !host.isEmpty, host.contains(":"),
-                host.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0)
-                    || ("A"..."F").contains($0) || $0 == ":" || $0 == "." || $0 == "%" })
-            else { return nil }
+            // An IPv6 address, perhaps with a zone: fe80::1%eth0.
+            guard !host.isEmpty, host.contains(":"), host.unicodeScalars.allSatisfy({ scalar in
+                switch scalar {
+                case "a"..."z", "A"..."Z", "0"..."9", ":", ".", "%", "_", "-": return true
+                default: return false
+                }
+            }) else { return nil }
         } else {
             guard let colon = text.lastIndex(of: ":") else { return nil }
             host = text[..<colon]

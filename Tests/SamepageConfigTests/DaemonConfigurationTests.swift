@@ -188,10 +188,11 @@ import Testing
         #expect(try DaemonConfiguration.load(path: missing).run == .stop)
 
         try directory.write("samepaged.toml", "[scan]\nrun = \"stop\"\n[bad]\n")
-        #expect(throws: ConfigError(file: missing, line: 3, column: 1, message: "unknown section [bad]")) {
+        let unknown = "unknown section [bad] (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\")"
+        #expect(throws: ConfigError(file: missing, line: 3, column: 1, message: unknown)) {
             try DaemonConfiguration.loadIfPresent(path: missing)
         }
-        #expect(DaemonConfiguration.validate(path: missing).map(\.description) == ["\(missing):3: unknown section [bad]"])
+        #expect(DaemonConfiguration.validate(path: missing).map(\.description) == ["\(missing):3: \(unknown)"])
     }
 
     @Test func hostAndPort() {
@@ -211,10 +212,11 @@ import Testing
     @Test func randomInputsAndMutations() throws {
         let shipped = try String(contentsOfFile: repositoryRoot.appendingPathComponent("config/samepaged.toml").path, encoding: .utf8)
         var parsed = 0
-        for seed in UInt64(0)..<500 {
+        for seed in UInt64(0)..<fuzzIterations {
             var rng = SplitMix64(seed: seed &+ 2_000_000)
             let bytes = seed % 2 == 0 ? mutate(shipped, using: &rng) : randomInput(using: &rng)
             let name = "fuzz-\(seed).toml"
+            traceFuzzInput(bytes, label: "daemon")
             do {
                 _ = try DaemonConfiguration.parse(bytes: bytes, file: name)
                 parsed += 1

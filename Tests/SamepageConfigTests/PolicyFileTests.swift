@@ -75,7 +75,7 @@ import Testing
 
     @Test func sectionsAreUnknown() {
         #expect(onlyError("mode = \"off\"\n\n[extra]\nfoo = 1\n")?.line == 3)
-        #expect(onlyError("mode = \"off\"\n\n[extra]\nfoo = 1\n")?.message == "unknown section [extra]")
+        #expect(onlyError("mode = \"off\"\n\n[extra]\nfoo = 1\n")?.message.hasPrefix("unknown section [extra] (expected \"mode\"") == true)
         // A dotted key makes a table too.
         #expect(onlyError("\nsettings.mode = \"off\"")?.line == 2)
         #expect(onlyError("[[many]]\n[[many]]")?.line == 1)
@@ -94,7 +94,7 @@ import Testing
         ("max_pages = true", "max_pages must be an integer, not a boolean (true or false)"),
     ])
     func wrongTypes(line: String, message: String) {
-        let error = onlyError("# header\nmode = \"report\"\n\(line)\n")
+        let error = onlyError("# header\n\n\(line)\n")
         #expect(error?.line == 3)
         #expect(error?.message == message)
     }
@@ -200,7 +200,7 @@ import Testing
     @Test func quotedAndOddlySpacedKeys() {
         #expect(onlyError("# x\n\n  \"max_pages\"=\"5\"")?.line == 3)
         #expect(onlyError("# x\n'max_pages'   =   \"5\"")?.line == 2)
-        #expect(onlyError("a = \"\"\"\nline\n\"\"\"\"\n\tmax_pages = \"5\"")?.line == 1)
+        #expect(PolicyFile.validate(text: "a = \"\"\"\nline\n\"\"\"\"\n\tmax_pages = \"5\"", file: file).map(\.line) == [1, 4])
         let basic = PolicyFile.validate(text: "s = \"a \\\" mode = 1 \\\\\"\n\"mode\" = 2", file: file)
         #expect(basic.map(\.line) == [1, 2])
         // An escaped key name is still that key.
@@ -304,6 +304,7 @@ import Testing
     /// unless it concerns the whole file; parse and validate agree.
     func check(_ bytes: [UInt8], seed: UInt64) {
         let name = "fuzz-\(seed).toml"
+        traceFuzzInput(bytes, label: "policy")
         let result = Result { () throws(ConfigError) in try PolicyFile.parse(bytes: bytes, file: name) }
         switch result {
         case .success:
@@ -329,7 +330,7 @@ import Testing
     }
 
     @Test func randomBytes() {
-        for seed in UInt64(0)..<500 {
+        for seed in UInt64(0)..<fuzzIterations {
             var rng = SplitMix64(seed: seed)
             check(randomInput(using: &rng), seed: seed)
         }
@@ -337,7 +338,7 @@ import Testing
 
     @Test func mutationsOfAValidFile() {
         var parsed = 0
-        for seed in UInt64(0)..<500 {
+        for seed in UInt64(0)..<fuzzIterations {
             var rng = SplitMix64(seed: seed &+ 1_000_000)
             let bytes = mutate(Self.valid, using: &rng)
             check(bytes, seed: seed)

@@ -120,3 +120,13 @@ func randomInput(using rng: inout SplitMix64) -> [UInt8] {
 func lineCount(_ bytes: [UInt8]) -> Int {
     bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).count
 }
+
+/// Inputs per fuzz test: 500, or SAMEPAGE_FUZZ_ITERATIONS for a longer campaign.
+let fuzzIterations: UInt64 = ProcessInfo.processInfo.environment["SAMEPAGE_FUZZ_ITERATIONS"].flatMap { UInt64($0) } ?? 500
+
+/// With SAMEPAGE_FUZZ_TRACE=DIR, each input is written to DIR/<label> before it is parsed, so
+/// an input that crashes the process is left behind.
+func traceFuzzInput(_ bytes: [UInt8], label: String) {
+    guard let directory = ProcessInfo.processInfo.environment["SAMEPAGE_FUZZ_TRACE"] else { return }
+    try? Data(bytes).write(to: URL(fileURLWithPath: directory + "/" + label))
+}

@@ -5,7 +5,7 @@
 # prints SAMEPAGE-GUEST-READY on its serial console:
 #   samepage-demo-1   memfd RAM, --fill 32             (identical content to -2)
 #   samepage-demo-2   memfd RAM, --fill 32
-#   samepage-demo-3   file RAM (memory_backing_dir), --fill 16 --fill-seed demo3 (different)
+#   samepage-demo-3   memfd RAM, --fill 16 --fill-seed demo3 (different content)
 # Guests that are already running are left as they are. Remove them with
 #   teardown.sh --guests-only      (or teardown.sh to also stop the daemons setup.sh started)
 # State: SAMEPAGE_TESTHOST_DIR (default /var/lib/samepage-testhost).
@@ -34,7 +34,7 @@ define_and_start() {
 
 define_and_start samepage-demo-1 --ram memfd --fill 32
 define_and_start samepage-demo-2 --ram memfd --fill 32
-define_and_start samepage-demo-3 --ram file --fill 16 --fill-seed demo3
+define_and_start samepage-demo-3 --ram memfd --fill 16 --fill-seed demo3
 
 for n in samepage-demo-1 samepage-demo-2 samepage-demo-3; do
     "$G" wait-ready "$n" 120
