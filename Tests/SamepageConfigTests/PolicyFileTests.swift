@@ -166,6 +166,29 @@ import Testing
         #expect(error?.message.hasPrefix("syntax error: ") == true)
     }
 
+    /// toml++ 3.4.0 asserts (debug) or assumes (release) that a table name starts like a key;
+    /// these must be caught before it sees them.
+    @Test(arguments: [
+        ("[=]", 1, 2, "'='"), ("mode = \"off\"\n[[=]]", 2, 3, "'='"), ("\n\n  [ #]", 3, 5, "'#'"),
+        ("[\t,]", 1, 3, "','"), ("[\u{0B}]", 1, 2, "U+000B"), ("[ [a]]", 1, 3, "'['"), ("[é]", 1, 2, "'é'"),
+        ("[\u{7F}", 1, 2, "U+007F"),
+    ])
+    func tableNamesThatDoNotStartLikeKeys(text: String, line: Int, column: Int, found: String) {
+        let error = onlyError(text)
+        #expect(error?.line == line)
+        #expect(error?.column == column)
+        #expect(error?.message == "syntax error: expected a table name after '[', saw \(found)")
+    }
+
+    @Test func anEarlierSyntaxErrorWinsOverABadTableName() {
+        let error = onlyError("mode = \"off\"\nmax_pages = \n[=]")
+        #expect(error?.line == 2)
+        #expect(error?.message.hasPrefix("syntax error: ") == true)
+        #expect(error?.message.contains("table name") == false)
+        // Not a header at all: inside a multi-line string.
+        #expect(onlyError("notes = \"\"\"\n[=]\n\"\"\"")?.message.hasPrefix("unknown key \"notes\"") == true)
+    }
+
     @Test func everyErrorIsReportedInFileOrder() {
         let text = """
             mode = "everything"

@@ -63,6 +63,8 @@ func mutate(_ text: String, using rng: inout SplitMix64) -> [UInt8] {
         "[", "]", "[[", "]]", "{", "}", "=", "\"", "'", "\"\"\"", "'''", "#", "\n", ".", ",", "\\",
         "\\u0000", "0x", "1e9", "-", "true", "inf", "nan", "1979-05-27T07:32:00Z", "\r\n", "\t", " ",
         "é", "\u{FEFF}", "a.b", "mode", "[policy.default]", "= {", "[scan]", "9999999999999999999999",
+        "[=", "[ #", "[[ ", "[ [", "[.", "[]", "[\"", "{}", "{ a = 1, }", "\\U0010FFFF", "\u{0B}", "\u{0C}",
+        "+", "_", ":", "T", "0b", "0o", "-0", "+inf", "1_000", "\"\"\"\"", "''''", "\\\n", "\r",
     ].map { Array($0.utf8) }
     let edits = Int.random(in: 1...6, using: &rng)
     for _ in 0..<edits {
@@ -108,7 +110,9 @@ func randomInput(using rng: inout SplitMix64) -> [UInt8] {
         let tokens = [
             "mode", "max_pages", "trust_group", "=", " ", "\n", "[", "]", "{", "}", "\"", "'", "\"off\"", "1", "-5",
             "true", ",", ".", "#", "[[x]]", "\"\"\"", "'''", "1.5", "scan", "policy", "default", "\\", "\\u0000",
-            "[policy.default]", "{ mode = \"merge\" }",
+            "[policy.default]", "{ mode = \"merge\" }", "[=", "[ ", "[[", "]]", "{}", "\r\n", "\t", "e", "+", "_",
+            ":", "T", "Z", "0x", "0o", "0b", "inf", "nan", "false", "\\U", "\\u", "é", "\u{FEFF}", "\u{0B}", "\r",
+            "1979-05-27", "07:32:00", "a", "b", "-", "\"\"", "''",
         ]
         var text = ""
         for _ in 0..<(length / 4) { text += tokens.randomElement(using: &rng)! }

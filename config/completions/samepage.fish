@@ -1,0 +1,157 @@
+function __samepage_should_offer_completions_for_flags_or_options -a expected_commands
+    set -l non_repeating_flags_or_options $argv[2..]
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __samepage_parse_tokens
+    test "$commands" = "$expected_commands"; and return $non_repeating_flags_or_options_absent
+end
+
+function __samepage_should_offer_completions_for_positional -a expected_commands positional_index_comparison expected_positional_index
+    set -l non_repeating_flags_or_options
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __samepage_parse_tokens
+    test "$commands" = "$expected_commands" -a \( "$positional_index" "$positional_index_comparison" "$expected_positional_index" \)
+end
+
+function __samepage_parse_tokens -S
+    set -l unparsed_tokens (__samepage_tokens -pc)
+    switch $unparsed_tokens[1]
+    case 'samepage'
+        __samepage_parse_subcommand 0 'socket=' 'h/help'
+        switch $unparsed_tokens[1]
+        case 'list'
+            __samepage_parse_subcommand 0 'json' 'h/help'
+        case 'dominfo'
+            __samepage_parse_subcommand 1 'json' 'h/help'
+        case 'stats'
+            __samepage_parse_subcommand 0 'json' 'h/help'
+        case 'run'
+            __samepage_parse_subcommand 1 'h/help'
+        case 'tune'
+            __samepage_parse_subcommand 0 'pages-to-scan=' 'sleep-millisecs=' 'max-kernel-pages=' 'max-page-sharing=' 'json' 'h/help'
+        case 'policy'
+            __samepage_parse_subcommand 0 'h/help'
+            switch $unparsed_tokens[1]
+            case 'show'
+                __samepage_parse_subcommand 1 'json' 'h/help'
+            case 'validate'
+                __samepage_parse_subcommand -r 1 'h/help'
+            case 'reload'
+                __samepage_parse_subcommand 0 'json' 'h/help'
+            end
+        case 'sharing'
+            __samepage_parse_subcommand 0 'json' 'h/help'
+        case 'scan'
+            __samepage_parse_subcommand -r 1 'passes=' 'pages-to-scan=' 'max-kernel-pages=' 'max-page-sharing=' 'smart-scan' 'json' 'h/help'
+        case 'guests'
+            __samepage_parse_subcommand 0 'connect=' 'passes=' 'mode=' 'trust-group=' 'timeout=' 'json' 'verbose' 'h/help'
+        case 'help'
+            __samepage_parse_subcommand -r 1 
+        end
+    end
+end
+
+function __samepage_tokens
+    if test (string split -m 1 -f 1 -- . "$FISH_VERSION") -gt 3
+        commandline --tokens-raw $argv
+    else
+        commandline -o $argv
+    end
+end
+
+function __samepage_parse_subcommand -S -a positional_count
+    argparse -s r -- $argv
+    set -l option_specs $argv[2..]
+    set -l is_repeating_positional $_flag_r
+    set -el _flag_r
+    set -a commands $unparsed_tokens[1]
+    set positional_index 0
+    while true
+        set -e unparsed_tokens[1]
+        argparse -sn "$commands" $option_specs -- $unparsed_tokens 2> /dev/null
+        set unparsed_tokens $argv
+        set positional_index (math $positional_index + 1)
+        for non_repeating_flag_or_option in $non_repeating_flags_or_options
+            if set -ql "_flag_$(string replace -a - _ -- $non_repeating_flag_or_option)"
+                set non_repeating_flags_or_options_absent 1
+                break
+            end
+        end
+        test (count $unparsed_tokens) -eq 0 -o \( -z "$is_repeating_positional" -a "$positional_index" -gt "$positional_count" \) && break
+    end
+end
+
+function __samepage_complete_directories
+    set -l token (commandline -t)
+    string match -- '*/' $token
+    set -l subdirs $token*/
+    printf %s\n $subdirs
+end
+
+function __samepage_custom_completion
+    set -x SAP_SHELL fish
+    set -x SAP_SHELL_VERSION $FISH_VERSION
+    set -l tokens (__samepage_tokens -p)
+    if test -z "$(__samepage_tokens -t)"
+        set -l index (count (__samepage_tokens -pc))
+        set tokens $tokens[..$index] \'\' $tokens[(math $index + 1)..]
+    end
+    command $tokens[1] $argv $tokens
+end
+
+complete -c 'samepage' -f
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage" socket' -l 'socket' -d 'samepaged\'s control socket.' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'list' -d 'List guests: state, backend, mapped or why not, policy, counters.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'dominfo' -d 'Show one guest: backends, facts, policy, counters.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'stats' -d 'Show the global counters (the kernel\'s names), run mode and tunables.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'run' -d 'Stop scanning, scan and merge, or unmerge everything (run 0/1/2).'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'tune' -d 'Change scan tunables live; with no option, show them.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'policy' -d 'Show, validate and reload per-guest policies.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'sharing' -d 'Matrix of merged contents shared between each pair of guests.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'scan' -d 'Scan memory image files for mergeable pages and print KSM\'s counters.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'guests' -d 'Discover libvirt guests, map their shared-memory RAM, scan it and report.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage list" json' -l 'json' -d 'Print JSON: an array of guest objects.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage list" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage dominfo" json' -l 'json' -d 'Print JSON.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage dominfo" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage stats" json' -l 'json' -d 'Print JSON with the kernel\'s counter names as keys.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage stats" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage run" -eq 1' -fka 'stop merge unmerge'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage run" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage tune" pages-to-scan' -l 'pages-to-scan' -d 'Pages per batch.' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage tune" sleep-millisecs' -l 'sleep-millisecs' -d 'Pause between batches.' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage tune" max-kernel-pages' -l 'max-kernel-pages' -d 'Cap on stable nodes (0 = unlimited).' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage tune" max-page-sharing' -l 'max-page-sharing' -d 'Cap on pages per stable node (0 = unlimited, else at least 2).' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage tune" json' -l 'json' -d 'Print JSON.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage tune" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage policy" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage policy" -eq 1' -fa 'show' -d 'The policy in force for each guest, and its file.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage policy" -eq 1' -fa 'validate' -d 'Check policy files without the daemon; prints each problem as FILE:LINE: message.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage policy" -eq 1' -fa 'reload' -d 'Make samepaged re-read the policy directory; a bad file is rejected and its guest keeps its last good policy.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage policy show" json' -l 'json' -d 'Print JSON.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage policy show" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage policy validate" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage policy reload" json' -l 'json' -d 'Print JSON.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage policy reload" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage sharing" json' -l 'json' -d 'Print JSON.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage sharing" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage scan" passes' -l 'passes' -d 'Full scans over all files.' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage scan" pages-to-scan' -l 'pages-to-scan' -d 'Pages per batch (pages_to_scan).' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage scan" max-kernel-pages' -l 'max-kernel-pages' -d 'Cap on stable nodes, i.e. merged contents tracked (0 = unlimited).' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage scan" max-page-sharing' -l 'max-page-sharing' -d 'Cap on pages sharing one stable node (0 = unlimited, else at least 2).' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage scan" smart-scan' -l 'smart-scan' -d 'Skip pages that keep failing to merge (kernel smart_scan).'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage scan" json' -l 'json' -d 'Print JSON with the kernel\'s counter names as keys.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage scan" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" connect' -l 'connect' -d 'libvirt URI.' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" passes' -l 'passes' -d 'Full scans before reporting (0: list only).' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" mode' -l 'mode' -d 'How guests are scanned: report (accounted, the default), zero (zero pages only), merge.' -rfka 'off report zero merge'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" trust-group' -l 'trust-group' -d 'Trust group for all guests; without one, each guest only shares within itself.' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" timeout' -l 'timeout' -d 'Give up after this many seconds.' -rfka ''
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" json' -l 'json' -d 'Print JSON.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" verbose' -l 'verbose' -d 'Log what the agent does on standard error.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" h help' -s 'h' -l 'help' -d 'Show help information.'
