@@ -80,6 +80,10 @@ let package = Package(
             path: "Benchmarks/EngineBenchmark"
         ),
 
+        // Test-only: a multi-threaded process that flips memfd pages between zero and data,
+        // the stand-in guest of the reclaim stress test.
+        .executableTarget(name: "samepage-stress-writer", path: "Tests/StressWriter"),
+
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),

@@ -37,6 +37,23 @@ enum LinuxCalls {
     static let pidfdOpen = resolve("pidfd_open", as: (@convention(c) (pid_t, UInt32) -> Int32).self)
     static let memfdCreate = resolve("memfd_create", as: (@convention(c) (UnsafePointer<CChar>, UInt32) -> Int32).self)
     private static let fstatfsCall = resolve("fstatfs", as: (@convention(c) (Int32, UnsafeMutableRawPointer) -> Int32).self)
+    private static let fallocateCall = resolve("fallocate", as: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32).self)
+
+    /// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`: frees the blocks of a byte
+    /// range, which then reads as zeroes; the file keeps its size.
+    static func punchHole(_ descriptor: Int32, offset: Int, length: Int) throws(SystemError) {
+        let punchHoleKeepSize: Int32 = 0x02 | 0x01
+        try retryingInterrupts("fallocate(PUNCH_HOLE) at \(offset)+\(length)") {
+            fallocateCall(descriptor, punchHoleKeepSize, off_t(offset), off_t(length))
+        }
+    }
+
+    /// `fallocate(0)` over a range: allocates its blocks again (holes become zero-filled pages).
+    static func allocate(_ descriptor: Int32, offset: Int, length: Int) throws(SystemError) {
+        try retryingInterrupts("fallocate at \(offset)+\(length)") {
+            fallocateCall(descriptor, 0, off_t(offset), off_t(length))
+        }
+    }
 
     /// The filesystem of an open file: `(f_type, f_bsize)` of `struct statfs`, whose first
     /// two fields are `long` on every 64-bit Linux ABI glibc supports.

@@ -14,14 +14,14 @@ final class ConfigDocument {
     init(source: ConfigSource) throws(ConfigError) {
         file = source.file
         locator = KeyLocator(text: source.text)
-        if let header = locator.malformedHeader {
-            // toml++ must not see this header (see KeyLocator.malformedHeader), but an error
-            // before it is the one toml++ would have reported first.
-            let prefix = String(decoding: source.text.utf8.prefix(header.offset), as: UTF8.self)
+        if let hazard = locator.hazard {
+            // toml++ must not see this (see KeyLocator.hazard), but an error in an earlier
+            // statement is the one toml++ would have reported first.
+            let prefix = String(decoding: source.text.utf8.prefix(hazard.statementOffset), as: UTF8.self)
             _ = try Self.parse(prefix, file: source.file)
             throw ConfigError(
-                file: source.file, line: header.position.line, column: header.position.column,
-                message: "syntax error: expected a table name after '[', saw \(header.found)"
+                file: source.file, line: hazard.position.line, column: hazard.position.column,
+                message: "syntax error: \(hazard.message)"
             )
         }
         root = try Self.parse(source.text, file: source.file)

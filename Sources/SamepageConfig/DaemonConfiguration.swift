@@ -186,7 +186,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if var section = root.table("policy") {
             if let directory = section.string("directory") {
                 if let problem = Self.pathProblem(directory) {
-                    section.error(at: "directory", "\(section.name("directory")) = \(TableReader.quoted(directory)) \(problem)")
+                    section.error(
+                        at: "directory", "\(section.name("directory")) = \(TableReader.quoted(directory)) \(problem)"
+                    )
                 } else {
                     policyDirectory = directory
                 }
@@ -248,10 +250,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
             // A TOML integer cannot be written in octal with a leading zero, so modes are strings.
             if value.type == .int {
                 section.error(
-                    at: "mode", "\(section.name("mode")) must be a string of octal digits, like \"0660\", not an integer"
+                    at: "mode",
+                    "\(section.name("mode")) must be a string of octal digits, like \"0660\", not an integer"
                 )
             } else if value.type != .string {
-                section.error(at: "mode", "\(section.name("mode")) must be a string, not \(TableReader.article(value.type))")
+                section.error(
+                    at: "mode", "\(section.name("mode")) must be a string, not \(TableReader.article(value.type))"
+                )
             } else if let mode = value.string, mode.isEmpty {
                 configuredControlSocketMode = nil
             } else if let mode = value.string {

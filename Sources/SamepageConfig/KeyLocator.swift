@@ -1,21 +1,21 @@
-/// Where each key of a TOML document is written.
+/// Where each key of a TOML document is written, and the syntax errors toml++ must not see.
 ///
 /// TOMLKit (toml++ underneath) reports the line and column of a syntax error, but its node
 /// API keeps no source positions, so a semantic error ("max_pages must be an integer") could
-/// not name its line. The locator recovers them: it walks the text of a document that toml++
-/// has already accepted, with a small scanner that knows TOML's lexical structure (comments,
-/// the four kinds of strings, escapes, table and array-of-tables headers, dotted and quoted
-/// keys, inline tables, arrays spanning lines), and records, for every key path, where the key
-/// is first written.
+/// not name its line. The locator recovers them: a small scanner that knows TOML's lexical
+/// structure (comments, the four kinds of strings, escapes, table and array-of-tables
+/// headers, dotted and quoted keys, inline tables, arrays spanning lines) walks the text and
+/// records, for every key path, where the key is first written.
 ///
 /// So `mode = "merge"` inside a multi-line string is not mistaken for a key, `"mode" = ...`
 /// and `mode=...` are found, and `[policy.default]`, `policy.default.mode = ...` and
 /// `policy = { default = { mode = ... } }` all locate `policy.default.mode`. Positions inside
 /// arrays are not recorded: an array is never a valid value here, and is reported at its key.
 ///
-/// The scanner never fails hard: on text it does not understand it stops, and the keys not
-/// found are reported at their nearest located parent (or without a line). It also notes
-/// string escapes of U+0000, which TOMLKit's C interface would silently truncate.
+/// The same walk runs before toml++ parses the text and finds the inputs toml++ 3.4.0 would
+/// crash on (see ``hazard``), and string escapes of U+0000, which TOMLKit's C interface would
+/// silently truncate. It never fails hard: on text it does not understand it stops, and keys
+/// not found are reported at their nearest located parent (or without a line).
 struct KeyLocator {
     /// A 1-based line and column (in Unicode scalars).
     struct Position: Equatable, Sendable {
@@ -27,21 +27,23 @@ struct KeyLocator {
     private(set) var positions: [[String]: Position]
     /// The first `\u0000` or `\U00000000` escape in a basic string.
     private(set) var nulEscape: Position?
-    /// The first table header whose name does not start like a key, such as `[=]`.
+    /// The first place where toml++ 3.4.0 would rely on an assumption instead of a check.
     ///
-    /// toml++ 3.4.0 asserts that a header's name starts like a key instead of checking it: a
-    /// debug build aborts and a release build has undefined behaviour. So such a header must
-    /// never reach it. (Found by the fuzz tests.)
-    private(set) var malformedHeader: MalformedHeader?
+    /// toml++ asserts (in a debug build: abort) or assumes (in a release build: undefined
+    /// behaviour) that a table header's name starts like a key, that an array element does not
+    /// start with `}`, and that the unquoted values it sniffs are well-formed (`1979-05-27Tx`
+    /// and `1979-05-27 0]` are not). So the scanner checks these places itself and the
+    /// document never reaches toml++ with one of them. (Found by the fuzz tests.)
+    private(set) var hazard: Hazard?
 
-    /// A table header with no name where toml++ expects one.
-    struct MalformedHeader: Equatable, Sendable {
-        /// The UTF-8 offset of the header's `[`: the text before it is what toml++ may parse.
-        var offset: Int
-        /// Where the name should start.
+    /// A syntax error that toml++ must not see.
+    struct Hazard: Equatable, Sendable {
+        /// The UTF-8 offset of the statement it is in: toml++ may parse the text before it.
+        var statementOffset: Int
+        /// Where the error is.
         var position: Position
-        /// What is there instead.
-        var found: String
+        /// What is wrong.
+        var message: String
     }
 
     init(text: String) {
@@ -49,7 +51,7 @@ struct KeyLocator {
         scanner.scanDocument()
         positions = scanner.positions
         nulEscape = scanner.nulEscape
-        malformedHeader = scanner.malformedHeader
+        hazard = scanner.hazard
     }
 
     /// Where `path` is written; failing that, where its nearest located parent is.
@@ -75,11 +77,14 @@ private struct Scanner {
     let bytes: [UInt8]
     var index = 0
     var line = 1
-    var lineStart = 0
+    /// The column of `index`, in scalars (a malformed byte counts as one).
+    var column = 1
     var stopped = false
     var positions: [[String]: Position] = [:]
     var nulEscape: Position?
-    var malformedHeader: KeyLocator.MalformedHeader?
+    var hazard: KeyLocator.Hazard?
+    /// Where the statement being scanned starts.
+    var statementStart = 0
 
     init(bytes: [UInt8]) {
         self.bytes = bytes
@@ -93,19 +98,15 @@ private struct Scanner {
         index + offset < bytes.count ? bytes[index + offset] : nil
     }
 
-    var position: Position {
-        var column = 1
-        for byte in bytes[lineStart..<min(index, bytes.count)] where byte & 0xC0 != 0x80 {
-            column += 1
-        }
-        return Position(line: line, column: column)
-    }
+    var position: Position { Position(line: line, column: column) }
 
     mutating func advance() {
         guard index < bytes.count else { return }
         if bytes[index] == UInt8(ascii: "\n") {
             line += 1
-            lineStart = index + 1
+            column = 1
+        } else if bytes[index] & 0xC0 != 0x80 {
+            column += 1
         }
         index += 1
     }
@@ -132,19 +133,43 @@ private struct Scanner {
         }
     }
 
-    /// Bytes that end an unquoted value (a number, boolean or date; dates may contain a space).
-    static func endsAtom(_ byte: UInt8) -> Bool {
+    /// Bytes that end an unquoted value, as toml++ sees it (a number, boolean, date or time).
+    static func endsValue(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"), UInt8(ascii: "#"), UInt8(ascii: "\n"),
-            UInt8(ascii: "\r"), UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "\""), UInt8(ascii: "'"):
+            UInt8(ascii: "\r"), UInt8(ascii: " "), UInt8(ascii: "\t"), 0x0B, 0x0C:
             return true
         default:
             return false
         }
     }
 
+    static func isDigit(_ byte: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
+
+    /// Records the first hazard, at the cursor unless told otherwise, and stops.
+    mutating func flag(_ message: String, at position: Position? = nil) {
+        if hazard == nil {
+            hazard = KeyLocator.Hazard(
+                statementOffset: statementStart, position: position ?? self.position, message: message
+            )
+        }
+        stopped = true
+    }
+
+    /// Why an unquoted value is not one, with a hint for the likely mistake.
+    static func describeInvalidValue(_ atom: ArraySlice<UInt8>) -> String {
+        let text = String(decoding: atom.prefix(40), as: UTF8.self) + (atom.count > 40 ? "..." : "")
+        let word = atom.allSatisfy { isBareKey($0) }
+        if word && !atom.contains(where: isDigit) {
+            return "\(text) is not a value: a string needs quotes, as in \"\(text)\""
+        }
+        return "\(text) is not a valid value"
+    }
+
     /// The character at the cursor, for a message: printable as itself, otherwise escaped.
     func describeCurrentCharacter() -> String {
+        guard index < bytes.count else { return "the end of the file" }
+        if bytes[index] == UInt8(ascii: "\n") || bytes[index] == UInt8(ascii: "\r") { return "a line break" }
         var end = index + 1
         while end < bytes.count, end - index < 4, bytes[end] & 0xC0 == 0x80 { end += 1 }
         guard let scalar = String(decoding: bytes[index..<min(end, bytes.count)], as: UTF8.self).unicodeScalars.first
@@ -195,13 +220,13 @@ private struct Scanner {
     mutating func scanDocument() {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
             index = 3
-            lineStart = 3
         }
         var table: [String] = []
         while !stopped {
             skipTrivia()
             guard let byte = current else { return }
             let start = index
+            statementStart = start
             if byte == UInt8(ascii: "[") {
                 let header = position
                 advance()
@@ -210,10 +235,7 @@ private struct Scanner {
                 if let byte = current, byte != UInt8(ascii: "]"), byte != UInt8(ascii: "\""),
                     byte != UInt8(ascii: "'"), !Self.isBareKey(byte)
                 {
-                    malformedHeader = KeyLocator.MalformedHeader(
-                        offset: start, position: position, found: describeCurrentCharacter()
-                    )
-                    stopped = true
+                    flag("expected a table name after '[', saw \(describeCurrentCharacter())")
                     return
                 }
                 guard let (keys, _) = scanKey() else {
@@ -346,8 +368,21 @@ private struct Scanner {
             }
         default:
             let start = index
-            while let byte = current, !Self.endsAtom(byte) { advance() }
-            if index == start { stopped = true }
+            let startPosition = position
+            while let byte = current, !Self.endsValue(byte) { advance() }
+            // A date-time may have a space between date and time.
+            if current == UInt8(ascii: " "), let next = peek(1), Self.isDigit(next),
+                ScalarSyntax.isFullDate(bytes[start..<index])
+            {
+                advance()
+                while let byte = current, !Self.endsValue(byte) { advance() }
+            }
+            let atom = bytes[start..<index]
+            if atom.isEmpty {
+                flag("expected a value, saw \(describeCurrentCharacter())")
+            } else if !ScalarSyntax.isValid(atom) {
+                flag(Self.describeInvalidValue(atom), at: startPosition)
+            }
         }
     }
 

@@ -23,8 +23,8 @@ import Synchronization
 ///
 /// For a guest, the first of these that exists and has (or had) a valid policy wins:
 /// its `UUID.toml`, its `NAME.toml`, `default.toml`, then ``defaultPolicy`` (from the daemon's
-/// `[policy.default]`). The UUID file wins because a UUID is unique and survives a rename; a
-/// guest named `default` is reached through its UUID file.
+/// `[policy.default]`). The UUID file wins because a UUID is unique and survives a rename. A
+/// guest named `default`, or with a name starting with `.`, is reached through its UUID file.
 ///
 /// ## Reloading
 ///
@@ -209,8 +209,9 @@ public final class PolicyDirectory: Sendable {
             if [8, 13, 18, 23].contains(index) {
                 guard scalar == "-" else { return false }
             } else {
-                guard ("0"..."9").contains(scalar) || ("a"..."f").contains(scalar) || ("A"..."F").contains(scalar) else {
-                    return false
+                switch scalar {
+                case "0"..."9", "a"..."f", "A"..."F": continue
+                default: return false
                 }
             }
         }

@@ -279,6 +279,32 @@ import Testing
         #expect(errors.first?.description.hasPrefix("guests.d/web1.toml: file is too large (") == true)
     }
 
+    /// Files at the size limit, with thousands of keys on one line or on as many lines, take
+    /// no time to reject (no work grows with the square of the file).
+    @Test func manyKeysAtTheSizeLimit() {
+        var oneLine = "x = {"
+        var index = 0
+        while oneLine.utf8.count < PolicyFile.maximumSize - 20 {
+            oneLine += "k\(index) = 1, "
+            index += 1
+        }
+        oneLine += "k = 1}"
+        var manyLines = ""
+        index = 0
+        while manyLines.utf8.count < PolicyFile.maximumSize - 20 {
+            manyLines += "k\(index) = 1\n"
+            index += 1
+        }
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            #expect(PolicyFile.validate(text: oneLine, file: file).map(\.line) == [1])
+            let errors = PolicyFile.validate(text: manyLines, file: file)
+            #expect(errors.count == index)
+            #expect(errors.last?.line == index)
+        }
+        #expect(elapsed < .seconds(10))
+    }
+
     @Test func deeplyNested() {
         let deep = String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)
         let errors = PolicyFile.validate(text: "max_pages = \(deep)", file: file)

@@ -99,7 +99,9 @@ func mutate(_ text: String, using rng: inout SplitMix64) -> [UInt8] {
 /// Random bytes: raw, printable ASCII, or a soup of TOML tokens.
 func randomInput(using rng: inout SplitMix64) -> [UInt8] {
     let length = Int.random(in: 0...600, using: &rng)
-    switch Int.random(in: 0..<3, using: &rng) {
+    switch Int.random(in: 0..<4, using: &rng) {
+    case 3:
+        return Array(randomDocument(using: &rng).utf8)
     case 0:
         return (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
     case 1:
@@ -133,4 +135,50 @@ let fuzzIterations: UInt64 = ProcessInfo.processInfo.environment["SAMEPAGE_FUZZ_
 func traceFuzzInput(_ bytes: [UInt8], label: String) {
     guard let directory = ProcessInfo.processInfo.environment["SAMEPAGE_FUZZ_TRACE"] else { return }
     try? Data(bytes).write(to: URL(fileURLWithPath: directory + "/" + label))
+}
+
+/// A document built from TOML's grammar with near misses mixed in: headers, key/value pairs,
+/// arrays and inline tables of scalars that are valid, almost valid, or not at all.
+func randomDocument(using rng: inout SplitMix64) -> String {
+    let keys = ["mode", "max_pages", "a", "b.c", "\"q k\"", "'lit'", "scan", "policy.default", "1979-05-27", "-", "_"]
+    let atoms = [
+        "true", "false", "0", "-1", "+1_000", "0x1F", "0o7", "0b1", "1.5", "-2e-3", "inf", "-nan", "1979-05-27",
+        "07:32:00", "1979-05-27T07:32:00Z", "1979-05-27 07:32:00", "1979-05-27T07:32:00.5+01:00",
+        "1979-05-27T", "1979-05-27Tx", "1979-05-27 0", "1979-05-27 07", "19_79-05-27 0", "07:32", "1_", "01", ".5",
+        "1.", "0x", "tru", "nan1", "+", "-", "1979-13-45", "25:61:61", "9999999999999999999", "\"s\"", "'l'",
+        "\"\"\"m\nl\"\"\"", "'''m\nl'''", "\"\\u0041\"", "\"\\x\"",
+    ]
+    let separators = [" ", "", "\t", "  "]
+    func value(_ depth: Int, _ rng: inout SplitMix64) -> String {
+        switch depth < 3 ? Int.random(in: 0..<8, using: &rng) : 0 {
+        case 6:
+            let count = Int.random(in: 0...3, using: &rng)
+            let items = (0..<count).map { _ in value(depth + 1, &rng) }
+            let closer = ["]", "}", ",]", "", " ]"].randomElement(using: &rng)!
+            return "[" + items.joined(separator: [",", ", ", ",\n", " "].randomElement(using: &rng)!) + closer
+        case 7:
+            let count = Int.random(in: 0...2, using: &rng)
+            let items = (0..<count).map { _ in keys.randomElement(using: &rng)! + " = " + value(depth + 1, &rng) }
+            return "{" + items.joined(separator: ", ") + ["}", "]", ",}", ""].randomElement(using: &rng)!
+        default:
+            return atoms.randomElement(using: &rng)!
+        }
+    }
+    var text = ""
+    for _ in 0..<Int.random(in: 1...8, using: &rng) {
+        let space = separators.randomElement(using: &rng)!
+        switch Int.random(in: 0..<5, using: &rng) {
+        case 0:
+            let opener = ["[", "[[", "[ ", "[ [", "["].randomElement(using: &rng)!
+            let name = (keys + ["=", "#", "}", "", "é", "\u{0B}"]).randomElement(using: &rng)!
+            text += opener + space + name + space + ["]", "]]", "", "] x"].randomElement(using: &rng)! + "\n"
+        case 1:
+            text += "# " + atoms.randomElement(using: &rng)! + "\n"
+        default:
+            let key = keys.randomElement(using: &rng)!
+            text += key + space + ["=", "= ", "", "=="].randomElement(using: &rng)! + space + value(0, &rng)
+                + ["\n", " # c\n", "", "\r\n", " x\n"].randomElement(using: &rng)!
+        }
+    }
+    return text
 }
