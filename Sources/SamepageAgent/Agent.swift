@@ -24,6 +24,13 @@ public struct AgentConfiguration: Sendable {
     public var libvirtRunDirectory = "/run/libvirt/qemu"
     /// Longest wait between reconnection attempts while libvirtd is unreachable.
     public var maximumReconnectDelay: Duration = .seconds(30)
+    /// The journal of guests paused for reclaim; nil disables reclaim altogether.
+    public var pauseJournal: String? = "/var/lib/samepage/paused.json"
+    /// A confirmed zero page waits at most this long for a pause (fewer than
+    /// ``reclaimBatchMinimum`` pending pages wait until then).
+    public var reclaimDelay: Duration = .seconds(2)
+    /// Pending zero pages that make a guest worth pausing at once.
+    public var reclaimBatchMinimum = 256
 
     public init() {}
 }
@@ -187,6 +194,18 @@ final class TrackedGuest {
     /// Dropped after a failure: not mapped again until QEMU restarts (a new domain id).
     var failed = false
 
+    // Reclaim.
+    var reclaim = ReclaimStatus()
+    /// Confirmed zero pages per region (index into `regions`), waiting for a pause.
+    var pending: [Int: [Int]] = [:]
+    var oldestPending: ContinuousClock.Instant?
+    /// Measured cost of a pause: the fixed part (suspend and resume) and per page, in µs.
+    var pauseFixedMicros = 5_000.0
+    var pausePerPageMicros = 5.0
+    /// Recent pauses (end, length in ms), for the per-minute duty cycle.
+    var recentPauses: [(ContinuousClock.Instant, Double)] = []
+    var backoffUntil: ContinuousClock.Instant?
+
     init(_ info: DomainInfo) {
         identity = GuestIdentity(name: info.name, uuid: info.uuid.uuidString.lowercased())
         uuid = info.uuid
@@ -215,11 +234,24 @@ final class Worker {
 
     var guests: [UUID: TrackedGuest] = [:]
     var slotOwners: [SlotID: UUID] = [:]
+    /// Reclaim totals of guests that are gone.
+    var reclaimedByGoneGuests = ReclaimStatus()
+    let journal: PauseJournal?
+    /// Journal entries still to resume (from a previous run, or a failed resume).
+    var unresumed: [PauseJournal.Entry] = []
 
     init(agent: Agent) throws {
         self.agent = agent
         engine = try Engine(tunables: agent.configuration.tunables)
         engine.run = agent.configuration.run
+        journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
+        if let journal {
+            unresumed = try journal.entries()
+            if !unresumed.isEmpty {
+                agent.logger.warning("\(unresumed.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
+            }
+        }
+        engine.reclaimHook = { [unowned self] slot, page in self.zeroPageConfirmed(slot: slot, page: page) }
     }
 
     func loop() {
@@ -244,8 +276,10 @@ final class Worker {
             if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
             releaseExitedGuests()
 
+            if connection != nil && !unresumed.isEmpty { resumeJournaled() }
             let report = engine.scanBatch()
             for failure in report.failures { slotFailed(failure) }
+            reclaimIfDue()
 
             if ContinuousClock.now - lastPublish >= .milliseconds(250) { publish() }
             let idle = report.pagesScanned == 0
@@ -383,7 +417,10 @@ final class Worker {
             let process = try QEMUProcess.libvirtGuest(
                 name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
             let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
-            guest.regions = try process.openRAMRegions(expecting: expected)
+            // Regions of guests whose zero pages may be reclaimed are opened read-write, for
+            // fallocate; everything else read-only.
+            let access: BackendAccess = guest.policy.mode == .zero || guest.policy.mode == .merge ? .readWrite : .readOnly
+            guest.regions = try process.openRAMRegions(expecting: expected, access: access)
             var others: [MapperProcess] = []
             for region in guest.regions {
                 for pid in MemoryMapping.processes(mapping: region.file) where pid != process.pid && pid != getpid() {
@@ -426,11 +463,17 @@ final class Worker {
         guest.slots = []
         guest.regions = []
         guest.process = nil
+        guest.pending = [:]
+        guest.oldestPending = nil
     }
 
     private func detach(_ guest: TrackedGuest, reason: String) {
         if guest.mapped { logger.info("guest \(guest.identity.name) released: \(reason)") }
         unmap(guest)
+        var totals = guest.reclaim
+        totals.pendingPages = 0
+        reclaimedByGoneGuests.add(totals)
+        guest.reclaim = ReclaimStatus()
     }
 
     /// QEMU exits are seen on its pidfd, even while libvirtd is down.
@@ -502,6 +545,8 @@ final class Worker {
         snapshot.trackingBytes = engine.trackingBytes
         snapshot.updatedOnce = reconciledOnce
         snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
+        snapshot.reclaim = reclaimedByGoneGuests
+        for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
         agent.publish(snapshot)
     }
 
@@ -513,10 +558,14 @@ final class Worker {
         let regions = guest.regions.map {
             RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: $0.path, bytes: $0.size, pages: $0.pageCount)
         }
+        var reclaim = guest.reclaim
+        reclaim.reason = reclaimIneligibility(guest)
+        reclaim.eligible = reclaim.reason == nil
+        reclaim.pendingPages = guest.pending.values.reduce(0) { $0 + $1.count }
         return GuestStatus(
             name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
             mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,
             backend: regions.isEmpty ? nil : Set(regions.map(\.kind)).sorted().joined(separator: ", "),
-            regions: regions, facts: guest.facts, counters: counters)
+            regions: regions, facts: guest.facts, counters: counters, reclaim: reclaim)
     }
 }

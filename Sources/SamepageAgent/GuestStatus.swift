@@ -150,6 +150,8 @@ public struct GuestStatus: Sendable, Equatable, Codable {
     public var facts: GuestFacts
     /// The engine's counters summed over the guest's regions.
     public var counters: Counters
+    /// Zero-page reclaim: eligibility and what it did.
+    public var reclaim = ReclaimStatus()
 }
 
 /// Everything the agent shows, taken at one moment.
@@ -167,6 +169,8 @@ public struct AgentSnapshot: Sendable, Codable {
     public var trackingBytes = 0
     /// Whether the guest list was read from libvirt at least once.
     public var updatedOnce = false
+    /// Reclaim over all guests, those gone included.
+    public var reclaim = ReclaimStatus()
 
     public init() {}
 }
@@ -195,5 +199,63 @@ public struct SharingMatrix: Sendable, Equatable, Codable {
     public init(guests: [GuestIdentity], pages: [[Int]]) {
         self.guests = guests
         self.pages = pages
+    }
+}
+
+/// Zero-page reclaim for one guest (or, summed, for the host): whether it may happen, and
+/// what it did. Bytes come from the backends' allocated blocks before and after each punch.
+public struct ReclaimStatus: Sendable, Equatable, Codable {
+    /// Whether this guest's zero pages may be reclaimed now.
+    public var eligible = false
+    /// Why not, when not eligible.
+    public var reason: String?
+    /// Zero pages punched out of the backends.
+    public var zeroPagesReclaimed = 0
+    /// Bytes the backends gave back.
+    public var bytesReclaimed = 0
+    /// Pauses made for reclaim.
+    public var pauses = 0
+    /// Their total length, suspend to resume, in milliseconds.
+    public var pauseMillisecondsTotal = 0.0
+    /// Pauses longer than the policy's `max_pause_ms`; each backs the guest off.
+    public var pauseOverruns = 0
+    /// Confirmed zero pages waiting for the next pause.
+    public var pendingPages = 0
+    /// Pauses by length: counts for lengths up to each of ``histogramBoundsMs``.
+    public var pauseHistogram: [Int] = Array(repeating: 0, count: ReclaimStatus.histogramBoundsMs.count)
+
+    /// Upper bounds of the pause histogram's buckets, in milliseconds (the last is +Inf).
+    public static let histogramBoundsMs: [Double] = [1, 2, 5, 10, 20, 50, 100, .infinity]
+
+    public init() {}
+
+    public enum CodingKeys: String, CodingKey {
+        case eligible, reason, pauses
+        case zeroPagesReclaimed = "zero_pages_reclaimed"
+        case bytesReclaimed = "bytes_reclaimed"
+        case pauseMillisecondsTotal = "pause_ms_total"
+        case pauseOverruns = "pause_overruns"
+        case pendingPages = "pending_pages"
+        case pauseHistogram = "pause_histogram"
+    }
+
+    /// Records one pause.
+    mutating func record(pauseMilliseconds: Double, overrun: Bool) {
+        pauses += 1
+        pauseMillisecondsTotal += pauseMilliseconds
+        if overrun { pauseOverruns += 1 }
+        let bucket = ReclaimStatus.histogramBoundsMs.firstIndex { pauseMilliseconds <= $0 }!
+        pauseHistogram[bucket] += 1
+    }
+
+    /// Adds another guest's figures (for the host's totals).
+    mutating func add(_ other: ReclaimStatus) {
+        zeroPagesReclaimed += other.zeroPagesReclaimed
+        bytesReclaimed += other.bytesReclaimed
+        pauses += other.pauses
+        pauseMillisecondsTotal += other.pauseMillisecondsTotal
+        pauseOverruns += other.pauseOverruns
+        pendingPages += other.pendingPages
+        for i in pauseHistogram.indices { pauseHistogram[i] += other.pauseHistogram[i] }
     }
 }

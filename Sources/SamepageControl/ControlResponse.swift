@@ -131,11 +131,13 @@ public struct GuestInfo: Sendable, Equatable {
     public var counters: Counters
     public var regions: [RegionStatus]
     public var facts: GuestFacts
+    /// Zero-page reclaim: eligibility, pages and bytes reclaimed, pauses.
+    public var reclaim: ReclaimStatus
 
     public init(
         name: String, uuid: String, state: String, mapped: Bool, reason: String? = nil, mode: PolicyMode,
         trustGroup: String? = nil, backend: String? = nil, counters: Counters = Counters(),
-        regions: [RegionStatus] = [], facts: GuestFacts = GuestFacts()
+        regions: [RegionStatus] = [], facts: GuestFacts = GuestFacts(), reclaim: ReclaimStatus = ReclaimStatus()
     ) {
         self.name = name
         self.uuid = uuid
@@ -148,6 +150,7 @@ public struct GuestInfo: Sendable, Equatable {
         self.counters = counters
         self.regions = regions
         self.facts = facts
+        self.reclaim = reclaim
     }
 
     /// The agent's view of a guest, as shown.
@@ -155,7 +158,7 @@ public struct GuestInfo: Sendable, Equatable {
         self.init(
             name: status.name, uuid: status.uuid, state: status.state, mapped: status.mapped,
             reason: status.reason, mode: status.mode, trustGroup: status.trustGroup, backend: status.backend,
-            counters: status.counters, regions: status.regions, facts: status.facts)
+            counters: status.counters, regions: status.regions, facts: status.facts, reclaim: status.reclaim)
     }
 }
 
@@ -175,11 +178,13 @@ public struct DaemonStats: Sendable, Equatable {
     /// Guests known, and how many of them are mapped.
     public var guests: Int
     public var guestsMapped: Int
+    /// Reclaim over all guests.
+    public var reclaim: ReclaimStatus
 
     public init(
         counters: Counters = Counters(), run: RunMode = .merge, tunables: Tunables = Tunables(),
         trackingBytes: Int = 0, connected: Bool = false, connectionError: String? = nil,
-        guests: Int = 0, guestsMapped: Int = 0
+        guests: Int = 0, guestsMapped: Int = 0, reclaim: ReclaimStatus = ReclaimStatus()
     ) {
         self.counters = counters
         self.run = run
@@ -189,6 +194,7 @@ public struct DaemonStats: Sendable, Equatable {
         self.connectionError = connectionError
         self.guests = guests
         self.guestsMapped = guestsMapped
+        self.reclaim = reclaim
     }
 
     /// The agent's snapshot, summed up.
@@ -197,7 +203,7 @@ public struct DaemonStats: Sendable, Equatable {
             counters: snapshot.counters, run: snapshot.run, tunables: snapshot.tunables,
             trackingBytes: snapshot.trackingBytes, connected: snapshot.connected,
             connectionError: snapshot.connectionError, guests: snapshot.guests.count,
-            guestsMapped: snapshot.guests.count(where: \.mapped))
+            guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
     }
 }
 

@@ -101,6 +101,8 @@ extension GuestInfo: Codable {
         }
         var f = c.nestedContainer(keyedBy: WireKey.self, forKey: "facts")
         try facts.encodeWire(into: &f)
+        try reclaim.encodeFlat(into: &c)
+        try c.encode(reclaim, forKey: "reclaim")
     }
 
     public init(from decoder: any Decoder) throws {
@@ -117,7 +119,8 @@ extension GuestInfo: Codable {
             counters: try Counters(flatFrom: c),
             regions: try c.decodeIfPresent([RegionStatus].self, forKey: "regions") ?? [],
             facts: c.contains("facts")
-                ? try GuestFacts(wireFrom: c.nestedContainer(keyedBy: WireKey.self, forKey: "facts")) : GuestFacts())
+                ? try GuestFacts(wireFrom: c.nestedContainer(keyedBy: WireKey.self, forKey: "facts")) : GuestFacts(),
+            reclaim: try c.decodeIfPresent(ReclaimStatus.self, forKey: "reclaim") ?? ReclaimStatus())
     }
 }
 
@@ -170,6 +173,8 @@ extension DaemonStats: Codable {
         try c.encode(connectionError, forKey: "connection_error")
         try c.encode(guests, forKey: "guests")
         try c.encode(guestsMapped, forKey: "guests_mapped")
+        try reclaim.encodeFlat(into: &c)
+        try c.encode(reclaim, forKey: "reclaim")
     }
 
     public init(from decoder: any Decoder) throws {
@@ -180,7 +185,8 @@ extension DaemonStats: Codable {
             connected: try c.decode(Bool.self, forKey: "connected"),
             connectionError: try c.decodeIfPresent(String.self, forKey: "connection_error"),
             guests: try c.decodeIfPresent(Int.self, forKey: "guests") ?? 0,
-            guestsMapped: try c.decodeIfPresent(Int.self, forKey: "guests_mapped") ?? 0)
+            guestsMapped: try c.decodeIfPresent(Int.self, forKey: "guests_mapped") ?? 0,
+            reclaim: try c.decodeIfPresent(ReclaimStatus.self, forKey: "reclaim") ?? ReclaimStatus())
     }
 }
 
@@ -312,5 +318,14 @@ extension ControlResult {
         case .version:
             self = .version(try VersionInfo(from: decoder))
         }
+    }
+}
+
+extension ReclaimStatus {
+    /// The reclaim counters also as top-level keys, next to the kernel-named ones.
+    func encodeFlat(into c: inout WireEncoding) throws {
+        try c.encode(zeroPagesReclaimed, forKey: "zero_pages_reclaimed")
+        try c.encode(bytesReclaimed, forKey: "bytes_reclaimed")
+        try c.encode(pauses, forKey: "pauses")
     }
 }

@@ -27,6 +27,16 @@ func counterLines(_ counters: Counters, indent: String = "") -> [String] {
     counters.named.map { "\(indent)\($0.0.padding(toLength: 16, withPad: " ", startingAt: 0)) \($0.1)" }
 }
 
+func reclaimLines(_ r: ReclaimStatus) -> [String] {
+    let buckets = zip(ReclaimStatus.histogramBoundsMs, r.pauseHistogram)
+        .map { "\($0.isInfinite ? "+Inf" : String(format: "%g", $0)):\($1)" }.joined(separator: " ")
+    return [
+        "zero_pages_reclaimed \(r.zeroPagesReclaimed)", "bytes_reclaimed  \(r.bytesReclaimed)",
+        "pauses           \(r.pauses) (\(String(format: "%.1f", r.pauseMillisecondsTotal)) ms, \(r.pauseOverruns) over budget)",
+        "pause_ms         \(buckets)",
+    ]
+}
+
 func table(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
     func format(_ row: [String]) -> String {
@@ -50,11 +60,11 @@ struct ListCommand: ParsableCommand {
         if json { return printJSON(result) }
         guard case .guests(let guests) = result else { return }
         print(table(
-            ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero"],
+            ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
             guests.map { g in
                 [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
                  g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
-                 "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)"]
+                 "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)", "\(g.reclaim.zeroPagesReclaimed)"]
             }))
         for g in guests where g.reason != nil {
             print("\(g.name): not mapped: \(g.reason!)")
@@ -92,9 +102,11 @@ struct DominfoCommand: ParsableCommand {
             "vhost-user:      \(list(facts.vhostUser))",
             "Other mappers:   \(list(facts.otherMappers.map { "\($0.command) (\($0.pid))" }))",
             "Active job:      \(facts.activeJob ? "yes" : "no")",
+            "Reclaim:         \(g.reclaim.eligible ? "eligible" : "not eligible: \(g.reclaim.reason ?? "")")",
         ]
         print(lines.joined(separator: "\n"))
         print(counterLines(g.counters).joined(separator: "\n"))
+        print(reclaimLines(g.reclaim).joined(separator: "\n"))
     }
 }
 
@@ -118,7 +130,7 @@ struct StatsCommand: ParsableCommand {
             "tracking_bytes   \(s.trackingBytes)",
             "guests           \(s.guests) (\(s.guestsMapped) mapped)",
             "libvirt          \(s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")")",
-        ]
+        ] + reclaimLines(s.reclaim)
         print(lines.joined(separator: "\n"))
     }
 }

@@ -46,6 +46,12 @@ struct Samepaged: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "The journal of guests paused for reclaim.")
+    var pauseJournal = "/var/lib/samepage/paused.json"
+
+    @Flag(help: "Resume every guest the pause journal says samepaged paused, then exit (for the service manager, after the daemon stops).")
+    var resumePaused = false
+
     func run() async throws {
         let logLevel = self.logLevel
         LoggingSystem.bootstrap { label in
@@ -62,6 +68,18 @@ struct Samepaged: AsyncParsableCommand {
             logger.critical("configuration: \(error)")
             throw ExitCode.failure
         }
+        if resumePaused {
+            do {
+                let left = try Agent.resumePaused(journal: pauseJournal, uri: settings.libvirtURI, logger: logger)
+                if left > 0 { throw ExitCode.failure }
+                return
+            } catch let exit as ExitCode {
+                throw exit
+            } catch {
+                logger.critical("resume paused guests: \(error)")
+                throw ExitCode.failure
+            }
+        }
 
         let policies = PolicyDirectory(directory: settings.policyDirectory, defaultPolicy: settings.defaultPolicy)
         for error in policies.reload() { logger.error("policy rejected: \(error)") }
@@ -71,6 +89,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.tunables = settings.tunables
         agentConfiguration.run = settings.run
         agentConfiguration.policy = { policies.policy(for: $0).policy }
+        agentConfiguration.pauseJournal = pauseJournal
         let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))
 
         let control = DaemonControl(agent: agent, policies: policies, version: Self.version)

@@ -78,13 +78,19 @@ enum TestHost {
     static func guest(_ arguments: String...) throws -> String { try script("guest.sh", arguments) }
 
     /// Defines and starts a 256 MiB guest and waits until it booted and wrote its fill.
-    static func startGuest(_ name: String, ram: String, fill: Int = 0, seed: String? = nil) throws {
-        var arguments = ["define", name, "--memory", "256", "--ram", ram, "--start"]
+    static func startGuest(_ name: String, ram: String, fill: Int = 0, seed: String? = nil, workload: String = "idle") throws {
+        var arguments = ["define", name, "--memory", "256", "--ram", ram, "--workload", workload, "--start"]
         if fill > 0 { arguments += ["--fill", "\(fill)"] }
         if let seed { arguments += ["--fill-seed", seed] }
         try script("guest.sh", arguments)
         try script("guest.sh", ["wait-ready", name, "120"])
         if fill > 0 { try script("guest.sh", ["wait-for", name, "SAMEPAGE-FILL-DONE", "120"]) }
+        if workload == "dataset" { try script("guest.sh", ["wait-for", name, "SAMEPAGE-DATASET-HASH", "120"]) }
+    }
+
+    /// The guest's serial console so far.
+    static func serial(_ name: String) -> String {
+        (try? String(contentsOfFile: "\(stateDirectory)/serial/\(name).log", encoding: .utf8)) ?? ""
     }
 
     /// Destroys and undefines guests, ignoring ones already gone.
