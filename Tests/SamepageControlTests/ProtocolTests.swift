@@ -163,7 +163,9 @@ private func failureOf(_ text: String) -> ControlFailure? {
                  "hugepageSizesKiB":[],"preallocated":false,"locked":false,"assignedDevices":["hostdev pci"],"ivshmem":[],
                  "persistentMemory":[],"vhostUser":[],"otherMappers":[],"activeJob":false},
                  "counters":{"pages_shared":1,"pages_sharing":2,"pages_unshared":3,"pages_volatile":4,"full_scans":5,
-                 "pages_scanned":6,"pages_skipped":7,"zero_pages":8,"merges_refused":9}}
+                 "pages_scanned":6,"pages_skipped":7,"zero_pages":8,"merges_refused":9},
+                 "reclaim":{"eligible":false,"reason":"assigned devices","zero_pages_reclaimed":10,"bytes_reclaimed":40960,
+                 "pauses":1,"pause_ms_total":3.5,"pause_overruns":0,"pending_pages":0,"pause_histogram":[0,0,1,0,0,0,0,0]}}
                 """#.utf8))
         let info = GuestInfo(status)
         #expect(info.name == "gamma")
@@ -172,6 +174,7 @@ private func failureOf(_ text: String) -> ControlFailure? {
         #expect(info.reason == "hostdev assigned")
         #expect(info.counters.zeroPages == 8)
         #expect(info.facts.assignedDevices == ["hostdev pci"])
+        #expect(info.reclaim.zeroPagesReclaimed == 10 && info.reclaim.reason == "assigned devices")
     }
 
     @Test("requests: unknown fields are ignored, id is optional, run takes names or numbers")
