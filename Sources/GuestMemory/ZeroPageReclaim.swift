@@ -14,6 +14,8 @@ public struct ZeroPageReclaim: Sendable, Equatable {
     /// Bytes the backend gave back, from its allocated blocks before and after: a punch
     /// inside a transparent huge page may free nothing, so this is not `pagesPunched * 4096`.
     public var bytesFreed = 0
+    /// The page ranges punched.
+    public var punched: [Range<Int>] = []
 
     public init() {}
 }
@@ -52,6 +54,7 @@ extension GuestRegion {
                 throw .system(error)
             }
             outcome.ranges += 1
+            outcome.punched.append(range)
             run = nil
         }
         for page in candidates {

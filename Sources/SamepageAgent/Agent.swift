@@ -26,6 +26,9 @@ public struct AgentConfiguration: Sendable {
     public var maximumReconnectDelay: Duration = .seconds(30)
     /// The journal of guests paused for reclaim; nil disables reclaim altogether.
     public var pauseJournal: String? = "/var/lib/samepage/paused.json"
+    /// A host-wide cap on bytes held back by reclaim (pages reclaimed and not refaulted);
+    /// 0 = unlimited.
+    public var reclaimMaxBytes = 0
     /// A confirmed zero page waits at most this long for a pause (fewer than
     /// ``reclaimBatchMinimum`` pending pages wait until then).
     public var reclaimDelay: Duration = .seconds(2)
@@ -205,6 +208,12 @@ final class TrackedGuest {
     /// Recent pauses (end, length in ms), for the per-minute duty cycle.
     var recentPauses: [(ContinuousClock.Instant, Double)] = []
     var backoffUntil: ContinuousClock.Instant?
+    /// Per region: pages reclaimed and still holes, and pages that refaulted after a reclaim
+    /// (never reclaimed again while the guest runs).
+    var held: [Int: PageSet] = [:]
+    var hot: [Int: PageSet] = [:]
+    var nextRefaultCheck = ContinuousClock.now
+    var reclaimedSinceRefaultCheck = 0
 
     init(_ info: DomainInfo) {
         identity = GuestIdentity(name: info.name, uuid: info.uuid.uuidString.lowercased())
@@ -239,6 +248,8 @@ final class Worker {
     let journal: PauseJournal?
     /// Journal entries still to resume (from a previous run, or a failed resume).
     var unresumed: [PauseJournal.Entry] = []
+    /// `run unmerge` is allocating reclaimed ranges again.
+    var repopulating = false
 
     init(agent: Agent) throws {
         self.agent = agent
@@ -262,7 +273,9 @@ final class Worker {
             for request in inbox.requests {
                 switch request {
                 case .tunables(let tunables): try? engine.setTunables(tunables)
-                case .run(let mode): engine.run = mode
+                case .run(let mode):
+                    engine.run = mode
+                    if mode == .unmerge { startRepopulating() }
                 case .reloadPolicies: reloadPolicies()
                 case .refresh: reconcileNow = true
                 case .sharing(let reply):
@@ -280,6 +293,8 @@ final class Worker {
             let report = engine.scanBatch()
             for failure in report.failures { slotFailed(failure) }
             reclaimIfDue()
+            checkRefaults()
+            repopulateStep()
 
             if ContinuousClock.now - lastPublish >= .milliseconds(250) { publish() }
             let idle = report.pagesScanned == 0
@@ -465,6 +480,8 @@ final class Worker {
         guest.process = nil
         guest.pending = [:]
         guest.oldestPending = nil
+        guest.held = [:]
+        guest.hot = [:]
     }
 
     private func detach(_ guest: TrackedGuest, reason: String) {
@@ -534,7 +551,7 @@ final class Worker {
         return SharingMatrix(guests: mapped.map(\.identity), pages: pages)
     }
 
-    private func publish() {
+    func publish() {
         lastPublish = ContinuousClock.now
         var snapshot = AgentSnapshot()
         snapshot.connected = connection != nil
@@ -562,6 +579,8 @@ final class Worker {
         reclaim.reason = reclaimIneligibility(guest)
         reclaim.eligible = reclaim.reason == nil
         reclaim.pendingPages = guest.pending.values.reduce(0) { $0 + $1.count }
+        reclaim.pagesHeld = guest.held.values.reduce(0) { $0 + $1.count }
+        reclaim.pagesToRepopulate = repopulating ? reclaim.pagesHeld : 0
         return GuestStatus(
             name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
             mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,

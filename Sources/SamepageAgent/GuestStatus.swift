@@ -221,6 +221,13 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
     public var pauseOverruns = 0
     /// Confirmed zero pages waiting for the next pause.
     public var pendingPages = 0
+    /// Reclaimed pages the guest touched again (they are resident once more); such pages are
+    /// not reclaimed again while the guest runs.
+    public var zeroPagesRefaulted = 0
+    /// Pages reclaimed and still holes: what the host holds back for this guest now.
+    public var pagesHeld = 0
+    /// Held pages still to be allocated again after `run unmerge`.
+    public var pagesToRepopulate = 0
     /// Pauses by length: counts for lengths up to each of ``histogramBoundsMs``.
     public var pauseHistogram: [Int] = Array(repeating: 0, count: ReclaimStatus.histogramBoundsMs.count)
 
@@ -237,6 +244,9 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
         case pauseOverruns = "pause_overruns"
         case pendingPages = "pending_pages"
         case pauseHistogram = "pause_histogram"
+        case zeroPagesRefaulted = "zero_pages_refaulted"
+        case pagesHeld = "pages_held"
+        case pagesToRepopulate = "pages_to_repopulate"
     }
 
     /// Records one pause.
@@ -256,6 +266,9 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
         pauseMillisecondsTotal += other.pauseMillisecondsTotal
         pauseOverruns += other.pauseOverruns
         pendingPages += other.pendingPages
+        zeroPagesRefaulted += other.zeroPagesRefaulted
+        pagesHeld += other.pagesHeld
+        pagesToRepopulate += other.pagesToRepopulate
         for i in pauseHistogram.indices { pauseHistogram[i] += other.pauseHistogram[i] }
     }
 }

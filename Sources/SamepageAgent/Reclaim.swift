@@ -42,7 +42,8 @@ extension Worker {
     func zeroPageConfirmed(slot: SlotID, page: Int) {
         guard let uuid = slotOwners[slot], let guest = guests[uuid],
             let region = guest.slots.firstIndex(of: slot),
-            guest.policy.mode == .zero || guest.policy.mode == .merge
+            guest.policy.mode == .zero || guest.policy.mode == .merge,
+            guest.hot[region]?.contains(page) != true
         else { return }
         // Bounded: a guest that cannot be paused must not grow the agent without limit.
         guard guest.pending[region, default: []].count < 1 << 18 else { return }
@@ -52,7 +53,11 @@ extension Worker {
 
     /// Pauses at most one guest per call, the one whose pending pages are due.
     func reclaimIfDue() {
-        guard connection != nil, journal != nil else { return }
+        guard connection != nil, journal != nil, engine.run == .merge, !repopulating else { return }
+        if configuration.reclaimMaxBytes > 0 {
+            let held = guests.values.reduce(0) { $0 + $1.held.values.reduce(0) { $0 + $1.count } } * pageSize
+            guard held < configuration.reclaimMaxBytes else { return }
+        }
         let now = ContinuousClock.now
         for guest in guests.values {
             let pendingCount = guest.pending.values.reduce(0) { $0 + $1.count }
@@ -111,6 +116,8 @@ extension Worker {
         for (region, pages) in batch where region < guest.regions.count {
             do {
                 let result = try guest.regions[region].reclaimZeroPages(pages)
+                let regionPages = guest.regions[region].pageCount
+                for range in result.punched { guest.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
                 outcome.pagesPunched += result.pagesPunched
                 outcome.pagesChanged += result.pagesChanged
                 outcome.ranges += result.ranges
@@ -133,18 +140,93 @@ extension Worker {
         let overrun = pauseMs > Double(guest.policy.maxPauseMs)
         guest.reclaim.record(pauseMilliseconds: pauseMs, overrun: overrun)
         guest.reclaim.zeroPagesReclaimed += outcome.pagesPunched
+        guest.reclaimedSinceRefaultCheck += outcome.pagesPunched
         guest.reclaim.bytesReclaimed += outcome.bytesFreed
         guest.recentPauses.append((end, pauseMs))
         if overrun {
-            // Over budget: back this guest off for a few seconds (longer while overruns keep
-            // coming within a minute) and assume pages cost twice as much.
+            // Over budget: back this guest off for a few seconds, longer while overruns keep
+            // coming within a minute. The batch size follows the measured costs by itself.
             let recentOverruns = guest.recentPauses.filter { $0.1 > Double(guest.policy.maxPauseMs) }.count
-            let seconds = min(60, 5 * recentOverruns)
+            let seconds = min(30, 2 * recentOverruns)
             guest.backoffUntil = end + .seconds(seconds)
-            guest.pausePerPageMicros *= 2
             logger.warning("guest \(guest.identity.name): pause of \(String(format: "%.1f", pauseMs)) ms over max_pause_ms \(guest.policy.maxPauseMs); backing off \(seconds) s")
         }
         logger.info("audit: paused \(guest.identity.name) (\(guest.identity.uuid)) for \(String(format: "%.2f", pauseMs)) ms: \(outcome.pagesPunched) zero pages punched in \(outcome.ranges) ranges, \(outcome.bytesFreed) bytes freed, \(outcome.pagesChanged) no longer zero")
+    }
+
+    /// Every 5 s, per guest: reclaimed pages that are resident again were touched by the guest
+    /// (a read or write fault allocates a hole). They are counted, never reclaimed again while
+    /// the guest runs, and a guest that refaults much of what was reclaimed is backed off.
+    func checkRefaults() {
+        let now = ContinuousClock.now
+        let vector = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 512)
+        defer { vector.deallocate() }
+        for guest in guests.values where !guest.held.isEmpty && now >= guest.nextRefaultCheck {
+            guest.nextRefaultCheck = now + .seconds(5)
+            var refaults = 0
+            for (region, set) in guest.held where region < guest.regions.count {
+                var held = set
+                for range in set.ranges {
+                    var start = range.lowerBound
+                    while start < range.upperBound {
+                        let window = start..<min(range.upperBound, start + 512)
+                        guard (try? guest.regions[region].residency(of: window, into: vector)) != nil else { break }
+                        for page in window where vector[page - window.lowerBound] & 1 != 0 {
+                            held.remove(page)
+                            guest.hot[region, default: PageSet(pageCount: set.pageCount)].insert(page..<(page + 1))
+                            refaults += 1
+                        }
+                        start = window.upperBound
+                    }
+                }
+                guest.held[region] = held.isEmpty ? nil : held
+            }
+            guest.reclaim.zeroPagesRefaulted += refaults
+            if refaults > 64 && refaults * 2 > guest.reclaimedSinceRefaultCheck {
+                guest.backoffUntil = now + .seconds(60)
+                logger.warning("guest \(guest.identity.name): \(refaults) reclaimed pages refaulted in 5 s; backing off reclaim for 60 s")
+            }
+            guest.reclaimedSinceRefaultCheck = 0
+        }
+    }
+
+    /// `run unmerge`: reclaimed ranges are allocated again, 64 MiB per loop, so operators get
+    /// their memory committed back; progress shows as `pages_to_repopulate`.
+    func startRepopulating() {
+        repopulating = true
+        for guest in guests.values {
+            guest.pending = [:]
+            guest.oldestPending = nil
+        }
+        logger.notice("run unmerge: allocating \(guests.values.reduce(0) { $0 + $1.held.values.reduce(0) { $0 + $1.count } }) reclaimed pages again")
+    }
+
+    func repopulateStep() {
+        guard repopulating else { return }
+        var budget = 16_384
+        for guest in guests.values where budget > 0 {
+            for (region, set) in guest.held where budget > 0 && region < guest.regions.count {
+                var held = set
+                for range in set.ranges where budget > 0 {
+                    let part = range.lowerBound..<min(range.upperBound, range.lowerBound + budget)
+                    do {
+                        try guest.regions[region].repopulate(part)
+                    } catch {
+                        logger.error("guest \(guest.identity.name): repopulating \(part): \(error)")
+                        budget = 0
+                        break
+                    }
+                    for page in part { held.remove(page) }
+                    budget -= part.count
+                }
+                guest.held[region] = held.isEmpty ? nil : held
+            }
+        }
+        if guests.values.allSatisfy({ $0.held.isEmpty }) {
+            repopulating = false
+            logger.notice("run unmerge: every reclaimed range is allocated again")
+        }
+        publish()
     }
 
     /// Resumes a guest this agent paused and clears its journal entry; on failure the entry

@@ -32,6 +32,7 @@ func reclaimLines(_ r: ReclaimStatus) -> [String] {
         .map { "\($0.isInfinite ? "+Inf" : String(format: "%g", $0)):\($1)" }.joined(separator: " ")
     return [
         "zero_pages_reclaimed \(r.zeroPagesReclaimed)", "bytes_reclaimed  \(r.bytesReclaimed)",
+        "zero_pages_refaulted \(r.zeroPagesRefaulted)", "pages_held       \(r.pagesHeld)",
         "pauses           \(r.pauses) (\(String(format: "%.1f", r.pauseMillisecondsTotal)) ms, \(r.pauseOverruns) over budget)",
         "pause_ms         \(buckets)",
     ]
@@ -147,9 +148,28 @@ struct RunCommand: ParsableCommand {
     @ParentCommand var root: SamepageCommand
     @Argument(help: "stop, merge or unmerge.") var mode: Mode
 
+    @Flag(help: "With unmerge: return at once instead of showing progress until reclaimed memory is allocated again.")
+    var noWait = false
+
     func run() throws {
         _ = try ask(root.socket, .run(mode.runMode))
         print("run: \(mode.rawValue)")
+        guard mode == .unmerge, !noWait else { return }
+        // Reclaimed ranges are allocated again in the background; follow it.
+        let deadline = Date().addingTimeInterval(600)
+        var last = -1
+        while Date() < deadline {
+            guard case .stats(let stats) = try ask(root.socket, .stats) else { return }
+            let left = stats.reclaim.pagesHeld
+            if left == 0 {
+                print("reclaimed memory allocated again")
+                return
+            }
+            if left != last { print("repopulating: \(left) pages left") }
+            last = left
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        throw Failure("repopulating did not finish in 10 minutes; see 'samepage stats'")
     }
 }
 

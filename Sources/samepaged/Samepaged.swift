@@ -90,6 +90,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.run = settings.run
         agentConfiguration.policy = { policies.policy(for: $0).policy }
         agentConfiguration.pauseJournal = pauseJournal
+        agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
         let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))
 
         let control = DaemonControl(agent: agent, policies: policies, version: Self.version)
