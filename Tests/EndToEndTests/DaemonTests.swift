@@ -38,6 +38,14 @@ final class DaemonProcess {
     }
 
     /// SIGTERM, then the exit status.
+    /// SIGKILL, as a crash would end it.
+    func kill9() {
+        guard pid > 0 else { return }
+        kill(pid, SIGKILL)
+        _ = TestHost.wait(pid)
+        pid = 0
+    }
+
     func stop() -> Int32 {
         guard pid > 0 else { return 0 }
         kill(pid, SIGTERM)
@@ -291,6 +299,57 @@ struct ReclaimEndToEndTests {
         let uuid = try #require(try libvirt.activeDomains().first { $0.name == name }?.uuid)
         #expect(try libvirt.domainInfo(uuid: uuid).state == .running)
         #expect(try PauseJournal(path: "\(daemon.directory)/paused.json").entries().isEmpty)
+    }
+
+    @Test("kill -9 of samepaged while it has a guest paused: the next samepaged resumes it, and its data is intact")
+    func killedInsidePause() throws {
+        let name = "sp-e2e-k1"
+        TestHost.removeGuests([name])
+        defer { TestHost.removeGuests([name]) }
+        try TestHost.startGuest(name, ram: "memfd", fill: 32, workload: "dataset")
+        let expected = try String(contentsOfFile: "\(TestHost.stateDirectory)/dataset.md5", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let libvirt = try LibvirtConnection()
+        let uuid = try #require(try libvirt.activeDomains().first { $0.name == name }?.uuid)
+
+        let daemon = try DaemonProcess(config: daemonConfig)
+        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms_per_minute = 6000\n")
+        let journal = "\(daemon.directory)/paused.json"
+        // The journal is written just before each suspend and cleared after the resume: kill
+        // the daemon the moment it shows a pause, until one kill lands inside a pause.
+        var caught = false
+        for _ in 0..<8 where !caught {
+            // The guest runs, so an entry left by the last attempt's kill is stale.
+            unlink(journal)
+            try daemon.start()
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                if let text = try? String(contentsOfFile: journal, encoding: .utf8), text.contains(name) { break }
+                usleep(200)
+            }
+            // The entry is written before the suspend call: let the call get under way.
+            usleep(UInt32.random(in: 1_000...3_000))
+            daemon.kill9()
+            usleep(200_000)  // a suspend already sent still completes in libvirtd
+            caught = try libvirt.domainInfo(uuid: uuid).state == .paused
+        }
+        try #require(caught, "no kill landed inside a pause; log:\n\(daemon.log.suffix(3000))")
+        #expect(try PauseJournal(path: journal).entries().map(\.name) == [name])
+
+        // A new samepaged resumes it within seconds.
+        try daemon.start()
+        #expect(eventually(timeout: .seconds(10)) { (try? libvirt.domainInfo(uuid: uuid).state) == .running })
+        #expect(eventually { (try? PauseJournal(path: journal).entries().isEmpty) == true })
+        #expect(daemon.stop() == 0)
+        #expect(try libvirt.domainInfo(uuid: uuid).state == .running)
+
+        // Nothing in the guest was lost: its data set still checks out.
+        let checksBefore = TestHost.serial(name).components(separatedBy: "SAMEPAGE-DATASET-CHECK").count
+        #expect(eventually(timeout: .seconds(30)) {
+            TestHost.serial(name).components(separatedBy: "SAMEPAGE-DATASET-CHECK").count >= checksBefore + 2
+        })
+        let checks = TestHost.serial(name).split(whereSeparator: \.isNewline).filter { $0.hasPrefix("SAMEPAGE-DATASET-CHECK") }
+        #expect(checks.allSatisfy { $0.contains(expected) })
     }
 
     @Test("A guest left paused by a samepaged that died is resumed at start; one paused by someone else is left alone")
