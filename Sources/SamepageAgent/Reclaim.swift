@@ -107,8 +107,11 @@ extension Worker {
         do {
             try connection.suspend(uuid: guest.uuid)
         } catch {
+            // The suspend may have happened even though the call failed (a lost reply): undo
+            // it the way every pause is undone, which clears the journal only once the guest
+            // is known to run.
             logger.warning("guest \(guest.identity.name): suspend failed, nothing reclaimed: \(error)")
-            try? journal.didResume(uuid: guest.identity.uuid)
+            resume(guest.uuid, name: guest.identity.name)
             return
         }
         let suspended = ContinuousClock.now
