@@ -249,6 +249,24 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
         case pagesToRepopulate = "pages_to_repopulate"
     }
 
+    /// Missing keys keep their defaults, so a reader copes with a daemon that knows fewer.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        eligible = try c.decodeIfPresent(Bool.self, forKey: .eligible) ?? false
+        reason = try c.decodeIfPresent(String.self, forKey: .reason)
+        zeroPagesReclaimed = try c.decodeIfPresent(Int.self, forKey: .zeroPagesReclaimed) ?? 0
+        bytesReclaimed = try c.decodeIfPresent(Int.self, forKey: .bytesReclaimed) ?? 0
+        pauses = try c.decodeIfPresent(Int.self, forKey: .pauses) ?? 0
+        pauseMillisecondsTotal = try c.decodeIfPresent(Double.self, forKey: .pauseMillisecondsTotal) ?? 0
+        pauseOverruns = try c.decodeIfPresent(Int.self, forKey: .pauseOverruns) ?? 0
+        pendingPages = try c.decodeIfPresent(Int.self, forKey: .pendingPages) ?? 0
+        zeroPagesRefaulted = try c.decodeIfPresent(Int.self, forKey: .zeroPagesRefaulted) ?? 0
+        pagesHeld = try c.decodeIfPresent(Int.self, forKey: .pagesHeld) ?? 0
+        pagesToRepopulate = try c.decodeIfPresent(Int.self, forKey: .pagesToRepopulate) ?? 0
+        pauseHistogram = try c.decodeIfPresent([Int].self, forKey: .pauseHistogram)
+            ?? Array(repeating: 0, count: ReclaimStatus.histogramBoundsMs.count)
+    }
+
     /// Records one pause.
     mutating func record(pauseMilliseconds: Double, overrun: Bool) {
         pauses += 1
