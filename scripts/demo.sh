@@ -7,8 +7,9 @@
 #      (samepage-demo-1 and -2 with identical content, samepage-demo-3 with other content);
 #   2. builds samepaged and samepage (release);
 #   3. writes a demo configuration and per-guest policies under $DEMO (default
-#      /var/lib/samepage-demo): guests 1 and 2 in mode "merge" in trust group "demo",
-#      guest 3 in mode "report" in a group of its own; every other guest stays "off";
+#      /var/lib/samepage-demo): guests 1 and 2 in mode "merge" in trust group "demo" (shared
+#      pages accounted, zero pages reclaimed in short pauses), guest 3 in mode "report" in a
+#      group of its own (read and accounted only); every other guest stays "off";
 #   4. starts samepaged on the socket $DEMO/samepaged.sock and, after a short scan, prints
 #      what `samepage list` and `samepage stats` show.
 # samepaged keeps running; talk to it with
