@@ -28,11 +28,14 @@ let package = Package(
             providers: [.apt(["libvirt-dev"])]
         ),
 
+        // Linux calls Swift's Glibc module does not import (_GNU_SOURCE), wrapped once.
+        .target(name: "CLinux"),
+
         // The engine: slots, rmap items, stable and unstable trees, cursor, counters. No I/O.
         .target(name: "SamepageCore", dependencies: ["CXXHash"]),
 
         // Linux edges: image files and guest RAM backends, residency, pread.
-        .target(name: "GuestMemory", dependencies: ["SamepageCore"]),
+        .target(name: "GuestMemory", dependencies: ["SamepageCore", "CLinux"]),
 
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
@@ -53,7 +56,7 @@ let package = Package(
         ),
 
         // The control API: versioned JSON over a Unix socket, server and client.
-        .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore"]),
+        .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore", "CLinux"]),
 
         .executableTarget(
             name: "samepaged",
@@ -82,7 +85,7 @@ let package = Package(
 
         // Test-only: a multi-threaded process that flips memfd pages between zero and data,
         // the stand-in guest of the reclaim stress test.
-        .executableTarget(name: "samepage-stress-writer", path: "Tests/StressWriter"),
+        .executableTarget(name: "samepage-stress-writer", dependencies: ["CLinux"], path: "Tests/StressWriter"),
 
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),

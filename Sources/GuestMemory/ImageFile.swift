@@ -1,11 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import SamepageCore
-
-// <unistd.h> hides these behind _GNU_SOURCE; the values are Linux ABI.
-private let seekData: Int32 = 3
-private let seekHole: Int32 = 4
 
 /// A memory image file (a dump, a benchmark fleet, a file-backed guest's RAM copy) as a slot's
 /// memory: one file, read with pread over its allocated ranges only.
@@ -54,13 +51,13 @@ public final class ImageFile: PageSource {
         let end = off_t(pages.upperBound * pageSize)
         var offset = off_t(pages.lowerBound * pageSize)
         while offset < end {
-            let data = lseek(fd, offset, seekData)
+            let data = lseek(fd, offset, samepage_seek_data)
             if data < 0 {
                 if errno == ENXIO { return }  // no data after offset
                 throw ImageFileError.io(path: path, operation: "lseek(SEEK_DATA)", errno: errno)
             }
             if data >= end { return }
-            var hole = lseek(fd, data, seekHole)
+            var hole = lseek(fd, data, samepage_seek_hole)
             if hole < 0 { throw ImageFileError.io(path: path, operation: "lseek(SEEK_HOLE)", errno: errno) }
             hole = min(hole, end)
             // A page is resident if any of its bytes is allocated.

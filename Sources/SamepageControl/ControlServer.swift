@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import CLinux
 import Foundation
 import Synchronization
 
@@ -272,7 +273,8 @@ private final class ServerState: Sendable {
     func acceptLoop(_ listener: Int32) {
         defer { acceptDone.signal() }
         while true {
-            let fd = accept4(listener, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            // accept4 with SOCK_CLOEXEC leaves no window in which a fork could inherit the socket.
+            let fd = samepage_accept_cloexec(listener)
             if fd < 0 {
                 let error = errno
                 if isStopping { return }
@@ -392,10 +394,3 @@ private func groupName(_ gid: gid_t) -> String {
     return "\(String(cString: name)) (gid \(gid))"
 }
 
-/// `accept4(2)`, which Swift's Glibc module does not import (it is under _GNU_SOURCE):
-/// accepting with `SOCK_CLOEXEC` leaves no window in which a fork could inherit the socket.
-private let accept4: @convention(c) (Int32, UnsafeMutablePointer<sockaddr>?, UnsafeMutablePointer<socklen_t>?, Int32) -> Int32 = {
-    // RTLD_DEFAULT is a null handle in glibc.
-    guard let symbol = dlsym(nil, "accept4") else { fatalError("the C library has no accept4") }
-    return unsafeBitCast(symbol, to: (@convention(c) (Int32, UnsafeMutablePointer<sockaddr>?, UnsafeMutablePointer<socklen_t>?, Int32) -> Int32).self)
-}()

@@ -10,6 +10,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import Foundation
 import Synchronization
 
@@ -17,9 +18,7 @@ let pageSize = 4096
 let pages = Int(CommandLine.arguments[1])!
 let threadCount = Int(CommandLine.arguments[2])!
 
-typealias MemfdCreate = @convention(c) (UnsafePointer<CChar>, UInt32) -> Int32
-let memfdCreate = unsafeBitCast(dlsym(nil, "memfd_create")!, to: MemfdCreate.self)
-let fd = memfdCreate("stress-writer", 1 /* MFD_CLOEXEC */)
+let fd = samepage_memfd_create("stress-writer", 1 /* MFD_CLOEXEC */)
 precondition(fd >= 0 && ftruncate(fd, off_t(pages * pageSize)) == 0)
 /// The shared mapping, handed to the writer threads.
 struct Memory: @unchecked Sendable {

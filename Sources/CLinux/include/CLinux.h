@@ -1,0 +1,30 @@
+// Linux calls that Swift's Glibc module does not import: glibc declares them only under
+// _GNU_SOURCE, which a header shared with Swift's Glibc module must not define. So they are
+// wrapped once, in shim.c (built with _GNU_SOURCE), behind plain prototypes.
+#ifndef SAMEPAGE_CLINUX_H
+#define SAMEPAGE_CLINUX_H
+
+/// pidfd_open(2): a descriptor for a process, readable once it exits.
+int samepage_pidfd_open(int pid, unsigned int flags);
+
+/// memfd_create(2).
+int samepage_memfd_create(const char *name, unsigned int flags);
+
+/// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: frees a byte range, which
+/// then reads as zeroes; the file keeps its size.
+int samepage_punch_hole(int fd, long long offset, long long length);
+
+/// fallocate(2) with no flags: allocates a byte range (holes become zero-filled blocks).
+int samepage_allocate(int fd, long long offset, long long length);
+
+/// fstatfs(2), reduced to what the agent needs: the filesystem's magic and block size.
+int samepage_filesystem(int fd, long *type, long *block_size);
+
+/// accept4(2) with SOCK_CLOEXEC, no address.
+int samepage_accept_cloexec(int listener);
+
+/// lseek(2) whences for sparse files.
+extern const int samepage_seek_data;
+extern const int samepage_seek_hole;
+
+#endif
