@@ -176,6 +176,7 @@ extension Worker {
                         guard (try? guest.regions[region].residency(of: window, into: vector)) != nil else { break }
                         for page in window where vector[page - window.lowerBound] & 1 != 0 {
                             held.remove(page)
+                            engine.backOff(slot: guest.slots[region], page: page)
                             guest.hot[region, default: PageSet(pageCount: set.pageCount)].insert(page..<(page + 1))
                             refaults += 1
                         }

@@ -426,6 +426,39 @@ public final class Engine {
         return true
     }
 
+    /// Smart scan's back-off, asked for from outside: the page (resident, not merged) is
+    /// skipped for the next `passes` visits (at most 15), as if it had kept failing to merge.
+    /// The agent uses it for zero pages it reclaimed and the guest touched again, so a guest
+    /// that keeps reading its free pages does not churn. Needs `smart_scan` on.
+    public func backOff(slot id: SlotID, page: Int, passes: Int = 8) {
+        guard let slot = slot(id), page >= 0, page < slot.pageCount, passes > 0 else { return }
+        let c = page >> RmapChunk.shift
+        if slot.chunks[c] == nil { slot.chunks[c] = RmapChunk.allocate() }
+        let chunk = slot.chunks[c]!
+        var w = RmapWord(raw: chunk.words[page & (RmapChunk.pages - 1)])
+        if !w.isTracked {
+            tracked += 1
+            slot.tracked += 1
+            slot.chunkTracked[c] += 1
+            w = w.with(kind: .none)
+        }
+        switch w.kind {
+        case .stable:
+            return  // merged pages are never skipped
+        case .zero:
+            // It was reclaimed and touched again: no longer known to be zero.
+            if w.zeroConfirmed {
+                zeroConfirmed -= 1
+                slot.zeroConfirmed -= 1
+            }
+            w = w.with(kind: .none)
+        case .none, .unstable:
+            break
+        }
+        w.setSmartScan(age: 15, remainingSkips: UInt32(min(passes, 15)))
+        chunk.words[page & (RmapChunk.pages - 1)] = w.raw
+    }
+
     /// Drops a page's rmap item: the page went away (a hole) or its slot is leaving.
     private func forget(_ slot: Slot, chunk c: Int, page: Int) {
         let wordPointer = slot.chunks[c]!.words + (page & (RmapChunk.pages - 1))

@@ -216,6 +216,23 @@ struct EngineBehaviourTests {
         #expect(h.engine.counters.pagesSharing == 2)
     }
 
+    @Test("A page backed off from outside is skipped for that many passes, then scanned again")
+    func backOff() throws {
+        let region = FakeRegion([0, 0, 0, 0])  // zero pages are never skipped by smart scan
+        let h = try Harness([region], tunables: Tunables(pagesToScan: 100, smartScan: true))
+        h.scan(passes: 2)
+        // Page 0 was reclaimed (a hole), and the guest touched it again: resident, not zero.
+        region.pages[0] = 42
+        h.engine.backOff(slot: h.ids[0], page: 0, passes: 3)
+        #expect(h.engine.invariantViolations().isEmpty)
+        let skipped = h.engine.counters.pagesSkipped
+        h.scan(passes: 3)
+        #expect(h.engine.counters.pagesSkipped == skipped + 3)
+        let scanned = h.engine.counters(for: h.ids[0])!.pagesScanned
+        h.scan(passes: 1)
+        #expect(h.engine.counters(for: h.ids[0])!.pagesScanned == scanned + 4)
+    }
+
     @Test("Removing slots at any moment keeps trees and counters consistent", arguments: 0..<30)
     func removal(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
