@@ -74,7 +74,7 @@ extension Worker {
             // Size the batch from the measured cost so the pause stays within max_pause_ms,
             // aiming at 70% of it: suspend and resume (most of a pause) vary by a millisecond or two.
             let room = max(0, budget * 700 - guest.pauseFixedMicros)
-            let limit = max(16, Int(room / max(guest.pausePerPageMicros, 0.5)))
+            let limit = max(64, Int(room / max(guest.pausePerPageMicros, 0.5)))
             reclaim(guest, limit: limit)
             return
         }
@@ -138,8 +138,13 @@ extension Worker {
         let fixedMicros = (Self.milliseconds(suspended - start) + Self.milliseconds(end - punched)) * 1000
         let examined = max(1, outcome.pagesPunched + outcome.pagesChanged)
         let perPage = Self.milliseconds(punched - suspended) * 1000 / Double(examined)
-        guest.pauseFixedMicros = 0.7 * guest.pauseFixedMicros + 0.3 * fixedMicros
-        guest.pausePerPageMicros = 0.7 * guest.pausePerPageMicros + 0.3 * perPage
+        // Slow suspends happen (the first one of a guest, a busy host): one outlier must not
+        // shrink every later batch, so a sample counts for at most twice the estimate. The
+        // per-page cost is learned from batches large enough to show it.
+        guest.pauseFixedMicros = 0.8 * guest.pauseFixedMicros + 0.2 * min(fixedMicros, 2 * guest.pauseFixedMicros)
+        if examined >= 64 {
+            guest.pausePerPageMicros = 0.7 * guest.pausePerPageMicros + 0.3 * perPage
+        }
         let overrun = pauseMs > Double(guest.policy.maxPauseMs)
         guest.reclaim.record(pauseMilliseconds: pauseMs, overrun: overrun)
         guest.reclaim.zeroPagesReclaimed += outcome.pagesPunched

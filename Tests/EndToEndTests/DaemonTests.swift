@@ -281,6 +281,12 @@ struct ReclaimEndToEndTests {
         #expect(checks.allSatisfy { $0.contains(expected) }, "\(checks.filter { !$0.contains(expected) })")
         #expect(try daemon.guest(name)?["state"] as? String == "running")
 
+        // The guest re-reads its data set every 2 s, zero-filled pages included: reclaimed
+        // pages it reads again fault back in, and are counted as refaulted.
+        #expect(try eventually(timeout: .seconds(30)) {
+            int((try daemon.guest(name)?["reclaim"] as? [String: Any])?["zero_pages_refaulted"]) > 0
+        })
+
         // run unmerge allocates the reclaimed ranges again: Shmem comes back, held pages go to 0.
         let held = int((try daemon.guest(name)?["reclaim"] as? [String: Any])?["pages_held"])
         #expect(held > 0)
@@ -299,6 +305,26 @@ struct ReclaimEndToEndTests {
         let uuid = try #require(try libvirt.activeDomains().first { $0.name == name }?.uuid)
         #expect(try libvirt.domainInfo(uuid: uuid).state == .running)
         #expect(try PauseJournal(path: "\(daemon.directory)/paused.json").entries().isEmpty)
+    }
+
+    @Test("The host-wide cap on reclaimed bytes holds")
+    func hostWideCap() throws {
+        let name = "sp-e2e-cap"
+        TestHost.removeGuests([name])
+        defer { TestHost.removeGuests([name]) }
+        try TestHost.startGuest(name, ram: "memfd", fill: 32)
+        let cap = 8 << 20
+        let daemon = try DaemonProcess(config: daemonConfig + "\n[reclaim]\nmax_bytes = \(cap)\n")
+        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms_per_minute = 6000\n")
+        try daemon.start()
+        func held() throws -> Int { int((try daemon.guest(name)?["reclaim"] as? [String: Any])?["pages_held"]) * 4096 }
+        #expect(try eventually(timeout: .seconds(60)) { try held() >= cap }, "\(daemon.log.suffix(2000))")
+        usleep(10_000_000)
+        // One batch may cross the cap; none starts beyond it. Without the cap, the 32 MiB of
+        // zero-filled files would all go.
+        let final = try held()
+        #expect(final < cap + (4 << 20), "held \(final) bytes with a cap of \(cap)")
+        #expect(daemon.stop() == 0)
     }
 
     @Test("kill -9 of samepaged while it has a guest paused: the next samepaged resumes it, and its data is intact")
