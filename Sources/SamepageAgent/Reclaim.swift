@@ -54,9 +54,12 @@ extension Worker {
     /// Pauses at most one guest per call, the one whose pending pages are due.
     func reclaimIfDue() {
         guard connection != nil, journal != nil, engine.run == .merge, !repopulating else { return }
+        // The host-wide cap: pages that may still be held back, over all guests.
+        var capRoom = Int.max
         if configuration.reclaimMaxBytes > 0 {
             let held = guests.values.reduce(0) { $0 + $1.held.values.reduce(0) { $0 + $1.count } } * pageSize
-            guard held < configuration.reclaimMaxBytes else { return }
+            capRoom = (configuration.reclaimMaxBytes - held) / pageSize
+            guard capRoom > 0 else { return }
         }
         let now = ContinuousClock.now
         for guest in guests.values {
@@ -74,7 +77,7 @@ extension Worker {
             // Size the batch from the measured cost so the pause stays within max_pause_ms,
             // aiming at 70% of it: suspend and resume (most of a pause) vary by a millisecond or two.
             let room = max(0, budget * 700 - guest.pauseFixedMicros)
-            let limit = max(64, Int(room / max(guest.pausePerPageMicros, 0.5)))
+            let limit = min(capRoom, max(64, Int(room / max(guest.pausePerPageMicros, 0.5))))
             reclaim(guest, limit: limit)
             return
         }

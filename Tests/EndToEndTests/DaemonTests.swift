@@ -248,8 +248,9 @@ struct ReclaimEndToEndTests {
         #expect(TestHost.serial(name).contains("SAMEPAGE-DATASET-HASH \(expected)"))
 
         let daemon = try DaemonProcess(config: daemonConfig)
-        // The default pause target (10 ms), a looser duty cycle so the test is quick.
-        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms_per_minute = 1500\n")
+        // A pause target and duty cycle loose enough that a busy machine's slow libvirt calls
+        // don't stall the test (pause times with the defaults are a benchmark).
+        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms = 30\nmax_pause_ms_per_minute = 3000\n")
         let shmemBefore = TestHost.shmemBytes()
         try daemon.start()
         #expect(try eventually(timeout: .seconds(150)) {
@@ -315,15 +316,16 @@ struct ReclaimEndToEndTests {
         try TestHost.startGuest(name, ram: "memfd", fill: 32)
         let cap = 8 << 20
         let daemon = try DaemonProcess(config: daemonConfig + "\n[reclaim]\nmax_bytes = \(cap)\n")
-        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms_per_minute = 6000\n")
+        // A generous pause budget: this test is about the cap, not about pacing.
+        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms = 100\nmax_pause_ms_per_minute = 6000\n")
         try daemon.start()
         func held() throws -> Int { int((try daemon.guest(name)?["reclaim"] as? [String: Any])?["pages_held"]) * 4096 }
         #expect(try eventually(timeout: .seconds(60)) { try held() >= cap }, "\(daemon.log.suffix(2000))")
         usleep(10_000_000)
-        // One batch may cross the cap; none starts beyond it. Without the cap, the 32 MiB of
+        // Batches are cut to the room left under the cap. Without the cap, the 32 MiB of
         // zero-filled files would all go.
         let final = try held()
-        #expect(final < cap + (4 << 20), "held \(final) bytes with a cap of \(cap)")
+        #expect(final <= cap, "held \(final) bytes with a cap of \(cap)")
         #expect(daemon.stop() == 0)
     }
 
