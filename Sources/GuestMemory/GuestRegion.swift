@@ -214,18 +214,11 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
 
     private func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, what: String,
                            atEnd: (Int) -> BackendError) throws(BackendError) {
-        var done = 0
-        while done < buffer.count {
-            let count = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if count > 0 {
-                done += count
-            } else if count == 0 {
-                throw atEnd(offset + done)
-            } else if errno == ESRCH {
-                throw .processExited(backend: backendID)
-            } else if errno != EINTR {
-                throw .system(SystemError("pread \(what)"))
-            }
+        switch preadFully(fd, into: buffer, at: offset) {
+        case .complete: return
+        case .endOfFile(let end): throw atEnd(end)
+        case .failed(let error) where error == ESRCH: throw .processExited(backend: backendID)
+        case .failed(let error): throw .system(SystemError(errno: error, operation: "pread \(what)"))
         }
     }
 

@@ -69,23 +69,37 @@ public final class ImageFile: PageSource {
     }
 
     public func read(_ pages: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) throws {
-        try preadFully(fd: fd, buffer, offset: pages.lowerBound * pageSize, path: path)
+        switch preadFully(fd, into: buffer, at: pages.lowerBound * pageSize) {
+        case .complete: return
+        case .endOfFile(let offset): throw ImageFileError.truncated(path: path, offset: offset)
+        case .failed(let error): throw ImageFileError.io(path: path, operation: "pread", errno: error)
+        }
     }
 }
 
-/// Reads exactly `buffer.count` bytes at `offset`, retrying on partial reads and EINTR.
-/// A read that ends early means the file shrank; it throws ``ImageFileError/truncated(path:offset:)``.
-func preadFully(fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, offset: Int, path: String) throws(ImageFileError) {
+/// How a read of a whole buffer ended.
+enum PreadOutcome {
+    case complete
+    /// The file ended at this byte offset before the buffer was full.
+    case endOfFile(at: Int)
+    case failed(errno: Int32)
+}
+
+/// Reads exactly `buffer.count` bytes at `offset`, retrying partial reads and EINTR: the one
+/// pread loop of this module, for image files and guest RAM backends alike.
+func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> PreadOutcome {
     var done = 0
     while done < buffer.count {
         let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw .io(path: path, operation: "pread", errno: errno)
+        if n > 0 {
+            done += n
+        } else if n == 0 {
+            return .endOfFile(at: offset + done)
+        } else if errno != EINTR {
+            return .failed(errno: errno)
         }
-        if n == 0 { throw .truncated(path: path, offset: offset + done) }
-        done += n
     }
+    return .complete
 }
 
 /// Why an image file can't be scanned.

@@ -19,7 +19,6 @@ struct RmapWord: Equatable, Sendable {
 
     @inline(__always) init(raw: UInt32) { self.raw = raw }
 
-    static let untracked = RmapWord(raw: 0)
     static let visitedBit: UInt32 = 1 << 2
     static let confirmedBit: UInt32 = 1 << 3
 

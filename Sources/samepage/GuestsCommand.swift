@@ -86,28 +86,18 @@ struct GuestTable {
     init(_ snapshot: AgentSnapshot) { self.snapshot = snapshot }
 
     var text: String {
-        var lines: [String] = []
-        let header = ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero"]
-        var rows: [[String]] = []
-        for g in snapshot.guests {
-            rows.append([
-                g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
-                g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
-                "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)",
-            ])
-        }
-        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
-        func format(_ row: [String]) -> String {
-            zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-        }
-        lines.append(format(header))
-        lines.append(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1)))
-        lines += rows.map(format)
+        var lines = [table(
+            ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero"],
+            snapshot.guests.map { g in
+                [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
+                 g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
+                 "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)"]
+            })]
         for g in snapshot.guests {
             if let reason = g.reason { lines.append("\(g.name): not mapped: \(reason)") }
         }
         lines.append("")
-        for (name, value) in snapshot.counters.named { lines.append("\(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(value)") }
+        lines += counterLines(snapshot.counters)
         return lines.joined(separator: "\n")
     }
 }

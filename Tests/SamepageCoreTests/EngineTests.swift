@@ -274,7 +274,7 @@ struct EngineBehaviourTests {
     @Test("Pages that become holes lose their rmap items; regions that refill are tracked again")
     func holes() throws {
         let region = FakeRegion(Array(repeating: 5, count: 1200) + [0, 0])
-        let h = try Harness([region], tunables: Tunables(pagesToScan: 300, smartScan: false))
+        let h = try Harness([region], tunables: Tunables(pagesToScan: 300, maxPageSharing: 0, smartScan: false))
         h.scan(passes: 2)
         #expect(h.engine.rmapItems == 1202)
         let full = h.engine.trackingBytes
@@ -283,6 +283,10 @@ struct EngineBehaviourTests {
         #expect(h.engine.rmapItems == 2)
         #expect(h.engine.counters.pagesShared == 0)
         #expect(h.engine.trackingBytes < full)  // emptied rmap chunks are freed
+        for p in 0..<600 { region.pages[p] = 5 }
+        h.scan(passes: 2)
+        #expect(h.engine.rmapItems == 602)
+        #expect(h.observed == ReferenceCounts([region], groups: [0]))
     }
 
     @Test("Zero pages reach the reclaim hook once, after two zero visits")
