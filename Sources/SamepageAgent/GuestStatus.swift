@@ -177,7 +177,7 @@ public struct AgentSnapshot: Sendable, Codable {
 
 extension Counters {
     /// Adds another region's counters; full scans count the slowest region.
-    mutating func accumulate(_ other: Counters, first: Bool) {
+    public mutating func accumulate(_ other: Counters, first: Bool) {
         pagesShared += other.pagesShared
         pagesSharing += other.pagesSharing
         pagesUnshared += other.pagesUnshared

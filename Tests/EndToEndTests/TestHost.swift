@@ -154,14 +154,14 @@ final class CapturedLog: Sendable {
 
 /// An agent for a test: report mode for the named guests (in one trust group), off for any
 /// other guest on the host, small batches so a scan is always under way.
-func makeAgent(guests: Set<String>, log: CapturedLog, pagesToScan: Int = 20_000, sleep: Int = 0) -> Agent {
+func makeAgent(guests: Set<String>, log: CapturedLog, pagesToScan: Int = 20_000, sleep: Int = 0, groups: [String: String] = [:]) -> Agent {
     var configuration = AgentConfiguration()
     // Unlimited sharing per node, so an independent count by content is exact.
     configuration.tunables = Tunables(pagesToScan: pagesToScan, sleepMillisecs: sleep, maxPageSharing: 0, smartScan: false)
     configuration.reconcileInterval = .seconds(1)
     configuration.maximumReconnectDelay = .seconds(1)
     configuration.policy = { guest in
-        guests.contains(guest.name) ? GuestPolicy(mode: .report, trustGroup: "e2e") : GuestPolicy(mode: .off)
+        guests.contains(guest.name) ? GuestPolicy(mode: .report, trustGroup: groups[guest.name] ?? "e2e") : GuestPolicy(mode: .off)
     }
     return Agent(configuration: configuration, logger: log.logger())
 }
