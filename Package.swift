@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
     ],
     targets: [
         // C libraries, wrapped once each.
@@ -58,10 +60,23 @@ let package = Package(
         // The control API: versioned JSON over a Unix socket, server and client.
         .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore", "CLinux"]),
 
+        // The Prometheus endpoint: the agent's snapshot in Prometheus's text format (written by
+        // swift-prometheus), served over HTTP by SwiftNIO.
+        .target(
+            name: "SamepageMetrics",
+            dependencies: [
+                "SamepageAgent", "SamepageCore",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+
         .executableTarget(
             name: "samepaged",
             dependencies: [
-                "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageCore",
+                "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageCore", "SamepageMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -92,6 +107,7 @@ let package = Package(
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageAgent", "SamepageCore"]),
         .testTarget(name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageAgent", "SamepageCore"]),
+        .testTarget(name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageAgent", "SamepageCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageAgent"]

@@ -34,8 +34,29 @@ public struct AgentConfiguration: Sendable {
     public var reclaimDelay: Duration = .seconds(2)
     /// Pending zero pages that make a guest worth pausing at once.
     public var reclaimBatchMinimum = 256
+    /// Told of every reclaim pause as it ends, on the agent's thread (the Prometheus
+    /// histogram records them here); must return quickly.
+    public var pauseObserver: (@Sendable (ReclaimPause) -> Void)?
 
     public init() {}
+}
+
+/// One reclaim pause, as reported to ``AgentConfiguration/pauseObserver``.
+public struct ReclaimPause: Sendable, Equatable {
+    public var guest: GuestIdentity
+    /// The guest's trust group, as its policy says.
+    public var trustGroup: String?
+    /// Suspend call to the return of the resume call.
+    public var milliseconds: Double
+    /// Pages punched in this pause.
+    public var pagesReclaimed: Int
+
+    public init(guest: GuestIdentity, trustGroup: String?, milliseconds: Double, pagesReclaimed: Int) {
+        self.guest = guest
+        self.trustGroup = trustGroup
+        self.milliseconds = milliseconds
+        self.pagesReclaimed = pagesReclaimed
+    }
 }
 
 /// The host agent's core: follows libvirt's guests, maps their RAM backends and runs the
@@ -240,6 +261,8 @@ final class Worker {
     var nextReconcile = ContinuousClock.now
     var lastPublish = ContinuousClock.now - .seconds(1)
     var reconciledOnce = false
+    /// Pages scanned over the last seconds, for the published scan rate.
+    var scanRate = RateWindow(span: .seconds(10))
 
     var guests: [UUID: TrackedGuest] = [:]
     var slotOwners: [SlotID: UUID] = [:]
@@ -560,6 +583,8 @@ final class Worker {
         snapshot.tunables = engine.tunables
         snapshot.run = engine.run
         snapshot.trackingBytes = engine.trackingBytes
+        scanRate.add(engine.counters.pagesScanned, at: lastPublish)
+        snapshot.scanRate = scanRate.perSecond
         snapshot.updatedOnce = reconciledOnce
         snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
         snapshot.reclaim = reclaimedByGoneGuests

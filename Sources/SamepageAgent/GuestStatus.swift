@@ -167,6 +167,8 @@ public struct AgentSnapshot: Sendable, Codable {
     public var run: RunMode = .merge
     /// Bytes of tracking memory the engine holds.
     public var trackingBytes = 0
+    /// Pages scanned per second over the last 10 seconds.
+    public var scanRate = 0.0
     /// Whether the guest list was read from libvirt at least once.
     public var updatedOnce = false
     /// Reclaim over all guests, those gone included.

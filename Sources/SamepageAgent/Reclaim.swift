@@ -150,6 +150,9 @@ extension Worker {
         }
         let overrun = pauseMs > Double(guest.policy.maxPauseMs)
         guest.reclaim.record(pauseMilliseconds: pauseMs, overrun: overrun)
+        configuration.pauseObserver?(ReclaimPause(
+            guest: guest.identity, trustGroup: guest.policy.trustGroup, milliseconds: pauseMs,
+            pagesReclaimed: outcome.pagesPunched))
         guest.reclaim.zeroPagesReclaimed += outcome.pagesPunched
         guest.reclaimedSinceRefaultCheck += outcome.pagesPunched
         guest.reclaim.bytesReclaimed += outcome.bytesFreed

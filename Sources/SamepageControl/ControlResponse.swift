@@ -171,6 +171,8 @@ public struct DaemonStats: Sendable, Equatable {
     public var tunables: Tunables
     /// Bytes of tracking memory the engine holds.
     public var trackingBytes: Int
+    /// Pages scanned per second over the last 10 seconds.
+    public var scanRate: Double
     /// Whether the libvirt connection is up.
     public var connected: Bool
     /// The last connection error, while disconnected.
@@ -183,9 +185,10 @@ public struct DaemonStats: Sendable, Equatable {
 
     public init(
         counters: Counters = Counters(), run: RunMode = .merge, tunables: Tunables = Tunables(),
-        trackingBytes: Int = 0, connected: Bool = false, connectionError: String? = nil,
+        trackingBytes: Int = 0, scanRate: Double = 0, connected: Bool = false, connectionError: String? = nil,
         guests: Int = 0, guestsMapped: Int = 0, reclaim: ReclaimStatus = ReclaimStatus()
     ) {
+        self.scanRate = scanRate
         self.counters = counters
         self.run = run
         self.tunables = tunables
@@ -201,7 +204,7 @@ public struct DaemonStats: Sendable, Equatable {
     public init(_ snapshot: AgentSnapshot) {
         self.init(
             counters: snapshot.counters, run: snapshot.run, tunables: snapshot.tunables,
-            trackingBytes: snapshot.trackingBytes, connected: snapshot.connected,
+            trackingBytes: snapshot.trackingBytes, scanRate: snapshot.scanRate, connected: snapshot.connected,
             connectionError: snapshot.connectionError, guests: snapshot.guests.count,
             guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
     }

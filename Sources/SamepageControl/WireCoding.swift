@@ -169,6 +169,7 @@ extension DaemonStats: Codable {
         try run.encodeFlat(into: &c)
         try tunables.encodeFlat(into: &c)
         try c.encode(trackingBytes, forKey: "tracking_bytes")
+        try c.encode(scanRate, forKey: "pages_scanned_per_second")
         try c.encode(connected, forKey: "connected")
         try c.encode(connectionError, forKey: "connection_error")
         try c.encode(guests, forKey: "guests")
@@ -182,6 +183,7 @@ extension DaemonStats: Codable {
         self.init(
             counters: try Counters(flatFrom: c), run: try RunMode(flatFrom: c), tunables: try Tunables(flatFrom: c),
             trackingBytes: try c.decode(Int.self, forKey: "tracking_bytes"),
+            scanRate: try c.decodeIfPresent(Double.self, forKey: "pages_scanned_per_second") ?? 0,
             connected: try c.decode(Bool.self, forKey: "connected"),
             connectionError: try c.decodeIfPresent(String.self, forKey: "connection_error"),
             guests: try c.decodeIfPresent(Int.self, forKey: "guests") ?? 0,

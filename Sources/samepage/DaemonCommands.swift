@@ -129,6 +129,7 @@ struct StatsCommand: ParsableCommand {
             "max_kernel_pages \(s.tunables.maxKernelPages)", "max_page_sharing \(s.tunables.maxPageSharing)",
             "smart_scan       \(s.tunables.smartScan ? 1 : 0)",
             "tracking_bytes   \(s.trackingBytes)",
+            "scan_rate        \(Int(s.scanRate.rounded())) pages/s",
             "guests           \(s.guests) (\(s.guestsMapped) mapped)",
             "libvirt          \(s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")")",
         ] + reclaimLines(s.reclaim)

@@ -8,6 +8,7 @@ import SamepageAgent
 import SamepageConfig
 import SamepageControl
 import SamepageCore
+import SamepageMetrics
 import ServiceLifecycle
 import UnixSignals
 
@@ -42,6 +43,11 @@ struct Samepaged: AsyncParsableCommand {
 
     @Option(help: "Policy directory (overrides policy.directory).")
     var policyDir: String?
+
+    @Option(help: ArgumentHelp(
+        "Prometheus endpoint (overrides metrics.address).",
+        discussion: "HOST:PORT or [IPV6]:PORT; \"\" disables it.", valueName: "host:port"))
+    var metricsAddress: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
@@ -91,6 +97,8 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.policy = { policies.policy(for: $0).policy }
         agentConfiguration.pauseJournal = pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
+        let exporter = MetricsExporter(version: Self.version)
+        agentConfiguration.pauseObserver = { exporter.record($0) }
         let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))
 
         let control = DaemonControl(agent: agent, policies: policies, version: Self.version)
@@ -103,11 +111,23 @@ struct Samepaged: AsyncParsableCommand {
             logger.critical("control socket: \(error)")
             throw ExitCode.failure
         }
-        logger.notice("samepaged \(Self.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory)")
+        var metrics: MetricsServer?
+        if let address = settings.metricsAddress {
+            do {
+                metrics = try MetricsServer(host: address.host, port: Int(address.port)) {
+                    exporter.render(agent.snapshot, residentBytes: processResidentBytes())
+                }
+            } catch {
+                server.stop()
+                logger.critical("metrics: cannot listen on \(address): \(error)")
+                throw ExitCode.failure
+            }
+        }
+        logger.notice("samepaged \(Self.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics" } ?? "off")")
 
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [
-                .init(service: AgentService(agent: agent, server: server)),
+                .init(service: AgentService(agent: agent, server: server, metrics: metrics)),
                 .init(service: HangupService(daemon: self, agent: agent, policies: policies, logger: logger)),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -122,6 +142,15 @@ struct Samepaged: AsyncParsableCommand {
         if let uri { settings.libvirtURI = uri }
         if let socket { settings.controlSocket = socket }
         if let policyDir { settings.policyDirectory = policyDir }
+        if let metricsAddress {
+            if metricsAddress.isEmpty {
+                settings.metricsAddress = nil
+            } else if let parsed = HostAndPort(metricsAddress) {
+                settings.metricsAddress = parsed
+            } else {
+                throw ValidationError("--metrics-address: \"\(metricsAddress)\" is not HOST:PORT or [IPV6]:PORT with a port from 1 to 65535")
+            }
+        }
         return settings
     }
 
@@ -141,11 +170,13 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 struct AgentService: Service {
     let agent: Agent
     let server: ControlServer
+    let metrics: MetricsServer?
 
     func run() async throws {
         agent.start()
         try? await gracefulShutdown()
         server.stop()
+        metrics?.stop()
         agent.stop()
     }
 }

@@ -82,6 +82,8 @@ final class DaemonProcess {
 }
 
 let daemonConfig = """
+    [metrics]
+    address = ""
     [scan]
     pages_to_scan = 2000
     sleep_millisecs = 10

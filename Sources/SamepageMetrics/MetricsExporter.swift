@@ -1,0 +1,220 @@
+import Prometheus
+import SamepageAgent
+import SamepageCore
+import Synchronization
+
+/// The agent's state as Prometheus metrics.
+///
+/// Counters and gauges are taken from the agent's snapshot at each scrape, so they agree with
+/// `samepage stats` and `samepage list` by construction: the global series carry the kernel's
+/// counter names under `samepage_`, the per-guest ones under `samepage_guest_` with the labels
+/// `guest`, `uuid` and `trust_group`. The pause histogram cannot be rebuilt from a snapshot
+/// (it needs each pause's length), so it is fed as pauses happen through ``record(_:)``, the
+/// agent's ``AgentConfiguration/pauseObserver``; its buckets are those of the snapshot's
+/// `pause_histogram`, in seconds.
+///
+/// Series of a guest that left the snapshot are removed at the next scrape. The text itself is
+/// written by swift-prometheus.
+public final class MetricsExporter: Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    private let state = Mutex(State())
+    private let pauseSeconds: ValueHistogram
+
+    private struct State: ~Copyable {
+        /// Per guest (by UUID): its labels and every series registered under them.
+        var guests: [String: GuestSeries] = [:]
+    }
+
+    private struct GuestSeries {
+        var labels: [(String, String)]
+        var counters: [ObjectIdentifier: Counter] = [:]
+        var gauges: [ObjectIdentifier: Gauge] = [:]
+        var histogram: ValueHistogram?
+    }
+
+    /// The pause histogram's bucket bounds in seconds: the snapshot's millisecond bounds,
+    /// converted the same way each pause's length is, so both put a pause in the same bucket.
+    public static let pauseBucketsSeconds: [Double] =
+        ReclaimStatus.histogramBoundsMs.filter(\.isFinite).map { $0 / 1000 }
+
+    public init(version: String) {
+        registry.makeGauge(descriptor: Name.buildInfo, labels: [("version", version)]).set(1.0)
+        pauseSeconds = registry.makeValueHistogram(descriptor: Name.pauseSeconds, buckets: Self.pauseBucketsSeconds)
+    }
+
+    /// Records one reclaim pause, globally and for its guest.
+    public func record(_ pause: ReclaimPause) {
+        let seconds = pause.milliseconds / 1000
+        pauseSeconds.record(seconds)
+        let labels = Self.labels(pause.guest, trustGroup: pause.trustGroup)
+        let histogram = state.withLock { state in
+            series(for: pause.guest.uuid, labels: labels, in: &state).histogram
+        }
+        histogram?.record(seconds)
+    }
+
+    /// The metrics text (Prometheus exposition format 0.0.4) for this snapshot.
+    /// - Parameter residentBytes: the daemon's resident memory, when known.
+    public func render(_ snapshot: AgentSnapshot, residentBytes: Int? = nil) -> [UInt8] {
+        state.withLock { state in
+            var global: GuestSeries? = nil
+            set(Name.engine, snapshot.counters, labels: [], series: &global)
+            set(Name.reclaim, snapshot.reclaim, labels: [], series: &global)
+            set(gauge: Name.trackingBytes, Double(snapshot.trackingBytes), labels: [], series: &global)
+            set(gauge: Name.scanRate, snapshot.scanRate, labels: [], series: &global)
+            set(gauge: Name.guests, Double(snapshot.guests.count), labels: [], series: &global)
+            set(gauge: Name.guestsMapped, Double(snapshot.guests.count(where: \.mapped)), labels: [], series: &global)
+            set(gauge: Name.connected, snapshot.connected ? 1 : 0, labels: [], series: &global)
+            set(gauge: Name.runMode, Double(snapshot.run.rawValue), labels: [], series: &global)
+            if let residentBytes { set(gauge: Name.residentBytes, Double(residentBytes), labels: [], series: &global) }
+
+            var present = Set<String>()
+            for guest in snapshot.guests {
+                present.insert(guest.uuid)
+                let labels = Self.labels(GuestIdentity(name: guest.name, uuid: guest.uuid), trustGroup: guest.trustGroup)
+                var guestSeries: GuestSeries? = series(for: guest.uuid, labels: labels, in: &state)
+                set(Name.guestEngine, guest.counters, labels: labels, series: &guestSeries)
+                set(Name.guestReclaim, guest.reclaim, labels: labels, series: &guestSeries)
+                set(gauge: Name.guestMapped, guest.mapped ? 1 : 0, labels: labels, series: &guestSeries)
+                set(gauge: Name.guestReclaimEligible, guest.reclaim.eligible ? 1 : 0, labels: labels, series: &guestSeries)
+                state.guests[guest.uuid] = guestSeries
+            }
+            for (uuid, series) in state.guests where !present.contains(uuid) {
+                unregister(series)
+                state.guests[uuid] = nil
+            }
+            return registry.emitToBuffer()
+        }
+    }
+
+    // MARK: Series
+
+    private static func labels(_ guest: GuestIdentity, trustGroup: String?) -> [(String, String)] {
+        [("guest", guest.name), ("uuid", guest.uuid), ("trust_group", trustGroup ?? "")]
+    }
+
+    /// The guest's series; if its labels changed (a new name or trust group), the old series
+    /// go and new ones start.
+    private func series(for uuid: String, labels: [(String, String)], in state: inout State) -> GuestSeries {
+        if let existing = state.guests[uuid] {
+            if existing.labels.elementsEqual(labels, by: { $0.0 == $1.0 && $0.1 == $1.1 }) { return existing }
+            unregister(existing)
+        }
+        var series = GuestSeries(labels: labels)
+        series.histogram = registry.makeValueHistogram(
+            descriptor: Name.guestPauseSeconds, labels: labels, buckets: Self.pauseBucketsSeconds)
+        state.guests[uuid] = series
+        return series
+    }
+
+    private func unregister(_ series: GuestSeries) {
+        for counter in series.counters.values { registry.unregisterCounter(counter) }
+        for gauge in series.gauges.values { registry.unregisterGauge(gauge) }
+        if let histogram = series.histogram { registry.unregisterValueHistogram(histogram) }
+    }
+
+    /// Sets a counter to an absolute value: the agent keeps the totals. (A total that went
+    /// down, because a guest's slots started over, reads as a counter reset, which Prometheus
+    /// handles.) Unlabelled series are the global ones and are never removed.
+    private func set(counter name: MetricNameDescriptor, _ value: Int, labels: [(String, String)], series: inout GuestSeries?) {
+        let counter = labels.isEmpty ? registry.makeCounter(descriptor: name) : registry.makeCounter(descriptor: name, labels: labels)
+        series?.counters[ObjectIdentifier(counter)] = counter
+        counter.reset()
+        counter.increment(by: Int64(max(0, value)))
+    }
+
+    private func set(gauge name: MetricNameDescriptor, _ value: Double, labels: [(String, String)], series: inout GuestSeries?) {
+        let gauge = labels.isEmpty ? registry.makeGauge(descriptor: name) : registry.makeGauge(descriptor: name, labels: labels)
+        series?.gauges[ObjectIdentifier(gauge)] = gauge
+        gauge.set(value)
+    }
+
+    private func set(_ names: EngineNames, _ c: Counters, labels: [(String, String)], series: inout GuestSeries?) {
+        set(gauge: names.pagesShared, Double(c.pagesShared), labels: labels, series: &series)
+        set(gauge: names.pagesSharing, Double(c.pagesSharing), labels: labels, series: &series)
+        set(gauge: names.pagesUnshared, Double(c.pagesUnshared), labels: labels, series: &series)
+        set(gauge: names.pagesVolatile, Double(c.pagesVolatile), labels: labels, series: &series)
+        set(gauge: names.zeroPages, Double(c.zeroPages), labels: labels, series: &series)
+        set(counter: names.fullScans, c.fullScans, labels: labels, series: &series)
+        set(counter: names.pagesScanned, c.pagesScanned, labels: labels, series: &series)
+        set(counter: names.pagesSkipped, c.pagesSkipped, labels: labels, series: &series)
+        set(counter: names.mergesRefused, c.mergesRefused, labels: labels, series: &series)
+    }
+
+    private func set(_ names: ReclaimNames, _ r: ReclaimStatus, labels: [(String, String)], series: inout GuestSeries?) {
+        set(counter: names.zeroPagesReclaimed, r.zeroPagesReclaimed, labels: labels, series: &series)
+        set(counter: names.bytesReclaimed, r.bytesReclaimed, labels: labels, series: &series)
+        set(counter: names.pauses, r.pauses, labels: labels, series: &series)
+        set(counter: names.pauseOverruns, r.pauseOverruns, labels: labels, series: &series)
+        set(counter: names.zeroPagesRefaulted, r.zeroPagesRefaulted, labels: labels, series: &series)
+        set(gauge: names.pendingPages, Double(r.pendingPages), labels: labels, series: &series)
+        set(gauge: names.heldPages, Double(r.pagesHeld), labels: labels, series: &series)
+    }
+}
+
+// MARK: - Names
+
+/// The engine's counters under their kernel names (`/sys/kernel/mm/ksm/*`).
+struct EngineNames {
+    let pagesShared, pagesSharing, pagesUnshared, pagesVolatile, zeroPages: MetricNameDescriptor
+    let fullScans, pagesScanned, pagesSkipped, mergesRefused: MetricNameDescriptor
+
+    init(subsystem: String?, of whom: String) {
+        func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "samepage", subsystem: subsystem, metricName: name, unitName: unit, helpText: help + " (\(whom))")
+        }
+        pagesShared = d("pages_shared", "", "Distinct merged contents: stable-tree nodes, as KSM's pages_shared")
+        pagesSharing = d("pages_sharing", "", "Pages merged into a stable node beyond its first, as KSM's pages_sharing")
+        pagesUnshared = d("pages_unshared", "", "Pages in the unstable tree, unchanged and unique, as KSM's pages_unshared")
+        pagesVolatile = d("pages_volatile", "", "Tracked pages changing too fast to merge, as KSM's pages_volatile")
+        zeroPages = d("zero_pages", "", "Pages found all zero on two visits in a row")
+        fullScans = d("full_scans", "total", "Completed passes over the guest pages, as KSM's full_scans")
+        pagesScanned = d("pages_scanned", "total", "Pages read and classified")
+        pagesSkipped = d("pages_skipped", "total", "Pages passed over by smart scan")
+        mergesRefused = d("merges_refused", "total", "Merges refused by max_kernel_pages or a guest's max_pages")
+    }
+}
+
+/// Reclaim's counters.
+struct ReclaimNames {
+    let zeroPagesReclaimed, bytesReclaimed, pauses, pauseOverruns, zeroPagesRefaulted: MetricNameDescriptor
+    let pendingPages, heldPages: MetricNameDescriptor
+
+    init(subsystem: String?, of whom: String) {
+        func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "samepage", subsystem: subsystem, metricName: name, unitName: unit, helpText: help + " (\(whom))")
+        }
+        zeroPagesReclaimed = d("zero_pages_reclaimed", "total", "Zero pages punched out of guest RAM backends")
+        bytesReclaimed = d("reclaimed_bytes", "total", "Bytes the backends gave back, from their allocated blocks")
+        pauses = d("reclaim_pauses", "total", "Guest pauses made for reclaim")
+        pauseOverruns = d("reclaim_pause_overruns", "total", "Pauses longer than the policy's max_pause_ms")
+        zeroPagesRefaulted = d("zero_pages_refaulted", "total", "Reclaimed pages the guest touched again")
+        pendingPages = d("reclaim_pending_pages", "", "Confirmed zero pages waiting for a pause")
+        heldPages = d("reclaim_held_pages", "", "Pages reclaimed and still holes: memory the host holds back")
+    }
+}
+
+/// Descriptors are built on use: swift-prometheus's `MetricNameDescriptor` is not Sendable.
+enum Name {
+    static var engine: EngineNames { EngineNames(subsystem: nil, of: "all guests") }
+    static var guestEngine: EngineNames { EngineNames(subsystem: "guest", of: "per guest") }
+    static var reclaim: ReclaimNames { ReclaimNames(subsystem: nil, of: "all guests, those gone included") }
+    static var guestReclaim: ReclaimNames { ReclaimNames(subsystem: "guest", of: "per guest") }
+
+    static func d(_ subsystem: String?, _ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "samepage", subsystem: subsystem, metricName: name, unitName: unit, helpText: help)
+    }
+
+    static var pauseSeconds: MetricNameDescriptor { d(nil, "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (all guests)") }
+    static var guestPauseSeconds: MetricNameDescriptor { d("guest", "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (per guest)") }
+    static var trackingBytes: MetricNameDescriptor { d(nil, "tracking", "bytes", "Memory the engine holds to track guest pages (rmap items and trees)") }
+    static var residentBytes: MetricNameDescriptor { d("process", "resident_memory", "bytes", "samepaged's resident memory") }
+    static var scanRate: MetricNameDescriptor { d(nil, "scan_rate", "pages_per_second", "Pages scanned per second over the last 10 seconds") }
+    static var guests: MetricNameDescriptor { d(nil, "guests", "", "Guests known on the libvirt connection") }
+    static var guestsMapped: MetricNameDescriptor { d(nil, "guests_mapped", "", "Guests whose RAM backends are mapped and scanned") }
+    static var connected: MetricNameDescriptor { d(nil, "libvirt_connected", "", "1 while the libvirt connection is up") }
+    static var runMode: MetricNameDescriptor { d(nil, "run", "", "The run mode: 0 stop, 1 merge, 2 unmerge, as /sys/kernel/mm/ksm/run") }
+    static var buildInfo: MetricNameDescriptor { d(nil, "build", "info", "samepaged's version") }
+    static var guestMapped: MetricNameDescriptor { d("guest", "mapped", "", "1 while the guest's RAM backends are mapped and scanned") }
+    static var guestReclaimEligible: MetricNameDescriptor { d("guest", "reclaim_eligible", "", "1 while the guest's zero pages may be reclaimed") }
+}

@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Scrapes a URL with Python's prometheus_client parser (Debian's python3-prometheus-client):
+/// the HTTP status and content type, and every sample as `name{label="value",...}` with the
+/// labels sorted, mapped to its value, plus each family's type.
+let scrapeScript = #"""
+import json, sys, urllib.request, urllib.error
+from prometheus_client.parser import text_string_to_metric_families
+url = sys.argv[1]
+try:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        status, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code})); sys.exit(0)
+samples, types = {}, {}
+for family in text_string_to_metric_families(text):
+    types[family.name] = family.type
+    for s in family.samples:
+        labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+        samples[s.name + ("{" + labels + "}" if labels else "")] = s.value
+print(json.dumps({"status": status, "content_type": ctype, "samples": samples, "types": types}))
+"""#
+
+struct Scrape {
+    var status: Int
+    var contentType: String?
+    var samples: [String: Double]
+    var types: [String: String]
+
+    init(_ url: String) throws {
+        let result = try TestHost.run("/usr/bin/python3", ["-c", scrapeScript, url])
+        guard result.status == 0, let line = result.output.split(separator: "\n").last,
+              let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        else { throw TestHost.ScriptFailed(description: "scraping \(url) failed:\n\(result.output)") }
+        status = int(object["status"])
+        contentType = object["content_type"] as? String
+        samples = ((object["samples"] as? [String: Any]) ?? [:]).mapValues { ($0 as? NSNumber)?.doubleValue ?? .nan }
+        types = (object["types"] as? [String: String]) ?? [:]
+    }
+
+    /// A guest's series: the labels sorted as the script writes them.
+    func guest(_ name: String, _ metric: String, uuid: String, group: String) -> Double? {
+        samples["\(metric){guest=\"\(name)\",trust_group=\"\(group)\",uuid=\"\(uuid)\"}"]
+    }
+}
+
+@Suite("End to end: the Prometheus endpoint", .serialized)
+struct MetricsEndToEndTests {
+    @Test("/metrics from a daemon with real guests parses and agrees with samepage stats --json")
+    func metricsAgreeWithStats() throws {
+        let names = ["sp-e2e-m1", "sp-e2e-m2"]
+        TestHost.removeGuests(names)
+        defer { TestHost.removeGuests(names) }
+        for name in names { try TestHost.startGuest(name, ram: "memfd", fill: 8) }
+
+        let port = freeLoopbackPort()
+        let daemon = try DaemonProcess(config: daemonConfig.replacingOccurrences(
+            of: "address = \"\"", with: "address = \"127.0.0.1:\(port)\""))
+        // One guest merges, the other reclaims zero pages too: both kinds of series move.
+        try daemon.writePolicy("sp-e2e-m1", "mode = \"merge\"\ntrust_group = \"metrics\"\n")
+        try daemon.writePolicy("sp-e2e-m2", "mode = \"merge\"\ntrust_group = \"metrics\"\nmax_pause_ms = 30\nmax_pause_ms_per_minute = 3000\n")
+        try daemon.start()
+        let url = "http://127.0.0.1:\(port)/metrics"
+        #expect(daemon.log.contains("metrics at http://127.0.0.1:\(port)/metrics"), "\(daemon.log)")
+        #expect(try eventually(timeout: .seconds(90)) {
+            try names.allSatisfy { int(try daemon.guest($0)?["full_scans"]) >= 2 } && int(try daemon.stats()["pauses"]) >= 3
+        }, "\(daemon.log.suffix(2000))")
+
+        // Quiesce: no scanning; wait until reclaim has nothing left either, so the scrape and
+        // the CLI read the same state.
+        #expect(try daemon.cli("run", "stop").status == 0)
+        var stats: [String: Any] = [:]
+        var guests: [[String: Any]] = []
+        var scrape: Scrape?
+        #expect(try eventually(timeout: .seconds(30)) {
+            let before = try JSONSerialization.data(withJSONObject: try daemon.stats(), options: .sortedKeys)
+            let metrics = try Scrape(url)
+            let listed = try daemon.guests()
+            let after = try daemon.stats()
+            guard before == (try JSONSerialization.data(withJSONObject: after, options: .sortedKeys)) else {
+                usleep(500_000)
+                return false
+            }
+            (stats, guests, scrape) = (after, listed, metrics)
+            return true
+        })
+        let metrics = try #require(scrape)
+        #expect(metrics.status == 200)
+        #expect(metrics.contentType?.hasPrefix("text/plain; version=0.0.4") == true)
+
+        // Global: the kernel-named counters, reclaim and the daemon's own figures.
+        for key in ["pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "zero_pages"] {
+            #expect(metrics.samples["samepage_\(key)"] == Double(int(stats[key])), "\(key)")
+            #expect(metrics.types["samepage_\(key)"] == "gauge", "\(key)")
+        }
+        for key in ["full_scans", "pages_scanned", "pages_skipped", "merges_refused", "zero_pages_reclaimed"] {
+            #expect(metrics.samples["samepage_\(key)_total"] == Double(int(stats[key])), "\(key)")
+            #expect(metrics.types["samepage_\(key)"] == "counter", "\(key)")
+        }
+        #expect(int(stats["pages_sharing"]) > 0 && int(stats["zero_pages_reclaimed"]) > 0)
+        #expect(metrics.samples["samepage_reclaimed_bytes_total"] == Double(int(stats["bytes_reclaimed"])))
+        #expect(metrics.samples["samepage_reclaim_pauses_total"] == Double(int(stats["pauses"])))
+        #expect(metrics.samples["samepage_tracking_bytes"] == Double(int(stats["tracking_bytes"])))
+        #expect(metrics.samples["samepage_guests"] == Double(int(stats["guests"])))
+        #expect(metrics.samples["samepage_run"] == 0)
+        #expect(metrics.samples["samepage_libvirt_connected"] == 1)
+        #expect((metrics.samples["samepage_process_resident_memory_bytes"] ?? 0) > Double(int(stats["tracking_bytes"])))
+        #expect(metrics.samples["samepage_build_info{version=\"0.1.0\"}"] == 1)
+
+        // The pause histogram: cumulative buckets equal the CLI's per-bucket counts, summed.
+        let reclaim = try #require(stats["reclaim"] as? [String: Any])
+        let buckets = try #require(reclaim["pause_histogram"] as? [Int])
+        let bounds = ["0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "+Inf"]
+        #expect(buckets.count == bounds.count)
+        var cumulative = 0
+        for (bound, count) in zip(bounds, buckets) {
+            cumulative += count
+            #expect(metrics.samples["samepage_reclaim_pause_seconds_bucket{le=\"\(bound)\"}"] == Double(cumulative), "le=\(bound)")
+        }
+        #expect(metrics.samples["samepage_reclaim_pause_seconds_count"] == Double(int(stats["pauses"])))
+        let sum = try #require(metrics.samples["samepage_reclaim_pause_seconds_sum"])
+        let totalMs = (reclaim["pause_ms_total"] as? NSNumber)?.doubleValue ?? -1
+        #expect(abs(sum * 1000 - totalMs) < 0.01, "histogram sum \(sum) s, CLI \(totalMs) ms")
+        #expect(metrics.types["samepage_reclaim_pause_seconds"] == "histogram")
+
+        // Per guest, labelled by name, UUID and trust group.
+        for guest in guests where names.contains(guest["name"] as! String) {
+            let name = guest["name"] as! String, uuid = guest["uuid"] as! String
+            for key in ["pages_shared", "pages_sharing", "pages_unshared", "zero_pages"] {
+                #expect(metrics.guest(name, "samepage_guest_\(key)", uuid: uuid, group: "metrics") == Double(int(guest[key])), "\(name) \(key)")
+            }
+            for key in ["full_scans", "pages_scanned", "zero_pages_reclaimed"] {
+                #expect(metrics.guest(name, "samepage_guest_\(key)_total", uuid: uuid, group: "metrics") == Double(int(guest[key])), "\(name) \(key)")
+            }
+            let guestReclaim = try #require(guest["reclaim"] as? [String: Any])
+            #expect(metrics.guest(name, "samepage_guest_reclaim_pause_seconds_count", uuid: uuid, group: "metrics") == Double(int(guestReclaim["pauses"])))
+            #expect(metrics.guest(name, "samepage_guest_mapped", uuid: uuid, group: "metrics") == 1)
+        }
+
+        // Other paths and methods; a second daemon on the same address fails clearly.
+        #expect(try Scrape("http://127.0.0.1:\(port)/nothing").status == 404)
+        let other = try DaemonProcess(config: daemonConfig)
+        let clash = try TestHost.run(DaemonProcess.samepaged, other.arguments + ["--metrics-address", "127.0.0.1:\(port)"])
+        #expect(clash.status != 0 && clash.output.contains("metrics: cannot listen on 127.0.0.1:\(port)"), "\(clash.output)")
+        let malformed = try TestHost.run(DaemonProcess.samepaged, other.arguments + ["--metrics-address", "localhost"])
+        #expect(malformed.status != 0 && malformed.output.contains("--metrics-address"), "\(malformed.output)")
+
+        #expect(daemon.stop() == 0)
+        #expect((try? Scrape(url)) == nil, "the endpoint closes with the daemon")
+    }
+}
