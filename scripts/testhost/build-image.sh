@@ -7,6 +7,13 @@
 #   $STATE/guest-initrd.img   busybox initramfs (cpio newc, gzip); /init = guest-init.sh
 #   $STATE/dataset.md5        the hash the "dataset" workload must print
 #   $STATE/image.stamp        inputs of the last build; the build is skipped when unchanged
+# The initramfs also carries the kernel modules a virtiofs guest needs (virtio_pci, virtiofs
+# and their modules.dep dependencies: virtio, virtio_ring, virtio_pci_*_dev, fuse) from
+# /lib/modules/VERSION (VERSION from the kernel's file name vmlinuz-VERSION, or
+# SAMEPAGE_GUEST_MODULES=DIR), in /samepage/modules/ with the load order in
+# /samepage/modules/order; guest-init.sh loads them only for samepage.virtiofs=TAG. Modules
+# the kernel has built in (modules.builtin) are skipped; without a module directory the image
+# is built without them (and a virtiofs guest reports SAMEPAGE-VIRTIOFS-ERROR).
 # Needs busybox-static, cpio, gzip (setup.sh installs them). Idempotent; --force rebuilds.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -40,10 +47,50 @@ fi
 INIT="$TESTHOST_SCRIPTS/guest-init.sh"
 [ -r "$INIT" ] || die "$INIT missing"
 
+# ---- guest kernel modules for virtiofs ---------------------------------------------
+# Wanted: virtio_pci (the transport of vhost-user-fs-pci) and virtiofs, each after the
+# modules it depends on (modules.dep lists a module's dependencies, all of them, transitively).
+GUEST_MODULES=(virtio_pci virtiofs)
+moddir="${SAMEPAGE_GUEST_MODULES:-}"
+if [ -z "$moddir" ]; then
+    kver="$(basename "$kernel")"; kver="${kver#vmlinuz-}"
+    moddir="/lib/modules/$kver"
+fi
+modfiles=()                     # paths relative to $moddir, in load order
+if [ -r "$moddir/modules.dep" ]; then
+    declare -A seen=()
+    # add_module RELPATH: its dependencies first (each resolved recursively), then itself.
+    add_module() {
+        local rel="$1" line dep
+        [ -z "${seen[$rel]:-}" ] || return 0
+        seen[$rel]=1
+        line="$(awk -F: -v r="$rel" '$1 == r { print $2; exit }' "$moddir/modules.dep")"
+        for dep in $line; do add_module "$dep"; done
+        modfiles+=("$rel")
+    }
+    for m in "${GUEST_MODULES[@]}"; do
+        # modules.dep names files (e.g. kernel/fs/fuse/virtiofs.ko[.xz|.zst]); '-' and '_' are
+        # the same in module names.
+        rel="$(grep -E "^([^:]*/)?(${m//_/[_-]})\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -n1 | cut -d: -f1)"
+        if [ -n "$rel" ]; then
+            add_module "$rel"
+        elif grep -qE "/${m//_/[_-]}\.ko\$" "$moddir/modules.builtin" 2>/dev/null; then
+            :                    # built into the kernel
+        else
+            warn "guest kernel module $m not found in $moddir (virtiofs guests will not mount)"
+        fi
+    done
+else
+    warn "no $moddir/modules.dep: the image gets no kernel modules (virtiofs guests will not mount)"
+fi
+
 stamp="$(
     {
         sha256sum "$INIT" "$0" "$BUSYBOX" "$kernel" | cut -d' ' -f1
         printf '%s\n' "$kernel"
+        for rel in "${modfiles[@]}"; do
+            printf '%s %s\n' "$rel" "$(sha256sum "$moddir/$rel" | cut -d' ' -f1)"
+        done
     } | sha256sum | cut -d' ' -f1
 )"
 if [ "$force" -eq 0 ] && [ -s "$STATE/vmlinuz" ] && [ -s "$STATE/guest-initrd.img" ] &&
@@ -62,6 +109,21 @@ install -m 0755 "$INIT" "$root/init"
 # The kernel opens /dev/console for /init's stdio before /init mounts devtmpfs.
 mknod -m 0600 "$root/dev/console" c 5 1 2>/dev/null || warn "mknod /dev/console failed (init redirects later)"
 mknod -m 0666 "$root/dev/null" c 1 3 2>/dev/null || true
+
+# Kernel modules, uncompressed (busybox insmod may not read .xz/.zst), plus their load order.
+mkdir -p "$root/samepage/modules"
+: >"$root/samepage/modules/order"
+for rel in "${modfiles[@]}"; do
+    base="$(basename "$rel")"; name="${base%%.ko*}.ko"
+    case "$base" in
+    *.ko) cp "$moddir/$rel" "$root/samepage/modules/$name" ;;
+    *.ko.xz) xz -dc "$moddir/$rel" >"$root/samepage/modules/$name" ;;
+    *.ko.zst) zstd -qdc "$moddir/$rel" >"$root/samepage/modules/$name" ;;
+    *.ko.gz) gzip -dc "$moddir/$rel" >"$root/samepage/modules/$name" ;;
+    *) die "unknown module file type: $moddir/$rel" ;;
+    esac || die "could not copy guest kernel module $moddir/$rel"
+    printf '%s\n' "$name" >>"$root/samepage/modules/order"
+done
 
 # 256 KiB of deterministic pseudo-random bytes (Park-Miller, values 1..255) for the data set.
 "$BUSYBOX" awk 'BEGIN { x = 12345
@@ -86,3 +148,6 @@ printf '%s\n' "$hash" >"$STATE/dataset.md5"
 printf '%s\n' "$stamp" >"$STATE/image.stamp"
 log "built $STATE/guest-initrd.img ($(stat -c %s "$STATE/guest-initrd.img") bytes) and $STATE/vmlinuz (from $kernel)"
 log "expected dataset hash: $hash"
+if [ "${#modfiles[@]}" -gt 0 ]; then
+    log "guest kernel modules (for virtiofs): $(tr '\n' ' ' <"$root/samepage/modules/order")"
+fi

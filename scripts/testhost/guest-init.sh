@@ -10,6 +10,10 @@
 #   samepage.fill=MB                 also write MB MiB of one repeated 4 KiB page and MB MiB of
 #                                    zeroes into /data (tmpfs); 0 = none (default)
 #   samepage.fillseed=STRING         varies the repeated fill page (default "default")
+#   samepage.virtiofs=TAG            load the virtiofs modules the image carries
+#                                    (/samepage/modules/order) and mount -t virtiofs TAG /mnt,
+#                                    read /mnt/samepage-virtiofs.txt and write
+#                                    /mnt/samepage-virtiofs-guest.txt (after GUEST-READY)
 #
 # Serial console protocol (one line each, on ttyS0):
 #   SAMEPAGE-GUEST-READY uptime=SECONDS workload=W fill=MB
@@ -17,6 +21,12 @@
 #   SAMEPAGE-FILL-ERROR ...                              (e.g. tmpfs too small)
 #   SAMEPAGE-DATASET-HASH <md5> uptime=SECONDS           (dataset, once written)
 #   SAMEPAGE-DATASET-CHECK <md5>                         (dataset, every 2 s afterwards)
+#   SAMEPAGE-VIRTIOFS-OK tag=TAG read=<first line of samepage-virtiofs.txt, printable ASCII,
+#       at most 200 bytes; "-" if there is no such file> wrote=samepage-virtiofs-guest.txt|failed
+#                                                        (samepage.virtiofs, once mounted)
+#   SAMEPAGE-VIRTIOFS-ERROR tag=TAG ...                  (module or mount failure)
+#   The guest writes "SAMEPAGE-VIRTIOFS-GUEST tag=TAG uptime=SECONDS" into
+#   samepage-virtiofs-guest.txt, so the host side can check writes too.
 #
 # Data set (/data/dataset/f00 .. f63, 64 files x 16 pages x 4096 bytes = 4 MiB):
 #   page idx = file*16 + page, kind = (file + page) % 4:
@@ -99,11 +109,13 @@ mount -t tmpfs -o size=16m tmpfs /tmp
 workload=idle
 fill=0
 fillseed=default
+virtiofs=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
     samepage.workload=*) workload="${arg#*=}" ;;
     samepage.fill=*) fill="${arg#*=}" ;;
     samepage.fillseed=*) fillseed="${arg#*=}" ;;
+    samepage.virtiofs=*) virtiofs="${arg#*=}" ;;
     esac
 done
 case "$fill" in ''|*[!0-9]*) echo "SAMEPAGE-FILL-ERROR bad samepage.fill=$fill"; fill=0 ;; esac
@@ -111,6 +123,46 @@ case "$fill" in ''|*[!0-9]*) echo "SAMEPAGE-FILL-ERROR bad samepage.fill=$fill";
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
 echo "SAMEPAGE-GUEST-READY uptime=$(uptime_s) workload=$workload fill=$fill"
+
+mount_virtiofs() { # mount_virtiofs TAG: prints SAMEPAGE-VIRTIOFS-OK or -ERROR
+    tag="$1"
+    if [ ! -s /samepage/modules/order ] && ! grep -qw virtiofs /proc/filesystems; then
+        echo "SAMEPAGE-VIRTIOFS-ERROR tag=$tag the image has no virtiofs modules (see build-image.sh)"
+        return 1
+    fi
+    for m in $(cat /samepage/modules/order 2>/dev/null); do
+        name="${m%.ko}"
+        [ -d "/sys/module/$name" ] && continue
+        if ! out="$(insmod "/samepage/modules/$m" 2>&1)"; then
+            echo "SAMEPAGE-VIRTIOFS-ERROR tag=$tag insmod $m failed: $(echo "$out" | tr '\n' ' ')"
+            return 1
+        fi
+    done
+    mkdir -p /mnt
+    # The device may show up a moment after virtio_pci binds it.
+    i=0
+    while :; do
+        out="$(mount -t virtiofs "$tag" /mnt 2>&1)" && break
+        i=$((i + 1))
+        if [ "$i" -ge 50 ]; then
+            echo "SAMEPAGE-VIRTIOFS-ERROR tag=$tag mount failed: $(echo "$out" | tr '\n' ' ') dmesg: $(dmesg | tail -n 5 | tr '\n' ' ')"
+            return 1
+        fi
+        sleep 0.1
+    done
+    read="-"
+    if [ -f /mnt/samepage-virtiofs.txt ]; then
+        read="$(head -n1 /mnt/samepage-virtiofs.txt | head -c 200 | tr -cd ' -~')"
+    fi
+    wrote=samepage-virtiofs-guest.txt
+    echo "SAMEPAGE-VIRTIOFS-GUEST tag=$tag uptime=$(uptime_s)" >/mnt/samepage-virtiofs-guest.txt 2>/dev/null &&
+        sync || wrote=failed
+    echo "SAMEPAGE-VIRTIOFS-OK tag=$tag read=$read wrote=$wrote"
+}
+
+if [ -n "$virtiofs" ]; then
+    mount_virtiofs "$virtiofs" || true
+fi
 
 do_fill() { # do_fill MB SEED: MB MiB of one repeated page, MB MiB of zeroes
     repeat_to_page "SAMEPAGE-FILL-$2 " >/tmp/fill.mib || return 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage:
 #   guest.sh define NAME --memory MiB [--ram memfd|file|anonymous] [--workload idle|dataset]
-#                        [--fill MB] [--fill-seed STRING] [--start]
+#                        [--fill MB] [--fill-seed STRING]
+#                        [--virtiofs DIR] [--virtiofs-socket PATH] [--virtiofs-tag TAG] [--start]
 #   guest.sh start NAME              start (no-op if running); clears the serial log first
 #   guest.sh destroy NAME            hard-stop (no-op if not running)
 #   guest.sh undefine NAME           destroy if running, undefine, forget the name
@@ -9,6 +10,8 @@
 #   guest.sh wait-ready NAME [TIMEOUT_S]          wait for SAMEPAGE-GUEST-READY (default 60 s)
 #   guest.sh wait-for NAME PATTERN [TIMEOUT_S]    wait for a line matching grep -E PATTERN
 #   guest.sh pid NAME                print the QEMU pid (/run/libvirt/qemu/NAME.pid)
+#   guest.sh virtiofsd-pid NAME      print the pid of the external virtiofsd guest.sh started
+#                                    for NAME (the parent; its sandbox child maps guest RAM)
 #   guest.sh list                    recorded guests and their state
 #
 # Test guests for Samepage: <domain type='qemu'> (TCG; nested KVM hangs here), 1 vCPU, direct
@@ -17,6 +20,29 @@
 # RAM: memfd (default) = <memoryBacking><source type='memfd'/><access mode='shared'/>;
 #      file = <source type='file'/> + shared access, a file under qemu.conf memory_backing_dir;
 #      anonymous = no <memoryBacking>.
+# virtiofs (a vhost-user backend; needs --ram memfd or file, i.e. shared guest RAM): the guest
+# gets a vhost-user-fs-pci device with tag TAG (default samepagefs) and its kernel command line
+# samepage.virtiofs=TAG, so guest-init.sh mounts it on /mnt and prints SAMEPAGE-VIRTIOFS-OK
+# (wait for it with wait-for NAME SAMEPAGE-VIRTIOFS-OK). Three ways to run the backend (all
+# three work with libvirt 9.0 and QEMU 7.2 on Debian 12):
+#   --virtiofs DIR                        libvirt starts virtiofsd itself
+#       (<filesystem type='mount' accessmode='passthrough'><driver type='virtiofs'/>
+#        <binary path='/usr/lib/qemu/virtiofsd'/><source dir='DIR'/>...); libvirt makes the
+#       socket (/var/lib/libvirt/qemu/domain-ID-NAME/fs0-fs.sock, not shown in the domain XML,
+#       only on QEMU's command line), passes it to virtiofsd as --fd=N, and stops virtiofsd
+#       with the guest.
+#   --virtiofs DIR --virtiofs-socket PATH  external virtiofsd: "guest.sh start" runs
+#       virtiofsd --socket-path=PATH -o source=DIR (log: $STATE/logs/virtiofsd-NAME.log)
+#       and waits until it listens on PATH, then starts the guest
+#       (<filesystem type='mount'><driver type='virtiofs' queue='1024'/><source socket='PATH'/>
+#        ...). QEMU connects to it as a client. That virtiofsd exits when the guest stops;
+#       destroy/undefine also stop it. Each "start" starts a fresh one.
+#   --virtiofs-socket PATH                 the same XML, but the caller starts the vhost-user
+#       backend on PATH before "guest.sh start" (start fails unless something listens there).
+#   DIR and PATH must be absolute paths of [A-Za-z0-9_./-]; SAMEPAGE_VIRTIOFSD overrides
+#   the virtiofsd binary (default /usr/lib/qemu/virtiofsd, QEMU 7.2's C virtiofsd). That
+#   virtiofsd forks once it has a connection: the child (own pid/mount/net namespaces) maps the
+#   guest RAM; the parent, whose pid libvirt's pid file and virtiofsd-pid print, does not.
 # Only acts on domains it defined itself (recorded in $STATE/domains). Run setup.sh first.
 # State: SAMEPAGE_TESTHOST_DIR (default /var/lib/samepage-testhost).
 set -euo pipefail
@@ -41,6 +67,7 @@ serial_log() { printf '%s\n' "$STATE/serial/$1.log"; }
 cmd_define() {
     local name="${1:-}"; need_name "$name"; shift
     local memory="" ram=memfd workload=idle fill=0 fillseed="" start=0
+    local vfs_dir="" vfs_socket="" vfs_tag=samepagefs
     while [ $# -gt 0 ]; do
         case "$1" in
         --memory) memory="${2:-}"; shift 2 || die "--memory needs a value" ;;
@@ -48,6 +75,9 @@ cmd_define() {
         --workload) workload="${2:-}"; shift 2 || die "--workload needs a value" ;;
         --fill) fill="${2:-}"; shift 2 || die "--fill needs a value" ;;
         --fill-seed) fillseed="${2:-}"; shift 2 || die "--fill-seed needs a value" ;;
+        --virtiofs) vfs_dir="${2:-}"; shift 2 || die "--virtiofs needs a directory" ;;
+        --virtiofs-socket) vfs_socket="${2:-}"; shift 2 || die "--virtiofs-socket needs a path" ;;
+        --virtiofs-tag) vfs_tag="${2:-}"; shift 2 || die "--virtiofs-tag needs a value" ;;
         --start) start=1; shift ;;
         *) die "define: unknown option '$1'" ;;
         esac
@@ -59,6 +89,22 @@ cmd_define() {
     [ -z "$fillseed" ] || [[ "$fillseed" =~ ^[A-Za-z0-9_.-]+$ ]] || die "define: --fill-seed must be [A-Za-z0-9_.-]+"
     if [ "$fill" -gt 0 ] && [ $((fill * 2 + 8)) -gt $((memory * 3 / 4)) ]; then
         die "define: --fill $fill needs 2 x $fill MiB of guest tmpfs (75% of $memory MiB); use less fill or more memory"
+    fi
+    local virtiofs=0
+    if [ -n "$vfs_dir" ] || [ -n "$vfs_socket" ]; then
+        virtiofs=1
+        [ "$ram" != anonymous ] || die "define: virtiofs needs shared guest RAM (--ram memfd or file)"
+        [[ "$vfs_tag" =~ ^[A-Za-z0-9_.-]{1,36}$ ]] || die "define: --virtiofs-tag must be 1-36 of [A-Za-z0-9_.-]"
+    fi
+    if [ -n "$vfs_dir" ]; then
+        [[ "$vfs_dir" =~ ^/[A-Za-z0-9_./-]*$ ]] || die "define: --virtiofs DIR must be an absolute path of [A-Za-z0-9_./-]"
+        [ -d "$vfs_dir" ] || die "define: --virtiofs $vfs_dir is not a directory"
+        [ -x "$VIRTIOFSD" ] || die "define: $VIRTIOFSD not found (install qemu-system-common)"
+    fi
+    if [ -n "$vfs_socket" ]; then
+        [[ "$vfs_socket" =~ ^/[A-Za-z0-9_./-]*[A-Za-z0-9_.-]$ ]] || die "define: --virtiofs-socket PATH must be an absolute path of [A-Za-z0-9_./-]"
+        [ ${#vfs_socket} -le 107 ] || die "define: --virtiofs-socket PATH is longer than a unix socket path may be (107)"
+        [ -d "$(dirname "$vfs_socket")" ] || die "define: the directory of --virtiofs-socket $vfs_socket does not exist"
     fi
 
     require_root
@@ -83,7 +129,25 @@ cmd_define() {
     esac
     local cmdline="console=ttyS0 quiet loglevel=1 panic=-1 samepage.workload=$workload samepage.fill=$fill"
     [ -z "$fillseed" ] || cmdline="$cmdline samepage.fillseed=$fillseed"
+    [ "$virtiofs" -eq 0 ] || cmdline="$cmdline samepage.virtiofs=$vfs_tag"
     [ -z "${SAMEPAGE_GUEST_CMDLINE_EXTRA:-}" ] || cmdline="$cmdline $SAMEPAGE_GUEST_CMDLINE_EXTRA"
+    local filesystem="" vfs_desc=""
+    if [ -n "$vfs_socket" ]; then
+        filesystem="    <filesystem type='mount'>
+      <driver type='virtiofs' queue='1024'/>
+      <source socket='$vfs_socket'/>
+      <target dir='$vfs_tag'/>
+    </filesystem>"
+        vfs_desc=" virtiofs=external:$vfs_socket"
+    elif [ -n "$vfs_dir" ]; then
+        filesystem="    <filesystem type='mount' accessmode='passthrough'>
+      <driver type='virtiofs'/>
+      <binary path='$VIRTIOFSD'/>
+      <source dir='$vfs_dir'/>
+      <target dir='$vfs_tag'/>
+    </filesystem>"
+        vfs_desc=" virtiofs=libvirt:$vfs_dir"
+    fi
     local emulator; emulator="$(command -v qemu-system-x86_64)" || die "qemu-system-x86_64 not installed (run setup.sh)"
     local log; log="$(serial_log "$name")"
     local xml="$STATE/xml/$name.xml"
@@ -91,7 +155,7 @@ cmd_define() {
     cat >"$xml.tmp" <<EOF
 <domain type='qemu'>
   <name>$name</name>
-  <description>Samepage test guest (scripts/testhost/guest.sh): ram=$ram workload=$workload fill=$fill</description>
+  <description>Samepage test guest (scripts/testhost/guest.sh): ram=$ram workload=$workload fill=$fill$vfs_desc</description>
   <memory unit='MiB'>$memory</memory>
   <currentMemory unit='MiB'>$memory</currentMemory>
 $membacking
@@ -116,11 +180,18 @@ $membacking
       <source path='$log'/>
       <target type='serial' port='0'/>
     </console>
+$filesystem
     <memballoon model='none'/>
   </devices>
 </domain>
 EOF
     mv -f "$xml.tmp" "$xml"
+    # What "start" needs to run an external virtiofsd (none: no file).
+    if [ -n "$vfs_socket" ]; then
+        printf 'socket=%s\nsource=%s\n' "$vfs_socket" "$vfs_dir" >"$STATE/virtiofs/$name.conf"
+    else
+        rm -f "$STATE/virtiofs/$name.conf"
+    fi
 
     record_domain "$name"            # record first: a crash after define must not orphan it
     local out
@@ -128,7 +199,7 @@ EOF
         domain_exists "$name" || unrecord_domain "$name"
         die "virsh define failed: $out"
     }
-    log "defined $name (ram=$ram, memory=${memory} MiB, workload=$workload, fill=$fill) from $xml"
+    log "defined $name (ram=$ram, memory=${memory} MiB, workload=$workload, fill=$fill$vfs_desc) from $xml"
     if domain_running "$name"; then
         log "note: $name is running; the new definition applies at its next start"
     fi
@@ -143,11 +214,66 @@ cmd_start() {
     fi
     local log; log="$(serial_log "$name")"
     rm -f "$log"
+    start_virtiofsd "$name"
     local out
-    out="$(virsh -c "$LIBVIRT_URI" start "$name" 2>&1)" ||
+    out="$(virsh -c "$LIBVIRT_URI" start "$name" 2>&1)" || {
+        stop_our_virtiofsd "$name"
         die "virsh start $name failed: $out
   (QEMU log: /var/log/libvirt/qemu/$name.log)"
+    }
     log "started $name (serial: $log)"
+}
+
+# vfs_conf NAME KEY: a value from $STATE/virtiofs/NAME.conf (empty if none).
+vfs_conf() {
+    [ -r "$STATE/virtiofs/$1.conf" ] || return 0
+    sed -n "s/^$2=//p" "$STATE/virtiofs/$1.conf" | head -n1
+}
+
+# start_virtiofsd NAME: for a guest defined with --virtiofs-socket, make sure a vhost-user
+# backend listens on the socket; starts virtiofsd there when the guest was also given a DIR.
+start_virtiofsd() {
+    local name="$1" socket source pid
+    socket="$(vfs_conf "$name" socket)"
+    [ -n "$socket" ] || return 0
+    source="$(vfs_conf "$name" source)"
+    pid="$(our_virtiofsd_pid "$name")"
+    if [ -n "$pid" ] && unix_listening "$socket"; then
+        log "virtiofsd of $name already listening on $socket (pid $pid)"
+        return 0
+    fi
+    [ -z "$pid" ] || stop_our_virtiofsd "$name"     # ours, but not (or no longer) listening
+    if [ -z "$source" ]; then
+        unix_listening "$socket" ||
+            die "$name uses the external vhost-user socket $socket, but nothing listens there; start its backend first"
+        return 0
+    fi
+    ! unix_listening "$socket" ||
+        die "something else already listens on $socket (not the virtiofsd guest.sh starts for $name)"
+    [ -d "$source" ] || die "virtiofs source $source of $name is not a directory"
+    [ -x "$VIRTIOFSD" ] || die "$VIRTIOFSD not found (install qemu-system-common)"
+    rm -f "$socket"                                  # stale socket file of an earlier run
+    local vlog="$STATE/logs/virtiofsd-$name.log"
+    (
+        cd /
+        exec setsid "$VIRTIOFSD" --socket-path="$socket" -o source="$source" </dev/null >>"$vlog" 2>&1
+    ) &
+    pid=$!
+    local start=""
+    for _ in $(seq 1 50); do
+        start="$(proc_starttime "$pid")" && [ "$(proc_comm "$pid")" = virtiofsd ] && break
+        start=""
+        sleep 0.02
+    done
+    [ -n "$start" ] || die "virtiofsd for $name did not start; see $vlog"
+    printf '%s %s\n' "$pid" "$start" >"$STATE/virtiofs/$name.pid"
+    for _ in $(seq 1 100); do
+        unix_listening "$socket" && break
+        [ -d "/proc/$pid" ] || die "virtiofsd for $name exited; see $vlog"
+        sleep 0.1
+    done
+    unix_listening "$socket" || { stop_our_virtiofsd "$name"; die "virtiofsd for $name does not listen on $socket after 10 s; see $vlog"; }
+    log "started virtiofsd pid $pid for $name on $socket (source $source, log $vlog)"
 }
 
 cmd_destroy() {
@@ -159,6 +285,7 @@ cmd_destroy() {
     else
         log "$name is not running"
     fi
+    stop_our_virtiofsd "$name"
 }
 
 cmd_undefine() {
@@ -176,8 +303,9 @@ cmd_undefine() {
     else
         log "$name no longer exists in libvirt"
     fi
+    stop_our_virtiofsd "$name"
     unrecord_domain "$name"
-    rm -f "$STATE/xml/$name.xml"
+    rm -f "$STATE/xml/$name.xml" "$STATE/virtiofs/$name.conf"
 }
 
 cmd_serial() { local name="${1:-}"; need_name "$name"; serial_log "$name"; }
@@ -233,6 +361,13 @@ cmd_pid() {
     tr -dc '0-9' <"$f"; echo
 }
 
+cmd_virtiofsd_pid() {
+    local name="${1:-}"; need_name "$name"
+    local pid; pid="$(our_virtiofsd_pid "$name")"
+    [ -n "$pid" ] || die "no virtiofsd started by guest.sh for $name is running"
+    printf '%s\n' "$pid"
+}
+
 cmd_list() {
     local n
     for n in $(recorded_domains); do
@@ -250,6 +385,7 @@ serial) cmd_serial "$@" ;;
 wait-ready) cmd_wait_ready "$@" ;;
 wait-for) cmd_wait_for "$@" ;;
 pid) cmd_pid "$@" ;;
+virtiofsd-pid) cmd_virtiofsd_pid "$@" ;;
 list) cmd_list ;;
 -h|--help|help) usage ;;
 "") usage >&2; exit 2 ;;

@@ -12,6 +12,9 @@
 #                      SAMEPAGE_MEMBACKING_DIR instead if set (e.g. a tmpfs such as /dev/shm/x)
 #   serial/NAME.log    serial console of guest NAME
 #   xml/NAME.xml       the domain XML guest.sh defined
+#   virtiofs/NAME.conf the external virtiofsd guest.sh starts for NAME (--virtiofs-socket)
+#   virtiofs/NAME.pid  "PID STARTTIME" of that virtiofsd while guest.sh's copy may still run
+#   logs/virtiofsd-NAME.log  its output
 #   logs/              libvirtd / virtlogd logs
 #   lock               flock(1) lock serialising updates of the records above
 
@@ -37,7 +40,7 @@ require_root() {
 virsh_() { virsh -q -c "$LIBVIRT_URI" "$@"; }
 
 ensure_state_dir() {
-    mkdir -p "$STATE" "$STATE/serial" "$STATE/xml" "$STATE/logs" "$MEMBACKING"
+    mkdir -p "$STATE" "$STATE/serial" "$STATE/xml" "$STATE/logs" "$STATE/virtiofs" "$MEMBACKING"
     touch "$STATE/domains" "$STATE/created"
 }
 
@@ -131,5 +134,43 @@ domain_state() { virsh -c "$LIBVIRT_URI" domstate -- "$1" 2>/dev/null | head -n1
 
 # Active = has a QEMU process (running, paused, ...).
 domain_running() { virsh_ list --name | grep -qxF -- "$1"; }
+
+# --- external virtiofsd (guest.sh define --virtiofs DIR --virtiofs-socket PATH) ----
+
+VIRTIOFSD="${SAMEPAGE_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}"
+
+# unix_listening PATH: some process listens on the unix socket PATH (/proc/net/unix: flags
+# __SO_ACCEPTCON = 00010000, state SS_UNCONNECTED = 01).
+unix_listening() {
+    awk -v p="$1" '$8 == p && $4 == "00010000" && $6 == "01" { found = 1 } END { exit !found }' /proc/net/unix
+}
+
+# Pid of the virtiofsd guest.sh started for NAME, if that process (pid + start time) still runs.
+our_virtiofsd_pid() {
+    local rec="$STATE/virtiofs/$1.pid" pid start
+    [ -r "$rec" ] || return 0
+    read -r pid start <"$rec" || true
+    if pid_alive_as "$pid" virtiofsd && [ "$(proc_starttime "$pid")" = "$start" ]; then
+        printf '%s\n' "$pid"
+    fi
+    return 0
+}
+
+# stop_our_virtiofsd NAME: stop the virtiofsd guest.sh started for NAME (if it still runs).
+# (Its sandbox child has PR_SET_PDEATHSIG and goes with it.)
+stop_our_virtiofsd() {
+    local pid
+    pid="$(our_virtiofsd_pid "$1")"
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+        if [ -d "/proc/$pid" ]; then
+            kill -KILL "$pid" 2>/dev/null || true
+            for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+        fi
+        log "stopped virtiofsd pid $pid of $1"
+    fi
+    rm -f "$STATE/virtiofs/$1.pid"
+}
 
 valid_name() { [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$ ]]; }

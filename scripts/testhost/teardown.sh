@@ -2,7 +2,8 @@
 # Usage: teardown.sh [--guests-only]
 #
 # Undoes setup.sh / guest.sh:
-#   - destroys and undefines the domains recorded in $STATE/domains (and only those),
+#   - destroys and undefines the domains recorded in $STATE/domains (and only those), and
+#     stops the external virtiofsd guest.sh started for them ($STATE/virtiofs/NAME.pid),
 #   - unless --guests-only: stops the libvirtd and virtlogd that setup.sh started, identified
 #     by the pid and start time recorded in $STATE/{libvirtd,virtlogd}.pid (never by name).
 #     Daemons it did not start are left running.
@@ -40,8 +41,9 @@ if [ "${#names[@]}" -gt 0 ]; then
         else
             log "guest $n was already gone"
         fi
+        stop_our_virtiofsd "$n"
         unrecord_domain "$n"
-        rm -f "$STATE/xml/$n.xml"
+        rm -f "$STATE/xml/$n.xml" "$STATE/virtiofs/$n.conf"
     done
     [ "$failed" -eq 0 ] || die "some guests could not be removed (still listed in $STATE/domains)"
 else
