@@ -122,10 +122,19 @@ public struct MemoryMapping: Sendable, Hashable {
     /// The processes that map `file`, scanning every `/proc/PID/maps` (processes that cannot
     /// be read are skipped). For finding writers of a guest backend other than its QEMU.
     public static func processes(mapping file: FileIdentity) -> [pid_t] {
+        processes(mappingAny: [file])[file] ?? []
+    }
+
+    /// For each file, the processes that map it, in one pass over `/proc`.
+    public static func processes(mappingAny files: Set<FileIdentity>) -> [FileIdentity: [pid_t]] {
+        guard !files.isEmpty else { return [:] }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { pid_t($0) }.sorted().filter { pid in
-            (try? read(pid: pid))?.contains { $0.file == file } ?? false
+        var result: [FileIdentity: [pid_t]] = [:]
+        for pid in entries.compactMap({ pid_t($0) }).sorted() {
+            guard let maps = try? read(pid: pid) else { continue }
+            for file in Set(maps.map(\.file)).intersection(files) { result[file, default: []].append(pid) }
         }
+        return result
     }
 }
 

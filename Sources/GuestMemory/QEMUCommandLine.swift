@@ -47,6 +47,59 @@ public enum QEMUCommandLine {
         }
     }
 
+    /// The Unix socket paths of the chardevs that vhost-user devices talk through: a
+    /// `-chardev socket,id=ID,path=PATH` whose id a `-device vhost-user-*` (virtiofs, blk,
+    /// net, ...) or a `-netdev vhost-user` names as its `chardev`. Both syntaxes libvirt
+    /// writes are read (JSON for `-device`/`-netdev` with recent libvirt, QemuOpts otherwise).
+    /// This is how the socket of a virtiofsd that libvirt starts itself is found: the domain
+    /// XML does not show it.
+    public static func vhostUserSocketPaths(arguments: [String]) -> Set<String> {
+        var chardevPaths: [String: String] = [:]
+        var vhostUserChardevs = Set<String>()
+        for (option, value) in zip(arguments, arguments.dropFirst()) {
+            let properties = value.hasPrefix("{") ? flatJSONProperties(value) : optsProperties(value)
+            switch option {
+            case "-chardev":
+                if value.hasPrefix("{") {
+                    // QMP's chardev-add shape: {"id":…,"backend":{"type":"socket","data":
+                    // {"addr":{"type":"unix","data":{"path":…}}}}}.
+                    if let (id, path) = jsonChardevSocketPath(value) { chardevPaths[id] = path }
+                } else if properties[""] == "socket", let id = properties["id"], let path = properties["path"] {
+                    chardevPaths[id] = path
+                }
+            case "-device":
+                if let driver = properties["driver"] ?? properties[""], driver.hasPrefix("vhost-user"),
+                   let chardev = properties["chardev"] {
+                    vhostUserChardevs.insert(chardev)
+                }
+            case "-netdev":
+                if properties["type"] ?? properties[""] == "vhost-user", let chardev = properties["chardev"] {
+                    vhostUserChardevs.insert(chardev)
+                }
+            default:
+                break
+            }
+        }
+        return Set(vhostUserChardevs.compactMap { chardevPaths[$0] })
+    }
+
+    static func jsonChardevSocketPath(_ text: String) -> (String, String)? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let id = object["id"] as? String,
+              let backend = object["backend"] as? [String: Any], backend["type"] as? String == "socket",
+              let address = (backend["data"] as? [String: Any])?["addr"] as? [String: Any],
+              address["type"] as? String == "unix",
+              let path = (address["data"] as? [String: Any])?["path"] as? String
+        else { return nil }
+        return (id, path)
+    }
+
+    /// A JSON object's top-level strings (other members are left out).
+    static func flatJSONProperties(_ text: String) -> [String: String] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { return [:] }
+        return object.compactMapValues { $0 as? String }
+    }
+
     /// Splits the NUL-separated contents of `/proc/PID/cmdline`.
     public static func arguments(cmdline bytes: [UInt8]) -> [String] {
         guard !bytes.isEmpty else { return [] }

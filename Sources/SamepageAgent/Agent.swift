@@ -214,6 +214,8 @@ final class TrackedGuest {
     var process: QEMUProcess?
     var regions: [GuestRegion] = []
     var slots: [SlotID] = []
+    /// The Unix socket paths of its vhost-user devices (from the XML and QEMU's command line).
+    var vhostUserSockets: Set<String> = []
     var reason: String?
     /// Dropped after a failure: not mapped again until QEMU restarts (a new domain id).
     var failed = false
@@ -417,6 +419,7 @@ final class Worker {
                 attach(info, connection: connection)
             }
         }
+        refreshMappers(guests.values.filter(\.mapped))
         publish()
     }
 
@@ -448,6 +451,47 @@ final class Worker {
         }
     }
 
+    /// The socket paths a guest's vhost-user backends are reached on: those the XML names, and,
+    /// when the XML has vhost-user devices, the vhost-user chardevs on QEMU's command line
+    /// (where the socket of a virtiofsd libvirt started itself is found).
+    static func vhostUserSockets(_ definition: DomainDefinition, commandLine: [String]?) -> Set<String> {
+        var sockets = Set(definition.vhostUserDevices.compactMap(\.socketPath) + definition.virtiofsFilesystems.compactMap(\.socketPath))
+        if !definition.vhostUserDevices.isEmpty || !definition.virtiofsFilesystems.isEmpty, let commandLine {
+            sockets.formUnion(QEMUCommandLine.vhostUserSocketPaths(arguments: commandLine))
+        }
+        return sockets
+    }
+
+    /// Finds the processes besides QEMU (and us) that map each guest's RAM backends, in one
+    /// pass over /proc, and sorts them into the guest's vhost-user backends and others. Run at
+    /// map time and at every reconcile, so a process that maps a backend later keeps reclaim
+    /// off within one reconcile interval.
+    func refreshMappers(_ guests: [TrackedGuest]) {
+        let files = Set(guests.flatMap { $0.regions.map(\.file) })
+        let mappers = MemoryMapping.processes(mappingAny: files)
+        var table: UnixSocketTable?
+        var tableError: SystemError?
+        for guest in guests {
+            guard let qemu = guest.process?.pid else { continue }
+            let others = Set(guest.regions.flatMap { mappers[$0.file] ?? [] }).subtracting([qemu, getpid()]).sorted()
+            var backends: [pid_t: String] = [:]
+            if !others.isEmpty && !guest.vhostUserSockets.isEmpty {
+                if table == nil && tableError == nil {
+                    do { table = try UnixSocketTable.current() } catch { tableError = error }
+                }
+                if let table {
+                    backends = VhostUserBackends.identify(qemu: qemu, mappers: others, socketPaths: guest.vhostUserSockets, table: table)
+                } else if let tableError {
+                    logger.warning("guest \(guest.identity.name): cannot tell vhost-user backends from other mappers: \(tableError)")
+                }
+            }
+            guest.facts.vhostUserBackends = others.compactMap { pid in
+                backends[pid].map { MapperProcess(pid: pid, command: MapperProcess.command(of: pid), socket: $0) }
+            }
+            guest.facts.otherMappers = others.filter { backends[$0] == nil }.map { MapperProcess(pid: $0, command: MapperProcess.command(of: $0)) }
+        }
+    }
+
     /// Opens the guest's RAM backends and puts them on the scan list.
     private func map(_ guest: TrackedGuest) {
         guard let definition = guest.definition else { return }
@@ -459,16 +503,9 @@ final class Worker {
             // fallocate; everything else read-only.
             let access: BackendAccess = guest.policy.mode == .zero || guest.policy.mode == .merge ? .readWrite : .readOnly
             guest.regions = try process.openRAMRegions(expecting: expected, access: access)
-            var others: [MapperProcess] = []
-            for region in guest.regions {
-                for pid in MemoryMapping.processes(mapping: region.file) where pid != process.pid && pid != getpid() {
-                    let command = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
-                        .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-                    others.append(MapperProcess(pid: pid, command: command))
-                }
-            }
-            guest.facts.otherMappers = others
+            guest.vhostUserSockets = Self.vhostUserSockets(definition, commandLine: try? process.commandLine())
             guest.process = consume process
+            refreshMappers([guest])
         } catch {
             guest.regions = []
             guest.reason = error.description

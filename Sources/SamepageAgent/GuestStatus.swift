@@ -81,6 +81,20 @@ public struct RegionStatus: Sendable, Equatable, Codable {
 public struct MapperProcess: Sendable, Equatable, Codable {
     public var pid: Int32
     public var command: String
+    /// For a vhost-user backend: the socket path it serves the guest on.
+    public var socket: String?
+
+    public init(pid: Int32, command: String, socket: String? = nil) {
+        self.pid = pid
+        self.command = command
+        self.socket = socket
+    }
+
+    /// `/proc/PID/comm`, or "?".
+    static func command(of pid: Int32) -> String {
+        (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+    }
 }
 
 /// The facts about a guest that decide what may be done with its memory.
@@ -105,7 +119,10 @@ public struct GuestFacts: Sendable, Equatable, Codable {
     public var launchSecurity: String?
     /// vhost-user devices (their sockets), virtiofs included.
     public var vhostUser: [String] = []
-    /// Other processes that map a RAM backend (vhost-user backends, or anything else).
+    /// The guest's vhost-user backends that map its RAM (each connected to its QEMU on one of
+    /// the guest's vhost-user sockets): these may map it, reclaim still allowed.
+    public var vhostUserBackends: [MapperProcess] = []
+    /// Other processes that map a RAM backend: these keep reclaim off.
     public var otherMappers: [MapperProcess] = []
     /// A migration, snapshot or dump is running.
     public var activeJob = false

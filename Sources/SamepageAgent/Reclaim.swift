@@ -26,8 +26,8 @@ extension Worker {
         if facts.locked { return "locked memory" }
         if facts.activeJob { return "a job (migration, snapshot, dump) is running" }
         if !facts.otherMappers.isEmpty {
-            // vhost-user backends map guest RAM too, but which process serves which socket is
-            // not checked yet: any other mapper keeps reclaim off.
+            // The guest's own vhost-user backends may map its RAM (suspend stops their rings);
+            // anything else might write a page between our check and the punch.
             return "RAM mapped by other processes: \(facts.otherMappers.map { "\($0.command) (\($0.pid))" }.joined(separator: ", "))"
         }
         if !guest.policy.reclaimHugetlbfs, guest.regions.contains(where: { if case .hugetlbfs = $0.kind { true } else { false } }) {

@@ -137,6 +137,7 @@ extension GuestFacts {
         try c.encode(persistentMemory, forKey: "persistent_memory")
         try c.encode(launchSecurity, forKey: "launch_security")
         try c.encode(vhostUser, forKey: "vhost_user")
+        try c.encode(vhostUserBackends, forKey: "vhost_user_backends")
         try c.encode(otherMappers, forKey: "other_mappers")
         try c.encode(activeJob, forKey: "active_job")
     }
@@ -155,6 +156,7 @@ extension GuestFacts {
         persistentMemory = try c.decodeIfPresent([String].self, forKey: "persistent_memory") ?? []
         launchSecurity = try c.decodeIfPresent(String.self, forKey: "launch_security")
         vhostUser = try c.decodeIfPresent([String].self, forKey: "vhost_user") ?? []
+        vhostUserBackends = try c.decodeIfPresent([MapperProcess].self, forKey: "vhost_user_backends") ?? []
         otherMappers = try c.decodeIfPresent([MapperProcess].self, forKey: "other_mappers") ?? []
         activeJob = try c.decodeIfPresent(Bool.self, forKey: "active_job") ?? false
     }

@@ -101,6 +101,7 @@ struct DominfoCommand: ParsableCommand {
             "Assigned devs:   \(list(facts.assignedDevices))", "ivshmem:         \(list(facts.ivshmem))",
             "Persistent mem:  \(list(facts.persistentMemory))", "Launch security: \(facts.launchSecurity ?? "none")",
             "vhost-user:      \(list(facts.vhostUser))",
+            "vhost-user maps: \(list(facts.vhostUserBackends.map { "\($0.command) (\($0.pid)) on \($0.socket ?? "?")" }))",
             "Other mappers:   \(list(facts.otherMappers.map { "\($0.command) (\($0.pid))" }))",
             "Active job:      \(facts.activeJob ? "yes" : "no")",
             "Reclaim:         \(g.reclaim.eligible ? "eligible" : "not eligible: \(g.reclaim.reason ?? "")")",

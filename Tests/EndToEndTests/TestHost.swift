@@ -78,14 +78,19 @@ enum TestHost {
     static func guest(_ arguments: String...) throws -> String { try script("guest.sh", arguments) }
 
     /// Defines and starts a 256 MiB guest and waits until it booted and wrote its fill.
-    static func startGuest(_ name: String, ram: String, fill: Int = 0, seed: String? = nil, workload: String = "idle") throws {
-        var arguments = ["define", name, "--memory", "256", "--ram", ram, "--workload", workload, "--start"]
+    /// `virtiofs`: guest.sh's virtiofs options (`--virtiofs DIR`, `--virtiofs-socket PATH`); the
+    /// guest then also waits until it mounted the share.
+    static func startGuest(
+        _ name: String, ram: String, fill: Int = 0, seed: String? = nil, workload: String = "idle", virtiofs: [String] = []
+    ) throws {
+        var arguments = ["define", name, "--memory", "256", "--ram", ram, "--workload", workload, "--start"] + virtiofs
         if fill > 0 { arguments += ["--fill", "\(fill)"] }
         if let seed { arguments += ["--fill-seed", seed] }
         try script("guest.sh", arguments)
         try script("guest.sh", ["wait-ready", name, "120"])
         if fill > 0 { try script("guest.sh", ["wait-for", name, "SAMEPAGE-FILL-DONE", "120"]) }
         if workload == "dataset" { try script("guest.sh", ["wait-for", name, "SAMEPAGE-DATASET-HASH", "120"]) }
+        if !virtiofs.isEmpty { try script("guest.sh", ["wait-for", name, "SAMEPAGE-VIRTIOFS-OK", "120"]) }
     }
 
     /// The guest's serial console so far.

@@ -23,6 +23,23 @@ int samepage_filesystem(int fd, long *type, long *block_size);
 /// accept4(2) with SOCK_CLOEXEC, no address.
 int samepage_accept_cloexec(int listener);
 
+/// One Unix-domain socket of this network namespace, as sock_diag(7) reports it.
+struct samepage_unix_socket {
+    /// The socket's inode: what /proc/PID/fd/N links to as `socket:[INODE]`.
+    unsigned int inode;
+    /// The connected peer's inode; 0 when not connected.
+    unsigned int peer;
+    /// Bytes of `name` used; 0 for an unnamed socket. An abstract name starts with a NUL.
+    unsigned short name_length;
+    /// The bound path (of the listener, for an accepted connection); not NUL-terminated.
+    char name[108];
+};
+
+/// Lists every Unix-domain socket of the calling process's network namespace, with its name
+/// and peer (a NETLINK_SOCK_DIAG dump with UDIAG_SHOW_NAME | UDIAG_SHOW_PEER). On success,
+/// `*sockets` is a malloc'd array (free it) and the count is returned; on failure, -errno.
+long samepage_unix_sockets(struct samepage_unix_socket **sockets);
+
 /// lseek(2) whences for sparse files.
 extern const int samepage_seek_data;
 extern const int samepage_seek_hole;
