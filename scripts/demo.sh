@@ -10,8 +10,9 @@
 #      /var/lib/samepage-demo): guests 1 and 2 in mode "merge" in trust group "demo" (shared
 #      pages accounted, zero pages reclaimed in short pauses), guest 3 in mode "report" in a
 #      group of its own (read and accounted only); every other guest stays "off";
-#   4. starts samepaged on the socket $DEMO/samepaged.sock and, after a short scan, prints
-#      what `samepage list` and `samepage stats` show.
+#   4. starts samepaged on the socket $DEMO/samepaged.sock, with its Prometheus endpoint on
+#      127.0.0.1:9469 (SAMEPAGE_DEMO_METRICS), and, after a short scan, prints what
+#      `samepage list` and `samepage stats` show and a few of the metrics.
 # samepaged keeps running; talk to it with
 #   .build/release/samepage --socket /var/lib/samepage-demo/samepaged.sock   (an interactive shell)
 # and stop it with: kill $(cat /var/lib/samepage-demo/samepaged.pid)
@@ -21,6 +22,8 @@ cd "$(dirname "$0")/.."
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 DEMO="${SAMEPAGE_DEMO_DIR:-/var/lib/samepage-demo}"
 SOCKET="$DEMO/samepaged.sock"
+# The demo's Prometheus endpoint (not the default 9464, which an installed samepaged uses).
+METRICS="${SAMEPAGE_DEMO_METRICS:-127.0.0.1:9469}"
 
 scripts/testhost/demo-guests.sh
 
@@ -34,7 +37,7 @@ cat > "$DEMO/samepaged.toml" <<CONF
 [control]
 socket = "$SOCKET"
 [metrics]
-address = ""
+address = "$METRICS"
 [scan]
 pages_to_scan = 4000
 sleep_millisecs = 10
@@ -70,6 +73,18 @@ echo "== samepage list"
 echo
 echo "== samepage stats"
 "$BIN/samepage" --socket "$SOCKET" stats
+echo
+echo "== Prometheus metrics (http://$METRICS/metrics), a few of them"
+python3 - "http://$METRICS/metrics" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+wanted = ("samepage_pages_sharing", "samepage_pages_shared", "samepage_zero_pages_reclaimed_total",
+          "samepage_reclaimed_bytes_total", "samepage_reclaim_pause_seconds_count",
+          "samepage_scan_rate_pages_per_second", "samepage_tracking_bytes", "samepage_guest_pages_sharing")
+for line in text.splitlines():
+    if line.split("{")[0].split(" ")[0] in wanted:
+        print(line)
+PY
 echo
 echo "samepaged is still running: $BIN/samepage --socket $SOCKET   (interactive shell)"
 echo "stop it with: kill \$(cat $DEMO/samepaged.pid)"

@@ -161,7 +161,7 @@ private func failureOf(_ text: String) -> ControlFailure? {
                 {"name":"gamma","uuid":"u-3","state":"running","mapped":false,"reason":"hostdev assigned","mode":"zero",
                  "trustGroup":"db","backend":"memfd","regions":[],"facts":{"backing":"memfd","hugepages":false,
                  "hugepageSizesKiB":[],"preallocated":false,"locked":false,"assignedDevices":["hostdev pci"],"ivshmem":[],
-                 "persistentMemory":[],"vhostUser":[],"otherMappers":[],"activeJob":false},
+                 "persistentMemory":[],"vhostUser":[],"vhostUserBackends":[],"otherMappers":[],"activeJob":false},
                  "counters":{"pages_shared":1,"pages_sharing":2,"pages_unshared":3,"pages_volatile":4,"full_scans":5,
                  "pages_scanned":6,"pages_skipped":7,"zero_pages":8,"merges_refused":9},
                  "reclaim":{"eligible":false,"reason":"assigned devices","zero_pages_reclaimed":10,"bytes_reclaimed":40960,
