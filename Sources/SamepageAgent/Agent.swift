@@ -647,6 +647,6 @@ final class Worker {
             name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
             mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,
             backend: regions.isEmpty ? nil : Set(regions.map(\.kind)).sorted().joined(separator: ", "),
-            regions: regions, facts: guest.facts, counters: counters, reclaim: reclaim)
+            counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim)
     }
 }

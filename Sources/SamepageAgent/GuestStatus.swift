@@ -149,8 +149,9 @@ public struct GuestFacts: Sendable, Equatable, Codable {
     }
 }
 
-/// One guest in the agent's listing: mapped and scanned, or why not.
-public struct GuestStatus: Sendable, Equatable, Codable {
+/// One guest in the agent's listing, mapped and scanned or why not; also what the control API
+/// shows of a guest (`list`, `dominfo`; its wire form is in SamepageControl).
+public struct GuestStatus: Sendable, Equatable {
     public var name: String
     public var uuid: String
     /// libvirt's state: running, paused, ...
@@ -169,10 +170,29 @@ public struct GuestStatus: Sendable, Equatable, Codable {
     public var counters: Counters
     /// Zero-page reclaim: eligibility and what it did.
     public var reclaim = ReclaimStatus()
+
+    public init(
+        name: String, uuid: String, state: String, mapped: Bool, reason: String? = nil, mode: PolicyMode,
+        trustGroup: String? = nil, backend: String? = nil, counters: Counters = Counters(),
+        regions: [RegionStatus] = [], facts: GuestFacts = GuestFacts(), reclaim: ReclaimStatus = ReclaimStatus()
+    ) {
+        self.name = name
+        self.uuid = uuid
+        self.state = state
+        self.mapped = mapped
+        self.reason = reason
+        self.mode = mode
+        self.trustGroup = trustGroup
+        self.backend = backend
+        self.regions = regions
+        self.facts = facts
+        self.counters = counters
+        self.reclaim = reclaim
+    }
 }
 
 /// Everything the agent shows, taken at one moment.
-public struct AgentSnapshot: Sendable, Codable {
+public struct AgentSnapshot: Sendable {
     /// Whether the libvirt connection is up.
     public var connected = false
     /// The last connection error, while disconnected.

@@ -72,9 +72,9 @@ public enum ControlResponse: Sendable, Equatable {
 /// (``command``).
 public enum ControlResult: Sendable, Equatable {
     /// `list`: every guest.
-    case guests([GuestInfo])
+    case guests([GuestStatus])
     /// `dominfo`: one guest.
-    case guest(GuestInfo)
+    case guest(GuestStatus)
     /// `stats`: global counters, run mode, tunables.
     case stats(DaemonStats)
     /// `run`: the run mode now in force.
@@ -109,58 +109,6 @@ public enum ControlResult: Sendable, Equatable {
 }
 
 // MARK: - Result values
-
-/// One guest as the control API shows it (`list`, `dominfo`).
-public struct GuestInfo: Sendable, Equatable {
-    public var name: String
-    /// Lower-case, with dashes.
-    public var uuid: String
-    /// libvirt's state: running, paused, shut off, ...
-    public var state: String
-    /// Whether its RAM is mapped and on the scan list.
-    public var mapped: Bool
-    /// Why it is not mapped; nil when mapped.
-    public var reason: String?
-    /// Its policy mode.
-    public var mode: PolicyMode
-    /// Its trust group; nil is a group of its own.
-    public var trustGroup: String?
-    /// The kinds of its RAM backends, e.g. "memfd"; nil when none is mapped.
-    public var backend: String?
-    /// The engine's counters summed over its regions (top-level keys on the wire).
-    public var counters: Counters
-    public var regions: [RegionStatus]
-    public var facts: GuestFacts
-    /// Zero-page reclaim: eligibility, pages and bytes reclaimed, pauses.
-    public var reclaim: ReclaimStatus
-
-    public init(
-        name: String, uuid: String, state: String, mapped: Bool, reason: String? = nil, mode: PolicyMode,
-        trustGroup: String? = nil, backend: String? = nil, counters: Counters = Counters(),
-        regions: [RegionStatus] = [], facts: GuestFacts = GuestFacts(), reclaim: ReclaimStatus = ReclaimStatus()
-    ) {
-        self.name = name
-        self.uuid = uuid
-        self.state = state
-        self.mapped = mapped
-        self.reason = reason
-        self.mode = mode
-        self.trustGroup = trustGroup
-        self.backend = backend
-        self.counters = counters
-        self.regions = regions
-        self.facts = facts
-        self.reclaim = reclaim
-    }
-
-    /// The agent's view of a guest, as shown.
-    public init(_ status: GuestStatus) {
-        self.init(
-            name: status.name, uuid: status.uuid, state: status.state, mapped: status.mapped,
-            reason: status.reason, mode: status.mode, trustGroup: status.trustGroup, backend: status.backend,
-            counters: status.counters, regions: status.regions, facts: status.facts, reclaim: status.reclaim)
-    }
-}
 
 /// The daemon's global state (`stats`).
 public struct DaemonStats: Sendable, Equatable {

@@ -77,7 +77,7 @@ extension RunMode {
 
 // MARK: - Result values
 
-extension GuestInfo: Codable {
+extension GuestStatus: Codable {
     /// The wire object: snake_case keys, counters at top level, `regions` and `facts` nested.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: WireKey.self)
@@ -294,9 +294,9 @@ extension ControlResult {
     init(wireFrom decoder: any Decoder, for command: ControlCommand) throws {
         switch command {
         case .list:
-            self = .guests(try decoder.singleValueContainer().decode([GuestInfo].self))
+            self = .guests(try decoder.singleValueContainer().decode([GuestStatus].self))
         case .dominfo:
-            self = .guest(try GuestInfo(from: decoder))
+            self = .guest(try GuestStatus(from: decoder))
         case .stats:
             self = .stats(try DaemonStats(from: decoder))
         case .run:

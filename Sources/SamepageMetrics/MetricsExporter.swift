@@ -160,9 +160,7 @@ struct EngineNames {
     let fullScans, pagesScanned, pagesSkipped, mergesRefused: MetricNameDescriptor
 
     init(subsystem: String?, of whom: String) {
-        func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
-            MetricNameDescriptor(namespace: "samepage", subsystem: subsystem, metricName: name, unitName: unit, helpText: help + " (\(whom))")
-        }
+        let d = { Name.d(subsystem, $0, $1, $2 + " (\(whom))") }
         pagesShared = d("pages_shared", "", "Distinct merged contents: stable-tree nodes, as KSM's pages_shared")
         pagesSharing = d("pages_sharing", "", "Pages merged into a stable node beyond its first, as KSM's pages_sharing")
         pagesUnshared = d("pages_unshared", "", "Pages in the unstable tree, unchanged and unique, as KSM's pages_unshared")
@@ -181,9 +179,7 @@ struct ReclaimNames {
     let pendingPages, heldPages: MetricNameDescriptor
 
     init(subsystem: String?, of whom: String) {
-        func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
-            MetricNameDescriptor(namespace: "samepage", subsystem: subsystem, metricName: name, unitName: unit, helpText: help + " (\(whom))")
-        }
+        let d = { Name.d(subsystem, $0, $1, $2 + " (\(whom))") }
         zeroPagesReclaimed = d("zero_pages_reclaimed", "total", "Zero pages punched out of guest RAM backends")
         bytesReclaimed = d("reclaimed_bytes", "total", "Bytes the backends gave back, from their allocated blocks")
         pauses = d("reclaim_pauses", "total", "Guest pauses made for reclaim")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SamepageAgent
+import SamepageControl
 import SamepageCore
 
 /// `samepage guests`: finds the host's guests through libvirt, maps their shared-memory RAM,
@@ -71,7 +72,10 @@ struct GuestsCommand: ParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(snapshot), as: UTF8.self))
+            // The daemon's wire forms: `stats` and `list` as `samepage stats --json` and
+            // `samepage list --json` print them.
+            struct Listing: Encodable { var stats: DaemonStats; var guests: [GuestStatus] }
+            print(String(decoding: try encoder.encode(Listing(stats: DaemonStats(snapshot), guests: snapshot.guests)), as: UTF8.self))
         } else {
             print(GuestTable(snapshot).text)
         }

@@ -13,10 +13,10 @@ struct DaemonControl: Sendable {
     func handle(_ request: ControlRequest) -> ControlResponse {
         switch request {
         case .list:
-            return .success(.guests(agent.snapshot.guests.map(GuestInfo.init)))
+            return .success(.guests(agent.snapshot.guests))
         case .dominfo(let name):
             guard let guest = find(name, in: agent.snapshot) else { return unknownGuest(name) }
-            return .success(.guest(GuestInfo(guest)))
+            return .success(.guest(guest))
         case .stats:
             return .success(.stats(DaemonStats(agent.snapshot)))
         case .run(let mode):

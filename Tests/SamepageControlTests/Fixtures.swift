@@ -42,10 +42,10 @@ enum Sample {
         return counters
     }
 
-    static let alpha = GuestInfo(
+    static let alpha = GuestStatus(
         name: "alpha", uuid: "8f0e2a52-1111-4a7e-9d7c-3f6b1c0e0001", state: "running", mapped: true, mode: .merge,
         trustGroup: "web", backend: "memfd", counters: counters, regions: regions, facts: facts)
-    static let beta = GuestInfo(
+    static let beta = GuestStatus(
         name: "beta", uuid: "8f0e2a52-1111-4a7e-9d7c-3f6b1c0e0002", state: "paused", mapped: false,
         reason: "policy mode is off", mode: .off)
 

@@ -152,29 +152,17 @@ private func failureOf(_ text: String) -> ControlFailure? {
         #expect(reload["errors"] as? [String] == Sample.reload.errors)
     }
 
-    @Test("the agent's guest status becomes a guest object")
-    func guestInfoFromStatus() throws {
-        let status = try JSONDecoder().decode(
-            GuestStatus.self,
-            from: Data(
-                #"""
-                {"name":"gamma","uuid":"u-3","state":"running","mapped":false,"reason":"hostdev assigned","mode":"zero",
-                 "trustGroup":"db","backend":"memfd","regions":[],"facts":{"backing":"memfd","hugepages":false,
-                 "hugepageSizesKiB":[],"preallocated":false,"locked":false,"assignedDevices":["hostdev pci"],"ivshmem":[],
-                 "persistentMemory":[],"vhostUser":[],"vhostUserBackends":[],"otherMappers":[],"activeJob":false},
-                 "counters":{"pages_shared":1,"pages_sharing":2,"pages_unshared":3,"pages_volatile":4,"full_scans":5,
-                 "pages_scanned":6,"pages_skipped":7,"zero_pages":8,"merges_refused":9},
-                 "reclaim":{"eligible":false,"reason":"assigned devices","zero_pages_reclaimed":10,"bytes_reclaimed":40960,
-                 "pauses":1,"pause_ms_total":3.5,"pause_overruns":0,"pending_pages":0,"pause_histogram":[0,0,1,0,0,0,0,0]}}
-                """#.utf8))
-        let info = GuestInfo(status)
-        #expect(info.name == "gamma")
-        #expect(info.mode == .zero)
-        #expect(info.trustGroup == "db")
-        #expect(info.reason == "hostdev assigned")
-        #expect(info.counters.zeroPages == 8)
-        #expect(info.facts.assignedDevices == ["hostdev pci"])
-        #expect(info.reclaim.zeroPagesReclaimed == 10 && info.reclaim.reason == "assigned devices")
+    @Test("a guest's mappers travel on the wire: vhost-user backends with their socket, apart from others")
+    func guestMappersOnTheWire() throws {
+        var guest = Sample.alpha
+        guest.facts.vhostUserBackends = [MapperProcess(pid: 41, command: "virtiofsd", socket: "/run/vu.sock")]
+        guest.facts.otherMappers = [MapperProcess(pid: 42, command: "python3")]
+        let line = ControlCodec.encode(.success(.guest(guest)), id: 7)
+        let facts = try #require((try object(line)["result"] as? [String: Any])?["facts"] as? [String: Any])
+        let backends = try #require(facts["vhost_user_backends"] as? [[String: Any]])
+        #expect(backends.first?["socket"] as? String == "/run/vu.sock" && backends.first?["command"] as? String == "virtiofsd")
+        #expect((facts["other_mappers"] as? [[String: Any]])?.first?["pid"] as? Int == 42)
+        #expect(try ControlCodec.decodeResponse(line.dropLast(), for: .dominfo).response == .success(.guest(guest)))
     }
 
     @Test("requests: unknown fields are ignored, id is optional, run takes names or numbers")

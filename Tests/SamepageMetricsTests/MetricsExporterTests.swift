@@ -48,7 +48,7 @@ func guest(_ name: String, uuid: String, group: String?, scanned: Int, shared: I
     reclaim.eligible = true
     return GuestStatus(
         name: name, uuid: uuid, state: "running", mapped: true, reason: nil, mode: .merge, trustGroup: group,
-        backend: "memfd", regions: [], facts: GuestFacts(), counters: counters, reclaim: reclaim)
+        backend: "memfd", counters: counters, reclaim: reclaim)
 }
 
 @Suite("Prometheus exporter")
