@@ -2,7 +2,8 @@
 # Usage: scripts/test.sh [swift test arguments...]
 #
 # Sets up this machine for Samepage's tests and runs them: packages, libvirtd and the guest
-# image (scripts/testhost/setup.sh), then `swift test`. The end-to-end tests start and tear
+# image (scripts/testhost/setup.sh), then `swift test`, then the Debian package
+# (packaging/test-package.sh: build, install, run, purge). The end-to-end tests start and tear
 # down their own real QEMU guests with scripts/testhost/guest.sh. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +13,5 @@ scripts/testhost/setup.sh
 swift build --build-tests
 # One test at a time: the end-to-end suites share libvirtd (one of them restarts it) and the
 # machine's two cores with their guests.
-exec swift test --skip-build --no-parallel "$@"
+swift test --skip-build --no-parallel "$@"
+packaging/test-package.sh || [ $? -eq 77 ]   # the Debian package; 77: skipped (says why)
