@@ -142,6 +142,8 @@ grep -qxF "$CONFFILE" <<<"$conffiles" || die "$CONFFILE is not in the package's 
 ok "control data: version $DEB_VERSION, Depends: $depends; conffiles: $(tr '\n' ' ' <<<"$conffiles")"
 
 # ---- from here on, the package is purged on any exit -------------------------------------------
+RUN_DIR_EXISTED=0
+[ ! -e "$(dirname "$SOCKET")" ] || RUN_DIR_EXISTED=1
 WORK="$(mktemp -d /tmp/samepage-package-test.XXXXXX)"
 DAEMON_PID=""
 STANDIN_PID=""
@@ -161,6 +163,8 @@ cleanup() {
         dpkg -P samepage >"$WORK/dpkg-cleanup.log" 2>&1 || { cat "$WORK/dpkg-cleanup.log" >&2; rc=1; }
     fi
     rm -rf /dev/shm/samepage-package-test.* 2>/dev/null || true
+    # samepaged run without systemd creates the socket's directory and leaves it.
+    [ "$RUN_DIR_EXISTED" -eq 1 ] || rmdir "$(dirname "$SOCKET")" 2>/dev/null || true
     if [ -e "$WORK/saved-state" ]; then
         if [ ! -e "$STATE_DIR" ] && mv "$WORK/saved-state" "$STATE_DIR"; then
             log "put the previous $STATE_DIR back"
@@ -267,8 +271,7 @@ done
 # As the unit starts samepaged (as far as that can be done without systemd): root with only
 # the unit's capabilities, no_new_privs, a clean environment, MemoryDenyWriteExecute=yes as
 # PR_SET_MDWE (Linux 6.3+; systemd uses it or a seccomp filter).
-as_unit() {
-    "$PYTHON" - "$@" <<'PY'
+cat >"$WORK/as-unit.py" <<'PY'
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
@@ -279,7 +282,8 @@ os.execve("/usr/bin/setpriv", ["setpriv", "--bounding-set=" + os.environ["SETPRI
           "--inh-caps=-all", "--no-new-privs", "--"] + sys.argv[1:],
           {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
 PY
-}
+# A command, not a function, so that `as_unit CMD &` gives CMD's own pid in $! (exec all along).
+AS_UNIT=("$PYTHON" "$WORK/as-unit.py")
 export SETPRIV_CAPS
 
 QEMU_USER=libvirt-qemu
@@ -310,7 +314,7 @@ STANDIN_PID=$!
 for _ in $(seq 50); do grep -q ready "$WORK/standin.out" 2>/dev/null && break; sleep 0.1; done
 grep -q ready "$WORK/standin.out" || die "the stand-in QEMU did not start: $(cat "$WORK/standin.out")"
 # What samepaged does to QEMU (Sources/GuestMemory), with only the unit's capabilities.
-as_unit "$PYTHON" - "$STANDIN_PID" "$SHM/ram" "$(id -g "$QEMU_USER")" >"$WORK/capabilities.out" 2>&1 <<'PY' ||
+"${AS_UNIT[@]}" "$PYTHON" - "$STANDIN_PID" "$SHM/ram" "$(id -g "$QEMU_USER")" >"$WORK/capabilities.out" 2>&1 <<'PY' ||
 import ctypes, mmap, os, socket, struct, sys
 pid, path, gid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 libc = ctypes.CDLL(None, use_errno=True)
@@ -385,7 +389,7 @@ json_field() { "$PYTHON" -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]
 check_daemon() {
     local out connected=false
     out="$(/usr/bin/samepage stats)" || die "samepage stats on $SOCKET failed: $out"
-    grep -q "^run  *merge" <<<"$out" || die "samepage stats: run is not merge: $out"
+    grep -q "^run  *1$" <<<"$out" || die "samepage stats: run is not 1 (merge, the packaged scan.run): $out"
     for _ in $(seq 100); do
         [ "$(stats_json | json_field connected)" = true ] && { connected=true; break; }
         sleep 0.1
@@ -415,9 +419,10 @@ else
     log "systemd is not PID 1: starting /usr/sbin/samepaged as the unit would (see --help)"
     exec_start="$(unit_value ExecStart)"
     [ "$exec_start" = /usr/sbin/samepaged ] || die "unexpected ExecStart=$exec_start in $UNIT"
-    as_unit /usr/sbin/samepaged </dev/null >"$WORK/samepaged.log" 2>&1 &
+    "${AS_UNIT[@]}" /usr/sbin/samepaged </dev/null >"$WORK/samepaged.log" 2>&1 &
     DAEMON_PID=$!
     wait_for_socket || die "samepaged did not create $SOCKET: $(tail -n 20 "$WORK/samepaged.log")"
+    [ "$(cat "/proc/$DAEMON_PID/comm" 2>/dev/null)" = samepaged ] || die "pid $DAEMON_PID is not samepaged"
     check_daemon
     ok "samepaged answers samepage stats on $SOCKET, connected to libvirt, no guest mapped"
     kill -HUP "$DAEMON_PID"
@@ -438,7 +443,7 @@ else
     stop_post="$(unit_value ExecStopPost)"
     [ "$stop_post" = "/usr/sbin/samepaged --resume-paused" ] || die "unexpected ExecStopPost=$stop_post in $UNIT"
     # shellcheck disable=SC2086  # the command line of the unit, split as systemd does
-    out="$(as_unit $stop_post 2>&1)" || die "ExecStopPost ($stop_post) failed: $out"
+    out="$("${AS_UNIT[@]}" $stop_post 2>&1)" || die "ExecStopPost ($stop_post) failed: $out"
     ok "ExecStopPost ($stop_post) exits 0"
 fi
 
