@@ -4,7 +4,8 @@
 # Tests the Debian package end to end, as root, and leaves the machine as it found it:
 #   1. refuses (exit 1) if the package or any of its paths (/etc/samepage, /usr/sbin/samepaged,
 #      ...) is already on this machine, since its purge would delete them; SKIPS (exit 77)
-#      if a samepaged answers on /run/samepage/samepaged.sock, which it leaves alone. An
+#      if a samepaged answers on /run/samepage/samepaged.sock, which it leaves alone, or
+#      something listens on the packaged metrics.address (127.0.0.1:9464). An
 #      existing /var/lib/samepage holding only an empty pause journal (as a samepaged run by
 #      hand leaves it) is moved aside and put back at the end; SKIPS if a samepaged runs then;
 #   2. builds the package with packaging/build-deb.sh (release unless --configuration), or
@@ -14,15 +15,17 @@
 #      verify`, the man pages rendering without warnings and naming every option of
 #      every --help, `samepaged --version` and `samepage --help` working with /opt/swift
 #      hidden, and the unit's CapabilityBoundingSet enough to do what samepaged does to a
-#      QEMU that runs as another user (read maps and pagemap, open map_files read-write,
-#      pread, mincore, punch a hole; a stand-in process plays QEMU);
+#      QEMU that runs as another user (read maps, pagemap and fd, open map_files read-write,
+#      pread, mincore, punch a hole, dump Unix sockets with sock_diag; a stand-in process
+#      plays QEMU);
 #   4. runs the installed samepaged with the packaged configuration: with systemctl when
 #      systemd is PID 1, else directly, the unit imitated as far as it can be without
 #      systemd (clean environment, the unit's capability bounding set, no_new_privs,
 #      MemoryDenyWriteExecute through PR_SET_MDWE where the kernel has it); asserts
 #      `samepage stats` answers on /run/samepage/samepaged.sock, libvirt is connected, no
-#      guest is mapped (policy "off"), SIGHUP is survived, SIGTERM exits 0 and removes the
-#      socket, and the unit's ExecStopPost (samepaged --resume-paused) exits 0;
+#      guest is mapped (policy "off"), http://127.0.0.1:9464/metrics answers, SIGHUP is
+#      survived, SIGTERM exits 0 and removes the socket, and the unit's ExecStopPost
+#      (samepaged --resume-paused) exits 0;
 #   5. dpkg -r: binaries, unit and man pages gone, the conffile kept; dpkg -P: /etc/samepage,
 #      /var/lib/samepage and the unit's enablement gone.
 # On any failure (or interrupt) the package is purged before exiting. libvirtd must be
@@ -85,10 +88,30 @@ except OSError:
 PY
 }
 
+# Whether something accepts TCP connections on HOST:PORT ([IPV6]:PORT).
+tcp_answers() {
+    "$PYTHON" - "$1" <<'PY'
+import socket, sys
+host, _, port = sys.argv[1].rpartition(":")
+try:
+    socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+
 # ---- 1. is this machine free for the test? ---------------------------------------------------
 if [ -S "$SOCKET" ] && socket_answers "$SOCKET"; then
     skip "a samepaged already answers on $SOCKET; this test needs that socket and leaves
   that daemon alone. Stop it (or run the test on another machine) to test the package."
+fi
+# The packaged configuration (config/samepaged.toml) serves metrics; samepaged refuses to
+# start on a busy address.
+METRICS="$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("metrics", {}).get("address", "127.0.0.1:9464"))' config/samepaged.toml)" ||
+    die "cannot read metrics.address from config/samepaged.toml"
+if [ -n "$METRICS" ] && tcp_answers "$METRICS"; then
+    skip "something already listens on $METRICS, the packaged configuration's metrics.address,
+  where the packaged samepaged must listen. Stop it to test the package."
 fi
 status="$(package_status)"
 [ -z "$status" ] || [ "$status" = "not-installed" ] ||
@@ -351,6 +374,17 @@ for line in regions:
     if os.fstat(fd).st_blocks >= blocks:
         sys.exit(f"fallocate(PUNCH_HOLE) on {addresses} freed nothing")
     os.close(fd)
+# CAP_SYS_PTRACE: the sockets a process holds (/proc/PID/fd), to tell vhost-user backends apart
+if not any(os.readlink(f"/proc/{pid}/fd/{fd}").endswith(os.path.basename(path)) for fd in os.listdir(f"/proc/{pid}/fd")):
+    sys.exit(f"/proc/{pid}/fd does not show {path}")
+# sock_diag(7): a dump of the Unix sockets (AF_NETLINK, NETLINK_SOCK_DIAG; no capability)
+diag = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)
+request = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xffffffff, 0, 0x1 | 0x4, 0, 0)  # unix_diag_req: all states, name and peer
+diag.sendto(struct.pack("=IHHII", 16 + len(request), 20, 0x1 | 0x300, 1, 0) + request, (0, 0))
+reply = diag.recv(65536)
+length, kind = struct.unpack("=IH", reply[:6])
+if kind != 20:                                              # not SOCK_DIAG_BY_FAMILY: NLMSG_ERROR
+    sys.exit(f"sock_diag dump of Unix sockets failed (message type {kind})")
 # CAP_CHOWN: the control socket given to control.group
 sock = socket.socket(socket.AF_UNIX)
 sock.bind(os.path.dirname(path) + "/control.sock")
@@ -362,7 +396,7 @@ kill -KILL "$STANDIN_PID" 2>/dev/null || true
 wait "$STANDIN_PID" 2>/dev/null || true
 STANDIN_PID=""
 rm -rf "$SHM"
-ok "with only $caps: maps, pagemap, map_files read-write, pread, mincore, hole punch, chown of a socket"
+ok "with only $caps: maps, pagemap, fd, map_files read-write, pread, mincore, hole punch, sock_diag, chown of a socket"
 
 # ---- 4. run the installed samepaged with the packaged configuration -----------------------------
 libvirt_answers() { virsh -c qemu:///system version >/dev/null 2>&1; }
@@ -398,6 +432,15 @@ check_daemon() {
     [ "$(stats_json | json_field guests_mapped)" = 0 ] ||
         die "samepaged mapped a guest under the packaged policy (mode off): $(/usr/bin/samepage list)"
     /usr/bin/samepage list >/dev/null || die "samepage list failed"
+    [ -n "$METRICS" ] || return 0
+    out="$("$PYTHON" - "$METRICS" <<'PY'
+import sys, urllib.request
+print(urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode())
+PY
+)" || die "GET http://$METRICS/metrics failed"
+    grep -q "^samepage_build_info{version=\"$VERSION\"} 1" <<<"$out" ||
+        die "http://$METRICS/metrics has no samepage_build_info for $VERSION: $(head -c 600 <<<"$out")"
+    grep -q "^samepage_guests_mapped 0" <<<"$out" || die "http://$METRICS/metrics: samepage_guests_mapped is not 0"
 }
 
 if [ -d /run/systemd/system ]; then
@@ -424,7 +467,7 @@ else
     wait_for_socket || die "samepaged did not create $SOCKET: $(tail -n 20 "$WORK/samepaged.log")"
     [ "$(cat "/proc/$DAEMON_PID/comm" 2>/dev/null)" = samepaged ] || die "pid $DAEMON_PID is not samepaged"
     check_daemon
-    ok "samepaged answers samepage stats on $SOCKET, connected to libvirt, no guest mapped"
+    ok "samepaged answers samepage stats on $SOCKET, connected to libvirt, no guest mapped; metrics on ${METRICS:-(disabled)}"
     kill -HUP "$DAEMON_PID"
     sleep 1
     kill -0 "$DAEMON_PID" 2>/dev/null || die "samepaged died on SIGHUP: $(tail -n 20 "$WORK/samepaged.log")"
