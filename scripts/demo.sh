@@ -56,7 +56,7 @@ if [ -f "$DEMO/samepaged.pid" ] && kill -0 "$(cat "$DEMO/samepaged.pid")" 2>/dev
     for _ in $(seq 50); do kill -0 "$(cat "$DEMO/samepaged.pid")" 2>/dev/null || break; sleep 0.1; done
 fi
 echo "== starting samepaged (log: $DEMO/samepaged.log)"
-"$BIN/samepaged" --config "$DEMO/samepaged.toml" </dev/null >"$DEMO/samepaged.log" 2>&1 &
+"$BIN/samepaged" --config "$DEMO/samepaged.toml" --pause-journal "$DEMO/paused.json" </dev/null >"$DEMO/samepaged.log" 2>&1 &
 echo $! > "$DEMO/samepaged.pid"
 for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
 [ -S "$SOCKET" ] || { cat "$DEMO/samepaged.log"; echo "samepaged did not start" >&2; exit 1; }

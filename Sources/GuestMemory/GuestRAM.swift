@@ -22,7 +22,7 @@ public enum UnmappableReason: Error, Sendable, Hashable, CustomStringConvertible
     case anonymousRAM(backend: String?)
     /// RAM is a file or memfd mapped MAP_PRIVATE (no `<access mode='shared'/>`).
     case privateRAM(backend: String)
-    /// /proc/PID/maps or map_files cannot be read: not root or without CAP_SYS_ADMIN.
+    /// /proc/PID/maps or map_files cannot be read: not root, or without CAP_SYS_PTRACE and CAP_CHECKPOINT_RESTORE (CAP_SYS_ADMIN before Linux 5.9).
     case noPermission(SystemError)
     /// The QEMU process is gone (or never was: no pid file, not that guest's QEMU).
     case processGone

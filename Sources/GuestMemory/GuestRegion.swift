@@ -96,7 +96,7 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
     private let processDescriptor: Int32?
 
     /// Opens the backend of `mapping`, a shared file mapping of process `pid`, through
-    /// `/proc/PID/map_files` (needs CAP_SYS_ADMIN), and checks that the opened file is the
+    /// `/proc/PID/map_files` (needs CAP_CHECKPOINT_RESTORE, or CAP_SYS_ADMIN before Linux 5.9), and checks that the opened file is the
     /// mapped one.
     public convenience init(mapping: MemoryMapping, of pid: pid_t, backendID: String,
                             access: BackendAccess = .readOnly) throws(BackendError) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SamepageControl
 
 /// `samepage`: the operator's command line for Samepage, in the style of virsh.
 @main
@@ -12,6 +13,7 @@ struct SamepageCommand: ParsableCommand {
             With no command, samepage opens an interactive shell. 'scan' and 'guests' run the \
             engine in this process and need no daemon.
             """,
+        version: SamepageRelease.version,
         subcommands: [
             ListCommand.self, DominfoCommand.self, StatsCommand.self, RunCommand.self, TuneCommand.self,
             PolicyCommand.self, SharingCommand.self, ScanCommand.self, GuestsCommand.self,

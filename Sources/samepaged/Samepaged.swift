@@ -15,7 +15,7 @@ import UnixSignals
 /// `samepaged`: the Samepage host daemon.
 @main
 struct Samepaged: AsyncParsableCommand {
-    static let version = "0.1.0"
+    static var version: String { SamepageRelease.version }
 
     static let configuration = CommandConfiguration(
         commandName: "samepaged",
@@ -49,7 +49,7 @@ struct Samepaged: AsyncParsableCommand {
         discussion: "HOST:PORT or [IPV6]:PORT; \"\" disables it.", valueName: "host:port"))
     var metricsAddress: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    @Option(help: "How much to log.")
     var logLevel: Logger.Level = .info
 
     @Option(help: "The journal of guests paused for reclaim.")

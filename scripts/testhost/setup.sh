@@ -31,7 +31,7 @@ require_root
 
 PACKAGES=(libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
           qemu-system-x86 qemu-utils busybox-static cpio libxxhash-dev
-          linux-image-cloud-amd64 python3 python3-prometheus-client)
+          linux-image-cloud-amd64 python3 python3-prometheus-client dpkg-dev binutils)
 
 # ---- 1. packages ---------------------------------------------------------------
 missing=()
