@@ -131,9 +131,11 @@ struct EndToEndTests {
 
         let shmemBefore = TestHost.shmemBytes()
         _ = try TestHost.guest("destroy", "sp-e2e-b1")
-        #expect(eventually(timeout: .seconds(5)) { agent.snapshot.guest("sp-e2e-b1") == nil })
+        let destroyed = ContinuousClock.now
+        #expect(eventually(timeout: .seconds(5)) { agent.snapshot.guest("sp-e2e-b1") == nil },
+                "QEMU alive: \(kill(pid, 0) == 0); agent log: \(log.all.suffix(20))")
         #expect(eventually(timeout: .seconds(5)) { shmemBefore - TestHost.shmemBytes() >= allocated * 9 / 10 },
-                "Shmem \(shmemBefore) -> \(TestHost.shmemBytes()), guest had \(allocated)")
+                "Shmem \(shmemBefore) -> \(TestHost.shmemBytes()), guest had \(allocated), \(ContinuousClock.now - destroyed) after the destroy")
         // The other guest is still scanned.
         let scanned = agent.snapshot.guest("sp-e2e-b2")?.counters.pagesScanned ?? 0
         #expect(eventually { (agent.snapshot.guest("sp-e2e-b2")?.counters.pagesScanned ?? 0) > scanned })
