@@ -35,6 +35,7 @@ import SamepageCore
 /// mode = "off"
 /// [reclaim]
 /// max_bytes = 0               # 0 = unlimited
+/// journal = "/var/lib/samepage/paused.json"
 /// ```
 ///
 /// Every key is optional; unknown sections and keys are errors, as are wrong types and
@@ -95,6 +96,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     /// A host-wide cap on reclaimed bytes (`reclaim.max_bytes`); 0 = unlimited.
     public var reclaimMaxBytes = 0
+    /// The journal of guests paused for reclaim (`reclaim.journal`), which `samepaged
+    /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
+    public var pauseJournal = "/var/lib/samepage/paused.json"
 
     /// The built-in configuration; see ``defaults``.
     public init() {}
@@ -202,6 +206,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if var section = root.table("reclaim") {
             if let bytes = section.integer("max_bytes", in: 0...Int.max, describedAs: "0 (unlimited) or more") {
                 reclaimMaxBytes = bytes
+            }
+            if let journal = section.string("journal") {
+                if let problem = Self.pathProblem(journal) {
+                    section.error(at: "journal", "\(section.name("journal")) = \(TableReader.quoted(journal)) \(problem)")
+                } else {
+                    pauseJournal = journal
+                }
             }
             section.finish()
         }

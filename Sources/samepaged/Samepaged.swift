@@ -52,8 +52,8 @@ struct Samepaged: AsyncParsableCommand {
     @Option(help: "How much to log.")
     var logLevel: Logger.Level = .info
 
-    @Option(help: "The journal of guests paused for reclaim.")
-    var pauseJournal = "/var/lib/samepage/paused.json"
+    @Option(help: "The journal of guests paused for reclaim (overrides reclaim.journal).")
+    var pauseJournal: String?
 
     @Flag(help: "Resume every guest the pause journal says samepaged paused, then exit (for the service manager, after the daemon stops).")
     var resumePaused = false
@@ -76,7 +76,7 @@ struct Samepaged: AsyncParsableCommand {
         }
         if resumePaused {
             do {
-                let left = try Agent.resumePaused(journal: pauseJournal, uri: settings.libvirtURI, logger: logger)
+                let left = try Agent.resumePaused(journal: settings.pauseJournal, uri: settings.libvirtURI, logger: logger)
                 if left > 0 { throw ExitCode.failure }
                 return
             } catch let exit as ExitCode {
@@ -95,7 +95,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.tunables = settings.tunables
         agentConfiguration.run = settings.run
         agentConfiguration.policy = { policies.policy(for: $0).policy }
-        agentConfiguration.pauseJournal = pauseJournal
+        agentConfiguration.pauseJournal = settings.pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
         let exporter = MetricsExporter(version: Self.version)
         agentConfiguration.pauseObserver = { exporter.record($0) }
@@ -142,6 +142,7 @@ struct Samepaged: AsyncParsableCommand {
         if let uri { settings.libvirtURI = uri }
         if let socket { settings.controlSocket = socket }
         if let policyDir { settings.policyDirectory = policyDir }
+        if let pauseJournal { settings.pauseJournal = pauseJournal }
         if let metricsAddress {
             if metricsAddress.isEmpty {
                 settings.metricsAddress = nil

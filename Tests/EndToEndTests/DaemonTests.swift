@@ -404,10 +404,13 @@ struct ReclaimEndToEndTests {
         #expect(eventually { (try? PauseJournal(path: "\(daemon.directory)/paused.json").entries().isEmpty) == true })
         #expect(daemon.stop() == 0)
 
-        // The same through `samepaged --resume-paused`, as the service manager runs it.
+        // The same through `samepaged --resume-paused`, as the service manager runs it: with
+        // the same configuration file and nothing else, the journal's path from reclaim.journal.
         try libvirt.suspend(uuid: ours.uuid)
         try PauseJournal(path: "\(daemon.directory)/paused.json").willPause(uuid: ours.uuid.uuidString.lowercased(), name: ours.name)
-        let result = try TestHost.run(DaemonProcess.samepaged, daemon.arguments + ["--resume-paused"])
+        try (daemonConfig + "\n[reclaim]\njournal = \"\(daemon.directory)/paused.json\"\n")
+            .write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        let result = try TestHost.run(DaemonProcess.samepaged, ["--config", daemon.configFile, "--resume-paused"])
         #expect(result.status == 0, "\(result.output)")
         #expect(try libvirt.domainInfo(uuid: ours.uuid).state == .running)
         #expect(try libvirt.domainInfo(uuid: theirs.uuid).state == .paused)
