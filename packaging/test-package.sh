@@ -31,6 +31,8 @@
 # On any failure (or interrupt) the package is purged before exiting. libvirtd must be
 # running; if it is not, scripts/testhost/setup.sh is run to start it.
 set -euo pipefail
+# With pipefail, `producer | grep -q` fails whenever grep matches and exits before the producer
+# has written everything (SIGPIPE): this script greps captured text instead.
 
 PROG="$(basename "$0")"
 log()  { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -230,7 +232,7 @@ done
 [ -d "$STATE_DIR" ] || die "$STATE_DIR not created by postinst"
 [ "$(stat -c %a "$STATE_DIR")" = 700 ] || die "$STATE_DIR has mode $(stat -c %a "$STATE_DIR"), not 700"
 cmp -s "$CONFFILE" config/samepaged.toml || die "$CONFFILE differs from config/samepaged.toml"
-dpkg-query -W -f='${Conffiles}\n' samepage | grep -q "^ $CONFFILE " ||
+grep -q "^ $CONFFILE " <<<"$(dpkg-query -W -f='${Conffiles}\n' samepage)" ||
     die "dpkg does not list $CONFFILE as a conffile of samepage"
 ok "files in place; $CONFFILE is a conffile"
 
@@ -261,13 +263,13 @@ for page in samepaged.8 samepage.1; do
     [ "$(man -w "${page%.*}" 2>/dev/null | head -n1)" = "$file" ] || die "man -w ${page%.*} does not find $file"
     warnings="$(zcat "$file" | LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z 2>&1)"
     [ -z "$warnings" ] || die "groff warns about $file: $warnings"
-    zcat "$file" | grep -q "^\.TH .*\"Samepage $VERSION\"" || die "$file does not say Samepage $VERSION in .TH"
+    grep -q "^\.TH .*\"Samepage $VERSION\"" <<<"$(zcat "$file")" || die "$file does not say Samepage $VERSION in .TH"
 done
 check_options() {  # check_options MANPAGE.gz HELP-TEXT
     local page="$1" text="$2" option roff
     while read -r option; do
         roff="${option//-/\\-}"
-        zcat "$page" | grep -qF -- "$roff" || die "$page does not document $option"
+        grep -qF -- "$roff" <<<"$(zcat "$page")" || die "$page does not document $option"
     done < <(grep -oE -- '--[a-z][a-z-]+' <<<"$text" | sort -u)
 }
 check_options /usr/share/man/man8/samepaged.8.gz "$(/usr/sbin/samepaged --help)"
@@ -275,7 +277,7 @@ check_options /usr/share/man/man1/samepage.1.gz "$(/usr/bin/samepage --help)"
 for command in list dominfo stats run tune sharing scan guests "policy show" "policy validate" "policy reload"; do
     # shellcheck disable=SC2086  # "policy show" is two words
     check_options /usr/share/man/man1/samepage.1.gz "$(/usr/bin/samepage help $command)"
-    zcat /usr/share/man/man1/samepage.1.gz | grep -qE "^\.B[I]? \"?${command}( |\"|$)" ||
+    grep -qE "^\.B[I]? \"?${command}( |\"|$)" <<<"$(zcat /usr/share/man/man1/samepage.1.gz)" ||
         die "samepage.1 has no entry for the command '$command'"
 done
 ok "man pages render without warnings and document every option"
@@ -287,7 +289,7 @@ caps="$(unit_value CapabilityBoundingSet)"
 SETPRIV_CAPS="-all"
 for cap in $caps; do
     name="$(tr '[:upper:]' '[:lower:]' <<<"${cap#CAP_}")"
-    setpriv --list-caps | grep -qx "$name" || die "setpriv does not know $cap (from $UNIT)"
+    grep -qx "$name" <<<"$(setpriv --list-caps)" || die "setpriv does not know $cap (from $UNIT)"
     SETPRIV_CAPS="$SETPRIV_CAPS,+$name"
 done
 [ "$(unit_value NoNewPrivileges)" = yes ] || die "$UNIT does not set NoNewPrivileges=yes"

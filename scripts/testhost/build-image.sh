@@ -71,7 +71,7 @@ if [ -r "$moddir/modules.dep" ]; then
     for m in "${GUEST_MODULES[@]}"; do
         # modules.dep names files (e.g. kernel/fs/fuse/virtiofs.ko[.xz|.zst]); '-' and '_' are
         # the same in module names.
-        rel="$(grep -E "^([^:]*/)?(${m//_/[_-]})\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -n1 | cut -d: -f1)"
+        rel="$(grep -m1 -E "^([^:]*/)?(${m//_/[_-]})\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | cut -d: -f1)"
         if [ -n "$rel" ]; then
             add_module "$rel"
         elif grep -qE "/${m//_/[_-]}\.ko\$" "$moddir/modules.builtin" 2>/dev/null; then

@@ -133,7 +133,9 @@ domain_exists() { virsh -c "$LIBVIRT_URI" dominfo -- "$1" >/dev/null 2>&1; }
 domain_state() { virsh -c "$LIBVIRT_URI" domstate -- "$1" 2>/dev/null | head -n1; }
 
 # Active = has a QEMU process (running, paused, ...).
-domain_running() { virsh_ list --name | grep -qxF -- "$1"; }
+# (Not `virsh list | grep -q`: under pipefail, grep exiting at its match can fail the pipeline
+# with virsh's SIGPIPE, and a running guest would be taken for stopped.)
+domain_running() { local names; names="$(virsh_ list --name)" || return 1; grep -qxF -- "$1" <<<"$names"; }
 
 # --- external virtiofsd (guest.sh define --virtiofs DIR --virtiofs-socket PATH) ----
 
