@@ -163,7 +163,7 @@ _samepage() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(-h --help)
+    local -a non_repeating_flags=(--version -h --help)
     local -a repeating_options=()
     local -a non_repeating_options=(--socket)
     __samepage_offer_flags_options 0
@@ -193,7 +193,7 @@ _samepage() {
 
 _samepage_list() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -201,7 +201,7 @@ _samepage_list() {
 
 _samepage_dominfo() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 1
@@ -209,7 +209,7 @@ _samepage_dominfo() {
 
 _samepage_stats() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -217,7 +217,7 @@ _samepage_stats() {
 
 _samepage_run() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--no-wait --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 1
@@ -233,7 +233,7 @@ _samepage_run() {
 
 _samepage_tune() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=(--pages-to-scan --sleep-millisecs --max-kernel-pages --max-page-sharing)
     __samepage_offer_flags_options 0
@@ -257,7 +257,7 @@ _samepage_tune() {
 
 _samepage_policy() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -280,7 +280,7 @@ _samepage_policy() {
 
 _samepage_policy_show() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 1
@@ -288,7 +288,7 @@ _samepage_policy_show() {
 
 _samepage_policy_validate() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options -1
@@ -296,7 +296,7 @@ _samepage_policy_validate() {
 
 _samepage_policy_reload() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -304,7 +304,7 @@ _samepage_policy_reload() {
 
 _samepage_sharing() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -312,7 +312,7 @@ _samepage_sharing() {
 
 _samepage_scan() {
     repeating_flags=()
-    non_repeating_flags=(--smart-scan --json -h --help)
+    non_repeating_flags=(--smart-scan --json --version -h --help)
     repeating_options=()
     non_repeating_options=(--passes --pages-to-scan --max-kernel-pages --max-page-sharing)
     __samepage_offer_flags_options -1
@@ -336,7 +336,7 @@ _samepage_scan() {
 
 _samepage_guests() {
     repeating_flags=()
-    non_repeating_flags=(--json --verbose -h --help)
+    non_repeating_flags=(--json --verbose --version -h --help)
     repeating_options=()
     non_repeating_options=(--connect --passes --mode --trust-group --timeout)
     __samepage_offer_flags_options 0
@@ -363,7 +363,11 @@ _samepage_guests() {
 }
 
 _samepage_help() {
-    :
+    repeating_flags=()
+    non_repeating_flags=(--version)
+    repeating_options=()
+    non_repeating_options=()
+    __samepage_offer_flags_options -1
 }
 
 complete -o filenames -F _samepage samepage

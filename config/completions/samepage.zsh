@@ -42,6 +42,7 @@ _samepage() {
     local -i ret=1
     local -ar arg_specs=(
         '--socket[samepaged'\''s control socket.]:socket:'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
         '(-): :->command'
         '(-)*:: :->arg'
@@ -79,6 +80,7 @@ _samepage_list() {
     local -i ret=1
     local -ar arg_specs=(
         '--json[Print JSON\: an array of guest objects.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -91,6 +93,7 @@ _samepage_dominfo() {
     local -ar arg_specs=(
         ':guest:'
         '--json[Print JSON.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -102,6 +105,7 @@ _samepage_stats() {
     local -i ret=1
     local -ar arg_specs=(
         '--json[Print JSON with the kernel'\''s counter names as keys.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -114,6 +118,8 @@ _samepage_run() {
     local -ar _mode=('stop' 'merge' 'unmerge')
     local -ar arg_specs=(
         ':mode:{__samepage_complete "${_mode[@]}"}'
+        '--no-wait[With unmerge\: return at once instead of showing progress until reclaimed memory is allocated again.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -129,6 +135,7 @@ _samepage_tune() {
         '--max-kernel-pages[Cap on stable nodes (0 = unlimited).]:max-kernel-pages:'
         '--max-page-sharing[Cap on pages per stable node (0 = unlimited, else at least 2).]:max-page-sharing:'
         '--json[Print JSON.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -139,6 +146,7 @@ _samepage_tune() {
 _samepage_policy() {
     local -i ret=1
     local -ar arg_specs=(
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
         '(-): :->command'
         '(-)*:: :->arg'
@@ -170,6 +178,7 @@ _samepage_policy_show() {
     local -ar arg_specs=(
         ':guest:'
         '--json[Print JSON.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -181,6 +190,7 @@ _samepage_policy_validate() {
     local -i ret=1
     local -ar arg_specs=(
         '*:files:'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -192,6 +202,7 @@ _samepage_policy_reload() {
     local -i ret=1
     local -ar arg_specs=(
         '--json[Print JSON.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -203,6 +214,7 @@ _samepage_sharing() {
     local -i ret=1
     local -ar arg_specs=(
         '--json[Print JSON.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -220,6 +232,7 @@ _samepage_scan() {
         '--smart-scan[Skip pages that keep failing to merge (kernel smart_scan).]'
         '--json[Print JSON with the kernel'\''s counter names as keys.]'
         '*:files:'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -238,6 +251,7 @@ _samepage_guests() {
         '--timeout[Give up after this many seconds.]:timeout:'
         '--json[Print JSON.]'
         '--verbose[Log what the agent does on standard error.]'
+        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -249,6 +263,7 @@ _samepage_help() {
     local -i ret=1
     local -ar arg_specs=(
         '*:subcommands:'
+        '--version[Show the version.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
 
