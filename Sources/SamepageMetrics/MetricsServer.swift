@@ -16,7 +16,7 @@ public final class MetricsServer: Sendable {
 
     /// Binds and starts listening. Throws when the address cannot be bound (in use, not a
     /// local address, not permitted).
-    public init(host: String, port: Int, render: @escaping @Sendable () -> [UInt8]) throws {
+    public init(host: String, port: Int, render: @escaping @Sendable () -> [UInt8]) async throws {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -26,13 +26,13 @@ public final class MetricsServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(render: render))
                 }
             }
-        channel = try bootstrap.bind(host: host, port: port).wait()
+        channel = try await bootstrap.bind(host: host, port: port).get()
         boundAddress = channel.localAddress.map(Self.describe) ?? "\(host):\(port)"
     }
 
-    /// Stops listening and waits for that.
-    public func stop() {
-        try? channel.close().wait()
+    /// Stops listening.
+    public func stop() async {
+        try? await channel.close()
     }
 
     private static func describe(_ address: SocketAddress) -> String {

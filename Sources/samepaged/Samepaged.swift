@@ -114,7 +114,7 @@ struct Samepaged: AsyncParsableCommand {
         var metrics: MetricsServer?
         if let address = settings.metricsAddress {
             do {
-                metrics = try MetricsServer(host: address.host, port: Int(address.port)) {
+                metrics = try await MetricsServer(host: address.host, port: Int(address.port)) {
                     exporter.render(agent.snapshot, residentBytes: processResidentBytes())
                 }
             } catch {
@@ -177,7 +177,7 @@ struct AgentService: Service {
         agent.start()
         try? await gracefulShutdown()
         server.stop()
-        metrics?.stop()
+        await metrics?.stop()
         agent.stop()
     }
 }
