@@ -48,14 +48,11 @@ public struct ReclaimPause: Sendable, Equatable {
     public var trustGroup: String?
     /// Suspend call to the return of the resume call.
     public var milliseconds: Double
-    /// Pages punched in this pause.
-    public var pagesReclaimed: Int
 
-    public init(guest: GuestIdentity, trustGroup: String?, milliseconds: Double, pagesReclaimed: Int) {
+    public init(guest: GuestIdentity, trustGroup: String?, milliseconds: Double) {
         self.guest = guest
         self.trustGroup = trustGroup
         self.milliseconds = milliseconds
-        self.pagesReclaimed = pagesReclaimed
     }
 }
 

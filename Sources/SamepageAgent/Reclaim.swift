@@ -150,9 +150,7 @@ extension Worker {
         }
         let overrun = pauseMs > Double(guest.policy.maxPauseMs)
         guest.reclaim.record(pauseMilliseconds: pauseMs, overrun: overrun)
-        configuration.pauseObserver?(ReclaimPause(
-            guest: guest.identity, trustGroup: guest.policy.trustGroup, milliseconds: pauseMs,
-            pagesReclaimed: outcome.pagesPunched))
+        configuration.pauseObserver?(ReclaimPause(guest: guest.identity, trustGroup: guest.policy.trustGroup, milliseconds: pauseMs))
         guest.reclaim.zeroPagesReclaimed += outcome.pagesPunched
         guest.reclaimedSinceRefaultCheck += outcome.pagesPunched
         guest.reclaim.bytesReclaimed += outcome.bytesFreed

@@ -15,8 +15,6 @@ import UnixSignals
 /// `samepaged`: the Samepage host daemon.
 @main
 struct Samepaged: AsyncParsableCommand {
-    static var version: String { SamepageRelease.version }
-
     static let configuration = CommandConfiguration(
         commandName: "samepaged",
         abstract: "The Samepage daemon: KSM for QEMU guests with shared-memory RAM.",
@@ -29,7 +27,7 @@ struct Samepaged: AsyncParsableCommand {
             daemon gracefully; SIGHUP reloads the configuration and the policies without \
             losing what the engine has learned. Talk to it with 'samepage'.
             """,
-        version: version
+        version: SamepageRelease.version
     )
 
     @Option(help: "Configuration file (TOML); must exist when given.")
@@ -97,11 +95,11 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.policy = { policies.policy(for: $0).policy }
         agentConfiguration.pauseJournal = settings.pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
-        let exporter = MetricsExporter(version: Self.version)
+        let exporter = MetricsExporter(version: SamepageRelease.version)
         agentConfiguration.pauseObserver = { exporter.record($0) }
         let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))
 
-        let control = DaemonControl(agent: agent, policies: policies, version: Self.version)
+        let control = DaemonControl(agent: agent, policies: policies, version: SamepageRelease.version)
         let server: ControlServer
         do {
             server = try ControlServer(
@@ -123,7 +121,7 @@ struct Samepaged: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
-        logger.notice("samepaged \(Self.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics" } ?? "off")")
+        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics" } ?? "off")")
 
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [

@@ -90,13 +90,18 @@ struct MetricsEndToEndTests {
         // Quiesce: no scanning; wait until reclaim has nothing left either, so the scrape and
         // the CLI read the same state.
         #expect(try daemon.cli("run", "stop").status == 0)
+        #expect(try eventually { try daemon.stats()["run_mode"] as? String == "stop" })
         var stats: [String: Any] = [:]
         var guests: [[String: Any]] = []
         var scrape: Scrape?
+        // The agent publishes its state every 250 ms or so: stats equal before and after, more
+        // than that apart, mean the scrape between them saw the same state.
         #expect(try eventually(timeout: .seconds(30)) {
             let before = try JSONSerialization.data(withJSONObject: try daemon.stats(), options: .sortedKeys)
+            usleep(400_000)
             let metrics = try Scrape(url)
             let listed = try daemon.guests()
+            usleep(400_000)
             let after = try daemon.stats()
             guard before == (try JSONSerialization.data(withJSONObject: after, options: .sortedKeys)) else {
                 usleep(500_000)
@@ -123,7 +128,7 @@ struct MetricsEndToEndTests {
         #expect(metrics.samples["samepage_reclaim_pauses_total"] == Double(int(stats["pauses"])))
         #expect(metrics.samples["samepage_tracking_bytes"] == Double(int(stats["tracking_bytes"])))
         #expect(metrics.samples["samepage_guests"] == Double(int(stats["guests"])))
-        #expect(metrics.samples["samepage_run"] == 0)
+        #expect(metrics.samples["samepage_run"] == Double(int(stats["run"])) && int(stats["run"]) == 0)
         #expect(metrics.samples["samepage_libvirt_connected"] == 1)
         #expect((metrics.samples["samepage_process_resident_memory_bytes"] ?? 0) > Double(int(stats["tracking_bytes"])))
         #expect(metrics.samples["samepage_build_info{version=\"0.1.0\"}"] == 1)

@@ -126,7 +126,7 @@ struct MetricsExporterTests {
         // Bucket edges included: a pause of exactly 5 ms is in the 5 ms bucket in both.
         let lengths = [0.4, 1.0, 1.5, 5.0, 5.0001, 9.99, 10, 42, 250]
         for ms in lengths {
-            exporter.record(ReclaimPause(guest: identity, trustGroup: "web", milliseconds: ms, pagesReclaimed: 64))
+            exporter.record(ReclaimPause(guest: identity, trustGroup: "web", milliseconds: ms))
             status.record(pauseMilliseconds: ms, overrun: false)
         }
         var snapshot = AgentSnapshot()
