@@ -105,6 +105,7 @@ let package = Package(
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
+        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageCore"]),
         .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageAgent", "SamepageCore"]),
         .testTarget(name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageAgent", "SamepageCore"]),
         .testTarget(name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageAgent", "SamepageCore"]),

@@ -34,6 +34,9 @@ public struct AgentConfiguration: Sendable {
     public var reclaimDelay: Duration = .seconds(2)
     /// Pending zero pages that make a guest worth pausing at once.
     public var reclaimBatchMinimum = 256
+    /// How long a libvirt call of a pause (state, suspend, resume) is waited for. A call not
+    /// back in time keeps running; the pause is then ended as soon as libvirtd answers.
+    public var libvirtCallTimeout: Duration = .seconds(2)
     /// Told of every reclaim pause as it ends, on the agent's thread (the Prometheus
     /// histogram records them here); must return quickly.
     public var pauseObserver: (@Sendable (ReclaimPause) -> Void)?
@@ -75,6 +78,19 @@ public final class Agent: Sendable {
         var stopping = false
         var running = false
         var pendingTunables: Tunables?
+        /// When the latest lifecycle events of each guest arrived: how the agent tells its
+        /// own pause from someone else's, and sees an outside resume during a batch.
+        var stateEvents: [UUID: StateEvents] = [:]
+        var exit: AgentExit?
+        var exitWaiters: [CheckedContinuation<AgentExit, Never>] = []
+    }
+
+    /// When the latest lifecycle events of a guest were delivered to the agent.
+    struct StateEvents: Sendable {
+        var suspended: ContinuousClock.Instant?
+        var resumed: ContinuousClock.Instant?
+        /// Started, stopped, crashed.
+        var other: ContinuousClock.Instant?
     }
 
     enum Request: Sendable {
@@ -116,10 +132,29 @@ public final class Agent: Sendable {
         thread.start()
     }
 
-    /// Asks the thread to stop; it releases every guest's mappings, then exits. Waits for that
-    /// up to `timeout`.
-    public func stop(timeout: Duration = .seconds(10)) {
+    /// Asks the thread to stop; it ends any pause it holds, releases every guest's mappings,
+    /// then exits. Returns at once; ``exited()`` says when it is done.
+    public func requestStop() {
         shared.withLock { $0.stopping = true }
+    }
+
+    /// Waits, without blocking a thread, until the agent's thread has ended, and says how.
+    /// An agent that ends without ``requestStop()`` has failed: the daemon must stop too.
+    public func exited() async -> AgentExit {
+        await withCheckedContinuation { continuation in
+            let exit: AgentExit? = shared.withLock { state in
+                if let exit = state.exit { return exit }
+                state.exitWaiters.append(continuation)
+                return nil
+            }
+            if let exit { continuation.resume(returning: exit) }
+        }
+    }
+
+    /// Asks the thread to stop, as ``requestStop()``, and waits for that up to `timeout`
+    /// (blocking: for command-line tools, not the cooperative pool).
+    public func stop(timeout: Duration = .seconds(10)) {
+        requestStop()
         let deadline = ContinuousClock.now + timeout
         while shared.withLock({ $0.running }) && ContinuousClock.now < deadline {
             usleep(10_000)
@@ -170,12 +205,22 @@ public final class Agent: Sendable {
         do {
             worker = try Worker(agent: self)
         } catch {
-            logger.critical("cannot start the engine: \(error)")
-            shared.withLock { $0.running = false }
+            logger.critical("cannot start the agent: \(error)")
+            finish(.failed("cannot start the agent: \(error)"))
             return
         }
         worker.loop()
-        shared.withLock { $0.running = false }
+        finish(shared.withLock { $0.stopping } ? .stopped : .failed("the agent's loop ended unasked"))
+    }
+
+    private func finish(_ exit: AgentExit) {
+        let waiters = shared.withLock { state in
+            state.running = false
+            state.exit = exit
+            defer { state.exitWaiters = [] }
+            return state.exitWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: exit) }
     }
 
     // MARK: For the worker
@@ -193,9 +238,40 @@ public final class Agent: Sendable {
 
     func publish(_ snapshot: AgentSnapshot) { shared.withLock { $0.snapshot = snapshot } }
 
-    func deliver(_ event: DomainEventNotification) { shared.withLock { $0.events.append(event) } }
+    func deliver(_ event: DomainEventNotification) {
+        let now = ContinuousClock.now
+        shared.withLock { state in
+            state.events.append(event)
+            switch event.event {
+            case .suspended: state.stateEvents[event.uuid, default: StateEvents()].suspended = now
+            case .resumed: state.stateEvents[event.uuid, default: StateEvents()].resumed = now
+            case .started, .stopped, .crashed, .migratedAway: state.stateEvents[event.uuid, default: StateEvents()].other = now
+            case .deviceAdded, .deviceRemoved: break
+            }
+        }
+    }
+
+    /// When the latest lifecycle events of the guest were delivered.
+    func stateEvents(of uuid: UUID) -> StateEvents {
+        shared.withLock { $0.stateEvents[uuid] ?? StateEvents() }
+    }
 
     func connectionDidClose() { shared.withLock { $0.connectionClosed = true } }
+}
+
+/// How the agent's thread ended.
+public enum AgentExit: Sendable, Equatable, CustomStringConvertible {
+    /// As asked (``Agent/requestStop()``).
+    case stopped
+    /// On its own: the daemon cannot keep its promises and must stop.
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .stopped: "stopped"
+        case .failed(let why): "failed: \(why)"
+        }
+    }
 }
 
 /// A guest the agent knows, with its open backends and engine slots. Lives on the agent's
@@ -225,6 +301,11 @@ final class TrackedGuest {
     /// Measured cost of a pause: the fixed part (suspend and resume) and per page, in µs.
     var pauseFixedMicros = 5_000.0
     var pausePerPageMicros = 5.0
+    /// Measured cost of the resume call, in µs: kept out of the verify-and-punch deadline.
+    var resumeMicros = 3_000.0
+    /// False once a batch came out empty (only partial huge pages pending): no pause is
+    /// tried again until another page is confirmed.
+    var batchMayFreeSomething = true
     /// Recent pauses (end, length in ms), for the per-minute duty cycle.
     var recentPauses: [(ContinuousClock.Instant, Double)] = []
     var backoffUntil: ContinuousClock.Instant?
@@ -269,7 +350,7 @@ final class Worker {
     var reclaimedByGoneGuests = ReclaimStatus()
     let journal: PauseJournal?
     /// Journal entries still to resume (from a previous run, or a failed resume).
-    var unresumed: [PauseJournal.Entry] = []
+    var unresumed: [PendingResume] = []
     /// `run unmerge` is allocating reclaimed ranges again.
     var repopulating = false
 
@@ -279,7 +360,7 @@ final class Worker {
         engine.run = agent.configuration.run
         journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
         if let journal {
-            unresumed = try journal.entries()
+            unresumed = try journal.entries().map { PendingResume(entry: $0, fromEarlierRun: true) }
             if !unresumed.isEmpty {
                 agent.logger.warning("\(unresumed.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
             }
@@ -311,7 +392,7 @@ final class Worker {
             if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
             releaseExitedGuests()
 
-            if connection != nil && !unresumed.isEmpty { resumeJournaled() }
+            if connection != nil && !unresumed.isEmpty { resumePending() }
             let report = engine.scanBatch()
             for failure in report.failures { slotFailed(failure) }
             reclaimIfDue()
@@ -323,6 +404,7 @@ final class Worker {
             let pause = idle ? max(engine.tunables.sleepMillisecs, 50) : engine.tunables.sleepMillisecs
             if pause > 0 { usleep(UInt32(pause) * 1000) }
         }
+        finishPauses()
         for guest in guests.values { detach(guest, reason: "agent stopped") }
         guests = [:]
         subscription = nil
@@ -409,8 +491,9 @@ final class Worker {
                     guests[info.uuid] = nil
                     detach(guest, reason: "guest restarted")
                     attach(info, connection: connection)
-                } else if guest.mapped, let job = try? connection.hasActiveJob(uuid: info.uuid) {
-                    guest.facts.activeJob = job
+                } else if guest.mapped {
+                    if let job = try? connection.hasActiveJob(uuid: info.uuid) { guest.facts.activeJob = job }
+                    refreshDefinition(guest, connection: connection)
                 }
             } else {
                 attach(info, connection: connection)
@@ -418,6 +501,29 @@ final class Worker {
         }
         refreshMappers(guests.values.filter(\.mapped))
         publish()
+    }
+
+    /// Re-reads a mapped guest's XML at every reconcile, not only on events (events are lost
+    /// while libvirtd restarts): a device added since is seen within one interval. A changed
+    /// RAM layout maps the guest again.
+    private func refreshDefinition(_ guest: TrackedGuest, connection: LibvirtConnection) {
+        guard let definition = try? connection.domainDefinition(uuid: guest.uuid) else {
+            // Cannot tell what the guest has now: no reclaim until it can.
+            guest.facts.definitionUnknown = true
+            return
+        }
+        guest.facts.definitionUnknown = false
+        guard definition != guest.definition else { return }
+        if definition.ramRegions != guest.definition?.ramRegions {
+            logger.info("guest \(guest.identity.name): RAM layout changed; mapping it again")
+            unmap(guest)
+            guest.definition = definition
+            guest.facts = GuestFacts(definition, keepingProcessFactsOf: guest.facts)
+            map(guest)
+            return
+        }
+        guest.definition = definition
+        guest.facts = GuestFacts(definition, keepingProcessFactsOf: guest.facts)
     }
 
     // MARK: Guests
@@ -498,8 +604,7 @@ final class Worker {
             let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
             // Regions of guests whose zero pages may be reclaimed are opened read-write, for
             // fallocate; everything else read-only.
-            let access: BackendAccess = guest.policy.mode == .zero || guest.policy.mode == .merge ? .readWrite : .readOnly
-            guest.regions = try process.openRAMRegions(expecting: expected, access: access)
+            guest.regions = try process.openRAMRegions(expecting: expected, access: Self.access(for: guest.policy.mode))
             guest.vhostUserSockets = Self.vhostUserSockets(definition, commandLine: try? process.commandLine())
             guest.process = consume process
             refreshMappers([guest])
@@ -525,6 +630,10 @@ final class Worker {
         let kinds = Set(guest.regions.map(\.kind.description)).sorted().joined(separator: ", ")
         logger.info("guest \(guest.identity.name) mapped: \(guest.regions.count) region(s), \(kinds), \(guest.regions.reduce(0) { $0 + $1.size } >> 20) MiB")
     }
+
+    /// How a guest's backends are opened in `mode`: read-write only where zero pages may be
+    /// reclaimed (for fallocate), read-only everywhere else.
+    static func access(for mode: PolicyMode) -> BackendAccess { mode.reclaims ? .readWrite : .readOnly }
 
     /// Takes the guest off the scan list and closes its backends, releasing its RAM.
     private func unmap(_ guest: TrackedGuest) {
@@ -580,12 +689,29 @@ final class Worker {
                 unmap(guest)
                 guest.reason = "policy mode is off"
             } else if !guest.mapped {
-                if !guest.failed { map(guest) }
+                if !guest.failed {
+                    guest.reason = nil
+                    map(guest)
+                }
+            } else if guest.regions.contains(where: { $0.access != Self.access(for: policy.mode) }) {
+                // Reclaim needs the backend open read-write, and nothing else may hold it so:
+                // the guest is mapped again with the access its new mode needs, before any
+                // pause could use it.
+                unmap(guest)
+                map(guest)
             } else {
-                let group = policy.trustGroup.map { engine.trustGroup(named: $0) } ?? engine.options(for: guest.slots[0])!.trustGroup
+                if !policy.mode.reclaims {
+                    guest.pending = [:]
+                    guest.oldestPending = nil
+                }
+                // A trust group removed puts the guest in a group of its own again.
+                var group = engine.options(for: guest.slots[0])!.trustGroup
+                if policy.trustGroup != old.trustGroup {
+                    group = policy.trustGroup.map { engine.trustGroup(named: $0) } ?? engine.privateTrustGroup()
+                }
                 for slot in guest.slots {
                     var options = engine.options(for: slot)!
-                    options.trustGroup = policy.trustGroup == old.trustGroup ? options.trustGroup : group
+                    options.trustGroup = group
                     options.merging = policy.mode.merges
                     options.maxPages = policy.maxPages
                     engine.setOptions(options, for: slot)
@@ -621,6 +747,7 @@ final class Worker {
         snapshot.scanRate = scanRate.perSecond
         snapshot.updatedOnce = reconciledOnce
         snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
+        snapshot.unresumedPauses = unresumed.count
         snapshot.reclaim = reclaimedByGoneGuests
         for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
         agent.publish(snapshot)

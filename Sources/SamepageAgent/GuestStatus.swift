@@ -14,6 +14,8 @@ public enum PolicyMode: String, Sendable, Codable, CaseIterable {
 
     /// Whether the guest's pages go into the stable and unstable trees.
     public var merges: Bool { self == .report || self == .merge }
+    /// Whether the guest's zero pages may be given back (in pauses of the guest).
+    public var reclaims: Bool { self == .zero || self == .merge }
 }
 
 /// How the agent treats one guest: a per-guest policy file's content.
@@ -126,8 +128,24 @@ public struct GuestFacts: Sendable, Equatable, Codable {
     public var otherMappers: [MapperProcess] = []
     /// A migration, snapshot or dump is running.
     public var activeJob = false
+    /// Devices that DMA into guest RAM, seen from the processes: VFIO, iommufd or vhost-vdpa
+    /// descriptors held by QEMU or one of its vhost-user backends (`/dev/vfio/7 (qemu 1234)`).
+    public var dmaDescriptors: [String] = []
+    /// The XML could not be read again at the last reconcile: what the guest has now is not
+    /// known, so nothing is reclaimed until it is.
+    public var definitionUnknown = false
 
     public init() {}
+
+    /// The facts of a new definition, with what was learned from the processes and libvirt's
+    /// job state kept from `previous`.
+    init(_ definition: DomainDefinition, keepingProcessFactsOf previous: GuestFacts) {
+        self.init(definition)
+        activeJob = previous.activeJob
+        vhostUserBackends = previous.vhostUserBackends
+        otherMappers = previous.otherMappers
+        dmaDescriptors = previous.dmaDescriptors
+    }
 
     init(_ definition: DomainDefinition) {
         let backing = definition.memoryBacking
@@ -197,6 +215,8 @@ public struct AgentSnapshot: Sendable {
     public var connected = false
     /// The last connection error, while disconnected.
     public var connectionError: String?
+    /// Pauses of samepaged's (this run's or a journalled earlier one's) not resumed yet.
+    public var unresumedPauses = 0
     public var guests: [GuestStatus] = []
     /// The engine's global counters.
     public var counters = Counters()
@@ -267,6 +287,12 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
     public var pagesHeld = 0
     /// Held pages still to be allocated again after `run unmerge`.
     public var pagesToRepopulate = 0
+    /// Pauses whose verify-and-punch stopped before the batch was done: the deadline inside
+    /// the pause came, or someone else changed the guest's state (an outside resume).
+    public var pausesStoppedEarly = 0
+    /// Why the last resume of a pause of ours failed, while it is being retried (with
+    /// backoff); nil when every pause of ours has ended.
+    public var resumeFailure: String?
     /// Pauses by length: counts for lengths up to each of ``histogramBoundsMs``.
     public var pauseHistogram: [Int] = Array(repeating: 0, count: ReclaimStatus.histogramBoundsMs.count)
 
@@ -286,6 +312,8 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
         case zeroPagesRefaulted = "zero_pages_refaulted"
         case pagesHeld = "pages_held"
         case pagesToRepopulate = "pages_to_repopulate"
+        case pausesStoppedEarly = "pauses_stopped_early"
+        case resumeFailure = "resume_failure"
     }
 
     /// Missing keys keep their defaults, so a reader copes with a daemon that knows fewer.
@@ -302,6 +330,8 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
         zeroPagesRefaulted = try c.decodeIfPresent(Int.self, forKey: .zeroPagesRefaulted) ?? 0
         pagesHeld = try c.decodeIfPresent(Int.self, forKey: .pagesHeld) ?? 0
         pagesToRepopulate = try c.decodeIfPresent(Int.self, forKey: .pagesToRepopulate) ?? 0
+        pausesStoppedEarly = try c.decodeIfPresent(Int.self, forKey: .pausesStoppedEarly) ?? 0
+        resumeFailure = try c.decodeIfPresent(String.self, forKey: .resumeFailure)
         pauseHistogram = try c.decodeIfPresent([Int].self, forKey: .pauseHistogram)
             ?? Array(repeating: 0, count: ReclaimStatus.histogramBoundsMs.count)
     }
@@ -326,6 +356,7 @@ public struct ReclaimStatus: Sendable, Equatable, Codable {
         zeroPagesRefaulted += other.zeroPagesRefaulted
         pagesHeld += other.pagesHeld
         pagesToRepopulate += other.pagesToRepopulate
+        pausesStoppedEarly += other.pausesStoppedEarly
         for i in pauseHistogram.indices { pauseHistogram[i] += other.pauseHistogram[i] }
     }
 }

@@ -8,8 +8,13 @@ import Foundation
 /// replayed at start and by `samepaged --resume-paused`, which the service manager runs after
 /// the daemon stops for any reason.
 ///
-/// Only guests in this journal are ever resumed by Samepage: a guest paused by someone else
-/// may be resumed by them at any moment, and is theirs to resume.
+/// Only guests in this journal are ever resumed by Samepage, and only when they are still in
+/// the pause it made: the same QEMU run (domain id), paused by a client (`PAUSED_USER`). A
+/// guest paused by someone else, or for another reason (an I/O error, a migration), is theirs.
+///
+/// The file is JSON, `{"format": 2, "pauses": [...]}`; the first format, a bare array of
+/// entries, is still read. Anything else (corrupt, unreadable, an unknown format) throws:
+/// forgetting a pause is worse than refusing to start.
 public struct PauseJournal: Sendable {
     /// One pause under way.
     public struct Entry: Codable, Sendable, Equatable {
@@ -17,48 +22,106 @@ public struct PauseJournal: Sendable {
         public var name: String
         /// When the pause began (seconds since 1970).
         public var since: Double
+        /// The domain id of the QEMU run that was paused: a guest restarted since then (a new
+        /// id) is not in our pause. Nil in entries of the first format.
+        public var domainID: UInt32?
+
+        public init(uuid: String, name: String, since: Double, domainID: UInt32?) {
+            self.uuid = uuid
+            self.name = name
+            self.since = since
+            self.domainID = domainID
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case uuid, name, since
+            case domainID = "domain_id"
+        }
     }
+
+    /// The format this build writes.
+    public static let format = 2
+
+    /// Where the default journal lives; `--resume-paused` always replays it.
+    public static let defaultPath = "/var/lib/samepage/paused.json"
+
+    /// The list of every other journal a samepaged has used on this host, next to the default
+    /// journal, so that changing `reclaim.journal` in the configuration cannot hide a journal
+    /// that still holds a pause from `--resume-paused`.
+    public static let defaultIndexPath = "/var/lib/samepage/journals.json"
 
     public let path: String
 
     public init(path: String) { self.path = path }
 
-    /// The pauses recorded and not cleared. A missing file is an empty journal; an unreadable
-    /// or corrupt one throws, because forgetting a pause is worse than refusing to start.
-    public func entries() throws -> [Entry] {
-        guard FileManager.default.fileExists(atPath: path) else { return [] }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    private struct File: Codable {
+        var format: Int
+        var pauses: [Entry]
+    }
+
+    /// The pauses recorded and not cleared. A missing or empty file is an empty journal.
+    public func entries() throws(JournalError) -> [Entry] {
+        let data: Data
+        do {
+            guard FileManager.default.fileExists(atPath: path) else { return [] }
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw JournalError(path: path, problem: "cannot be read: \(error.localizedDescription)")
+        }
         if data.isEmpty { return [] }
-        return try JSONDecoder().decode([Entry].self, from: data)
+        if let file = try? JSONDecoder().decode(File.self, from: data) {
+            guard file.format == Self.format else {
+                throw JournalError(path: path, problem: "has format \(file.format); this samepaged reads formats 1 and \(Self.format)")
+            }
+            return file.pauses
+        }
+        if let entries = try? JSONDecoder().decode([Entry].self, from: data) { return entries }
+        throw JournalError(path: path, problem: "is not a pause journal (corrupt or unknown format); its pauses cannot be told apart, so nothing is resumed. Check the guests it may name, then remove or repair the file")
     }
 
     /// Records a pause before it happens. Throws if it cannot be made durable: then the guest
     /// must not be paused.
-    public func willPause(uuid: String, name: String) throws {
+    public func willPause(uuid: String, name: String, domainID: UInt32?) throws(JournalError) {
         var entries = try entries().filter { $0.uuid != uuid }
-        entries.append(Entry(uuid: uuid, name: name, since: Date().timeIntervalSince1970))
+        entries.append(Entry(uuid: uuid, name: name, since: Date().timeIntervalSince1970, domainID: domainID))
         try write(entries)
     }
 
-    /// Clears a pause once the guest runs again.
-    public func didResume(uuid: String) throws {
-        try write(try entries().filter { $0.uuid != uuid })
+    /// Clears a pause once the guest runs again, or once the pause is known not to be ours.
+    public func didResume(uuid: String) throws(JournalError) {
+        let entries = try entries()
+        guard entries.contains(where: { $0.uuid == uuid }) else { return }
+        try write(entries.filter { $0.uuid != uuid })
     }
 
     /// Replaces the file atomically and durably: a temporary file, fsync, rename, fsync of
     /// the directory.
-    private func write(_ entries: [Entry]) throws {
+    private func write(_ entries: [Entry]) throws(JournalError) {
+        let data: Data
+        do { data = try JSONEncoder().encode(File(format: Self.format, pauses: entries)) } catch {
+            throw JournalError(path: path, problem: "cannot be encoded: \(error)")
+        }
+        try Self.writeDurably(data, to: path)
+    }
+
+    static func writeDurably(_ data: Data, to path: String) throws(JournalError) {
         let directory = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw JournalError(path: path, problem: "its directory cannot be created: \(error.localizedDescription)")
+        }
         let temporary = path + ".tmp"
-        let data = try JSONEncoder().encode(entries)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw JournalError(operation: "open \(temporary)", errno: errno) }
+        guard fd >= 0 else { throw JournalError(path: path, operation: "open \(temporary)", errno: errno) }
         let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let writeErrno = errno
         let synced = fsync(fd)
+        let syncErrno = errno
         close(fd)
-        guard written == data.count, synced == 0 else { throw JournalError(operation: "write \(temporary)", errno: errno) }
-        guard rename(temporary, path) == 0 else { throw JournalError(operation: "rename \(temporary)", errno: errno) }
+        guard written == data.count else { throw JournalError(path: path, operation: "write \(temporary)", errno: writeErrno) }
+        guard synced == 0 else { throw JournalError(path: path, operation: "fsync \(temporary)", errno: syncErrno) }
+        guard rename(temporary, path) == 0 else { throw JournalError(path: path, operation: "rename \(temporary)", errno: errno) }
         let dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirfd >= 0 {
             fsync(dirfd)
@@ -67,9 +130,64 @@ public struct PauseJournal: Sendable {
     }
 }
 
-/// The pause journal could not be read or written.
-public struct JournalError: Error, CustomStringConvertible {
-    public var operation: String
-    public var errno: Int32
-    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+/// The index of journals in use: every journal path a samepaged started with, other than the
+/// default, kept while its file exists.
+public struct JournalIndex: Sendable {
+    public let path: String
+
+    public init(path: String = PauseJournal.defaultIndexPath) { self.path = path }
+
+    /// The journals listed whose files still exist. A missing index lists none; an unreadable
+    /// or corrupt one throws (it might hide a pause).
+    public func journals() throws(JournalError) -> [String] {
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw JournalError(path: path, problem: "cannot be read: \(error.localizedDescription)")
+        }
+        if data.isEmpty { return [] }
+        guard let paths = try? JSONDecoder().decode([String].self, from: data) else {
+            throw JournalError(path: path, problem: "is not a list of pause journals (corrupt)")
+        }
+        return paths.filter { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// Adds a journal (nothing for the default one); drops entries whose files are gone.
+    public func register(_ journal: String) throws(JournalError) {
+        guard journal != PauseJournal.defaultPath else { return }
+        var paths = try journals()
+        guard !paths.contains(journal) else { return }
+        paths.append(journal)
+        let data: Data
+        do { data = try JSONEncoder().encode(paths) } catch {
+            throw JournalError(path: path, problem: "cannot be encoded: \(error)")
+        }
+        try PauseJournal.writeDurably(data, to: path)
+    }
+
+    /// Every journal `--resume-paused` must replay: the configured one, the default one and
+    /// the indexed ones, each once.
+    public func journalsToReplay(configured: String) throws(JournalError) -> [String] {
+        var seen = Set<String>()
+        return ([configured, PauseJournal.defaultPath] + (try journals())).filter { seen.insert($0).inserted }
+    }
+}
+
+/// The pause journal (or its index) could not be read or written.
+public struct JournalError: Error, CustomStringConvertible, Sendable {
+    /// The file.
+    public var path: String
+    /// What is wrong, in words.
+    public var problem: String
+
+    public init(path: String, problem: String) {
+        self.path = path
+        self.problem = problem
+    }
+
+    init(path: String, operation: String, errno: Int32) {
+        self.init(path: path, problem: "\(operation): \(String(cString: strerror(errno))) (errno \(errno))")
+    }
+
+    public var description: String { "pause journal \(path) \(problem)" }
 }

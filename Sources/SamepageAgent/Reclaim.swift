@@ -3,6 +3,7 @@ import GuestMemory
 import Libvirt
 import Logging
 import SamepageCore
+import Synchronization
 
 /// Zero-page reclaim: confirmed zero pages are gathered per guest and given back to the host
 /// in short pauses of that guest (libvirt suspend, verify each page is still zero, punch holes,
@@ -25,6 +26,12 @@ extension Worker {
         if facts.preallocated { return "preallocated memory" }
         if facts.locked { return "locked memory" }
         if facts.activeJob { return "a job (migration, snapshot, dump) is running" }
+        if !facts.dmaDescriptors.isEmpty { return "devices that DMA into guest RAM: \(facts.dmaDescriptors.joined(separator: ", "))" }
+        if facts.definitionUnknown { return "its domain XML could not be read again at the last reconcile" }
+        if let failure = unresumed.first(where: { $0.entry.uuid == guest.identity.uuid })?.failure ?? guest.reclaim.resumeFailure {
+            return "a pause of ours has not ended yet (\(failure))"
+        }
+        if guest.regions.contains(where: { $0.access != .readWrite }) { return "its backends are open read-only (mapped again shortly)" }
         if !facts.otherMappers.isEmpty {
             // The guest's own vhost-user backends may map its RAM (suspend stops their rings);
             // anything else might write a page between our check and the punch.
@@ -42,12 +49,13 @@ extension Worker {
     func zeroPageConfirmed(slot: SlotID, page: Int) {
         guard let uuid = slotOwners[slot], let guest = guests[uuid],
             let region = guest.slots.firstIndex(of: slot),
-            guest.policy.mode == .zero || guest.policy.mode == .merge,
+            guest.policy.mode.reclaims,
             guest.hot[region]?.contains(page) != true
         else { return }
         // Bounded: a guest that cannot be paused must not grow the agent without limit.
         guard guest.pending[region, default: []].count < 1 << 18 else { return }
         guest.pending[region, default: []].append(page)
+        guest.batchMayFreeSomething = true
         if guest.oldestPending == nil { guest.oldestPending = ContinuousClock.now }
     }
 
@@ -64,7 +72,7 @@ extension Worker {
         let now = ContinuousClock.now
         for guest in guests.values {
             let pendingCount = guest.pending.values.reduce(0) { $0 + $1.count }
-            guard pendingCount > 0, let oldest = guest.oldestPending else { continue }
+            guard pendingCount > 0, guest.batchMayFreeSomething, let oldest = guest.oldestPending else { continue }
             guard pendingCount >= configuration.reclaimBatchMinimum || now - oldest >= configuration.reclaimDelay else { continue }
             if let until = guest.backoffUntil, now < until { continue }
             // Not now: the pages wait (bounded) and are verified again inside the pause.
@@ -83,13 +91,28 @@ extension Worker {
         }
     }
 
-    private func reclaim(_ guest: TrackedGuest, limit: Int) {
-        guard let connection, let journal else { return }
-        // Take up to `limit` pages, region by region.
+    /// Takes up to `limit` pending pages of the guest, region by region; on hugetlbfs only
+    /// pages that make up whole huge pages (a smaller punch frees nothing), the others stay
+    /// pending.
+    private func takeBatch(_ guest: TrackedGuest, limit: Int) -> [(region: Int, pages: [Int])] {
         var batch: [(region: Int, pages: [Int])] = []
         var taken = 0
-        for region in guest.pending.keys.sorted() where taken < limit {
+        for region in guest.pending.keys.sorted() where taken < limit && region < guest.regions.count {
             var pages = guest.pending[region]!
+            if let layout = guest.regions[region].hugePageLayout {
+                let whole = guest.regions[region].reclaimablePages(among: pages)
+                guard !whole.isEmpty else { continue }
+                let perHugePage = layout.pagesPerHugePage
+                // Whole huge pages only, never a part of one.
+                let take = min(whole.count, max(perHugePage, (limit - taken) / perHugePage * perHugePage))
+                let chosen = Array(whole.prefix(take))
+                let chosenSet = Set(chosen)
+                pages.removeAll { chosenSet.contains($0) }
+                batch.append((region, chosen))
+                guest.pending[region] = pages.isEmpty ? nil : pages
+                taken += chosen.count
+                continue
+            }
             let take = min(pages.count, limit - taken)
             batch.append((region, Array(pages.prefix(take))))
             pages.removeFirst(take)
@@ -97,59 +120,155 @@ extension Worker {
             taken += take
         }
         guest.oldestPending = guest.pending.isEmpty ? nil : ContinuousClock.now
+        return batch
+    }
 
-        // Only a guest that runs, and only inside a pause of our own.
-        guard let info = try? connection.domainInfo(uuid: guest.uuid), info.state == .running else { return }
+    /// One reclaim pause, ours alone and bounded:
+    /// 1. everything that can be checked is checked before the suspend (mode, writable
+    ///    backends, DMA descriptors, the backend's identity, the guest running);
+    /// 2. after the suspend, the pause must be ours: paused by a client, the same QEMU run,
+    ///    and no suspend event delivered between our check and our call (someone else's);
+    /// 3. verify and punch until the batch is done, the deadline comes, or any lifecycle
+    ///    event of the guest arrives (an outside resume): then stop at once;
+    /// 4. resume, unless someone else already did; a failed resume is retried with backoff
+    ///    until it succeeds, and the journal holds the pause meanwhile.
+    private func reclaim(_ guest: TrackedGuest, limit: Int) {
+        guard let connection, let journal else { return }
+        let batch = takeBatch(guest, limit: limit)
+        guard !batch.isEmpty else {
+            // Nothing whole to punch (partial huge pages): no pause until more pages come.
+            guest.batchMayFreeSomething = false
+            return
+        }
+        let name = guest.identity.name
+        guard batch.allSatisfy({ guest.regions[$0.region].access == .readWrite }) else {
+            logger.error("guest \(name): a backend is open read-only; not pausing (it is mapped again with the access its mode needs)")
+            return
+        }
+        guard checkDMADescriptors(guest) else { return }
+        for (region, _) in batch {
+            do { try guest.regions[region].ensureStillSameBackend() } catch {
+                logger.warning("guest \(name): \(error); not pausing")
+                return
+            }
+        }
+        let timeout = configuration.libvirtCallTimeout
+        let uuid = guest.uuid
+        let checked = ContinuousClock.now
+        guard case .success(let before)? = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout),
+            before.state == .running, before.id == guest.domainID
+        else { return }
         do {
-            try journal.willPause(uuid: guest.identity.uuid, name: guest.identity.name)
+            try journal.willPause(uuid: guest.identity.uuid, name: name, domainID: before.id)
         } catch {
-            logger.error("guest \(guest.identity.name): cannot record the pause, not pausing: \(error)")
+            logger.error("guest \(name): cannot record the pause, not pausing: \(error)")
             return
         }
         let start = ContinuousClock.now
-        do {
-            try connection.suspend(uuid: guest.uuid)
-        } catch {
-            // The suspend may have happened even though the call failed (a lost reply): undo
-            // it the way every pause is undone, which clears the journal only once the guest
-            // is known to run.
-            logger.warning("guest \(guest.identity.name): suspend failed, nothing reclaimed: \(error)")
-            resume(guest.uuid, name: guest.identity.name)
+        let suspendCall = LibvirtCall { () throws(LibvirtError) in try connection.suspend(uuid: uuid) }
+        switch suspendCall.wait(timeout) {
+        case nil:
+            // libvirtd did not answer in time (its job lock, or it hangs): the suspend may
+            // still happen. The journal holds the pause; it is ended as soon as libvirtd
+            // answers, if it is ours.
+            logger.critical("guest \(name): suspend did not return within \(timeout); resuming it once libvirtd answers")
+            awaitResume(guest, call: suspendCall, failure: "suspend did not return within \(timeout)")
             return
+        case .failure(let error)?:
+            if error.isConnectionFailure {
+                // A lost reply: the guest may be paused by us.
+                logger.critical("guest \(name): suspend failed on the connection: \(error); resuming it if it is paused by us")
+                awaitResume(guest, call: nil, failure: "suspend failed: \(error)")
+            } else {
+                // libvirt refused: nothing was paused by this call.
+                logger.warning("guest \(name): suspend failed, nothing reclaimed: \(error)")
+                try? journal.didResume(uuid: guest.identity.uuid)
+            }
+            return
+        case .success?:
+            break
         }
         let suspended = ContinuousClock.now
+
+        // Is the pause ours? A suspend of an already paused guest succeeds without pausing.
+        let early = agent.stateEvents(of: uuid)
+        let afterSuspend = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
+        var notOurs: String?
+        if let at = early.suspended, at >= checked, at < start {
+            notOurs = "someone else paused it just before our suspend"
+        } else if case .success(let info)? = afterSuspend {
+            if info.state != .paused {
+                notOurs = "it is \(info.state) right after our suspend (resumed by someone else)"
+            } else if info.pausedReason != .user {
+                notOurs = "it is paused for another reason (\(info.pausedReason.map(\.description) ?? "unknown"))"
+            } else if info.id != before.id {
+                notOurs = "its QEMU changed during the suspend"
+            }
+        } else {
+            // The state cannot be read: the pause is ours (the suspend succeeded) but nothing
+            // is punched without knowing more.
+            logger.warning("guest \(name): cannot read its state after the suspend; nothing punched")
+            endPause(guest, start: start)
+            return
+        }
+        if let notOurs {
+            logger.warning("guest \(name): the pause is not ours (\(notOurs)); nothing punched, left as it is")
+            try? journal.didResume(uuid: guest.identity.uuid)
+            return
+        }
+
+        // Verify and punch, bounded: the resume's expected cost is kept out of the budget.
+        let budget = Duration.microseconds(Int64(Double(guest.policy.maxPauseMs) * 1000 - guest.resumeMicros * 1.2))
+        let deadline = start + budget
+        let agent = self.agent
+        var outsideChange = false
+        let shouldContinue: () -> Bool = {
+            let events = agent.stateEvents(of: uuid)
+            if let at = events.resumed, at > start { outsideChange = true }
+            if let at = events.other, at > start { outsideChange = true }
+            return !outsideChange && ContinuousClock.now < deadline
+        }
         var outcome = ZeroPageReclaim()
-        for (region, pages) in batch where region < guest.regions.count {
+        for (region, pages) in batch {
+            guard shouldContinue() else { break }
             do {
-                let result = try guest.regions[region].reclaimZeroPages(pages)
+                let result = try guest.regions[region].reclaimZeroPages(pages, while: shouldContinue)
                 let regionPages = guest.regions[region].pageCount
                 for range in result.punched { guest.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
-                outcome.pagesPunched += result.pagesPunched
-                outcome.pagesChanged += result.pagesChanged
-                outcome.ranges += result.ranges
-                outcome.bytesFreed += result.bytesFreed
+                outcome.add(result)
             } catch {
-                logger.error("guest \(guest.identity.name): reclaim in \(guest.regions[region].backendID) stopped: \(error)")
+                logger.error("guest \(name): reclaim in \(guest.regions[region].backendID) stopped: \(error)")
                 break
             }
         }
+        let stoppedEarly = outcome.stoppedEarly || outsideChange || ContinuousClock.now >= deadline
         let punched = ContinuousClock.now
-        resume(guest.uuid, name: guest.identity.name)
+        if outsideChange {
+            // Someone else changed the guest's state while we held it: their resume ended our
+            // pause. Nothing of ours is left to end.
+            logger.warning("guest \(name): its state changed during our pause (an outside resume?); punching stopped, not resuming it")
+            try? journal.didResume(uuid: guest.identity.uuid)
+        } else {
+            endPause(guest, start: start)
+        }
         let end = ContinuousClock.now
 
         let pauseMs = Self.milliseconds(end - start)
-        let fixedMicros = (Self.milliseconds(suspended - start) + Self.milliseconds(end - punched)) * 1000
+        let resumeMicros = Self.milliseconds(end - punched) * 1000
+        let fixedMicros = (Self.milliseconds(suspended - start)) * 1000 + resumeMicros
         let examined = max(1, outcome.pagesPunched + outcome.pagesChanged)
         let perPage = Self.milliseconds(punched - suspended) * 1000 / Double(examined)
         // Slow suspends happen (the first one of a guest, a busy host): one outlier must not
         // shrink every later batch, so a sample counts for at most twice the estimate. The
         // per-page cost is learned from batches large enough to show it.
         guest.pauseFixedMicros = 0.8 * guest.pauseFixedMicros + 0.2 * min(fixedMicros, 2 * guest.pauseFixedMicros)
+        guest.resumeMicros = 0.8 * guest.resumeMicros + 0.2 * min(resumeMicros, 2 * guest.resumeMicros)
         if examined >= 64 {
             guest.pausePerPageMicros = 0.7 * guest.pausePerPageMicros + 0.3 * perPage
         }
         let overrun = pauseMs > Double(guest.policy.maxPauseMs)
         guest.reclaim.record(pauseMilliseconds: pauseMs, overrun: overrun)
+        if stoppedEarly { guest.reclaim.pausesStoppedEarly += 1 }
         configuration.pauseObserver?(ReclaimPause(guest: guest.identity, trustGroup: guest.policy.trustGroup, milliseconds: pauseMs))
         guest.reclaim.zeroPagesReclaimed += outcome.pagesPunched
         guest.reclaimedSinceRefaultCheck += outcome.pagesPunched
@@ -161,12 +280,117 @@ extension Worker {
             let recentOverruns = guest.recentPauses.filter { $0.1 > Double(guest.policy.maxPauseMs) }.count
             let seconds = min(30, 2 * recentOverruns)
             guest.backoffUntil = end + .seconds(seconds)
-            logger.warning("guest \(guest.identity.name): pause of \(String(format: "%.1f", pauseMs)) ms over max_pause_ms \(guest.policy.maxPauseMs); backing off \(seconds) s")
+            logger.warning("guest \(name): pause of \(String(format: "%.1f", pauseMs)) ms over max_pause_ms \(guest.policy.maxPauseMs); backing off \(seconds) s")
         }
         let split = String(
             format: "suspend %.2f, verify and punch %.2f, resume %.2f ms", Self.milliseconds(suspended - start),
             Self.milliseconds(punched - suspended), Self.milliseconds(end - punched))
-        logger.info("audit: paused \(guest.identity.name) (\(guest.identity.uuid)) for \(String(format: "%.2f", pauseMs)) ms: \(outcome.pagesPunched) zero pages punched in \(outcome.ranges) ranges, \(outcome.bytesFreed) bytes freed, \(outcome.pagesChanged) no longer zero (\(split))")
+        logger.info("audit: paused \(name) (\(guest.identity.uuid)) for \(String(format: "%.2f", pauseMs)) ms: \(outcome.pagesPunched) zero pages punched in \(outcome.ranges) ranges, \(outcome.bytesFreed) bytes freed, \(outcome.pagesChanged) no longer zero, \(outcome.pagesSkippedPartialHugePage) in partial huge pages\(stoppedEarly ? ", stopped early" : "") (\(split))")
+    }
+
+    /// Checks, before a pause, that neither the guest's QEMU nor its vhost-user backends hold
+    /// a VFIO, iommufd or vhost-vdpa descriptor (a device that DMAs into guest RAM while the
+    /// guest is suspended). A process that cannot be inspected counts as holding one.
+    func checkDMADescriptors(_ guest: TrackedGuest) -> Bool {
+        guard let qemu = guest.process?.pid else { return false }
+        var found: [String] = []
+        for (pid, command) in [(qemu, "qemu")] + guest.facts.vhostUserBackends.map({ ($0.pid, $0.command) }) {
+            do {
+                found += try DMADevices.held(by: pid).map { "\($0) (\(command) \(pid))" }
+            } catch {
+                found.append("cannot inspect \(command) \(pid): \(error)")
+            }
+        }
+        guest.facts.dmaDescriptors = found
+        return found.isEmpty
+    }
+
+    /// Ends a pause of ours: resumes the guest and clears its journal entry; a resume that
+    /// fails is retried with backoff (``resumePending()``) while the journal holds the pause.
+    private func endPause(_ guest: TrackedGuest, start: ContinuousClock.Instant) {
+        guard let connection else {
+            awaitResume(guest, call: nil, failure: "no libvirt connection")
+            return
+        }
+        let uuid = guest.uuid
+        let call = LibvirtCall { () throws(LibvirtError) in try connection.resume(uuid: uuid) }
+        switch call.wait(configuration.libvirtCallTimeout) {
+        case .success?:
+            try? journal?.didResume(uuid: guest.identity.uuid)
+        case .failure(let error)? where error.isOperationInvalid || error.isNoDomain:
+            // Not paused any more (resumed by someone, or gone): nothing left to undo.
+            try? journal?.didResume(uuid: guest.identity.uuid)
+        case .failure(let error)?:
+            logger.critical("guest \(guest.identity.name): resume failed: \(error); retrying with backoff")
+            awaitResume(guest, call: nil, failure: "resume failed: \(error)")
+        case nil:
+            logger.critical("guest \(guest.identity.name): resume did not return within \(configuration.libvirtCallTimeout); retrying once libvirtd answers")
+            awaitResume(guest, call: call, failure: "resume did not return within \(configuration.libvirtCallTimeout)")
+        }
+    }
+
+    /// Puts a pause of ours on the list of pauses to end, retried with backoff.
+    private func awaitResume(_ guest: TrackedGuest, call: (any PendingCall)?, failure: String) {
+        let entry = PauseJournal.Entry(uuid: guest.identity.uuid, name: guest.identity.name,
+                                       since: Date().timeIntervalSince1970, domainID: guest.domainID)
+        var pending = PendingResume(entry: entry, fromEarlierRun: false)
+        pending.outstanding = call
+        pending.failure = failure
+        unresumed.removeAll { $0.entry.uuid == entry.uuid }
+        unresumed.append(pending)
+        guest.reclaim.resumeFailure = failure
+        publish()
+    }
+
+    /// Ends the pauses still to end (ours from this run, or journalled by an earlier run)
+    /// whose next attempt is due, each only if the guest is still in our pause.
+    func resumePending() {
+        guard let connection, let journal else { return }
+        let now = ContinuousClock.now
+        var left: [PendingResume] = []
+        for var pending in unresumed {
+            if now < pending.nextAttempt || !(pending.outstanding?.isFinished ?? true) {
+                left.append(pending)
+                continue
+            }
+            pending.outstanding = nil
+            let timeout = configuration.libvirtCallTimeout
+            let call = LibvirtCall { () throws(LibvirtError) in
+                try endJournalledPause(pending.entry, connection: connection, journal: journal)
+            }
+            let name = pending.entry.name
+            switch call.wait(timeout) {
+            case .success(let outcome)?:
+                logger.notice("\(name): \(outcome)")
+                if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaim.resumeFailure = nil }
+                continue
+            case .failure(let error)?:
+                pending.failure = "resume failed: \(error)"
+            case nil:
+                pending.failure = "resume did not return within \(timeout)"
+                pending.outstanding = call
+            }
+            logger.critical("\(name), paused by samepaged: \(pending.failure!); next attempt in \(pending.delay)")
+            pending.nextAttempt = now + pending.delay
+            pending.delay = min(pending.delay * 2, .seconds(5))
+            if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaim.resumeFailure = pending.failure }
+            left.append(pending)
+        }
+        unresumed = left
+    }
+
+    /// At stop: the pauses still to end get a few more attempts (5 s at most); what is left
+    /// stays in the journal for `samepaged --resume-paused`.
+    func finishPauses() {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !unresumed.isEmpty && ContinuousClock.now < deadline {
+            if connection == nil { connect() }
+            resumePending()
+            if !unresumed.isEmpty { usleep(50_000) }
+        }
+        for pending in unresumed {
+            logger.critical("\(pending.entry.name) is still paused by samepaged (\(pending.failure ?? "not resumed yet")); the journal keeps it for samepaged --resume-paused")
+        }
     }
 
     /// Every 5 s, per guest: reclaimed pages that are resident again were touched by the guest
@@ -245,71 +469,139 @@ extension Worker {
         publish()
     }
 
-    /// Resumes a guest this agent paused and clears its journal entry; on failure the entry
-    /// stays and the resume is retried on every loop.
-    private func resume(_ uuid: UUID, name: String) {
-        let key = uuid.uuidString.lowercased()
-        for attempt in 1...3 {
-            do {
-                try connection?.resume(uuid: uuid)
-                try? journal?.didResume(uuid: key)
-                return
-            } catch let error where error.isOperationInvalid {
-                // Not paused any more (resumed by someone, or gone): nothing left to undo.
-                try? journal?.didResume(uuid: key)
-                return
-            } catch {
-                logger.critical("guest \(name): resume attempt \(attempt) failed: \(error)")
-            }
-        }
-        unresumed.append(PauseJournal.Entry(uuid: key, name: name, since: Date().timeIntervalSince1970))
-    }
-
-    /// Resumes guests left paused by us: by an earlier run that died, or a failed resume.
-    func resumeJournaled() {
-        guard let connection, let journal else { return }
-        unresumed = resumePausedGuests(unresumed, connection: connection, journal: journal, logger: logger)
-    }
-
     static func milliseconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 }
 
-/// Resumes the journal's guests that are still paused and clears their entries; returns the
-/// entries it could not resume. A guest that is gone, or no longer paused, needs nothing.
-func resumePausedGuests(
-    _ entries: [PauseJournal.Entry], connection: LibvirtConnection, journal: PauseJournal, logger: Logger
-) -> [PauseJournal.Entry] {
-    var left: [PauseJournal.Entry] = []
-    for entry in entries {
-        guard let uuid = UUID(uuidString: entry.uuid) else { continue }
-        do {
-            let info = try connection.domainInfo(uuid: uuid)
-            if info.state == .paused {
-                try connection.resume(uuid: uuid)
-                logger.notice("resumed \(entry.name), paused by samepaged since \(Date(timeIntervalSince1970: entry.since))")
-            }
-            try? journal.didResume(uuid: entry.uuid)
-        } catch let error where error.isNoDomain {
-            try? journal.didResume(uuid: entry.uuid)
-        } catch {
-            logger.critical("cannot resume \(entry.name), paused by samepaged: \(error)")
-            left.append(entry)
+/// A pause of samepaged's whose resume has not succeeded yet (or, from an earlier run's
+/// journal, has not been tried yet).
+struct PendingResume {
+    var entry: PauseJournal.Entry
+    var fromEarlierRun: Bool
+    var nextAttempt = ContinuousClock.now
+    var delay: Duration = .milliseconds(100)
+    var failure: String?
+    /// A call that did not return in time (a suspend or resume): no new attempt until it has.
+    var outstanding: (any PendingCall)?
+}
+
+/// What ending a journalled pause did.
+enum PauseEnd: CustomStringConvertible {
+    case resumed, alreadyRunning, gone
+    /// The guest is paused, but not in our pause: left alone.
+    case notOurs(String)
+
+    var description: String {
+        switch self {
+        case .resumed: "resumed (paused by samepaged)"
+        case .alreadyRunning: "not paused any more; nothing to resume"
+        case .gone: "gone; nothing to resume"
+        case .notOurs(let why): "left paused: \(why)"
         }
     }
-    return left
+}
+
+/// Ends one journalled pause if the guest is still in it, and clears the entry: the guest is
+/// resumed only when it runs the same QEMU as when it was paused (domain id) and is paused by
+/// a client (`PAUSED_USER`); any other pause (an I/O error, a migration, a new QEMU) is not
+/// ours and is left as it is. Throws (keeping the entry) only when libvirt cannot answer.
+func endJournalledPause(_ entry: PauseJournal.Entry, connection: LibvirtConnection, journal: PauseJournal) throws(LibvirtError) -> PauseEnd {
+    guard let uuid = UUID(uuidString: entry.uuid) else {
+        try? journal.didResume(uuid: entry.uuid)
+        return .gone
+    }
+    let outcome: PauseEnd
+    do {
+        let info = try connection.domainInfo(uuid: uuid)
+        if info.state != .paused {
+            outcome = .alreadyRunning
+        } else if info.pausedReason != .user {
+            outcome = .notOurs("paused for another reason (\(info.pausedReason.map(\.description) ?? "unknown"))")
+        } else if let id = entry.domainID, info.id != id {
+            outcome = .notOurs("a new QEMU run (domain id \(info.id.map(String.init) ?? "none"), paused one was \(id))")
+        } else {
+            do {
+                try connection.resume(uuid: uuid)
+                outcome = .resumed
+            } catch where error.isOperationInvalid {
+                outcome = .alreadyRunning
+            }
+        }
+    } catch where error.isNoDomain {
+        outcome = .gone
+    }
+    try? journal.didResume(uuid: entry.uuid)
+    return outcome
 }
 
 extension Agent {
-    /// `samepaged --resume-paused`: resumes every guest the journal says samepaged paused,
-    /// for the service manager to run after the daemon stopped, however it stopped. Returns
-    /// how many entries could not be resumed.
-    public static func resumePaused(journal path: String, uri: String, logger: Logger) throws -> Int {
-        let journal = PauseJournal(path: path)
-        let entries = try journal.entries()
-        guard !entries.isEmpty else { return 0 }
-        let connection = try LibvirtConnection(uri: uri)
-        return resumePausedGuests(entries, connection: connection, journal: journal, logger: logger).count
+    /// `samepaged --resume-paused`: ends every pause the journals say samepaged made and the
+    /// guest is still in, for the service manager to run after the daemon stopped, however it
+    /// stopped. Replays `journal`, the default journal and every journal in the index. Returns
+    /// how many entries could not be ended; throws when a journal cannot be read.
+    public static func resumePaused(journal path: String, uri: String, index: JournalIndex = JournalIndex(), logger: Logger) throws -> Int {
+        var unreadable: [JournalError] = []
+        var work: [(PauseJournal, [PauseJournal.Entry])] = []
+        for journalPath in try index.journalsToReplay(configured: path) {
+            let journal = PauseJournal(path: journalPath)
+            do {
+                let entries = try journal.entries()
+                if !entries.isEmpty { work.append((journal, entries)) }
+            } catch {
+                logger.critical("\(error)")
+                unreadable.append(error)
+            }
+        }
+        var left = 0
+        if !work.isEmpty {
+            let connection = try LibvirtConnection(uri: uri)
+            for (journal, entries) in work {
+                for entry in entries {
+                    do {
+                        let outcome = try endJournalledPause(entry, connection: connection, journal: journal)
+                        logger.notice("\(entry.name): \(outcome)")
+                    } catch {
+                        logger.critical("cannot resume \(entry.name), paused by samepaged: \(error)")
+                        left += 1
+                    }
+                }
+            }
+        }
+        if let first = unreadable.first { throw first }
+        return left
+    }
+}
+
+/// A call that may still be under way after its caller stopped waiting.
+protocol PendingCall: AnyObject, Sendable {
+    var isFinished: Bool { get }
+}
+
+/// A blocking libvirt call run on a thread of Dispatch's pool (never Swift's cooperative
+/// pool) and waited for at most a timeout. libvirt has no per-call timeout, and a call can
+/// wait for the domain's job lock (held by someone's migration, say) or on a hung libvirtd;
+/// a call not back in time keeps running and is known by ``isFinished``.
+final class LibvirtCall<Value: Sendable>: PendingCall {
+    private let outcome = Mutex<Result<Value, LibvirtError>?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping @Sendable () throws(LibvirtError) -> Value) {
+        DispatchQueue.global().async { [outcome, done] in
+            let result: Result<Value, LibvirtError>
+            do { result = .success(try body()) } catch { result = .failure(error) }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+    }
+
+    var isFinished: Bool { outcome.withLock { $0 != nil } }
+
+    /// The call's result, or nil if it did not return within `timeout`.
+    func wait(_ timeout: Duration) -> Result<Value, LibvirtError>? {
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        guard done.wait(timeout: .now() + seconds) == .success else { return nil }
+        done.signal()  // Later waits return at once too.
+        return outcome.withLock { $0 }
     }
 }

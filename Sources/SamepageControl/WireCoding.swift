@@ -140,6 +140,8 @@ extension GuestFacts {
         try c.encode(vhostUserBackends, forKey: "vhost_user_backends")
         try c.encode(otherMappers, forKey: "other_mappers")
         try c.encode(activeJob, forKey: "active_job")
+        try c.encode(dmaDescriptors, forKey: "dma_descriptors")
+        try c.encode(definitionUnknown, forKey: "definition_unknown")
     }
 
     /// Missing keys keep their defaults: facts grow over time.
@@ -159,6 +161,8 @@ extension GuestFacts {
         vhostUserBackends = try c.decodeIfPresent([MapperProcess].self, forKey: "vhost_user_backends") ?? []
         otherMappers = try c.decodeIfPresent([MapperProcess].self, forKey: "other_mappers") ?? []
         activeJob = try c.decodeIfPresent(Bool.self, forKey: "active_job") ?? false
+        dmaDescriptors = try c.decodeIfPresent([String].self, forKey: "dma_descriptors") ?? []
+        definitionUnknown = try c.decodeIfPresent(Bool.self, forKey: "definition_unknown") ?? false
     }
 }
 

@@ -492,10 +492,17 @@ public final class Engine {
         pendingDissolve.removeAll(keepingCapacity: true)
     }
 
-    /// Reads one page of a slot into the compare buffer. A slot that can't be read fails.
+    /// Reads one page of a slot into the compare buffer, if it is resident: a page swapped out
+    /// or punched since it was scanned is not read (a read would swap it in) and compares as
+    /// different. A slot that can't be read fails.
     private func readForCompare(slotIndex: Int, page: Int) -> Bool {
         guard let other = slots[slotIndex], !other.failed else { return false }
         do {
+            var resident: UInt8 = 0
+            try withUnsafeMutablePointer(to: &resident) { pointer in
+                try other.source.residency(of: page..<(page + 1), into: UnsafeMutableBufferPointer(start: pointer, count: 1))
+            }
+            guard resident & 1 != 0 else { return false }
             try other.source.read(page: page, into: UnsafeMutableRawBufferPointer(start: compareBuffer, count: pageSize))
             return true
         } catch {

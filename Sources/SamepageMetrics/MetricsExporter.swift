@@ -66,6 +66,7 @@ public final class MetricsExporter: Sendable {
             set(gauge: Name.guestsMapped, Double(snapshot.guests.count(where: \.mapped)), labels: [], series: &global)
             set(gauge: Name.connected, snapshot.connected ? 1 : 0, labels: [], series: &global)
             set(gauge: Name.runMode, Double(snapshot.run.rawValue), labels: [], series: &global)
+            set(gauge: Name.unresumedPauses, Double(snapshot.unresumedPauses), labels: [], series: &global)
             if let residentBytes { set(gauge: Name.residentBytes, Double(residentBytes), labels: [], series: &global) }
 
             var present = Set<String>()
@@ -77,6 +78,7 @@ public final class MetricsExporter: Sendable {
                 set(Name.guestReclaim, guest.reclaim, labels: labels, series: &guestSeries)
                 set(gauge: Name.guestMapped, guest.mapped ? 1 : 0, labels: labels, series: &guestSeries)
                 set(gauge: Name.guestReclaimEligible, guest.reclaim.eligible ? 1 : 0, labels: labels, series: &guestSeries)
+                set(gauge: Name.guestResumeFailing, guest.reclaim.resumeFailure == nil ? 0 : 1, labels: labels, series: &guestSeries)
                 state.guests[guest.uuid] = guestSeries
             }
             for (uuid, series) in state.guests where !present.contains(uuid) {
@@ -149,6 +151,7 @@ public final class MetricsExporter: Sendable {
         set(counter: names.zeroPagesRefaulted, r.zeroPagesRefaulted, labels: labels, series: &series)
         set(gauge: names.pendingPages, Double(r.pendingPages), labels: labels, series: &series)
         set(gauge: names.heldPages, Double(r.pagesHeld), labels: labels, series: &series)
+        set(counter: names.pausesStoppedEarly, r.pausesStoppedEarly, labels: labels, series: &series)
     }
 }
 
@@ -176,7 +179,7 @@ struct EngineNames {
 /// Reclaim's counters.
 struct ReclaimNames {
     let zeroPagesReclaimed, bytesReclaimed, pauses, pauseOverruns, zeroPagesRefaulted: MetricNameDescriptor
-    let pendingPages, heldPages: MetricNameDescriptor
+    let pendingPages, heldPages, pausesStoppedEarly: MetricNameDescriptor
 
     init(subsystem: String?, of whom: String) {
         let d = { Name.d(subsystem, $0, $1, $2 + " (\(whom))") }
@@ -187,6 +190,7 @@ struct ReclaimNames {
         zeroPagesRefaulted = d("zero_pages_refaulted", "total", "Reclaimed pages the guest touched again")
         pendingPages = d("reclaim_pending_pages", "", "Confirmed zero pages waiting for a pause")
         heldPages = d("reclaim_held_pages", "", "Pages reclaimed and still holes: memory the host holds back")
+        pausesStoppedEarly = d("reclaim_pauses_stopped_early", "total", "Pauses whose punching stopped at the deadline or on an outside state change")
     }
 }
 
@@ -213,4 +217,6 @@ enum Name {
     static var buildInfo: MetricNameDescriptor { d(nil, "build", "info", "samepaged's version") }
     static var guestMapped: MetricNameDescriptor { d("guest", "mapped", "", "1 while the guest's RAM backends are mapped and scanned") }
     static var guestReclaimEligible: MetricNameDescriptor { d("guest", "reclaim_eligible", "", "1 while the guest's zero pages may be reclaimed") }
+    static var guestResumeFailing: MetricNameDescriptor { d("guest", "resume_failing", "", "1 while a pause of samepaged's could not be ended and its resume is retried") }
+    static var unresumedPauses: MetricNameDescriptor { d(nil, "unresumed_pauses", "", "Pauses of samepaged's (this run's or an earlier one's) whose resume has not succeeded yet") }
 }

@@ -35,7 +35,8 @@ func reclaimLines(_ r: ReclaimStatus) -> [String] {
         "zero_pages_refaulted \(r.zeroPagesRefaulted)", "pages_held       \(r.pagesHeld)",
         "pauses           \(r.pauses) (\(String(format: "%.1f", r.pauseMillisecondsTotal)) ms, \(r.pauseOverruns) over budget)",
         "pause_ms         \(buckets)",
-    ]
+        "pauses_stopped_early \(r.pausesStoppedEarly)",
+    ] + (r.resumeFailure.map { ["RESUME FAILING   \($0) (retried with backoff)"] } ?? [])
 }
 
 func table(_ header: [String], _ rows: [[String]]) -> String {
@@ -104,6 +105,7 @@ struct DominfoCommand: ParsableCommand {
             "vhost-user maps: \(list(facts.vhostUserBackends.map { "\($0.command) (\($0.pid)) on \($0.socket ?? "?")" }))",
             "Other mappers:   \(list(facts.otherMappers.map { "\($0.command) (\($0.pid))" }))",
             "Active job:      \(facts.activeJob ? "yes" : "no")",
+            "DMA descriptors: \(list(facts.dmaDescriptors))",
             "Reclaim:         \(g.reclaim.eligible ? "eligible" : "not eligible: \(g.reclaim.reason ?? "")")",
         ]
         print(lines.joined(separator: "\n"))

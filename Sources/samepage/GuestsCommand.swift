@@ -15,7 +15,9 @@ struct GuestsCommand: ParsableCommand {
             Every running guest is listed: mapped, or why not (anonymous or private RAM, a \
             remote URI, no permission, QEMU gone). Mapped guests are scanned for --passes full \
             scans with the given mode and trust group, then their counters are printed. Guest \
-            memory is only read (pread over resident pages); nothing is paused or changed.
+            memory is only read (pread over resident pages): nothing is paused or changed in \
+            any mode (zero pages are counted, never reclaimed) and no pause journal is read or \
+            written, so it is safe beside a running samepaged.
             """
     )
 
@@ -51,6 +53,8 @@ struct GuestsCommand: ParsableCommand {
         var configuration = AgentConfiguration()
         configuration.uri = uri
         configuration.tunables = Tunables(pagesToScan: 20_000, sleepMillisecs: 0, smartScan: false)
+        // Read-only: no journal means no reclaim, no pause and no replay of the daemon's journal.
+        configuration.pauseJournal = nil
         let policy = GuestPolicy(mode: mode, trustGroup: trustGroup)
         configuration.policy = { _ in policy }
         let agent = Agent(configuration: configuration, logger: logger)

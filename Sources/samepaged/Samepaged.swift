@@ -85,6 +85,17 @@ struct Samepaged: AsyncParsableCommand {
             }
         }
 
+        // A journal that cannot be read might hold a pause: refuse to start, loudly, rather
+        // than serve with an agent that cannot end it. The journal's path goes into the index
+        // that --resume-paused replays, so a later edit of reclaim.journal cannot hide it.
+        do {
+            try JournalIndex().register(settings.pauseJournal)
+            _ = try PauseJournal(path: settings.pauseJournal).entries()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode.failure
+        }
+
         let policies = PolicyDirectory(directory: settings.policyDirectory, defaultPolicy: settings.defaultPolicy)
         for error in policies.reload() { logger.error("policy rejected: \(error)") }
 
@@ -130,7 +141,12 @@ struct Samepaged: AsyncParsableCommand {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("samepaged stops: \(error)")
+            throw ExitCode.failure
+        }
         logger.notice("samepaged stopped")
     }
 
@@ -165,7 +181,9 @@ struct Samepaged: AsyncParsableCommand {
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Runs the agent's thread for the life of the daemon; on shutdown, stops the control socket
-/// and the agent, which releases every guest's mappings.
+/// and the agent, which ends its pauses and releases every guest's mappings. An agent that
+/// stops on its own fails the service, and with it the daemon (a non-zero exit, so the
+/// service manager restarts it and runs --resume-paused).
 struct AgentService: Service {
     let agent: Agent
     let server: ControlServer
@@ -173,11 +191,21 @@ struct AgentService: Service {
 
     func run() async throws {
         agent.start()
-        try? await gracefulShutdown()
+        let exit = await withGracefulShutdownHandler {
+            await agent.exited()
+        } onGracefulShutdown: {
+            agent.requestStop()
+        }
         server.stop()
         await metrics?.stop()
-        agent.stop()
+        if case .failed(let why) = exit { throw AgentStopped(reason: why) }
     }
+}
+
+/// The agent's thread ended without being asked to.
+struct AgentStopped: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { "the agent stopped: \(reason)" }
 }
 
 /// SIGHUP: re-reads the configuration file and the policy directory. A bad file is logged
