@@ -42,6 +42,8 @@ public enum BackendError: Error, Sendable, Hashable, CustomStringConvertible {
     case sizeChanged(backend: String, from: Int, to: Int)
     /// The process that mapped the backend has exited.
     case processExited(backend: String)
+    /// A change to the backend (a reclaim, a repopulate) on a region opened `.readOnly`.
+    case notWritable(backend: String)
 
     public var description: String {
         switch self {
@@ -53,6 +55,7 @@ public enum BackendError: Error, Sendable, Hashable, CustomStringConvertible {
             "\(backend): backend truncated to \(size) bytes under a region ending at \(end)"
         case .sizeChanged(let backend, let from, let to): "\(backend): backend size changed from \(from) to \(to) bytes"
         case .processExited(let backend): "\(backend): the process mapping it has exited"
+        case .notWritable(let backend): "\(backend): opened read-only, cannot be changed"
         }
     }
 }

@@ -120,6 +120,7 @@ public struct QEMUProcess: ~Copyable, Sendable {
                 case .identityMismatch, .notRegularFile, .truncated, .sizeChanged:
                     throw .backendNotFound(backend: id, size: Int(mapping.length))
                 case .processExited: throw .processGone
+                case .notWritable: throw .failed(SystemError(errno: EBADF, operation: error.description))  // Opening never throws it.
                 }
             }
         }

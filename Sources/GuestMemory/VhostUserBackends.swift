@@ -48,17 +48,14 @@ public struct UnixSocketTable: Sendable {
 
     public subscript(inode: UInt32) -> Entry? { entries[inode] }
 
-    /// The socket inodes a process holds open (`/proc/PID/fd/N -> socket:[INODE]`).
+    /// The socket inodes a process holds open (`/proc/PID/fd/N -> socket:[INODE]`); none for
+    /// a process that cannot be read.
     public static func sockets(of pid: pid_t) -> Set<UInt32> {
-        let directory = "/proc/\(pid)/fd"
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         var inodes = Set<UInt32>()
-        var buffer = [CChar](repeating: 0, count: 64)
-        for name in names {
-            let count = readlink("\(directory)/\(name)", &buffer, buffer.count - 1)
-            guard count > 8 else { continue }
-            let target = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if target.hasPrefix("socket:["), target.hasSuffix("]"), let inode = UInt32(target.dropFirst(8).dropLast()) {
+        try? OpenDescriptors.forEachTarget(of: pid) { target in
+            let prefix = "socket:[".utf8
+            guard target.count > prefix.count + 1, target.starts(with: prefix), target.last == UInt8(ascii: "]") else { return }
+            if let inode = UInt32(String(decoding: target[prefix.count..<(target.count - 1)], as: UTF8.self)) {
                 inodes.insert(inode)
             }
         }

@@ -23,6 +23,20 @@ public struct DomainDefinition: Sendable, Hashable {
     public var hostDevices: [HostDevice]
     /// vDPA network interfaces (`<interface type='vdpa'>`): the device DMAs into guest RAM.
     public var vdpaInterfaces: [VDPAInterface]
+    /// NVMe disks driven by QEMU's userspace driver (`<disk type='nvme'>`): QEMU maps guest
+    /// RAM for the controller through VFIO, and the controller DMAs into it.
+    public var nvmeDisks: [NVMeDisk]
+    /// vhost-vdpa block devices (`<disk type='vhostvdpa'>`): the device DMAs into guest RAM.
+    public var vdpaDisks: [VDPADisk]
+    /// Arguments of `<qemu:commandline>` that may add or change devices, objects or memory
+    /// behind libvirt's back, each option with its value as one string
+    /// (`-device vfio-pci,host=0000:01:00.0`). Every argument counts except the few options
+    /// known to leave them alone (`-msg`, `-trace`, `-d`, `-D`, `-dfilter`, `-name`,
+    /// `-sandbox`); `-set` and `-global` count, as they change existing devices.
+    public var commandLineDevices: [String]
+    /// Aliases of the devices whose properties `<qemu:override>` changes
+    /// (`<qemu:device alias=…>`): as `-set`, a change to a device libvirt describes.
+    public var deviceOverrides: [String]
     /// Devices served by a vhost-user backend process that maps guest RAM.
     public var vhostUserDevices: [VhostUserDevice]
     /// Shared-memory devices (`<shmem>`, ivshmem).
@@ -150,6 +164,22 @@ public struct VDPAInterface: Sendable, Hashable {
     public var devicePath: String?
 }
 
+/// `<disk type='nvme'>`.
+public struct NVMeDisk: Sendable, Hashable {
+    public var alias: String?
+    /// The controller's PCI address, `0000:01:00.0`.
+    public var pciAddress: String?
+    /// The NVMe namespace.
+    public var namespace: UInt32?
+}
+
+/// `<disk type='vhostvdpa'>`.
+public struct VDPADisk: Sendable, Hashable {
+    public var alias: String?
+    /// `/dev/vhost-vdpa-N`.
+    public var devicePath: String?
+}
+
 public struct VhostUserDevice: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable { case interface, disk }
     public var kind: Kind
@@ -222,6 +252,8 @@ extension DomainDefinition {
         memoryDevices = []
         hostDevices = []
         vdpaInterfaces = []
+        nvmeDisks = []
+        vdpaDisks = []
         vhostUserDevices = []
         sharedMemoryDevices = []
         virtiofsFilesystems = []
@@ -261,9 +293,18 @@ extension DomainDefinition {
                     vhostUserDevices.append(VhostUserDevice(kind: .interface, alias: alias, socketPath: source?["path"], mode: source?["mode"]))
                 default: break
                 }
-            case "disk" where device["type"] == "vhostuser":
+            case "disk":
                 let source = device.child("source")
-                vhostUserDevices.append(VhostUserDevice(kind: .disk, alias: alias, socketPath: source?["path"], mode: source?["mode"]))
+                switch device["type"] {
+                case "vhostuser":
+                    vhostUserDevices.append(VhostUserDevice(kind: .disk, alias: alias, socketPath: source?["path"], mode: source?["mode"]))
+                case "nvme":
+                    nvmeDisks.append(NVMeDisk(
+                        alias: alias, pciAddress: source?.child("address").flatMap(Self.pciAddress),
+                        namespace: source?["namespace"].flatMap { UInt32($0) }))
+                case "vhostvdpa": vdpaDisks.append(VDPADisk(alias: alias, devicePath: source?["dev"]))
+                default: break
+                }
             case "shmem":
                 let size = device.child("size")
                 sharedMemoryDevices.append(SharedMemoryDevice(
@@ -279,6 +320,62 @@ extension DomainDefinition {
                 break
             }
         }
+
+        commandLineDevices = Self.commandLineDevices(
+            root.elementChildren.filter { $0.isQEMU("commandline") }.flatMap { commandLine in
+                commandLine.elementChildren.filter { $0.isQEMU("arg") }.map { $0["value"] ?? "" }
+            })
+        deviceOverrides = root.elementChildren.filter { $0.isQEMU("override") }.flatMap { override in
+            override.elementChildren.filter { $0.isQEMU("device") }.map { $0["alias"] ?? "" }
+        }
+    }
+
+    /// Options of `<qemu:commandline>` that add, change or map no device, object or memory;
+    /// each takes one value.
+    static let harmlessOptions: Set<String> = ["msg", "trace", "d", "D", "dfilter", "name", "sandbox"]
+
+    /// Options that take a value, even one starting with `-` (QEMU takes the next argument).
+    static let optionsWithValue = harmlessOptions.union([
+        "device", "netdev", "object", "chardev", "drive", "blockdev", "numa", "mem-path", "fsdev", "virtfs",
+        "set", "global", "machine", "M", "m", "smp", "cpu", "accel", "add-fd", "overcommit", "net", "nic",
+    ])
+
+    /// The arguments of a `<qemu:commandline>` that count as devices (`commandLineDevices`):
+    /// each option (`-device X`, `-device=X`, `--device X`) with its value, and any stray
+    /// argument that is no option's value (QEMU takes it for a disk image).
+    static func commandLineDevices(_ arguments: [String]) -> [String] {
+        var devices: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            guard argument.hasPrefix("-"), argument.count > 1 else {
+                devices.append(argument)
+                continue
+            }
+            var name = argument.dropFirst(argument.hasPrefix("--") ? 2 : 1)
+            let inlineValue = name.firstIndex(of: "=")
+            if let inlineValue { name = name[..<inlineValue] }
+            var text = argument
+            if inlineValue == nil, index < arguments.count,
+               optionsWithValue.contains(String(name)) || !arguments[index].hasPrefix("-") {
+                text += " " + arguments[index]
+                index += 1
+            }
+            if !harmlessOptions.contains(String(name)) { devices.append(text) }
+        }
+        return devices
+    }
+
+    /// A libvirt PCI `<address domain= bus= slot= function=>` as `DDDD:BB:SS.F`; nil when
+    /// incomplete.
+    static func pciAddress(_ element: XMLElement) -> String? {
+        func number(_ attribute: String) -> UInt32? {
+            guard let text = element[attribute] else { return nil }
+            return text.hasPrefix("0x") ? UInt32(text.dropFirst(2), radix: 16) : UInt32(text)
+        }
+        guard let bus = number("bus"), let slot = number("slot"), let function = number("function") else { return nil }
+        return String(format: "%04x:%02x:%02x.%x", number("domain") ?? 0, bus, slot, function)
     }
 
     static func memoryBacking(_ element: XMLElement?) throws(DomainDefinitionError) -> MemoryBacking {
@@ -350,4 +447,14 @@ extension XMLElement {
     fileprivate func child(_ name: String) -> XMLElement? { elementChildren.first { $0.name == name } }
     fileprivate var text: String? { stringValue?.trimmingCharacters(in: .whitespacesAndNewlines) }
     fileprivate subscript(_ attribute: String) -> String? { self.attribute(forName: attribute)?.stringValue }
+
+    /// The namespace of libvirt's QEMU-specific elements (`<qemu:commandline>`,
+    /// `<qemu:override>`).
+    fileprivate static let qemuNamespace = "http://libvirt.org/schemas/domain/qemu/1.0"
+
+    /// Whether this is the QEMU-namespace element `localName`, whatever prefix the document
+    /// binds the namespace to; or, in a document that forgot to declare it, spelled `qemu:…`.
+    fileprivate func isQEMU(_ localName: String) -> Bool {
+        (uri == Self.qemuNamespace && self.localName == localName) || name == "qemu:\(localName)"
+    }
 }

@@ -190,6 +190,75 @@ let busyGuestXML = """
 </domain>
 """
 
+/// A guest with DMA-capable devices outside `<hostdev>`: an NVMe disk on QEMU's userspace
+/// driver, a vhost-vdpa disk, a VFIO device and an object added through `<qemu:commandline>`,
+/// and a `<qemu:override>`, as libvirt 9 prints them (the namespace declared on the root).
+let passthroughGuestXML = """
+<domain type='kvm' id='7' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>storage-1</name>
+  <uuid>0b6f8a3e-5f0c-4a57-9d43-2a9e8b3c1d20</uuid>
+  <memory unit='KiB'>4194304</memory>
+  <currentMemory unit='KiB'>4194304</currentMemory>
+  <memoryBacking>
+    <source type='memfd'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <vcpu placement='static'>2</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>
+  </os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/storage-1.qcow2' index='3'/>
+      <target dev='vda' bus='virtio'/>
+      <alias name='virtio-disk0'/>
+    </disk>
+    <disk type='nvme' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source type='pci' managed='yes' namespace='1' index='2'>
+        <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+      </source>
+      <target dev='vdb' bus='virtio'/>
+      <alias name='virtio-disk1'/>
+    </disk>
+    <disk type='vhostvdpa' device='disk'>
+      <driver name='qemu' type='raw' cache='none' io='threads' copy_on_read='off' discard='unmap'/>
+      <source dev='/dev/vhost-vdpa-2' index='1'/>
+      <target dev='vdc' bus='virtio'/>
+      <alias name='virtio-disk2'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <target dev='sda' bus='sata'/>
+      <readonly/>
+      <alias name='sata0-0-0'/>
+    </disk>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-msg'/>
+    <qemu:arg value='timestamp=on'/>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='vfio-pci,host=0000:01:00.0,id=hostdev9'/>
+    <qemu:arg value='-object'/>
+    <qemu:arg value='{"qom-type":"memory-backend-file","id":"extra","mem-path":"/dev/shm/extra","size":1048576,"share":true}'/>
+    <qemu:arg value='--netdev=tap,id=tap9,vhost=on'/>
+    <qemu:arg value='-set'/>
+    <qemu:arg value='device.virtio-disk0.iommu_platform=on'/>
+    <qemu:env name='G_MESSAGES_DEBUG' value='all'/>
+  </qemu:commandline>
+  <qemu:override>
+    <qemu:device alias='virtio-disk0'>
+      <qemu:frontend>
+        <qemu:property name='ats' type='bool' value='true'/>
+      </qemu:frontend>
+    </qemu:device>
+  </qemu:override>
+</domain>
+"""
+
 @Suite struct DomainDefinitionTests {
     @Test func memfdGuest() throws {
         let domain = try DomainDefinition(xml: memfdGuestXML)
@@ -202,6 +271,8 @@ let busyGuestXML = """
         #expect(domain.numaCells.isEmpty && domain.memoryDevices.isEmpty)
         #expect(domain.hostDevices.isEmpty && domain.vdpaInterfaces.isEmpty && domain.vhostUserDevices.isEmpty)
         #expect(domain.sharedMemoryDevices.isEmpty && domain.virtiofsFilesystems.isEmpty)
+        #expect(domain.nvmeDisks.isEmpty && domain.vdpaDisks.isEmpty)
+        #expect(domain.commandLineDevices.isEmpty && domain.deviceOverrides.isEmpty)
         #expect(domain.launchSecurity == nil)
         #expect(domain.ramRegions == [RAMRegion(backendID: nil, sizeKiB: 262_144, source: .main)])
     }
@@ -257,6 +328,81 @@ let busyGuestXML = """
             RAMRegion(backendID: "memvirtiomem0", sizeKiB: 512 << 10, source: .memoryDevice(.virtioMem, alias: "virtiomem0")),
             RAMRegion(backendID: nil, sizeKiB: 0, source: .memoryDevice(.nvdimm, alias: nil)),
         ])
+    }
+
+    @Test func passthroughGuest() throws {
+        let domain = try DomainDefinition(xml: passthroughGuestXML)
+        #expect(domain.nvmeDisks == [NVMeDisk(alias: "virtio-disk1", pciAddress: "0000:01:00.0", namespace: 1)])
+        #expect(domain.vdpaDisks == [VDPADisk(alias: "virtio-disk2", devicePath: "/dev/vhost-vdpa-2")])
+        #expect(domain.commandLineDevices == [
+            "-device vfio-pci,host=0000:01:00.0,id=hostdev9",
+            #"-object {"qom-type":"memory-backend-file","id":"extra","mem-path":"/dev/shm/extra","size":1048576,"share":true}"#,
+            "--netdev=tap,id=tap9,vhost=on",
+            "-set device.virtio-disk0.iommu_platform=on",
+        ])
+        #expect(domain.deviceOverrides == ["virtio-disk0"])
+        // The other disks are none of these.
+        #expect(domain.vhostUserDevices.isEmpty && domain.hostDevices.isEmpty && domain.vdpaInterfaces.isEmpty)
+    }
+
+    @Test("The QEMU namespace is found by its URI, whatever its prefix")
+    func otherNamespacePrefix() throws {
+        let xml = passthroughGuestXML
+            .replacingOccurrences(of: "xmlns:qemu=", with: "xmlns:q=")
+            .replacingOccurrences(of: "<qemu:", with: "<q:").replacingOccurrences(of: "</qemu:", with: "</q:")
+        let domain = try DomainDefinition(xml: xml)
+        #expect(domain.commandLineDevices.count == 4)
+        #expect(domain.commandLineDevices.first == "-device vfio-pci,host=0000:01:00.0,id=hostdev9")
+        #expect(domain.deviceOverrides == ["virtio-disk0"])
+    }
+
+    @Test("A document that forgot to declare the namespace still has its qemu: elements seen")
+    func undeclaredNamespace() throws {
+        let xml = passthroughGuestXML.replacingOccurrences(of: " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'", with: "")
+        #expect(!xml.contains("xmlns"))
+        let domain = try DomainDefinition(xml: xml)
+        #expect(domain.commandLineDevices.first == "-device vfio-pci,host=0000:01:00.0,id=hostdev9")
+        #expect(domain.deviceOverrides == ["virtio-disk0"])
+    }
+
+    @Test("Elements in another namespace, spelled like QEMU's, are not QEMU's")
+    func foreignNamespace() throws {
+        let xml = passthroughGuestXML
+            .replacingOccurrences(of: "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'",
+                                  with: "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' xmlns:x='urn:example'")
+            .replacingOccurrences(of: "<qemu:commandline>", with: "<x:commandline>")
+            .replacingOccurrences(of: "</qemu:commandline>", with: "</x:commandline>")
+        let domain = try DomainDefinition(xml: xml)
+        #expect(domain.commandLineDevices.isEmpty)
+        #expect(domain.deviceOverrides == ["virtio-disk0"])
+    }
+
+    @Test("-set and -global count (they change devices libvirt made); -msg, -trace and -d do not", arguments: [
+        (["-msg", "timestamp=on"], []),
+        (["-msg=timestamp=on", "-trace", "enable=qemu_vfio*", "-d", "guest_errors", "-D", "/tmp/q.log"], []),
+        (["-global", "virtio-blk-pci.iommu_platform=on"], ["-global virtio-blk-pci.iommu_platform=on"]),
+        (["-set", "device.net0.rombar=0", "-msg", "timestamp=on"], ["-set device.net0.rombar=0"]),
+        (["-device", "vfio-pci,host=0000:01:00.0"], ["-device vfio-pci,host=0000:01:00.0"]),
+        (["-device=vfio-pci,host=01:00.0", "--device", "vhost-vdpa-device-pci,vhostdev=/dev/vhost-vdpa-0"],
+         ["-device=vfio-pci,host=01:00.0", "--device vhost-vdpa-device-pci,vhostdev=/dev/vhost-vdpa-0"]),
+        (["-netdev", "vhost-vdpa,vhostdev=/dev/vhost-vdpa-1,id=v1"], ["-netdev vhost-vdpa,vhostdev=/dev/vhost-vdpa-1,id=v1"]),
+        (["-object", "iommufd,id=iommufd0"], ["-object iommufd,id=iommufd0"]),
+        (["-chardev", "socket,id=c,path=/tmp/vu.sock", "-drive", "file=/x.img,if=none,id=d"],
+         ["-chardev socket,id=c,path=/tmp/vu.sock", "-drive file=/x.img,if=none,id=d"]),
+        (["-blockdev", "driver=nvme,device=0000:02:00.0,namespace=1,node-name=n"],
+         ["-blockdev driver=nvme,device=0000:02:00.0,namespace=1,node-name=n"]),
+        (["-numa", "node,memdev=m0", "-mem-path", "/dev/hugepages"], ["-numa node,memdev=m0", "-mem-path /dev/hugepages"]),
+        (["-fsdev", "local,id=f,path=/srv", "-virtfs", "local,path=/srv,mount_tag=t"],
+         ["-fsdev local,id=f,path=/srv", "-virtfs local,path=/srv,mount_tag=t"]),
+        // An option this code does not know counts, with its value; so does a stray argument
+        // (QEMU takes it for a disk image), and a value that looks like an option after one
+        // that takes a value is that option's value.
+        (["-overcommit", "mem-lock=on", "-S"], ["-overcommit mem-lock=on", "-S"]),
+        (["/var/lib/images/extra.img"], ["/var/lib/images/extra.img"]),
+        (["-msg", "-device"], []),
+    ] as [([String], [String])])
+    func commandLineArguments(arguments: [String], devices: [String]) {
+        #expect(DomainDefinition.commandLineDevices(arguments) == devices)
     }
 
     @Test(arguments: [
