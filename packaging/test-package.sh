@@ -132,9 +132,11 @@ if [ -e "$STATE_DIR" ]; then
     [ -z "$running" ] ||
         skip "$STATE_DIR exists and samepaged runs (pid $running); it may use $STATE_DIR/paused.json,
   which the package's purge would delete. Stop it to test the package."
-    [ -z "$(find "$STATE_DIR" -mindepth 1 ! -path "$STATE_DIR/paused.json" | head -n1)" ] ||
-        die "$STATE_DIR holds files other than the pause journal; move them away to run this test."
-    if [ -s "$STATE_DIR/paused.json" ] && [ "$(tr -d ' \t\n' <"$STATE_DIR/paused.json")" != "[]" ]; then
+    [ -z "$(find "$STATE_DIR" -mindepth 1 ! -path "$STATE_DIR/paused.json" ! -path "$STATE_DIR/journals.json" | head -n1)" ] ||
+        die "$STATE_DIR holds files other than the pause journal and its index; move them away to run this test."
+    # Empty in either format: [] (format 1) or {"format":2,"pauses":[]}.
+    journal_text="$( [ -e "$STATE_DIR/paused.json" ] && tr -d ' \t\n' <"$STATE_DIR/paused.json" || true)"
+    if [ -n "$journal_text" ] && [ "$journal_text" != "[]" ] && [ "$journal_text" != '{"format":2,"pauses":[]}' ]; then
         die "$STATE_DIR/paused.json lists guests paused by a samepaged that did not resume them:
   $(cat "$STATE_DIR/paused.json")
   Run 'samepaged --resume-paused' (with that samepaged's --config) first."
@@ -206,7 +208,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [ "$SAVE_STATE" -eq 1 ]; then
     mv "$STATE_DIR" "$WORK/saved-state" || die "cannot move $STATE_DIR aside"
-    log "moved the existing $STATE_DIR (an empty pause journal) to $WORK/saved-state for the test"
+    log "moved the existing $STATE_DIR (an empty pause journal, the journal index) to $WORK/saved-state for the test"
 fi
 
 # ---- 3. install ---------------------------------------------------------------------------------

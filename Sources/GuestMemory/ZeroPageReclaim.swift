@@ -23,7 +23,22 @@ public struct ZeroPageReclaim: Sendable, Equatable {
     /// The page ranges punched.
     public var punched: [Range<Int>] = []
 
+    /// The caller's `shouldContinue` said stop (a deadline, an outside state change) before
+    /// every candidate was looked at.
+    public var stoppedEarly = false
+
     public init() {}
+
+    /// Adds another pass's figures (several regions in one pause).
+    public mutating func add(_ other: ZeroPageReclaim) {
+        pagesPunched += other.pagesPunched
+        pagesChanged += other.pagesChanged
+        pagesSkippedPartialHugePage += other.pagesSkippedPartialHugePage
+        ranges += other.ranges
+        bytesFreed += other.bytesFreed
+        punched += other.punched
+        stoppedEarly = stoppedEarly || other.stoppedEarly
+    }
 }
 
 /// Where a region's 4 KiB pages fall in the huge pages of a hugetlbfs backend. Huge page `k`
@@ -109,10 +124,15 @@ extension GuestRegion {
     /// (a suspended guest), never otherwise. The backend is checked to be the same file,
     /// still mapped by its process, before anything is punched.
     ///
+    /// A contiguous run is punched once it reaches ``maximumRunPages`` pages, so a page is
+    /// never verified long before its punch. `shouldContinue` is asked before each page is
+    /// verified (and each huge page); once it says no, nothing more is verified or punched
+    /// and `stoppedEarly` is set. Pages verified and not yet punched are then left alone.
+    ///
     /// - Parameter pages: candidate page indexes, in any order; duplicates are ignored.
     /// - Throws: `.notWritable` on a region opened `.readOnly`; a `BackendError` when the
     ///   backend changed or cannot be read, after which nothing more is punched.
-    public func reclaimZeroPages(_ pages: [Int]) throws(BackendError) -> ZeroPageReclaim {
+    public func reclaimZeroPages(_ pages: [Int], while shouldContinue: () -> Bool = { true }) throws(BackendError) -> ZeroPageReclaim {
         guard access == .readWrite else { throw .notWritable(backend: backendID) }
         var outcome = ZeroPageReclaim()
         let candidates = Array(Set(pages)).sorted()
@@ -121,15 +141,19 @@ extension GuestRegion {
         try ensureStillSameBackend()
         let before = try allocatedBytes()
         if let layout = hugePageLayout {
-            try punchWholeHugePages(of: candidates, layout: layout, into: &outcome)
+            try punchWholeHugePages(of: candidates, layout: layout, into: &outcome, while: shouldContinue)
         } else {
-            try punchPages(candidates, into: &outcome)
+            try punchPages(candidates, into: &outcome, while: shouldContinue)
         }
         outcome.bytesFreed = max(0, before - (try allocatedBytes()))
         return outcome
     }
 
-    private func punchPages(_ candidates: [Int], into outcome: inout ZeroPageReclaim) throws(BackendError) {
+    /// The longest contiguous run verified before it is punched.
+    public static let maximumRunPages = 64
+
+    private func punchPages(_ candidates: [Int], into outcome: inout ZeroPageReclaim,
+                            while shouldContinue: () -> Bool) throws(BackendError) {
         let verifier = ZeroVerifier(pages: 1)
         var run: Range<Int>?
         func flush() throws(BackendError) {
@@ -140,12 +164,19 @@ extension GuestRegion {
             run = nil
         }
         for page in candidates {
+            guard shouldContinue() else {
+                // Verified pages of the run not punched: the state may have changed under us.
+                if let range = run { outcome.pagesPunched -= range.count }
+                run = nil
+                outcome.stoppedEarly = true
+                return
+            }
             guard try verifier.isResidentAndZero(page..<(page + 1), in: self) else {
                 outcome.pagesChanged += 1
                 continue
             }
             outcome.pagesPunched += 1
-            if let current = run, current.upperBound == page {
+            if let current = run, current.upperBound == page, current.count < Self.maximumRunPages {
                 run = current.lowerBound..<(page + 1)
             } else {
                 try flush()
@@ -156,13 +187,17 @@ extension GuestRegion {
     }
 
     private func punchWholeHugePages(of candidates: [Int], layout: HugePageLayout,
-                                     into outcome: inout ZeroPageReclaim) throws(BackendError) {
+                                     into outcome: inout ZeroPageReclaim, while shouldContinue: () -> Bool) throws(BackendError) {
         let whole = layout.wholeHugePages(in: candidates)
         outcome.pagesSkippedPartialHugePage = candidates.count - whole.count * layout.pagesPerHugePage
         guard !whole.isEmpty else { return }
         // A 1 GiB huge page is read 2 MiB at a time.
         let verifier = ZeroVerifier(pages: min(layout.pagesPerHugePage, 512))
         for hugePage in whole {
+            guard shouldContinue() else {
+                outcome.stoppedEarly = true
+                return
+            }
             guard try verifier.isResidentAndZero(hugePage, in: self) else {
                 outcome.pagesChanged += hugePage.count
                 continue

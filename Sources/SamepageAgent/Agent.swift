@@ -414,7 +414,7 @@ final class Worker {
 
     // MARK: libvirt
 
-    private func connect() {
+    func connect() {
         do {
             let connection = try LibvirtConnection(uri: configuration.uri)
             let agent = self.agent

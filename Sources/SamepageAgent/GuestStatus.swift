@@ -111,7 +111,9 @@ public struct GuestFacts: Sendable, Equatable, Codable {
     public var preallocated = false
     /// `<locked/>`: pinned memory.
     public var locked = false
-    /// Devices that keep writing while the guest is suspended: VFIO/hostdev and vDPA.
+    /// Devices that keep writing while the guest is suspended, from the XML: VFIO/hostdev,
+    /// vDPA interfaces, NVMe and vhost-vdpa disks, and devices added outside libvirt's model
+    /// (`<qemu:commandline>` arguments, `<qemu:override>` of a device).
     public var assignedDevices: [String] = []
     /// ivshmem shared memory devices.
     public var ivshmem: [String] = []
@@ -157,6 +159,10 @@ public struct GuestFacts: Sendable, Equatable, Codable {
         locked = backing.locked
         assignedDevices = definition.hostDevices.map { "hostdev \($0.type)\($0.alias.map { " \($0)" } ?? "")" }
             + definition.vdpaInterfaces.map { "vdpa \($0.devicePath ?? $0.alias ?? "?")" }
+            + definition.nvmeDisks.map { "nvme disk \($0.pciAddress ?? $0.alias ?? "?")" }
+            + definition.vdpaDisks.map { "vhost-vdpa disk \($0.devicePath ?? $0.alias ?? "?")" }
+            + definition.commandLineDevices.map { "qemu:commandline \($0)" }
+            + definition.deviceOverrides.map { "qemu:override of device \($0)" }
         ivshmem = definition.sharedMemoryDevices.map(\.name)
         persistentMemory = definition.memoryDevices
             .filter { $0.model == .nvdimm || $0.model == .virtioPmem }

@@ -355,8 +355,9 @@ extension Worker {
             }
             pending.outstanding = nil
             let timeout = configuration.libvirtCallTimeout
+            let entry = pending.entry
             let call = LibvirtCall { () throws(LibvirtError) in
-                try endJournalledPause(pending.entry, connection: connection, journal: journal)
+                try endJournalledPause(entry, connection: connection, journal: journal)
             }
             let name = pending.entry.name
             switch call.wait(timeout) {
@@ -384,7 +385,7 @@ extension Worker {
     func finishPauses() {
         let deadline = ContinuousClock.now + .seconds(5)
         while !unresumed.isEmpty && ContinuousClock.now < deadline {
-            if connection == nil { connect() }
+            if connection == nil { self.connect() }
             resumePending()
             if !unresumed.isEmpty { usleep(50_000) }
         }
@@ -583,25 +584,28 @@ protocol PendingCall: AnyObject, Sendable {
 /// wait for the domain's job lock (held by someone's migration, say) or on a hung libvirtd;
 /// a call not back in time keeps running and is known by ``isFinished``.
 final class LibvirtCall<Value: Sendable>: PendingCall {
-    private let outcome = Mutex<Result<Value, LibvirtError>?>(nil)
-    private let done = DispatchSemaphore(value: 0)
+    private final class State: Sendable {
+        let outcome = Mutex<Result<Value, LibvirtError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+    }
+    private let state = State()
 
     init(_ body: @escaping @Sendable () throws(LibvirtError) -> Value) {
-        DispatchQueue.global().async { [outcome, done] in
+        DispatchQueue.global().async { [state] in
             let result: Result<Value, LibvirtError>
-            do { result = .success(try body()) } catch { result = .failure(error) }
-            outcome.withLock { $0 = result }
-            done.signal()
+            do throws(LibvirtError) { result = .success(try body()) } catch { result = .failure(error) }
+            state.outcome.withLock { $0 = result }
+            state.done.signal()
         }
     }
 
-    var isFinished: Bool { outcome.withLock { $0 != nil } }
+    var isFinished: Bool { state.outcome.withLock { $0 != nil } }
 
     /// The call's result, or nil if it did not return within `timeout`.
     func wait(_ timeout: Duration) -> Result<Value, LibvirtError>? {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        guard done.wait(timeout: .now() + seconds) == .success else { return nil }
-        done.signal()  // Later waits return at once too.
-        return outcome.withLock { $0 }
+        guard state.done.wait(timeout: .now() + seconds) == .success else { return nil }
+        state.done.signal()  // Later waits return at once too.
+        return state.outcome.withLock { $0 }
     }
 }
