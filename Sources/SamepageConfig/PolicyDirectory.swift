@@ -12,8 +12,11 @@ import Synchronization
 ///
 /// ## Files
 ///
-/// - `UUID.toml` applies to the guest with that UUID (any case in the file name);
-/// - `NAME.toml` applies to the guest with that libvirt name (case-sensitive);
+/// - `UUID.toml` applies to the guest with that UUID (any case in the file name), and to no
+///   other guest: a file whose name has the form of a UUID (8-4-4-4-12 hexadecimal digits) is
+///   matched against guests' UUIDs only, never against their names;
+/// - `NAME.toml` applies to the guest with that libvirt name (case-sensitive), when NAME does
+///   not have the form of a UUID;
 /// - `default.toml` applies to guests that have neither;
 /// - other files (not ending in `.toml`, or starting with `.`, such as editor swap files and
 ///   `example.toml.sample`) are ignored. A `.toml` file that names no running guest is kept:
@@ -24,7 +27,10 @@ import Synchronization
 /// For a guest, the first of these that exists and has (or had) a valid policy wins:
 /// its `UUID.toml`, its `NAME.toml`, `default.toml`, then ``defaultPolicy`` (from the daemon's
 /// `[policy.default]`). The UUID file wins because a UUID is unique and survives a rename. A
-/// guest named `default`, or with a name starting with `.`, is reached through its UUID file.
+/// guest named `default`, with a name starting with `.`, or with a name that has the form of a
+/// UUID, is reached through its UUID file only. Otherwise a guest could name itself after
+/// another guest's UUID and take that guest's policy and trust group; keeping UUID-shaped file
+/// names for UUIDs alone leaves no file that two guests can both claim.
 ///
 /// ## Reloading
 ///
@@ -56,8 +62,10 @@ public final class PolicyDirectory: Sendable {
     fileprivate struct State: Sendable {
         var directory: String
         var defaultPolicy: GuestPolicy
-        /// Keyed by lower-case UUID, or by guest name (the file name without `.toml`).
-        var guests: [String: Entry] = [:]
+        /// `UUID.toml` files, keyed by lower-case UUID.
+        var byUUID: [String: Entry] = [:]
+        /// `NAME.toml` files, keyed by guest name (the file name without `.toml`).
+        var byName: [String: Entry] = [:]
         var fallback: Entry?
         var errors: [ConfigError] = []
     }
@@ -88,10 +96,10 @@ public final class PolicyDirectory: Sendable {
     /// The policy for `guest`, and the file it comes from (nil for ``defaultPolicy``).
     public func policy(for guest: GuestIdentity) -> (policy: GuestPolicy, source: String?) {
         state.withLock { state in
-            if let entry = state.guests[guest.uuid.lowercased()], let policy = entry.policy {
+            if let entry = state.byUUID[guest.uuid.lowercased()], let policy = entry.policy {
                 return (policy, entry.file)
             }
-            if let entry = state.guests[guest.name], let policy = entry.policy {
+            if let entry = state.byName[guest.name], let policy = entry.policy {
                 return (policy, entry.file)
             }
             if let entry = state.fallback, let policy = entry.policy {
@@ -104,7 +112,8 @@ public final class PolicyDirectory: Sendable {
     /// Every policy file found at the last reload, `default.toml` included, by path.
     public var entries: [Entry] {
         state.withLock { state in
-            (Array(state.guests.values) + (state.fallback.map { [$0] } ?? [])).sorted { $0.file < $1.file }
+            (Array(state.byUUID.values) + Array(state.byName.values) + (state.fallback.map { [$0] } ?? []))
+                .sorted { $0.file < $1.file }
         }
     }
 
@@ -157,9 +166,14 @@ public final class PolicyDirectory: Sendable {
         var errors: [ConfigError]
     }
 
+    /// What a file applies to. UUIDs and names are separate spaces: no name is ever looked up
+    /// among UUIDs, nor the reverse.
     fileprivate enum FileKey: Hashable, Sendable {
         case fallback
-        case guest(String)
+        /// A lower-case UUID.
+        case uuid(String)
+        /// A guest name that does not have the form of a UUID.
+        case name(String)
     }
 
     /// A directory's files, or why it could not be listed.
@@ -198,7 +212,7 @@ public final class PolicyDirectory: Sendable {
         guard name.hasSuffix(".toml"), !name.hasPrefix("."), name.utf8.count > 5 else { return nil }
         if name == defaultFileName { return .fallback }
         let stem = String(name.dropLast(5))
-        return .guest(isUUID(stem) ? stem.lowercased() : stem)
+        return isUUID(stem) ? .uuid(stem.lowercased()) : .name(stem)
     }
 
     /// Whether `text` is a UUID in libvirt's form: 8-4-4-4-12 hexadecimal digits.
@@ -257,13 +271,15 @@ extension PolicyDirectory.State {
         case .unreadable(let error):
             errors = [error]
         case .files(let results, let problems):
-            var guests: [String: PolicyDirectory.Entry] = [:]
+            var byUUID: [String: PolicyDirectory.Entry] = [:]
+            var byName: [String: PolicyDirectory.Entry] = [:]
             var fallback: PolicyDirectory.Entry?
             for result in results {
                 let previous: PolicyDirectory.Entry?
                 switch result.key {
                 case .fallback: previous = self.fallback
-                case .guest(let key): previous = self.guests[key]
+                case .uuid(let uuid): previous = self.byUUID[uuid]
+                case .name(let name): previous = self.byName[name]
                 }
                 // A rejected file keeps the last good policy read from the same file.
                 let lastGood = previous?.file == result.file ? previous?.policy : nil
@@ -272,10 +288,12 @@ extension PolicyDirectory.State {
                 )
                 switch result.key {
                 case .fallback: fallback = entry
-                case .guest(let key): guests[key] = entry
+                case .uuid(let uuid): byUUID[uuid] = entry
+                case .name(let name): byName[name] = entry
                 }
             }
-            self.guests = guests
+            self.byUUID = byUUID
+            self.byName = byName
             self.fallback = fallback
             errors = (results.flatMap(\.errors) + problems).sorted()
         }

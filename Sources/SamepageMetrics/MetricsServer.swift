@@ -5,29 +5,63 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// The Prometheus endpoint: `GET /metrics` over HTTP/1.1, served by SwiftNIO on its shared
 /// event loops. Each scrape calls `render` for a fresh text.
+///
+/// Every connection holds one of samepaged's descriptors, so the server bounds them: at most
+/// ``Limits/maximumConnections`` are served at once (one more is closed as soon as it is
+/// accepted, before anything is read from it), and a connection that sends nothing for
+/// ``Limits/idleTimeout`` is closed. A scraper that keeps its connection alive and scrapes
+/// more often than that keeps it.
 public final class MetricsServer: Sendable {
+    /// Bounds on what the peers of the endpoint can hold.
+    public struct Limits: Sendable {
+        /// Connections served at once; one more is closed on accept.
+        public var maximumConnections = 16
+        /// A connection that sends nothing for this long (no request, or no byte of one) is
+        /// closed.
+        public var idleTimeout: Duration = .seconds(10)
+
+        public init() {}
+    }
+
     private let channel: any Channel
 
     /// The address actually bound (the port is known even when 0 was asked for).
     public let boundAddress: String
 
+    /// The bounds this server applies.
+    public let limits: Limits
+
     /// Binds and starts listening. Throws when the address cannot be bound (in use, not a
     /// local address, not permitted).
-    public init(host: String, port: Int, render: @escaping @Sendable () -> [UInt8]) async throws {
+    public init(
+        host: String, port: Int, limits: Limits = Limits(), render: @escaping @Sendable () -> [UInt8]
+    ) async throws {
+        let gate = ConnectionGate(maximum: limits.maximumConnections)
+        let idleTimeout = TimeAmount(limits.idleTimeout)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard gate.admit(channel) else {
+                        // Registered and active first, then closed: the peer sees an orderly
+                        // end of stream, and nothing of it is read.
+                        try channel.pipeline.syncOperations.addHandler(CloseOnActive())
+                        return
+                    }
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(render: render))
                 }
             }
         channel = try await bootstrap.bind(host: host, port: port).get()
         boundAddress = channel.localAddress.map(Self.describe) ?? "\(host):\(port)"
+        self.limits = limits
     }
 
     /// Stops listening.
@@ -39,6 +73,54 @@ public final class MetricsServer: Sendable {
         let host = address.ipAddress ?? "?"
         let port = address.port ?? 0
         return address.protocol == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+/// Counts the connections being served, from any event loop; a connection admitted is
+/// counted until its channel closes.
+private final class ConnectionGate: Sendable {
+    private let maximum: Int
+    private let open = Mutex(0)
+
+    init(maximum: Int) {
+        self.maximum = maximum
+    }
+
+    /// Whether `channel` may be served; if so, it is counted until it closes.
+    func admit(_ channel: any Channel) -> Bool {
+        let admitted = open.withLock { open in
+            guard open < maximum else { return false }
+            open += 1
+            return true
+        }
+        if admitted {
+            channel.closeFuture.whenComplete { _ in self.open.withLock { $0 -= 1 } }
+        }
+        return admitted
+    }
+}
+
+/// Closes a connection over the cap as soon as it is active.
+private final class CloseOnActive: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.close(promise: nil)
+    }
+}
+
+/// Closes the connection when ``IdleStateHandler`` reports that nothing was read for the
+/// idle timeout.
+private final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case IdleStateHandler.IdleStateEvent.read? = event as? IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

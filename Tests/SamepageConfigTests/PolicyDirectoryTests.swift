@@ -60,6 +60,39 @@ import Testing
         #expect(policies.policy(for: web).policy.mode == .merge)
     }
 
+    @Test func aGuestNamedAfterAnotherGuestsUUIDDoesNotGetItsPolicy() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try directory.write("\(web.uuid).toml", "mode = \"merge\"\ntrust_group = \"web-only\"")
+        let policies = PolicyDirectory(directory: directory.path, defaultPolicy: configured)
+        #expect(policies.reload() == [])
+
+        // The guest with that UUID gets it, whatever the case of the UUID it is reported with.
+        #expect(policies.policy(for: web) == (GuestPolicy(mode: .merge, trustGroup: "web-only"), directory.file("\(web.uuid).toml")))
+        let webUpper = GuestIdentity(name: "web1", uuid: web.uuid.uppercased())
+        #expect(policies.policy(for: webUpper).policy.trustGroup == "web-only")
+
+        // A guest named after that UUID, in any case, does not.
+        let impostors = [web.uuid, web.uuid.uppercased()].map { GuestIdentity(name: $0, uuid: other.uuid) }
+        for impostor in impostors {
+            #expect(policies.policy(for: impostor) == (configured, nil), "\(impostor.name)")
+        }
+        // Nor when the file's name is in upper case.
+        try directory.remove("\(web.uuid).toml")
+        try directory.write("\(web.uuid.uppercased()).toml", "mode = \"merge\"\ntrust_group = \"web-only\"")
+        try directory.write("default.toml", "mode = \"report\"")
+        #expect(policies.reload() == [])
+        #expect(policies.policy(for: web).policy.trustGroup == "web-only")
+        for impostor in impostors {
+            #expect(policies.policy(for: impostor) == (GuestPolicy(mode: .report), directory.file("default.toml")), "\(impostor.name)")
+        }
+
+        // A guest with a UUID-shaped name is reached through its own UUID file.
+        try directory.write("\(other.uuid).toml", "mode = \"zero\"")
+        #expect(policies.reload() == [])
+        #expect(policies.policy(for: impostors[0]) == (GuestPolicy(mode: .zero), directory.file("\(other.uuid).toml")))
+    }
+
     @Test func namesAreCaseSensitive() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

@@ -1,0 +1,190 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SamepageMetrics
+import Testing
+
+/// A plain TCP client on 127.0.0.1, blocking with a receive timeout, so a test sees exactly
+/// what the server does with the connection.
+final class TCPConnection {
+    private let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int, timeout: Duration = .seconds(5)) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure.system("socket", errno) }
+        let (seconds, attoseconds) = timeout.components
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else {
+            let error = errno
+            close(fd)
+            throw Failure.system("connect", error)
+        }
+    }
+
+    deinit { close(fd) }
+
+    enum Failure: Error {
+        case system(String, Int32)
+    }
+
+    /// What one `recv` gives: bytes, the end of the stream, or an errno (EAGAIN on timeout).
+    enum Read: Equatable {
+        case bytes([UInt8])
+        case end
+        case failed(Int32)
+    }
+
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    func receive() -> Read {
+        if !pending.isEmpty {
+            defer { pending = [] }
+            return .bytes(pending)
+        }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if count > 0 { return .bytes(Array(buffer[..<count])) }
+        return count == 0 ? .end : .failed(errno)
+    }
+
+    /// Whether the server ended the connection (an orderly end of stream, or a reset) before
+    /// the receive timeout; false if it sent bytes or stayed silent.
+    func isClosedByServer() -> Bool {
+        switch receive() {
+        case .end, .failed(ECONNRESET): return true
+        default: return false
+        }
+    }
+
+    /// Sends `GET path` and reads one response: its status code and body; nil if the
+    /// connection ended or timed out first.
+    func get(_ path: String) -> (status: Int, body: String)? {
+        guard send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") else { return nil }
+        var data: [UInt8] = []
+        let separator = Array("\r\n\r\n".utf8)
+        while true {
+            if let end = data.firstRange(of: separator) {
+                let head = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+                let lines = head.split(separator: "\r\n")
+                guard let statusLine = lines.first, let status = Int(statusLine.split(separator: " ")[1]) else { return nil }
+                let length = lines.dropFirst().compactMap { line -> Int? in
+                    let parts = line.split(separator: ":", maxSplits: 1)
+                    guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
+                    return Int(parts[1].trimmingCharacters(in: .whitespaces))
+                }.first ?? 0
+                let bodyStart = end.upperBound
+                if data.count - bodyStart >= length {
+                    pending = Array(data[(bodyStart + length)...])
+                    return (status, String(decoding: data[bodyStart..<(bodyStart + length)], as: UTF8.self))
+                }
+            }
+            guard case .bytes(let more) = receive() else { return nil }
+            data += more
+        }
+    }
+}
+
+@Suite("Metrics endpoint: connection cap and idle timeout")
+struct MetricsServerTests {
+    static let text = "samepage_test_metric 42\n"
+
+    /// Runs `body` with the port of a server bound on 127.0.0.1, and stops the server after.
+    func withServer(
+        _ limits: MetricsServer.Limits = MetricsServer.Limits(), _ body: (Int) async throws -> Void
+    ) async throws {
+        let server = try await MetricsServer(host: "127.0.0.1", port: 0, limits: limits) { Array(Self.text.utf8) }
+        #expect(server.boundAddress.hasPrefix("127.0.0.1:"))
+        do {
+            try await body(try #require(Int(server.boundAddress.split(separator: ":").last ?? "")))
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+
+    @Test("By default 16 connections are served; more are closed at once, and a freed place is taken again")
+    func connectionCap() async throws {
+        try await withServer { port in
+            // One request on each proves it was admitted (accepts finish in any order across
+            // the event loops, so the extra connections are opened only after these are answered).
+            var held = try (0..<16).map { _ in try TCPConnection(port: port) }
+            for connection in held {
+                let answer = connection.get("/metrics")
+                #expect(answer?.status == 200)
+                #expect(answer?.body == Self.text)
+            }
+            let extra = try (0..<3).map { _ in try TCPConnection(port: port) }
+            for connection in extra { #expect(connection.isClosedByServer()) }
+            for connection in held { #expect(connection.get("/metrics")?.status == 200) }
+
+            // A connection that leaves frees its place (the server sees its end asynchronously).
+            held.removeLast()
+            var admitted = false
+            for _ in 0..<40 where !admitted {
+                let next = try TCPConnection(port: port)
+                if next.get("/metrics")?.status == 200 {
+                    admitted = true
+                } else {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(admitted)
+            #expect(held.count == 15)
+        }
+    }
+
+    @Test("A connection that sends nothing is closed after the idle timeout, not before")
+    func idleConnectionClosed() async throws {
+        var limits = MetricsServer.Limits()
+        limits.idleTimeout = .milliseconds(300)
+        try await withServer(limits) { port in
+            let start = ContinuousClock.now
+            let connection = try TCPConnection(port: port)
+            #expect(connection.isClosedByServer())
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed >= .milliseconds(290), "closed after \(elapsed)")
+            #expect(elapsed < .seconds(3), "closed after \(elapsed)")
+        }
+    }
+
+    @Test("A connection that keeps requesting outlives many idle timeouts, then idles out")
+    func busyConnectionKept() async throws {
+        var limits = MetricsServer.Limits()
+        limits.idleTimeout = .milliseconds(600)
+        try await withServer(limits) { port in
+            let connection = try TCPConnection(port: port)
+            let start = ContinuousClock.now
+            var answers = 0
+            // Five idle timeouts long, a request every 50 ms. The pause blocks this thread
+            // rather than suspending: a task resumed late on a busy cooperative pool could
+            // leave a real idle gap and the server would be right to close.
+            while ContinuousClock.now - start < .seconds(3) {
+                let answer = connection.get("/metrics")
+                #expect(answer?.status == 200)
+                #expect(answer?.body == Self.text)
+                guard answer != nil else { break }
+                answers += 1
+                usleep(50_000)
+            }
+            #expect(answers >= 10, "answered \(answers) requests in 3 s")
+            #expect(connection.isClosedByServer())
+        }
+    }
+}
