@@ -87,6 +87,9 @@ public final class Agent: Sendable {
 
     /// When the latest lifecycle events of a guest were delivered to the agent.
     struct StateEvents: Sendable {
+        /// Suspended and resumed events delivered so far.
+        var suspendedCount = 0
+        var resumedCount = 0
         var suspended: ContinuousClock.Instant?
         var resumed: ContinuousClock.Instant?
         /// Started, stopped, crashed.
@@ -243,8 +246,12 @@ public final class Agent: Sendable {
         shared.withLock { state in
             state.events.append(event)
             switch event.event {
-            case .suspended: state.stateEvents[event.uuid, default: StateEvents()].suspended = now
-            case .resumed: state.stateEvents[event.uuid, default: StateEvents()].resumed = now
+            case .suspended:
+                state.stateEvents[event.uuid, default: StateEvents()].suspended = now
+                state.stateEvents[event.uuid, default: StateEvents()].suspendedCount += 1
+            case .resumed:
+                state.stateEvents[event.uuid, default: StateEvents()].resumed = now
+                state.stateEvents[event.uuid, default: StateEvents()].resumedCount += 1
             case .started, .stopped, .crashed, .migratedAway: state.stateEvents[event.uuid, default: StateEvents()].other = now
             case .deviceAdded, .deviceRemoved: break
             }
@@ -306,6 +313,10 @@ final class TrackedGuest {
     /// False once a batch came out empty (only partial huge pages pending): no pause is
     /// tried again until another page is confirmed.
     var batchMayFreeSomething = true
+    /// The suspended and resumed event counts our last pause will have caused once libvirt
+    /// delivered its events, and until when to wait for them: the next pause waits, so that
+    /// a late event of our own pause is never taken for someone else's.
+    var ownEvents: (suspended: Int, resumed: Int, until: ContinuousClock.Instant)?
     /// Recent pauses (end, length in ms), for the per-minute duty cycle.
     var recentPauses: [(ContinuousClock.Instant, Double)] = []
     var backoffUntil: ContinuousClock.Instant?
@@ -499,7 +510,9 @@ final class Worker {
                 attach(info, connection: connection)
             }
         }
-        refreshMappers(guests.values.filter(\.mapped))
+        let mapped = guests.values.filter(\.mapped)
+        refreshMappers(mapped)
+        for guest in mapped where guest.policy.mode.reclaims { _ = checkDMADescriptors(guest) }
         publish()
     }
 

@@ -75,6 +75,7 @@ extension Worker {
             guard pendingCount > 0, guest.batchMayFreeSomething, let oldest = guest.oldestPending else { continue }
             guard pendingCount >= configuration.reclaimBatchMinimum || now - oldest >= configuration.reclaimDelay else { continue }
             if let until = guest.backoffUntil, now < until { continue }
+            guard ownEventsDelivered(guest) else { continue }
             // Not now: the pages wait (bounded) and are verified again inside the pause.
             guard reclaimIneligibility(guest) == nil else { continue }
             // The duty cycle: paused milliseconds in the last minute, plus this pause's estimate.
@@ -89,6 +90,20 @@ extension Worker {
             reclaim(guest, limit: limit)
             return
         }
+    }
+
+    /// Whether libvirt has delivered the lifecycle events of our last pause of the guest (or
+    /// we waited 5 s for them): until then a pause waits, so an event of ours that arrives
+    /// late is never taken for someone else's pause or resume.
+    private func ownEventsDelivered(_ guest: TrackedGuest) -> Bool {
+        guard let expected = guest.ownEvents else { return true }
+        let events = agent.stateEvents(of: guest.uuid)
+        if (events.suspendedCount >= expected.suspended && events.resumedCount >= expected.resumed)
+            || ContinuousClock.now >= expected.until {
+            guest.ownEvents = nil
+            return true
+        }
+        return false
     }
 
     /// Takes up to `limit` pending pages of the guest, region by region; on hugetlbfs only
@@ -164,6 +179,7 @@ extension Worker {
             logger.error("guest \(name): cannot record the pause, not pausing: \(error)")
             return
         }
+        let eventsBefore = agent.stateEvents(of: uuid)
         let start = ContinuousClock.now
         let suspendCall = LibvirtCall { () throws(LibvirtError) in try connection.suspend(uuid: uuid) }
         switch suspendCall.wait(timeout) {
@@ -194,7 +210,9 @@ extension Worker {
         let early = agent.stateEvents(of: uuid)
         let afterSuspend = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
         var notOurs: String?
-        if let at = early.suspended, at >= checked, at < start {
+        if let at = early.suspended, at >= checked, at < start, (early.resumed ?? at) <= at {
+            // Paused by someone between our check and our call, and not resumed since: our
+            // suspend found it paused and changed nothing.
             notOurs = "someone else paused it just before our suspend"
         } else if case .success(let info)? = afterSuspend {
             if info.state != .paused {
@@ -243,6 +261,9 @@ extension Worker {
         }
         let stoppedEarly = outcome.stoppedEarly || outsideChange || ContinuousClock.now >= deadline
         let punched = ContinuousClock.now
+        // Our suspend made one suspended event, and the pause's end one resumed event (ours, or
+        // the outside resume's): wait for both before the next pause.
+        guest.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount + 1, ContinuousClock.now + .seconds(5))
         if outsideChange {
             // Someone else changed the guest's state while we held it: their resume ended our
             // pause. Nothing of ours is left to end.

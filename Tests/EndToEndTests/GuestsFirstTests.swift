@@ -21,6 +21,17 @@ private func expectedDatasetHash() throws -> String {
     try String(contentsOfFile: "\(TestHost.stateDirectory)/dataset.md5", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
+/// Waits until samepaged's journal shows a pause of the guest under way (it is written just
+/// before the suspend); false after 60 s without one.
+private func waitForPause(of name: String, journal: String) -> Bool {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while ContinuousClock.now < deadline {
+        if let text = try? String(contentsOfFile: journal, encoding: .utf8), text.contains(name) { return true }
+        usleep(200)
+    }
+    return false
+}
+
 private func reclaim(_ guest: [String: Any]?) -> [String: Any] { guest?["reclaim"] as? [String: Any] ?? [:] }
 
 /// Counts the lifecycle events of one guest that libvirt delivers to a connection of the test.
@@ -152,16 +163,7 @@ struct GuestsFirstEndToEndTests {
         // Resume the guest ourselves the moment samepaged's journal shows a pause.
         var caught = false
         for _ in 0..<10 where !caught {
-            let deadline = ContinuousClock.now + .seconds(60)
-            var sawPause = false
-            while ContinuousClock.now < deadline {
-                if let text = try? String(contentsOfFile: journal, encoding: .utf8), text.contains(name) {
-                    sawPause = true
-                    break
-                }
-                usleep(200)
-            }
-            guard sawPause else { break }
+            guard waitForPause(of: name, journal: journal) else { break }
             usleep(3_000)  // into the batch
             try? libvirt.resume(uuid: uuid)
             usleep(500_000)
@@ -202,11 +204,7 @@ struct GuestsFirstEndToEndTests {
 
         var landed = false
         for _ in 0..<6 where !landed {
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline {
-                if let text = try? String(contentsOfFile: journal, encoding: .utf8), text.contains(name) { break }
-                usleep(200)
-            }
+            guard waitForPause(of: name, journal: journal) else { break }
             usleep(2_000)
             kill(libvirtd, SIGSTOP)
             usleep(4_000_000)  // longer than the 2 s bound on each libvirt call of a pause
@@ -290,5 +288,43 @@ struct GuestsFirstEndToEndTests {
         #expect(replay.status == 0, "\(replay.output)")
         #expect(replay.output.contains("gone"), "\(replay.output)")
         #expect(try PauseJournal(path: journal).entries().isEmpty)
+    }
+
+    @Test("A hugepage guest is scanned, and its zero pages are reclaimed by whole huge pages only, counted from what was freed")
+    func hugepageGuest() throws {
+        let name = "sp-e2e-h1"
+        TestHost.removeGuests([name])
+        defer { TestHost.removeGuests([name]) }
+        try TestHost.startGuest(name, ram: "hugepages", memory: 192, fill: 64, workload: "dataset")
+        let expected = try expectedDatasetHash()
+        let checksAtStart = datasetChecks(name)
+        let daemon = try DaemonProcess(config: daemonConfig)
+        // Without reclaim_hugetlbfs: scanned, never reclaimed.
+        try daemon.writePolicy(name, "mode = \"zero\"\n")
+        try daemon.start()
+        #expect(try eventually(timeout: .seconds(60)) { int(try daemon.guest(name)?["full_scans"]) >= 2 })
+        let guarded = try #require(try daemon.guest(name))
+        #expect((guarded["backend"] as? String)?.contains("hugetlbfs") == true, "\(guarded)")
+        #expect(int(guarded["zero_pages"]) > 0)
+        #expect((reclaim(guarded)["reason"] as? String)?.contains("hugetlbfs") == true)
+        #expect(int(guarded["zero_pages_reclaimed"]) == 0)
+
+        let freeBefore = TestHost.meminfo("HugePages_Free")
+        try daemon.writePolicy(name, "mode = \"zero\"\nreclaim_hugetlbfs = true\nmax_pause_ms = 100\nmax_pause_ms_per_minute = 6000\n")
+        #expect(try daemon.cli("policy", "reload").status == 0)
+        #expect(try eventually(timeout: .seconds(120)) { int(try daemon.guest(name)?["zero_pages_reclaimed"]) >= 512 },
+                "\(reclaim(try? daemon.guest(name)))\n\(daemon.log.suffix(3000))")
+        usleep(3_000_000)
+        let guest = try #require(try daemon.guest(name))
+        let pages = int(guest["zero_pages_reclaimed"]), bytes = int(guest["bytes_reclaimed"])
+        // Whole 2 MiB pages only: 512 base pages each, and every one of them freed.
+        #expect(pages % 512 == 0, "\(pages) pages reclaimed")
+        #expect(bytes == pages * 4096, "\(bytes) bytes for \(pages) pages")
+        let freed = TestHost.meminfo("HugePages_Free") - freeBefore
+        #expect(freed * 512 >= pages - int(reclaim(guest)["zero_pages_refaulted"]), "HugePages_Free grew by \(freed)")
+        #expect(try daemon.guest(name)?["state"] as? String == "running")
+        #expect(daemon.stop() == 0)
+        #expect(eventually(timeout: .seconds(30)) { datasetIntact(name, expected: expected, after: checksAtStart + 1) },
+                "\(TestHost.serial(name).suffix(2000))")
     }
 }

@@ -80,10 +80,13 @@ enum TestHost {
     /// Defines and starts a 256 MiB guest and waits until it booted and wrote its fill.
     /// `virtiofs`: guest.sh's virtiofs options (`--virtiofs DIR`, `--virtiofs-socket PATH`); the
     /// guest then also waits until it mounted the share.
+    /// `ram`: guest.sh's `--ram` (memfd, file, anonymous), or `hugepages` for `--hugepages`.
     static func startGuest(
-        _ name: String, ram: String, fill: Int = 0, seed: String? = nil, workload: String = "idle", virtiofs: [String] = []
+        _ name: String, ram: String, memory: Int = 256, fill: Int = 0, seed: String? = nil, workload: String = "idle",
+        virtiofs: [String] = []
     ) throws {
-        var arguments = ["define", name, "--memory", "256", "--ram", ram, "--workload", workload, "--start"] + virtiofs
+        let backing = ram == "hugepages" ? ["--hugepages"] : ["--ram", ram]
+        var arguments = ["define", name, "--memory", "\(memory)"] + backing + ["--workload", workload, "--start"] + virtiofs
         if fill > 0 { arguments += ["--fill", "\(fill)"] }
         if let seed { arguments += ["--fill-seed", seed] }
         try script("guest.sh", arguments)
@@ -108,10 +111,13 @@ enum TestHost {
     }
 
     /// Host `Shmem` from /proc/meminfo, in bytes.
-    static func shmemBytes() -> Int {
+    static func shmemBytes() -> Int { meminfo("Shmem") * 1024 }
+
+    /// A field of /proc/meminfo, as the number it shows (kB for sizes, a count for huge pages).
+    static func meminfo(_ field: String) -> Int {
         let text = try! String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
-        let line = text.split(separator: "\n").first { $0.hasPrefix("Shmem:") }!
-        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])! * 1024
+        let line = text.split(separator: "\n").first { $0.hasPrefix(field + ":") }!
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])!
     }
 
     /// The pid of the libvirtd that setup.sh started ("pid starttime" in its state file).
