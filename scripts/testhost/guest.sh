@@ -290,6 +290,7 @@ start_virtiofsd() {
     local vlog="$STATE/logs/virtiofsd-$name.log"
     (
         cd /
+        close_inherited_fds
         exec setsid "$VIRTIOFSD" --socket-path="$socket" -o source="$source" </dev/null >>"$vlog" 2>&1
     ) &
     pid=$!

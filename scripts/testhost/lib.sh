@@ -87,6 +87,18 @@ proc_starttime() {
 
 proc_comm() { cat "/proc/$1/comm" 2>/dev/null; }
 
+# close_inherited_fds: close every descriptor above 2 of the calling (sub)shell, just before it
+# execs a daemon. libvirtd, virtlogd and virtiofsd keep what they inherit for their whole life:
+# a script run under "flock LOCKFILE setup.sh" would otherwise leave the lock held by the
+# libvirtd it started, and nobody else could take it until that libvirtd exits.
+close_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd="${fd##*/}"
+        if [ "$fd" -gt 2 ] && [ "$fd" -ne 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+}
+
 # pid_alive_as PID NAME: PID is a live process whose comm is NAME.
 pid_alive_as() {
     [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(proc_comm "$1")" = "$2" ]

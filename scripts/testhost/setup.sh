@@ -192,6 +192,7 @@ start_daemon() {
     log "starting $name"
     (
         cd /
+        close_inherited_fds
         LIBVIRT_LOG_OUTPUTS="3:file:$STATE/logs/$name.log" exec "$name" -d \
             </dev/null >>"$STATE/logs/$name.out" 2>&1
     ) || die "$name -d failed; see $STATE/logs/$name.out and $STATE/logs/$name.log"
