@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage:
-#   guest.sh define NAME --memory MiB [--ram memfd|file|anonymous] [--workload idle|dataset]
-#                        [--fill MB] [--fill-seed STRING]
+#   guest.sh define NAME --memory MiB [--ram memfd|file|anonymous | --hugepages]
+#                        [--workload idle|dataset] [--fill MB] [--fill-seed STRING]
 #                        [--virtiofs DIR] [--virtiofs-socket PATH] [--virtiofs-tag TAG] [--start]
 #   guest.sh start NAME              start (no-op if running); clears the serial log first
 #   guest.sh destroy NAME            hard-stop (no-op if not running)
@@ -20,6 +20,11 @@
 # RAM: memfd (default) = <memoryBacking><source type='memfd'/><access mode='shared'/>;
 #      file = <source type='file'/> + shared access, a file under qemu.conf memory_backing_dir;
 #      anonymous = no <memoryBacking>.
+# --hugepages (instead of --ram): <memoryBacking><hugepages/><access mode='shared'/>, RAM in a
+#      file on hugetlbfs (/dev/hugepages/libvirt/qemu/ID-NAME/..., mapped rw-s) of 2 MiB pages
+#      from the pool setup.sh reserves (SAMEPAGE_HUGEPAGES, default 256 = 512 MiB); MiB must be
+#      even. "start" refuses when the pool has fewer free pages than the guest needs (QEMU
+#      would fail, or die later on a page fault). 192 MiB boots under TCG.
 # virtiofs (a vhost-user backend; needs --ram memfd or file, i.e. shared guest RAM): the guest
 # gets a vhost-user-fs-pci device with tag TAG (default samepagefs) and its kernel command line
 # samepage.virtiofs=TAG, so guest-init.sh mounts it on /mnt and prints SAMEPAGE-VIRTIOFS-OK
@@ -66,12 +71,13 @@ serial_log() { printf '%s\n' "$STATE/serial/$1.log"; }
 
 cmd_define() {
     local name="${1:-}"; need_name "$name"; shift
-    local memory="" ram=memfd workload=idle fill=0 fillseed="" start=0
+    local memory="" ram="" hugepages=0 workload=idle fill=0 fillseed="" start=0
     local vfs_dir="" vfs_socket="" vfs_tag=samepagefs
     while [ $# -gt 0 ]; do
         case "$1" in
         --memory) memory="${2:-}"; shift 2 || die "--memory needs a value" ;;
         --ram) ram="${2:-}"; shift 2 || die "--ram needs a value" ;;
+        --hugepages) hugepages=1; shift ;;
         --workload) workload="${2:-}"; shift 2 || die "--workload needs a value" ;;
         --fill) fill="${2:-}"; shift 2 || die "--fill needs a value" ;;
         --fill-seed) fillseed="${2:-}"; shift 2 || die "--fill-seed needs a value" ;;
@@ -83,7 +89,13 @@ cmd_define() {
         esac
     done
     [[ "$memory" =~ ^[0-9]+$ ]] && [ "$memory" -ge 64 ] || die "define: --memory MiB is required (at least 64)"
-    case "$ram" in memfd|file|anonymous) ;; *) die "define: --ram must be memfd, file or anonymous" ;; esac
+    if [ "$hugepages" -eq 1 ]; then
+        [ -z "$ram" ] || die "define: --hugepages is a kind of RAM of its own; leave out --ram"
+        ram=hugepages
+        [ $((memory % 2)) -eq 0 ] || die "define: --hugepages needs --memory in whole 2 MiB pages (an even MiB count)"
+    fi
+    [ -n "$ram" ] || ram=memfd
+    case "$ram" in memfd|file|anonymous|hugepages) ;; *) die "define: --ram must be memfd, file or anonymous" ;; esac
     case "$workload" in idle|dataset) ;; *) die "define: --workload must be idle or dataset" ;; esac
     [[ "$fill" =~ ^[0-9]+$ ]] || die "define: --fill takes a number of MiB"
     [ -z "$fillseed" ] || [[ "$fillseed" =~ ^[A-Za-z0-9_.-]+$ ]] || die "define: --fill-seed must be [A-Za-z0-9_.-]+"
@@ -93,7 +105,7 @@ cmd_define() {
     local virtiofs=0
     if [ -n "$vfs_dir" ] || [ -n "$vfs_socket" ]; then
         virtiofs=1
-        [ "$ram" != anonymous ] || die "define: virtiofs needs shared guest RAM (--ram memfd or file)"
+        [ "$ram" != anonymous ] || die "define: virtiofs needs shared guest RAM (--ram memfd or file, or --hugepages)"
         [[ "$vfs_tag" =~ ^[A-Za-z0-9_.-]{1,36}$ ]] || die "define: --virtiofs-tag must be 1-36 of [A-Za-z0-9_.-]"
     fi
     if [ -n "$vfs_dir" ]; then
@@ -109,6 +121,11 @@ cmd_define() {
 
     require_root
     require_libvirt
+    if [ "$ram" = hugepages ]; then
+        hugetlbfs_mounted || die "define: hugetlbfs is not mounted at $HUGETLBFS_MOUNT; run setup.sh"
+        libvirtd_saw_hugetlbfs ||
+            die "define: libvirtd started before hugetlbfs was mounted and refuses hugepage guests; run setup.sh"
+    fi
     if [ ! -s "$STATE/vmlinuz" ] || [ ! -s "$STATE/guest-initrd.img" ]; then
         "$TESTHOST_SCRIPTS/build-image.sh"
     fi
@@ -124,6 +141,10 @@ cmd_define() {
   </memoryBacking>" ;;
     file) membacking="  <memoryBacking>
     <source type='file'/>
+    <access mode='shared'/>
+  </memoryBacking>" ;;
+    hugepages) membacking="  <memoryBacking>
+    <hugepages/>
     <access mode='shared'/>
   </memoryBacking>" ;;
     esac
@@ -213,6 +234,7 @@ cmd_start() {
         return 0
     fi
     local log; log="$(serial_log "$name")"
+    check_hugepages "$name"
     rm -f "$log"
     start_virtiofsd "$name"
     local out
@@ -222,6 +244,18 @@ cmd_start() {
   (QEMU log: /var/log/libvirt/qemu/$name.log)"
     }
     log "started $name (serial: $log)"
+}
+
+# check_hugepages NAME: for a guest defined with --hugepages, enough free 2 MiB pages.
+check_hugepages() {
+    local xml="$STATE/xml/$1.xml" mib need avail
+    [ -r "$xml" ] && grep -q '<hugepages/>' "$xml" || return 0
+    hugetlbfs_mounted || die "$1 has hugepage RAM, but hugetlbfs is not mounted at $HUGETLBFS_MOUNT; run setup.sh"
+    mib="$(sed -n "/<memory unit='MiB'>/{s:.*<memory unit='MiB'>\([0-9]*\)</memory>.*:\1:p;q}" "$xml")"
+    need=$(( ${mib:-0} / 2 ))
+    avail="$(hugepages_available)"
+    [ "$avail" -ge "$need" ] ||
+        die "$1 needs $need free 2 MiB huge pages, the pool has $avail (nr_hugepages $(cat "$HUGEPAGES_2M/nr_hugepages")); stop other hugepage guests or raise SAMEPAGE_HUGEPAGES and run setup.sh"
 }
 
 # vfs_conf NAME KEY: a value from $STATE/virtiofs/NAME.conf (empty if none).
@@ -256,6 +290,7 @@ start_virtiofsd() {
     local vlog="$STATE/logs/virtiofsd-$name.log"
     (
         cd /
+        close_inherited_fds
         exec setsid "$VIRTIOFSD" --socket-path="$socket" -o source="$source" </dev/null >>"$vlog" 2>&1
     ) &
     pid=$!

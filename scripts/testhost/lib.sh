@@ -87,6 +87,18 @@ proc_starttime() {
 
 proc_comm() { cat "/proc/$1/comm" 2>/dev/null; }
 
+# close_inherited_fds: close every descriptor above 2 of the calling (sub)shell, just before it
+# execs a daemon. libvirtd, virtlogd and virtiofsd keep what they inherit for their whole life:
+# a script run under "flock LOCKFILE setup.sh" would otherwise leave the lock held by the
+# libvirtd it started, and nobody else could take it until that libvirtd exits.
+close_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd="${fd##*/}"
+        if [ "$fd" -gt 2 ] && [ "$fd" -ne 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+}
+
 # pid_alive_as PID NAME: PID is a live process whose comm is NAME.
 pid_alive_as() {
     [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(proc_comm "$1")" = "$2" ]
@@ -136,6 +148,29 @@ domain_state() { virsh -c "$LIBVIRT_URI" domstate -- "$1" 2>/dev/null | head -n1
 # (Not `virsh list | grep -q`: under pipefail, grep exiting at its match can fail the pipeline
 # with virsh's SIGPIPE, and a running guest would be taken for stopped.)
 domain_running() { local names; names="$(virsh_ list --name)" || return 1; grep -qxF -- "$1" <<<"$names"; }
+
+# --- huge pages (setup.sh reserves them and mounts hugetlbfs; guest.sh --hugepages) --------
+
+HUGETLBFS_MOUNT=/dev/hugepages
+HUGEPAGES_2M=/sys/kernel/mm/hugepages/hugepages-2048kB
+
+# hugetlbfs is mounted at $HUGETLBFS_MOUNT.
+hugetlbfs_mounted() {
+    awk -v m="$HUGETLBFS_MOUNT" '$2 == m && $3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts
+}
+
+# The running libvirtd found that hugetlbfs when it started: its QEMU driver creates
+# MOUNT/libvirt/qemu at start-up for every hugetlbfs it finds, and the directory goes with the
+# mount, so it exists only if a libvirtd started after this mount was made.
+libvirtd_saw_hugetlbfs() { hugetlbfs_mounted && [ -d "$HUGETLBFS_MOUNT/libvirt/qemu" ]; }
+
+# 2 MiB huge pages neither in use nor promised to a mapping (free minus reserved).
+hugepages_available() {
+    local free resv
+    free="$(cat "$HUGEPAGES_2M/free_hugepages" 2>/dev/null || echo 0)"
+    resv="$(cat "$HUGEPAGES_2M/resv_hugepages" 2>/dev/null || echo 0)"
+    echo $((free - resv))
+}
 
 # --- external virtiofsd (guest.sh define --virtiofs DIR --virtiofs-socket PATH) ----
 

@@ -10,11 +10,18 @@
 #                                       SAMEPAGE_MEMBACKING_DIR to use another directory)
 #      and REFUSES to do anything if libvirt already has domains these scripts did not
 #      create (not listed in $STATE/domains),
-#   4. starts virtlogd and libvirtd (-d) unless already running, records their pids in
+#   4. reserves 2 MiB huge pages (at least SAMEPAGE_HUGEPAGES, default 256 = 512 MiB: only
+#      ever raises nr_hugepages, never lowers what the host has) and mounts hugetlbfs at
+#      /dev/hugepages if nothing is mounted there, for guests with <hugepages/> RAM
+#      (guest.sh define --hugepages). libvirtd only offers hugepages if hugetlbfs was mounted
+#      when it started (it then creates /dev/hugepages/libvirt/qemu, which is how setup.sh
+#      tells), so this comes before the daemons, and a running libvirtd that has not seen the
+#      mount is restarted as for a qemu.conf change (below).
+#   5. starts virtlogd and libvirtd (-d) unless already running, records their pids in
 #      $STATE/virtlogd.pid / $STATE/libvirtd.pid, and waits for
 #      "virsh -c qemu:///system version" (30 s). If qemu.conf changed while a libvirtd runs,
 #      it restarts that libvirtd only if setup.sh started it; otherwise it tells you and fails.
-#   5. builds the guest image (build-image.sh) if missing or out of date.
+#   6. builds the guest image (build-image.sh) if missing or out of date.
 # State: SAMEPAGE_TESTHOST_DIR (default /var/lib/samepage-testhost). Idempotent.
 # Undo with teardown.sh (packages and qemu.conf stay; $STATE/qemu.conf.orig is the original).
 set -euo pipefail
@@ -140,13 +147,52 @@ else
     log "$QEMU_CONF already configured"
 fi
 
-# ---- 5. daemons ----------------------------------------------------------------------
+# ---- 5. huge pages and hugetlbfs (before libvirtd starts: it looks for hugetlbfs once) ----
+HUGEPAGES_WANTED="${SAMEPAGE_HUGEPAGES:-256}"
+[[ "$HUGEPAGES_WANTED" =~ ^[0-9]+$ ]] || die "SAMEPAGE_HUGEPAGES must be a number of 2 MiB pages"
+nr_file="$HUGEPAGES_2M/nr_hugepages"
+[ -w "$nr_file" ] || die "$nr_file is missing or not writable (no 2 MiB huge pages in this kernel?)"
+have="$(cat "$nr_file")"
+if [ "$have" -lt "$HUGEPAGES_WANTED" ]; then
+    # (The kernel reserves what it can; the value read back says how many.)
+    echo "$HUGEPAGES_WANTED" >"$nr_file" || true
+    got="$(cat "$nr_file")"
+    if [ "$got" -lt "$HUGEPAGES_WANTED" ]; then
+        # Memory too fragmented for that many contiguous 2 MiB pages: compact, try again.
+        echo 1 >/proc/sys/vm/compact_memory 2>/dev/null || true
+        echo "$HUGEPAGES_WANTED" >"$nr_file" || true
+        got="$(cat "$nr_file")"
+    fi
+    record_created "nr_hugepages (2 MiB) raised from $have to $got"
+    if [ "$got" -lt "$HUGEPAGES_WANTED" ]; then
+        warn "reserved only $got of $HUGEPAGES_WANTED 2 MiB huge pages (was $have); hugepage guests may not start"
+    else
+        log "reserved $got 2 MiB huge pages (was $have)"
+    fi
+else
+    log "$have 2 MiB huge pages reserved already (at least $HUGEPAGES_WANTED wanted)"
+fi
+if hugetlbfs_mounted; then
+    log "hugetlbfs already mounted at $HUGETLBFS_MOUNT"
+else
+    if awk -v m="$HUGETLBFS_MOUNT" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; then
+        die "$HUGETLBFS_MOUNT is a mount point, but not of hugetlbfs; leaving it alone"
+    fi
+    mkdir -p "$HUGETLBFS_MOUNT"
+    mount -t hugetlbfs -o pagesize=2M hugetlbfs "$HUGETLBFS_MOUNT" ||
+        die "could not mount hugetlbfs at $HUGETLBFS_MOUNT"
+    record_created "mount hugetlbfs $HUGETLBFS_MOUNT"
+    log "mounted hugetlbfs (2 MiB pages) at $HUGETLBFS_MOUNT"
+fi
+
+# ---- 6. daemons ----------------------------------------------------------------------
 # start_daemon NAME PIDFILE: start "NAME -d" and record "PID STARTTIME" in $STATE/NAME.pid.
 start_daemon() {
     local name="$1" pidfile="$2" pid=""
     log "starting $name"
     (
         cd /
+        close_inherited_fds
         LIBVIRT_LOG_OUTPUTS="3:file:$STATE/logs/$name.log" exec "$name" -d \
             </dev/null >>"$STATE/logs/$name.out" 2>&1
     ) || die "$name -d failed; see $STATE/logs/$name.out and $STATE/logs/$name.log"
@@ -195,13 +241,24 @@ if [ -f "$pending" ]; then
         rm -f "$pending"
     fi
 fi
+# A libvirtd that started before hugetlbfs was mounted does not know it (and did not create
+# its directory there); it refuses <hugepages/> ("hugetlbfs filesystem is not mounted").
+hugetlbfs_unseen=0
+if [ -n "$pid" ] && ! libvirtd_saw_hugetlbfs; then hugetlbfs_unseen=1; fi
 if [ -z "$pid" ]; then
     start_daemon libvirtd "$LIBVIRTD_PIDFILE"
-elif [ "$conf_changed" -eq 1 ]; then
+elif [ "$conf_changed" -eq 1 ] || [ "$hugetlbfs_unseen" -eq 1 ]; then
+    why="to apply $QEMU_CONF"
+    [ "$conf_changed" -eq 1 ] || why="so that it finds hugetlbfs at $HUGETLBFS_MOUNT"
     if [ "$pid" = "$(our_daemon_pid libvirtd)" ]; then
-        log "restarting libvirtd (pid $pid, started by setup.sh) to apply $QEMU_CONF"
+        log "restarting libvirtd (pid $pid, started by setup.sh) $why"
         stop_our_daemon libvirtd
         start_daemon libvirtd "$LIBVIRTD_PIDFILE"
+    elif [ "$conf_changed" -eq 0 ]; then
+        die "the running libvirtd (pid $pid) started before hugetlbfs was mounted at $HUGETLBFS_MOUNT
+  (there is no $HUGETLBFS_MOUNT/libvirt/qemu), so it refuses hugepage guests; it was not
+  started by setup.sh, so it is left alone. Restart that libvirtd yourself (or stop it and let
+  setup.sh start one), then run setup.sh again."
     else
         printf '%s %s\n' "$pid" "$(proc_starttime "$pid")" >"$pending"
         die "$QEMU_CONF has new settings, but the running libvirtd (pid $pid) was not started by
@@ -220,8 +277,10 @@ until libvirt_reachable; do
     sleep 0.3
 done
 virsh -c "$LIBVIRT_URI" version | sed -e "/^[[:space:]]*$/d" -e "s/^/  /" >&2
+libvirtd_saw_hugetlbfs ||
+    die "libvirtd runs but did not pick up hugetlbfs at $HUGETLBFS_MOUNT (no $HUGETLBFS_MOUNT/libvirt/qemu); see $STATE/logs/libvirtd.log"
 
-# ---- 6. guest image --------------------------------------------------------------------
+# ---- 7. guest image --------------------------------------------------------------------
 "$TESTHOST_SCRIPTS/build-image.sh"
 
 log "ready: state in $STATE; define guests with $TESTHOST_SCRIPTS/guest.sh"

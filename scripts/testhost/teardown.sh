@@ -8,7 +8,8 @@
 #     by the pid and start time recorded in $STATE/{libvirtd,virtlogd}.pid (never by name).
 #     Daemons it did not start are left running.
 # Leaves packages, /etc/libvirt/qemu.conf (original in $STATE/qemu.conf.orig, if there was
-# one), the libvirt-qemu user and the guest image in place. Idempotent.
+# one), the libvirt-qemu user, the huge pages setup.sh reserved, the hugetlbfs mount at
+# /dev/hugepages and the guest image in place. Idempotent.
 # State: SAMEPAGE_TESTHOST_DIR (default /var/lib/samepage-testhost).
 set -euo pipefail
 # shellcheck source=lib.sh
