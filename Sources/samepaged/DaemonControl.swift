@@ -60,7 +60,8 @@ struct DaemonControl: Sendable {
     }
 
     private func find(_ name: String, in snapshot: AgentSnapshot) -> GuestStatus? {
-        snapshot.guests.first { $0.name == name || $0.uuid == name.lowercased() }
+        // A UUID first: a guest may be named after another guest's UUID.
+        snapshot.guests.first { $0.uuid == name.lowercased() } ?? snapshot.guests.first { $0.name == name }
     }
 
     private func unknownGuest(_ name: String) -> ControlResponse {
