@@ -1,0 +1,46 @@
+import Foundation
+@testable import SamepageAgent
+import SamepageCore
+import SamepageMetrics
+import Testing
+
+/// The metrics' exposition, pinned: a fixed snapshot renders to the lines recorded in
+/// `Golden/metrics.txt` (compared as a sorted set of lines, since the registry's order of
+/// families is not part of the format). `SAMEPAGE_WRITE_GOLDEN=1` records it anew.
+@Suite("Metrics exposition, line for line")
+struct MetricsGoldenTests {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+
+    @Test("A fixed snapshot renders to the recorded lines")
+    func exposition() throws {
+        var snapshot = AgentSnapshot()
+        snapshot.connected = true
+        snapshot.run = .merge
+        snapshot.trackingBytes = 1 << 20
+        snapshot.scanRate = 1234.5
+        var a = guest("alpha", uuid: "00000000-0000-0000-0000-00000000000a", group: "web", scanned: 1000, shared: 10, reclaimed: 64)
+        a.reclaim.pauses = 2
+        a.reclaim.pauseOverruns = 1
+        a.reclaim.pendingPages = 5
+        a.reclaim.zeroPagesRefaulted = 3
+        let b = guest("beta", uuid: "00000000-0000-0000-0000-00000000000b", group: nil, scanned: 500, shared: 0, reclaimed: 0)
+        snapshot.guests = [a, b]
+        snapshot.counters.pagesScanned = 1500
+        snapshot.counters.pagesShared = 10
+        snapshot.counters.fullScans = 3
+        snapshot.reclaim = a.reclaim
+        let exporter = MetricsExporter(version: "0.1.0")
+        exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 4))
+        exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 30))
+        let text = String(decoding: exporter.render(snapshot, residentBytes: 50 << 20), as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init).sorted()
+        let file = Self.directory.appendingPathComponent("metrics.txt")
+        if ProcessInfo.processInfo.environment["SAMEPAGE_WRITE_GOLDEN"] == "1" {
+            try lines.joined(separator: "\n").appending("\n").write(to: file, atomically: true, encoding: .utf8)
+        }
+        let recorded = try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.count == recorded.count)
+        #expect(Set(lines).subtracting(recorded).sorted() == [])
+        #expect(Set(recorded).subtracting(lines).sorted() == [])
+    }
+}
