@@ -48,6 +48,7 @@ let package = Package(
             dependencies: [
                 "SamepageCore", "GuestMemory", "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -58,7 +59,12 @@ let package = Package(
         ),
 
         // The control API: versioned JSON over a Unix socket, server and client.
-        .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore", "CLinux"]),
+        .target(
+            name: "SamepageControl",
+            dependencies: [
+                "SamepageAgent", "SamepageCore", "CLinux",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
 
         // The Prometheus endpoint: the agent's snapshot in Prometheus's text format (written by
         // swift-prometheus), served over HTTP by SwiftNIO.
@@ -67,6 +73,7 @@ let package = Package(
             dependencies: [
                 "SamepageAgent", "SamepageCore",
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -123,14 +123,15 @@ public final class Agent: Sendable {
     /// of scanning.
     public var snapshot: AgentSnapshot { shared.withLock { $0.snapshot } }
 
-    /// Starts the agent's thread. Returns at once.
+    /// Starts the agent's thread. Returns at once. A daemon runs the agent as a service
+    /// (``run()``); tools call this and ``stop(timeout:)``.
     public func start() {
         let alreadyRunning = shared.withLock { state in
             defer { state.running = true }
             return state.running
         }
         guard !alreadyRunning else { return }
-        let thread = Thread { [self] in self.run() }
+        let thread = Thread { [self] in self.runOnThisThread() }
         thread.name = "samepage-agent"
         thread.start()
     }
@@ -156,6 +157,7 @@ public final class Agent: Sendable {
 
     /// Asks the thread to stop, as ``requestStop()``, and waits for that up to `timeout`
     /// (blocking: for command-line tools, not the cooperative pool).
+    @available(*, noasync, message: "polls until the agent's thread ends; use run() in a service group, or exited()")
     public func stop(timeout: Duration = .seconds(10)) {
         requestStop()
         let deadline = ContinuousClock.now + timeout
@@ -191,6 +193,7 @@ public final class Agent: Sendable {
     /// The stable nodes shared between each pair of mapped guests, computed by the agent's
     /// thread between two batches (one walk over all rmap items). Nil if the thread did not
     /// answer within `timeout`.
+    @available(*, noasync, message: "waits for the agent's thread; call it from a thread of your own")
     public func sharingMatrix(timeout: Duration = .seconds(10)) -> SharingMatrix? {
         let reply = SharingReply()
         post(.sharing(reply))
@@ -201,8 +204,8 @@ public final class Agent: Sendable {
 
     private func post(_ request: Request) { shared.withLock { $0.requests.append(request) } }
 
-    /// Runs the agent on the calling thread until ``stop(timeout:)``. Blocking.
-    public func run() {
+    /// Runs the agent on the calling thread until it is asked to stop. Blocking.
+    func runOnThisThread() {
         shared.withLock { $0.running = true }
         let worker: Worker
         do {

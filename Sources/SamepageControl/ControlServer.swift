@@ -4,6 +4,7 @@ import Glibc
 import Dispatch
 import CLinux
 import Foundation
+import ServiceLifecycle
 import Synchronization
 
 /// Answers the control requests a ``ControlServer`` receives: the daemon supplies one and
@@ -32,16 +33,18 @@ public struct ControlHandlerClosure: ControlHandler {
 /// peer's credentials, reads newline-delimited JSON requests and answers each with one
 /// line from its ``ControlHandler``.
 ///
-/// It owns its listening socket and the socket file: ``stop()`` (or deinit) closes every
-/// connection and removes the file if it is still the one this server bound. Accepting runs
-/// on a thread of its own and each connection on another (at most
-/// ``Limits/maximumConnections``), never on Swift's cooperative pool.
+/// A swift-service-lifecycle `Service`: `init` validates and binds, ``run()`` is its life
+/// (accepting until graceful shutdown, then closing). It owns its listening socket and the
+/// socket file: stopping (or deinit) closes every connection and removes the file if it is
+/// still the one this server bound. Accepting runs on a thread of its own and each
+/// connection on another (at most ``Limits/maximumConnections``), never on Swift's
+/// cooperative pool; so does the wait for handler calls in flight at shutdown.
 ///
 /// Access: root, the daemon's own uid, and, when ``group`` is set, any process whose
 /// primary or supplementary groups include it. Anyone else gets one `permission_denied`
 /// response and the connection is closed. The socket file's mode and group come on top
 /// of that (give mode `0o660` for a group to reach the socket at all).
-public final class ControlServer: Sendable {
+public final class ControlServer: Service, Sendable {
     /// Bounds on what one peer can make the server do.
     public struct Limits: Sendable {
         /// Connections served at once; one more gets a `busy` failure and is closed.
@@ -67,7 +70,7 @@ public final class ControlServer: Sendable {
     public let limits: Limits
     private let state: ServerState
 
-    /// Binds and listens on `path`, and starts accepting.
+    /// Binds and listens on `path`. Accepting starts with ``run()`` (or ``start()``).
     ///
     /// Creates the parent directory (mode 0755) if it is missing. If a socket is already at
     /// `path`, connects to it: if something answers, throws ``ControlError/alreadyRunning(path:)``
@@ -127,13 +130,35 @@ public final class ControlServer: Sendable {
             identity.unlinkIfSame(path)
             throw error
         }
-        let rawListener = listener.rawValue
         state = ServerState(
             path: path, group: group, limits: limits, handler: handler, listener: listener, identity: identity)
+    }
+
+    /// Starts accepting on a thread of its own and returns at once; idempotent. For callers
+    /// outside a service group (tools, tests); a daemon calls ``run()``.
+    @discardableResult
+    public func start() -> ControlServer {
+        state.startAccepting()
+        return self
+    }
+
+    /// The server's life: accepts until graceful shutdown (or cancellation), then stops
+    /// listening, closes every connection and waits for handler calls in flight, on a thread
+    /// of its own.
+    public func run() async {
+        start()
         let state = self.state
-        let thread = Thread { state.acceptLoop(rawListener) }
-        thread.name = "samepage-control"
-        thread.start()
+        // stop() blocks (the accept thread, the drain): it runs on a thread of its own.
+        let stopSoon: @Sendable () -> Void = {
+            let thread = Thread { state.stop() }
+            thread.name = "samepage-control-stop"
+            thread.start()
+        }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler(operation: { await state.stopped() }, onGracefulShutdown: stopSoon)
+        } onCancel: {
+            stopSoon()
+        }
     }
 
     /// Binds and listens on `path` with a closure for handler; see
@@ -149,7 +174,8 @@ public final class ControlServer: Sendable {
 
     /// Stops listening, shuts down every connection, removes the socket file if it is still
     /// the one this server bound, and waits (up to ``Limits/drainTimeout``) for handler calls
-    /// in flight. Idempotent.
+    /// in flight. Idempotent. Blocking: a daemon lets ``run()`` do it.
+    @available(*, noasync, message: "blocks the calling thread up to the drain timeout; use run() in a service group")
     public func stop() { state.stop() }
 
     deinit { state.stop() }
@@ -231,7 +257,11 @@ private final class ServerState: Sendable {
 
     struct Shared: ~Copyable {
         var listener: SocketDescriptor?
+        var accepting = false
         var stopping = false
+        var stopped = false
+        /// Waiting in ``stopped()`` for the server to have stopped.
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
         /// Descriptors of connections being served; a thread removes its own before closing it.
         var open: Set<Int32> = []
     }
@@ -250,22 +280,53 @@ private final class ServerState: Sendable {
 
     var isStopping: Bool { shared.withLock { $0.stopping } }
 
+    /// Starts the accept thread once, unless stopping.
+    func startAccepting() {
+        let listener: Int32? = shared.withLock { state in
+            guard !state.accepting, !state.stopping, let raw = state.listener?.rawValue else { return nil }
+            state.accepting = true
+            return raw
+        }
+        guard let listener else { return }
+        let thread = Thread { [self] in acceptLoop(listener) }
+        thread.name = "samepage-control"
+        thread.start()
+    }
+
+    /// Returns once ``stop()`` has finished (at once if it has).
+    func stopped() async {
+        await withCheckedContinuation { continuation in
+            let done = shared.withLock { state in
+                if state.stopped { return true }
+                state.stopWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
     func stop() {
-        let first = shared.withLock { state in
-            guard !state.stopping else { return false }
+        let (first, accepting) = shared.withLock { state in
+            guard !state.stopping else { return (false, false) }
             state.stopping = true
             state.listener?.shutdownBoth()
             for fd in state.open { _ = shutdown(fd, Int32(SHUT_RDWR)) }
-            return true
+            return (true, state.accepting)
         }
         guard first else { return }
-        acceptDone.wait()
+        if accepting { acceptDone.wait() }
         shared.withLock { state in
             state.listener = nil
         }
         identity.unlinkIfSame(path)
         let (seconds, attoseconds) = limits.drainTimeout.components
         _ = connections.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+        let waiters = shared.withLock { state in
+            state.stopped = true
+            defer { state.stopWaiters = [] }
+            return state.stopWaiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: Accepting

@@ -5,6 +5,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ServiceLifecycle
 import Synchronization
 
 /// The Prometheus endpoint: `GET /metrics` over HTTP/1.1, served by SwiftNIO on its shared
@@ -15,7 +16,12 @@ import Synchronization
 /// accepted, before anything is read from it), and a connection that sends nothing for
 /// ``Limits/idleTimeout`` is closed. A scraper that keeps its connection alive and scrapes
 /// more often than that keeps it.
-public final class MetricsServer: Sendable {
+///
+/// A swift-service-lifecycle `Service`: `init` validates the address and binds it (the kernel
+/// queues connections from then on), ``run()`` is its life: it accepts and serves until
+/// graceful shutdown, then closes the listener. Nothing blocks a thread: NIO's event loops do
+/// the I/O.
+public final class MetricsServer: Service, Sendable {
     /// Bounds on what the peers of the endpoint can hold.
     public struct Limits: Sendable {
         /// Connections served at once; one more is closed on accept.
@@ -35,8 +41,8 @@ public final class MetricsServer: Sendable {
     /// The bounds this server applies.
     public let limits: Limits
 
-    /// Binds and starts listening. Throws when the address cannot be bound (in use, not a
-    /// local address, not permitted).
+    /// Binds and listens; accepting starts with ``run()`` (or ``start()``). Throws when the
+    /// address cannot be bound (in use, not a local address, not permitted).
     public init(
         host: String, port: Int, limits: Limits = Limits(), render: @escaping @Sendable () -> [UInt8]
     ) async throws {
@@ -45,6 +51,8 @@ public final class MetricsServer: Sendable {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Nothing is accepted before start(): init only binds.
+            .serverChannelOption(.autoRead, value: false)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard gate.admit(channel) else {
@@ -62,6 +70,19 @@ public final class MetricsServer: Sendable {
         channel = try await bootstrap.bind(host: host, port: port).get()
         boundAddress = channel.localAddress.map(Self.describe) ?? "\(host):\(port)"
         self.limits = limits
+    }
+
+    /// Starts accepting connections; idempotent. For callers outside a service group.
+    public func start() async {
+        try? await channel.setOption(.autoRead, value: true)
+    }
+
+    /// The server's life: serves until graceful shutdown (or cancellation), then closes the
+    /// listener.
+    public func run() async {
+        await start()
+        try? await gracefulShutdown()
+        await stop()
     }
 
     /// Stops listening.

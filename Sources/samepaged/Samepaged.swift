@@ -127,18 +127,28 @@ struct Samepaged: AsyncParsableCommand {
                     exporter.render(agent.snapshot, residentBytes: processResidentBytes())
                 }
             } catch {
-                server.stop()
+                // The control socket was bound, not served: closing it removes the file.
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    Thread { server.stop(); done.resume() }.start()
+                }
                 logger.critical("metrics: cannot listen on \(address): \(error)")
                 throw ExitCode.failure
             }
         }
         logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics" } ?? "off")")
 
+        // One lifecycle: each component's run() is its life, and graceful shutdown ends them in
+        // the reverse order: the hangup handler, the metrics endpoint, the control socket,
+        // then the agent (which ends its pauses and releases every guest). An agent that stops
+        // on its own fails the group, and with it the daemon.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: server),
+        ]
+        if let metrics { services.append(.init(service: metrics)) }
+        services.append(.init(service: HangupService(daemon: self, agent: agent, policies: policies, logger: logger)))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [
-                .init(service: AgentService(agent: agent, server: server, metrics: metrics)),
-                .init(service: HangupService(daemon: self, agent: agent, policies: policies, logger: logger)),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
@@ -180,34 +190,6 @@ struct Samepaged: AsyncParsableCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// Runs the agent's thread for the life of the daemon; on shutdown, stops the control socket
-/// and the agent, which ends its pauses and releases every guest's mappings. An agent that
-/// stops on its own fails the service, and with it the daemon (a non-zero exit, so the
-/// service manager restarts it and runs --resume-paused).
-struct AgentService: Service {
-    let agent: Agent
-    let server: ControlServer
-    let metrics: MetricsServer?
-
-    func run() async throws {
-        agent.start()
-        let exit = await withGracefulShutdownHandler {
-            await agent.exited()
-        } onGracefulShutdown: {
-            agent.requestStop()
-        }
-        server.stop()
-        await metrics?.stop()
-        if case .failed(let why) = exit { throw AgentStopped(reason: why) }
-    }
-}
-
-/// The agent's thread ended without being asked to.
-struct AgentStopped: Error, CustomStringConvertible {
-    var reason: String
-    var description: String { "the agent stopped: \(reason)" }
-}
-
 /// SIGHUP: re-reads the configuration file and the policy directory. A bad file is logged
 /// and changes nothing; the engine keeps its state either way.
 struct HangupService: Service {
@@ -219,7 +201,14 @@ struct HangupService: Service {
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
-            for await _ in hangups { reload() }
+            for await _ in hangups {
+                // Reading the files blocks: on a thread of its own, not the cooperative pool.
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    let thread = Thread { reload(); done.resume() }
+                    thread.name = "samepaged-reload"
+                    thread.start()
+                }
+            }
         }
     }
 

@@ -29,7 +29,7 @@ private func makeStaleSocket(at path: String) throws {
     func roundTrips() throws {
         let directory = TemporaryDirectory()
         let daemon = FakeDaemon()
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: daemon)
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: daemon).start()
         defer { server.stop() }
         let client = try ControlClient(path: server.path, timeout: .seconds(10))
         for request in everyRequest {
@@ -69,12 +69,12 @@ private func makeStaleSocket(at path: String) throws {
     @Test("the socket is owner-only by default and takes the mode asked for")
     func socketMode() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon()).start()
         #expect(fileMode(server.path).map { $0 & S_IFMT } == S_IFSOCK)
         #expect(fileMode(server.path).map { $0 & 0o7777 } == 0o600)
         server.stop()
         guard getuid() == 0 else { return }  // giving the socket to another group needs root
-        let open = try ControlServer(path: directory.file("other.sock"), mode: 0o660, group: 100, handler: FakeDaemon())
+        let open = try ControlServer(path: directory.file("other.sock"), mode: 0o660, group: 100, handler: FakeDaemon()).start()
         defer { open.stop() }
         #expect(fileMode(open.path).map { $0 & 0o7777 } == 0o660)
         var status = stat()
@@ -85,7 +85,7 @@ private func makeStaleSocket(at path: String) throws {
     @Test("the parent directory is created with mode 0755")
     func parentDirectory() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("run/samepage/ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("run/samepage/ctl.sock"), handler: FakeDaemon()).start()
         defer { server.stop() }
         #expect(fileMode(directory.file("run/samepage")).map { $0 & 0o7777 } == 0o755)
         #expect(fileMode(directory.file("run")).map { $0 & 0o7777 } == 0o755)
@@ -95,7 +95,7 @@ private func makeStaleSocket(at path: String) throws {
     @Test("malformed JSON, unknown command and wrong version get errors; the connection stays usable")
     func badLines() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon()).start()
         defer { server.stop() }
         let connection = try RawConnection(path: server.path)
 
@@ -134,7 +134,7 @@ private func makeStaleSocket(at path: String) throws {
     @Test("a request line over 1 MiB gets request_too_large and the connection is closed")
     func oversizedLine() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon()).start()
         defer { server.stop() }
         let connection = try RawConnection(path: server.path)
         // Exactly at the limit is fine.
@@ -156,15 +156,15 @@ private func makeStaleSocket(at path: String) throws {
     func secondServer() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("ctl.sock")
-        let first = try ControlServer(path: path, handler: FakeDaemon())
+        let first = try ControlServer(path: path, handler: FakeDaemon()).start()
         #expect(throws: ControlError.alreadyRunning(path: path)) {
-            _ = try ControlServer(path: path, handler: FakeDaemon())
+            _ = try ControlServer(path: path, handler: FakeDaemon()).start()
         }
         // The refused start left the first server's socket alone.
         #expect(try ControlClient(path: path).call(.version) == .version(VersionInfo(daemon: "0.1")))
         first.stop()
         #expect(!exists(path))
-        let second = try ControlServer(path: path, handler: FakeDaemon())
+        let second = try ControlServer(path: path, handler: FakeDaemon()).start()
         defer { second.stop() }
         #expect(try ControlClient(path: path).call(.version) == .version(VersionInfo(daemon: "0.1")))
     }
@@ -175,14 +175,14 @@ private func makeStaleSocket(at path: String) throws {
         let path = directory.file("ctl.sock")
         try makeStaleSocket(at: path)
         #expect(exists(path))
-        let server = try ControlServer(path: path, handler: FakeDaemon())
+        let server = try ControlServer(path: path, handler: FakeDaemon()).start()
         #expect(try ControlClient(path: path).call(.version) == .version(VersionInfo(daemon: "0.1")))
         server.stop()
 
         let file = directory.file("plain")
         _ = FileManager.default.createFile(atPath: file, contents: Data("keep".utf8))
         #expect(throws: ControlError.notASocket(path: file)) {
-            _ = try ControlServer(path: file, handler: FakeDaemon())
+            _ = try ControlServer(path: file, handler: FakeDaemon()).start()
         }
         #expect(FileManager.default.contents(atPath: file) == Data("keep".utf8))
     }
@@ -194,7 +194,7 @@ private func makeStaleSocket(at path: String) throws {
         try makeStaleSocket(at: path)
         let outcomes = Mutex<[Result<ControlServer, ControlError>]>([])
         DispatchQueue.concurrentPerform(iterations: 6) { _ in
-            let outcome = Result { () throws(ControlError) in try ControlServer(path: path, handler: FakeDaemon()) }
+            let outcome = Result { () throws(ControlError) in try ControlServer(path: path, handler: FakeDaemon()).start() }
             outcomes.withLock { $0.append(outcome) }
         }
         let servers = outcomes.withLock { $0.compactMap { try? $0.get() } }
@@ -231,7 +231,7 @@ private func makeStaleSocket(at path: String) throws {
     @Test("a client whose daemon stops gets connectionClosed")
     func daemonGoesAway() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon()).start()
         let client = try ControlClient(path: server.path, timeout: .seconds(5))
         #expect(try client.call(.version) == .version(VersionInfo(daemon: "0.1")))
         server.stop()
@@ -242,7 +242,7 @@ private func makeStaleSocket(at path: String) throws {
     @Test("stop() closes idle connections promptly and removes the socket")
     func stopClosesEverything() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon()).start()
         let connections = try (0..<5).map { _ in try RawConnection(path: server.path) }
         connections[0].send(#"{"version":1,"id":1,"command":"version"}"# + "\n")
         #expect(connections[0].readObject()?["ok"] as? Bool == true)
@@ -258,7 +258,7 @@ private func makeStaleSocket(at path: String) throws {
     func stopSparesReplacedSocket() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("ctl.sock")
-        let server = try ControlServer(path: path, handler: FakeDaemon())
+        let server = try ControlServer(path: path, handler: FakeDaemon()).start()
         unlink(path)
         try makeStaleSocket(at: path)
         server.stop()
@@ -269,7 +269,7 @@ private func makeStaleSocket(at path: String) throws {
     func deinitStops() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("ctl.sock")
-        var server: ControlServer? = try ControlServer(path: path, handler: FakeDaemon())
+        var server: ControlServer? = try ControlServer(path: path, handler: FakeDaemon()).start()
         #expect(server != nil)
         server = nil
         #expect(!exists(path))
@@ -281,7 +281,7 @@ private func makeStaleSocket(at path: String) throws {
         let directory = TemporaryDirectory()
         var limits = ControlServer.Limits()
         limits.maximumConnections = 2
-        let server = try ControlServer(path: directory.file("ctl.sock"), limits: limits, handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), limits: limits, handler: FakeDaemon()).start()
         defer { server.stop() }
         let held = try (0..<2).map { _ in try RawConnection(path: server.path) }
         for connection in held {
@@ -299,7 +299,7 @@ private func makeStaleSocket(at path: String) throws {
         let directory = TemporaryDirectory()
         var limits = ControlServer.Limits()
         limits.idleTimeout = .milliseconds(300)
-        let server = try ControlServer(path: directory.file("ctl.sock"), limits: limits, handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), limits: limits, handler: FakeDaemon()).start()
         defer { server.stop() }
         let connection = try RawConnection(path: server.path, timeout: .seconds(5))
         let start = ContinuousClock.now
@@ -310,7 +310,7 @@ private func makeStaleSocket(at path: String) throws {
     @Test("a result of the wrong kind becomes an internal error")
     func mismatchedResult() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("ctl.sock")) { _ in .success(.run(.merge)) }
+        let server = try ControlServer(path: directory.file("ctl.sock")) { _ in .success(.run(.merge)) }.start()
         defer { server.stop() }
         let response = try ControlClient(path: server.path).send(.list)
         guard case .failure(let failure) = response else { Issue.record("accepted \(response)"); return }
@@ -326,7 +326,7 @@ private func makeStaleSocket(at path: String) throws {
             handler: ControlHandlerClosure { _, peer in
                 peers.withLock { $0.append(peer) }
                 return .success(.version(VersionInfo(daemon: "0.1")))
-            })
+            }).start()
         defer { server.stop() }
         _ = try ControlClient(path: server.path).call(.version)
         #expect(peers.withLock { $0 } == [ControlPeer(pid: getpid(), uid: getuid(), gid: getgid())])
@@ -343,7 +343,7 @@ struct PermissionTests {
     func nonRootRefused() throws {
         let directory = TemporaryDirectory(mode: 0o755)
         // 0666: the filesystem lets anyone connect, so only the credential check can refuse.
-        let server = try ControlServer(path: directory.file("ctl.sock"), mode: 0o666, handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), mode: 0o666, handler: FakeDaemon()).start()
         defer { server.stop() }
 
         let root = try runPythonClient(socket: server.path, asUser: ["--reuid=root", "--regid=root", "--clear-groups"])
@@ -362,7 +362,7 @@ struct PermissionTests {
     @Test("with the default mode 0600 the filesystem refuses non-root first")
     func filesystemRefuses() throws {
         let directory = TemporaryDirectory(mode: 0o755)
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon()).start()
         defer { server.stop() }
         let output = try runPythonClient(socket: server.path, asUser: Self.nobody)
         #expect(output == "ERROR \(EACCES)")
@@ -372,7 +372,7 @@ struct PermissionTests {
     func groupMembers() throws {
         let directory = TemporaryDirectory(mode: 0o755)
         let users: gid_t = 100
-        let server = try ControlServer(path: directory.file("ctl.sock"), mode: 0o660, group: users, handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), mode: 0o660, group: users, handler: FakeDaemon()).start()
         defer { server.stop() }
         for user in [
             ["--reuid=nobody", "--regid=\(users)", "--clear-groups"],
@@ -384,7 +384,7 @@ struct PermissionTests {
         }
         // Outside the group: the socket file (0660, group users) already refuses; with 0666 the
         // credential check does.
-        let open = try ControlServer(path: directory.file("open.sock"), mode: 0o666, group: users, handler: FakeDaemon())
+        let open = try ControlServer(path: directory.file("open.sock"), mode: 0o666, group: users, handler: FakeDaemon()).start()
         defer { open.stop() }
         let output = try runPythonClient(socket: open.path, asUser: Self.nobody)
         let reply = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
@@ -427,7 +427,7 @@ struct PermissionTests {
     @Test("deep nesting, invalid UTF-8, NUL bytes and random bytes get bad_request; the server survives")
     func hostileLines() throws {
         let directory = TemporaryDirectory()
-        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon())
+        let server = try ControlServer(path: directory.file("ctl.sock"), handler: FakeDaemon()).start()
         defer { server.stop() }
         let connection = try RawConnection(path: server.path)
         var generator = SystemRandomNumberGenerator()

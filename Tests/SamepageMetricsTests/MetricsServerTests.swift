@@ -109,6 +109,7 @@ struct MetricsServerTests {
         _ limits: MetricsServer.Limits = MetricsServer.Limits(), _ body: (Int) async throws -> Void
     ) async throws {
         let server = try await MetricsServer(host: "127.0.0.1", port: 0, limits: limits) { Array(Self.text.utf8) }
+        await server.start()
         #expect(server.boundAddress.hasPrefix("127.0.0.1:"))
         do {
             try await body(try #require(Int(server.boundAddress.split(separator: ":").last ?? "")))
