@@ -114,8 +114,12 @@ let package = Package(
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageCore"]),
         .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageAgent", "SamepageCore"]),
-        .testTarget(name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageAgent", "SamepageCore"]),
-        .testTarget(name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageAgent", "SamepageCore"]),
+        .testTarget(
+            name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageAgent", "SamepageCore"],
+            exclude: ["Golden"]),
+        .testTarget(
+            name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageAgent", "SamepageCore"],
+            exclude: ["Golden"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageAgent"]

@@ -29,27 +29,29 @@ public enum DomainEvent: Sendable, Hashable {
     /// Maps a `VIR_DOMAIN_EVENT_ID_LIFECYCLE` event and detail; nil for events that do not
     /// concern a running guest (defined, undefined, shutdown-in-progress).
     init?(lifecycleEvent event: Int32, detail: Int32) {
+        func named<T: RawRepresentable>(_ value: T) -> Int32 where T.RawValue: BinaryInteger { Int32(value.rawValue) }
         switch event {
-        case 2:  // STARTED; detail 4 is a wakeup from guest power management.
-            self = detail == 4 ? .resumed : .started
-        case 3, 7:  // SUSPENDED, PMSUSPENDED
+        case named(VIR_DOMAIN_EVENT_STARTED):
+            self = detail == named(VIR_DOMAIN_EVENT_STARTED_WAKEUP) ? .resumed : .started
+        case named(VIR_DOMAIN_EVENT_SUSPENDED), named(VIR_DOMAIN_EVENT_PMSUSPENDED):
             self = .suspended
-        case 4:  // RESUMED
+        case named(VIR_DOMAIN_EVENT_RESUMED):
             self = .resumed
-        case 5:  // STOPPED
+        case named(VIR_DOMAIN_EVENT_STOPPED):
             switch detail {
-            case 0: self = .stopped(.shutdown)
-            case 1: self = .stopped(.destroyed)
-            case 2: self = .stopped(.crashed)
-            case 3: self = .migratedAway
-            case 4: self = .stopped(.saved)
-            case 5: self = .stopped(.failed)
-            case 6: self = .stopped(.fromSnapshot)
+            case named(VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN): self = .stopped(.shutdown)
+            case named(VIR_DOMAIN_EVENT_STOPPED_DESTROYED): self = .stopped(.destroyed)
+            case named(VIR_DOMAIN_EVENT_STOPPED_CRASHED): self = .stopped(.crashed)
+            case named(VIR_DOMAIN_EVENT_STOPPED_MIGRATED): self = .migratedAway
+            case named(VIR_DOMAIN_EVENT_STOPPED_SAVED): self = .stopped(.saved)
+            case named(VIR_DOMAIN_EVENT_STOPPED_FAILED): self = .stopped(.failed)
+            case named(VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT): self = .stopped(.fromSnapshot)
             default: self = .stopped(.other(detail))
             }
-        case 8:  // CRASHED
+        case named(VIR_DOMAIN_EVENT_CRASHED):
             self = .crashed
         default:
+            // DEFINED, UNDEFINED, SHUTDOWN (in progress): nothing for a running guest.
             return nil
         }
     }
@@ -76,10 +78,10 @@ public enum ConnectionCloseReason: Sendable, Hashable {
 
     init(rawValue: Int32) {
         switch rawValue {
-        case 0: self = .error
-        case 1: self = .endOfFile
-        case 2: self = .keepaliveTimeout
-        case 3: self = .client
+        case Int32(VIR_CONNECT_CLOSE_REASON_ERROR.rawValue): self = .error
+        case Int32(VIR_CONNECT_CLOSE_REASON_EOF.rawValue): self = .endOfFile
+        case Int32(VIR_CONNECT_CLOSE_REASON_KEEPALIVE.rawValue): self = .keepaliveTimeout
+        case Int32(VIR_CONNECT_CLOSE_REASON_CLIENT.rawValue): self = .client
         default: self = .other(rawValue)
         }
     }

@@ -1,3 +1,4 @@
+import CLibvirt
 import Foundation
 
 /// A domain as listed by libvirt: identity and run state.
@@ -25,15 +26,15 @@ public enum DomainState: Sendable, Hashable, CustomStringConvertible {
     case unknown(Int32)
 
     init(rawValue: Int32) {
-        switch rawValue {
-        case 0: self = .noState
-        case 1: self = .running
-        case 2: self = .blocked
-        case 3: self = .paused
-        case 4: self = .shuttingDown
-        case 5: self = .shutoff
-        case 6: self = .crashed
-        case 7: self = .pmSuspended
+        switch UInt32(bitPattern: rawValue) {
+        case VIR_DOMAIN_NOSTATE.rawValue: self = .noState
+        case VIR_DOMAIN_RUNNING.rawValue: self = .running
+        case VIR_DOMAIN_BLOCKED.rawValue: self = .blocked
+        case VIR_DOMAIN_PAUSED.rawValue: self = .paused
+        case VIR_DOMAIN_SHUTDOWN.rawValue: self = .shuttingDown
+        case VIR_DOMAIN_SHUTOFF.rawValue: self = .shutoff
+        case VIR_DOMAIN_CRASHED.rawValue: self = .crashed
+        case VIR_DOMAIN_PMSUSPENDED.rawValue: self = .pmSuspended
         default: self = .unknown(rawValue)
         }
     }
@@ -60,11 +61,24 @@ public enum PausedReason: Sendable, Hashable, CustomStringConvertible {
     case other(Int32)
 
     init(rawValue: Int32) {
-        let known: [PausedReason] = [
-            .unknown, .user, .migration, .save, .dump, .ioError, .watchdog, .fromSnapshot,
-            .shuttingDown, .snapshot, .crashed, .startingUp, .postcopy, .postcopyFailed, .apiError,
-        ]
-        self = known.indices.contains(Int(rawValue)) ? known[Int(rawValue)] : .other(rawValue)
+        switch UInt32(bitPattern: rawValue) {
+        case VIR_DOMAIN_PAUSED_UNKNOWN.rawValue: self = .unknown
+        case VIR_DOMAIN_PAUSED_USER.rawValue: self = .user
+        case VIR_DOMAIN_PAUSED_MIGRATION.rawValue: self = .migration
+        case VIR_DOMAIN_PAUSED_SAVE.rawValue: self = .save
+        case VIR_DOMAIN_PAUSED_DUMP.rawValue: self = .dump
+        case VIR_DOMAIN_PAUSED_IOERROR.rawValue: self = .ioError
+        case VIR_DOMAIN_PAUSED_WATCHDOG.rawValue: self = .watchdog
+        case VIR_DOMAIN_PAUSED_FROM_SNAPSHOT.rawValue: self = .fromSnapshot
+        case VIR_DOMAIN_PAUSED_SHUTTING_DOWN.rawValue: self = .shuttingDown
+        case VIR_DOMAIN_PAUSED_SNAPSHOT.rawValue: self = .snapshot
+        case VIR_DOMAIN_PAUSED_CRASHED.rawValue: self = .crashed
+        case VIR_DOMAIN_PAUSED_STARTING_UP.rawValue: self = .startingUp
+        case VIR_DOMAIN_PAUSED_POSTCOPY.rawValue: self = .postcopy
+        case VIR_DOMAIN_PAUSED_POSTCOPY_FAILED.rawValue: self = .postcopyFailed
+        case 14: self = .apiError  // VIR_DOMAIN_PAUSED_API_ERROR, which libvirt 9.0's headers do not name yet
+        default: self = .other(rawValue)
+        }
     }
 
     public var description: String {

@@ -39,6 +39,28 @@ func reclaimLines(_ r: ReclaimStatus) -> [String] {
     ] + (r.resumeFailure.map { ["RESUME FAILING   \($0) (retried with backoff)"] } ?? [])
 }
 
+/// `--json`, shared by every command that prints an answer.
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print JSON: the daemon's wire form of the answer (the kernel's counter names as keys).")
+    var json = false
+}
+
+/// The guest listing of `list` and `samepage guests`: one row per guest, then why each guest
+/// that is not mapped is not.
+func guestTable(_ guests: [GuestStatus]) -> String {
+    var lines = [table(
+        ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
+        guests.map { g in
+            [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
+             g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
+             "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)", "\(g.reclaim.zeroPagesReclaimed)"]
+        })]
+    for g in guests {
+        if let reason = g.reason { lines.append("\(g.name): not mapped: \(reason)") }
+    }
+    return lines.joined(separator: "\n")
+}
+
 func table(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
     func format(_ row: [String]) -> String {
@@ -55,22 +77,13 @@ struct ListCommand: ParsableCommand {
         abstract: "List guests: state, backend, mapped or why not, policy, counters.")
 
     @ParentCommand var root: SamepageCommand
-    @Flag(help: "Print JSON: an array of guest objects.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let result = try ask(root.socket, .list)
-        if json { return printJSON(result) }
+        if output.json { return printJSON(result) }
         guard case .guests(let guests) = result else { return }
-        print(table(
-            ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
-            guests.map { g in
-                [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
-                 g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
-                 "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)", "\(g.reclaim.zeroPagesReclaimed)"]
-            }))
-        for g in guests where g.reason != nil {
-            print("\(g.name): not mapped: \(g.reason!)")
-        }
+        print(guestTable(guests))
     }
 }
 
@@ -80,11 +93,11 @@ struct DominfoCommand: ParsableCommand {
 
     @ParentCommand var root: SamepageCommand
     @Argument(help: "Guest name or UUID.") var guest: String
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let result = try ask(root.socket, .dominfo(guest: guest))
-        if json { return printJSON(result) }
+        if output.json { return printJSON(result) }
         guard case .guest(let g) = result else { return }
         var lines = [
             "Name:            \(g.name)", "UUID:            \(g.uuid)", "State:           \(g.state)",
@@ -119,11 +132,11 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats", abstract: "Show the global counters (the kernel's names), run mode and tunables.")
 
     @ParentCommand var root: SamepageCommand
-    @Flag(help: "Print JSON with the kernel's counter names as keys.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let result = try ask(root.socket, .stats)
-        if json { return printJSON(result) }
+        if output.json { return printJSON(result) }
         guard case .stats(let s) = result else { return }
         var lines = counterLines(s.counters)
         lines += [
@@ -186,7 +199,7 @@ struct TuneCommand: ParsableCommand {
     @Option(help: "Pause between batches.") var sleepMillisecs: Int?
     @Option(help: "Cap on stable nodes (0 = unlimited).") var maxKernelPages: Int?
     @Option(help: "Cap on pages per stable node (0 = unlimited, else at least 2).") var maxPageSharing: Int?
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let changes = TunableChanges(
@@ -199,7 +212,7 @@ struct TuneCommand: ParsableCommand {
         case .stats(let s): tunables = s.tunables
         default: return
         }
-        if json { return printJSON(.tunables(tunables)) }
+        if output.json { return printJSON(.tunables(tunables)) }
         print("""
             pages_to_scan    \(tunables.pagesToScan)
             sleep_millisecs  \(tunables.sleepMillisecs)
@@ -218,11 +231,11 @@ struct PolicyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The policy in force for each guest, and its file.")
         @ParentCommand var policy: PolicyCommand
         @Argument(help: "Guest name or UUID; all guests without one.") var guest: String?
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() throws {
             let result = try ask(policy.root.socket, .policyShow(guest: guest))
-            if json { return printJSON(result) }
+            if output.json { return printJSON(result) }
             guard case .policies(let policies) = result else { return }
             print(table(
                 ["Name", "Mode", "Group", "Max pages", "Pause ms", "Pause ms/min", "Source"],
@@ -254,11 +267,11 @@ struct PolicyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make samepaged re-read the policy directory; a bad file is rejected and its guest keeps its last good policy.")
         @ParentCommand var policy: PolicyCommand
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() throws {
             let result = try ask(policy.root.socket, .policyReload)
-            if json { return printJSON(result) }
+            if output.json { return printJSON(result) }
             guard case .policyReload(let report) = result else { return }
             if report.errors.isEmpty {
                 print("policies reloaded")
@@ -277,11 +290,11 @@ struct SharingCommand: ParsableCommand {
         commandName: "sharing", abstract: "Matrix of merged contents shared between each pair of guests.")
 
     @ParentCommand var root: SamepageCommand
-    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let result = try ask(root.socket, .sharing)
-        if json { return printJSON(result) }
+        if output.json { return printJSON(result) }
         guard case .sharing(let matrix) = result else { return }
         let names = matrix.guests.map(\.name)
         print(table([""] + names, zip(names, matrix.pages).map { [$0] + $1.map(String.init) }))

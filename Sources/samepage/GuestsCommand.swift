@@ -36,8 +36,7 @@ struct GuestsCommand: ParsableCommand {
     @Option(help: "Give up after this many seconds.")
     var timeout = 300
 
-    @Flag(help: "Print JSON.")
-    var json = false
+    @OptionGroup var output: OutputOptions
 
     @Flag(help: "Log what the agent does on standard error.")
     var verbose = false
@@ -73,7 +72,7 @@ struct GuestsCommand: ParsableCommand {
             let mapped = snapshot.guests.filter(\.mapped)
             if mapped.allSatisfy({ $0.counters.fullScans >= passes }) { break }
         }
-        if json {
+        if output.json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             // The daemon's wire forms: `stats` and `list` as `samepage stats --json` and
@@ -94,18 +93,6 @@ struct GuestTable {
     init(_ snapshot: AgentSnapshot) { self.snapshot = snapshot }
 
     var text: String {
-        var lines = [table(
-            ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero"],
-            snapshot.guests.map { g in
-                [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
-                 g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
-                 "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)"]
-            })]
-        for g in snapshot.guests {
-            if let reason = g.reason { lines.append("\(g.name): not mapped: \(reason)") }
-        }
-        lines.append("")
-        lines += counterLines(snapshot.counters)
-        return lines.joined(separator: "\n")
+        ([guestTable(snapshot.guests), ""] + counterLines(snapshot.counters)).joined(separator: "\n")
     }
 }

@@ -32,8 +32,7 @@ struct ScanCommand: ParsableCommand {
     @Flag(help: "Skip pages that keep failing to merge (kernel smart_scan).")
     var smartScan = false
 
-    @Flag(help: "Print JSON with the kernel's counter names as keys.")
-    var json = false
+    @OptionGroup var output: OutputOptions
 
     @Argument(help: "Memory image files; each size must be a multiple of 4096 bytes.")
     var files: [String]
@@ -73,7 +72,7 @@ struct ScanCommand: ParsableCommand {
             }
         }
         let perFile = zip(images, ids).map { (image, id) in (image, engine.counters(for: id)!) }
-        if json {
+        if output.json {
             print(try ScanReport(global: engine.counters, files: perFile).json())
         } else {
             printTable(global: engine.counters, files: perFile)

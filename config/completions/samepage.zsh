@@ -79,7 +79,7 @@ _samepage() {
 _samepage_list() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON\: an array of guest objects.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -92,7 +92,7 @@ _samepage_dominfo() {
     local -i ret=1
     local -ar arg_specs=(
         ':guest:'
-        '--json[Print JSON.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -104,7 +104,7 @@ _samepage_dominfo() {
 _samepage_stats() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON with the kernel'\''s counter names as keys.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -134,7 +134,7 @@ _samepage_tune() {
         '--sleep-millisecs[Pause between batches.]:sleep-millisecs:'
         '--max-kernel-pages[Cap on stable nodes (0 = unlimited).]:max-kernel-pages:'
         '--max-page-sharing[Cap on pages per stable node (0 = unlimited, else at least 2).]:max-page-sharing:'
-        '--json[Print JSON.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -177,7 +177,7 @@ _samepage_policy_show() {
     local -i ret=1
     local -ar arg_specs=(
         ':guest:'
-        '--json[Print JSON.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -201,7 +201,7 @@ _samepage_policy_validate() {
 _samepage_policy_reload() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -213,7 +213,7 @@ _samepage_policy_reload() {
 _samepage_sharing() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -230,7 +230,7 @@ _samepage_scan() {
         '--max-kernel-pages[Cap on stable nodes, i.e. merged contents tracked (0 = unlimited).]:max-kernel-pages:'
         '--max-page-sharing[Cap on pages sharing one stable node (0 = unlimited, else at least 2).]:max-page-sharing:'
         '--smart-scan[Skip pages that keep failing to merge (kernel smart_scan).]'
-        '--json[Print JSON with the kernel'\''s counter names as keys.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '*:files:'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
@@ -249,7 +249,7 @@ _samepage_guests() {
         '--mode[How guests are scanned\: report (accounted, the default), zero (zero pages only), merge.]:mode:{__samepage_complete "${___mode[@]}"}'
         '--trust-group[Trust group for all guests; without one, each guest only shares within itself.]:trust-group:'
         '--timeout[Give up after this many seconds.]:timeout:'
-        '--json[Print JSON.]'
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--verbose[Log what the agent does on standard error.]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
