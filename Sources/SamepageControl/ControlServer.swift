@@ -4,6 +4,7 @@ import Glibc
 import Dispatch
 import CLinux
 import Foundation
+import SamepageCore
 import Synchronization
 
 /// Answers the control requests a ``ControlServer`` receives: the daemon supplies one and
@@ -264,8 +265,7 @@ private final class ServerState: Sendable {
             state.listener = nil
         }
         identity.unlinkIfSame(path)
-        let (seconds, attoseconds) = limits.drainTimeout.components
-        _ = connections.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+        _ = connections.wait(timeout: .now() + limits.drainTimeout.inSeconds)
     }
 
     // MARK: Accepting
