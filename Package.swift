@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        // Already in the graph through SwiftNIO; named here for `FileDescriptor` and `Errno`.
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.4.0"),
     ],
     targets: [
         // C libraries, wrapped once each.
@@ -32,6 +34,10 @@ let package = Package(
 
         // Linux calls Swift's Glibc module does not import (_GNU_SOURCE), wrapped once.
         .target(name: "CLinux"),
+
+        // Owners of descriptors and mappings over swift-system's FileDescriptor, the one
+        // error type of a failed call (errno read first), the one whole-file reader.
+        .target(name: "LinuxSystem", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
 
         // The engine: slots, rmap items, stable and unstable trees, cursor, counters. No I/O.
         .target(name: "SamepageCore", dependencies: ["CXXHash"]),
@@ -103,6 +109,7 @@ let package = Package(
         .executableTarget(name: "samepage-stress-writer", dependencies: ["CLinux"], path: "Tests/StressWriter"),
 
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
+        .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageCore"]),
