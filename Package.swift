@@ -43,7 +43,10 @@ let package = Package(
         .target(name: "SamepageCore", dependencies: ["CXXHash"]),
 
         // Linux edges: image files and guest RAM backends, residency, pread.
-        .target(name: "GuestMemory", dependencies: ["SamepageCore", "CLinux"]),
+        .target(
+            name: "GuestMemory",
+            dependencies: ["SamepageCore", "LinuxSystem", "CLinux", .product(name: "SystemPackage", package: "swift-system")]
+        ),
 
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
