@@ -67,7 +67,7 @@ let package = Package(
         ),
 
         // The control API: versioned JSON over a Unix socket, server and client.
-        .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore", "CLinux"]),
+        .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore", "LinuxSystem", "CLinux"]),
 
         // The Prometheus endpoint: the agent's snapshot in Prometheus's text format (written by
         // swift-prometheus), served over HTTP by SwiftNIO.
