@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "SamepageAgent",
             dependencies: [
-                "SamepageCore", "GuestMemory", "Libvirt",
+                "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
