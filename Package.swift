@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        // Already in the graph through SwiftNIO; named here for `FileDescriptor` and `Errno`.
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.4.0"),
     ],
     targets: [
         // C libraries, wrapped once each.
@@ -33,11 +35,18 @@ let package = Package(
         // Linux calls Swift's Glibc module does not import (_GNU_SOURCE), wrapped once.
         .target(name: "CLinux"),
 
+        // Owners of descriptors and mappings over swift-system's FileDescriptor, the one
+        // error type of a failed call (errno read first), the one whole-file reader.
+        .target(name: "LinuxSystem", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+
         // The engine: slots, rmap items, stable and unstable trees, cursor, counters. No I/O.
         .target(name: "SamepageCore", dependencies: ["CXXHash"]),
 
         // Linux edges: image files and guest RAM backends, residency, pread.
-        .target(name: "GuestMemory", dependencies: ["SamepageCore", "CLinux"]),
+        .target(
+            name: "GuestMemory",
+            dependencies: ["SamepageCore", "LinuxSystem", "CLinux", .product(name: "SystemPackage", package: "swift-system")]
+        ),
 
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
@@ -46,7 +55,7 @@ let package = Package(
         .target(
             name: "SamepageAgent",
             dependencies: [
-                "SamepageCore", "GuestMemory", "Libvirt",
+                "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -62,7 +71,7 @@ let package = Package(
         .target(
             name: "SamepageControl",
             dependencies: [
-                "SamepageAgent", "SamepageCore", "CLinux",
+                "SamepageAgent", "SamepageCore", "LinuxSystem", "CLinux",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
@@ -110,6 +119,7 @@ let package = Package(
         .executableTarget(name: "samepage-stress-writer", dependencies: ["CLinux"], path: "Tests/StressWriter"),
 
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
+        .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageCore"]),

@@ -1,6 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#endif
+import LinuxSystem
 
 /// The device descriptors through which hardware can DMA into guest RAM while the guest is
 /// suspended: VFIO (`/dev/vfio/vfio`, group `/dev/vfio/N` or `/dev/vfio/noiommu-N`, device

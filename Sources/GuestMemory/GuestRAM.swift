@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import LinuxSystem
 
 /// A RAM region a guest should have, from its domain definition.
 public struct ExpectedRegion: Sendable, Hashable {
@@ -36,7 +34,7 @@ public enum UnmappableReason: Error, Sendable, Hashable, CustomStringConvertible
     case failed(SystemError)
 
     init(_ error: SystemError) {
-        self = error.errno == EACCES || error.errno == EPERM ? .noPermission(error) : .failed(error)
+        self = error.errno == .permissionDenied || error.errno == .notPermitted ? .noPermission(error) : .failed(error)
     }
 
     public var description: String {

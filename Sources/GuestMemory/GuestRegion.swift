@@ -1,6 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#endif
+import LinuxSystem
 import SamepageCore
 
 /// How a RAM backend is opened: read-only for scanning, read-write for hole punching.
@@ -91,12 +90,26 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
     public let pid: pid_t
     public let processAddresses: Range<UInt64>
 
-    /// The open backend. Valid for the life of the region; for hole punching with `.readWrite`.
-    public let descriptor: Int32
+    /// The open backend: the region's own, closed with it and by nothing else.
+    private let backend: OwnedDescriptor
+    /// How residency is read.
+    private let residencySource: ResidencySource
+    /// A pidfd of `pid`, when the region was opened through a ``QEMUProcess``.
+    private let processDescriptor: OwnedDescriptor?
     private let fileSizeAtOpen: Int
-    private let residencyMapping: UnsafeMutableRawPointer?
-    private let pagemapDescriptor: Int32?
-    private let processDescriptor: Int32?
+
+    /// Where `residency(of:into:)` asks which pages are in memory.
+    private enum ResidencySource: ~Copyable {
+        /// A `PROT_READ` mapping of the region, never read: only `mincore(2)` asks about it.
+        case mapping(OwnedMapping)
+        /// The mapping process's `/proc/PID/pagemap`, on hugetlbfs, where `mincore` sees only
+        /// the caller's own page tables (an untouched mapping would report nothing resident).
+        case pagemap(OwnedDescriptor)
+    }
+
+    /// The backend's descriptor, for this module's calls (`pread`, `fallocate`): valid for the
+    /// life of the region, which alone closes it.
+    var descriptor: FileDescriptor { backend.descriptor }
 
     /// Opens the backend of `mapping`, a shared file mapping of process `pid`, through
     /// `/proc/PID/map_files` (needs CAP_CHECKPOINT_RESTORE, or CAP_SYS_ADMIN before Linux 5.9), and checks that the opened file is the
@@ -107,17 +120,19 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
     }
 
     /// As the public initializer; `processDescriptor`, a pidfd of `pid`, becomes the region's.
+    ///
+    /// Whatever it has opened or mapped when it throws is closed and unmapped by its owner.
     init(mapping: MemoryMapping, of pid: pid_t, backendID: String, access: BackendAccess,
-         processDescriptor: Int32?) throws(BackendError) {
-        var cleanup = Cleanup(processDescriptor: processDescriptor)
+         processDescriptor: consuming OwnedDescriptor?) throws(BackendError) {
         precondition(mapping.length > 0 && mapping.length % UInt64(pageSize) == 0, "mapping of \(mapping.length) bytes")
         let mapFile = "/proc/\(pid)/map_files/\(mapping.mapFilesName)"
-        let flags = (access == .readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
-        let descriptor = try Self.check { () throws(SystemError) in try retryingInterrupts("open \(mapFile)") { open(mapFile, flags) } }
-        cleanup.descriptor = descriptor
+        let backend = try Self.check { () throws(SystemError) in
+            try OwnedDescriptor.open(mapFile, access == .readOnly ? .readOnly : .readWrite)
+        }
+        let descriptor = backend.descriptor
 
         var status = stat()
-        try Self.check { () throws(SystemError) in try retryingInterrupts("fstat \(mapFile)") { fstat(descriptor, &status) } }
+        try Self.check { () throws(SystemError) in try retryingInterrupts("fstat \(mapFile)") { fstat(descriptor.rawValue, &status) } }
         guard status.st_mode & S_IFMT == S_IFREG else { throw .notRegularFile(backend: backendID) }
         guard FileIdentity(status) == mapping.file else {
             throw .identityMismatch(backend: backendID, expected: mapping.file, found: FileIdentity(status))
@@ -130,18 +145,18 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
         }
 
         let size = Int(mapping.length)
+        let residencySource: ResidencySource
         if case .hugetlbfs = kind {
-            // mincore on our own untouched mapping would report nothing resident.
-            let pagemap = "/proc/\(pid)/pagemap"
-            cleanup.pagemapDescriptor = try Self.check { () throws(SystemError) in
-                try retryingInterrupts("open \(pagemap)") { open(pagemap, O_RDONLY | O_CLOEXEC) }
-            }
+            let pagemap = try Self.check { () throws(SystemError) in try OwnedDescriptor.open("/proc/\(pid)/pagemap", .readOnly) }
+            residencySource = .pagemap(pagemap)
         } else {
-            let address = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, off_t(mapping.fileOffset))
-            guard let address, address != MAP_FAILED else { throw .system(SystemError("mmap \(mapFile)")) }
-            cleanup.mapping = (address, size)
+            let mapped = try Self.check { () throws(SystemError) in
+                try OwnedMapping(size: size, protection: PROT_READ, flags: MAP_SHARED, of: descriptor,
+                                 at: Int(mapping.fileOffset), "mmap \(mapFile)")
+            }
             // A core dump of this process must not read through it either.
-            _ = madvise(address, size, MADV_DONTDUMP)
+            _ = madvise(mapped.address, size, MADV_DONTDUMP)
+            residencySource = .mapping(mapped)
         }
 
         self.backendID = backendID
@@ -154,19 +169,10 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
         self.access = access
         self.pid = pid
         self.processAddresses = mapping.addresses
-        self.descriptor = descriptor
+        self.backend = backend
         self.fileSizeAtOpen = Int(status.st_size)
-        self.residencyMapping = cleanup.mapping?.address
-        self.pagemapDescriptor = cleanup.pagemapDescriptor
+        self.residencySource = residencySource
         self.processDescriptor = processDescriptor
-        cleanup.disarm()
-    }
-
-    deinit {
-        if let residencyMapping { munmap(residencyMapping, size) }
-        if let pagemapDescriptor { close(pagemapDescriptor) }
-        if let processDescriptor { close(processDescriptor) }
-        close(descriptor)
     }
 
     /// `mincore(2)` on the untouched mapping (pagemap of the mapping process on hugetlbfs):
@@ -182,18 +188,22 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
         if fileSize < regionEnd {
             throw BackendError.truncated(backend: backendID, regionEnd: regionEnd, fileSize: fileSize)
         }
-        if let residencyMapping {
-            let start = residencyMapping + pages.lowerBound * pageSize
+        switch residencySource {
+        case .mapping(let mapping):
+            let start = mapping.address + pages.lowerBound * pageSize
             while mincore(start, pages.count * pageSize, vector.baseAddress) != 0 {
+                let error = SystemError("mincore \(backendID)")
                 // EAGAIN: the kernel was short of memory for a moment.
-                guard errno == EAGAIN || errno == EINTR else { throw BackendError.system(SystemError("mincore \(backendID)")) }
+                guard error.errno == .resourceTemporarilyUnavailable || error.errno == .interrupted else {
+                    throw BackendError.system(error)
+                }
             }
-        } else if let pagemapDescriptor {
-            try readPagemap(pagemapDescriptor, pages: pages, into: vector)
+        case .pagemap(let pagemap):
+            try readPagemap(pagemap.descriptor, pages: pages, into: vector)
         }
     }
 
-    private func readPagemap(_ pagemap: Int32, pages: Range<Int>, into vector: UnsafeMutableBufferPointer<UInt8>) throws(BackendError) {
+    private func readPagemap(_ pagemap: FileDescriptor, pages: Range<Int>, into vector: UnsafeMutableBufferPointer<UInt8>) throws(BackendError) {
         let firstEntry = Int(processAddresses.lowerBound) / pageSize + pages.lowerBound
         try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: pages.count) { (entries) throws(BackendError) in
             let bytes = UnsafeMutableRawBufferPointer(entries)
@@ -215,12 +225,12 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
         }
     }
 
-    private func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, what: String,
+    private func readFully(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, what: String,
                            atEnd: (Int) -> BackendError) throws(BackendError) {
         switch preadFully(fd, into: buffer, at: offset) {
         case .complete: return
         case .endOfFile(let end): throw atEnd(end)
-        case .failed(let error) where error == ESRCH: throw .processExited(backend: backendID)
+        case .failed(let error) where error == .noSuchProcess: throw .processExited(backend: backendID)
         case .failed(let error): throw .system(SystemError(errno: error, operation: "pread \(what)"))
         }
     }
@@ -234,13 +244,16 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
     /// alive, its mapping at the same address is still this file (device and inode), and
     /// the file's size is unchanged. Call before any change to the backend.
     public func ensureStillSameBackend() throws(BackendError) {
-        if let processDescriptor, QEMUProcess.hasExited(pidfd: processDescriptor) {
-            throw .processExited(backend: backendID)
+        switch processDescriptor {
+        case .some(let pidfd) where QEMUProcess.hasExited(pidfd: pidfd.descriptor): throw .processExited(backend: backendID)
+        default: break
         }
         var mapped = stat()
         let mapFile = "/proc/\(pid)/map_files/\(String(processAddresses.lowerBound, radix: 16))-\(String(processAddresses.upperBound, radix: 16))"
         if stat(mapFile, &mapped) != 0 {
-            throw errno == ENOENT || errno == ESRCH ? .processExited(backend: backendID) : .system(SystemError("stat \(mapFile)"))
+            let error = SystemError("stat \(mapFile)")
+            let gone = error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess
+            throw gone ? .processExited(backend: backendID) : .system(error)
         }
         guard FileIdentity(mapped) == file else {
             throw .identityMismatch(backend: backendID, expected: file, found: FileIdentity(mapped))
@@ -255,31 +268,12 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
 
     private func status() throws(SystemError) -> stat {
         var status = stat()
-        try retryingInterrupts("fstat \(backendID)") { fstat(descriptor, &status) }
+        try retryingInterrupts("fstat \(backendID)") { fstat(descriptor.rawValue, &status) }
         return status
     }
 
     @discardableResult
-    private static func check<T>(_ body: () throws(SystemError) -> T) throws(BackendError) -> T {
+    private static func check<T: ~Copyable>(_ body: () throws(SystemError) -> T) throws(BackendError) -> T {
         do { return try body() } catch { throw .system(error) }
-    }
-
-    /// Releases what an initializer acquired if it fails half-way.
-    private struct Cleanup: ~Copyable {
-        var processDescriptor: Int32?
-        var descriptor: Int32?
-        var pagemapDescriptor: Int32?
-        var mapping: (address: UnsafeMutableRawPointer, size: Int)?
-        var armed = true
-
-        init(processDescriptor: Int32?) { self.processDescriptor = processDescriptor }
-
-        mutating func disarm() { armed = false }
-
-        deinit {
-            guard armed else { return }
-            if let mapping { munmap(mapping.address, mapping.size) }
-            for fd in [descriptor, pagemapDescriptor, processDescriptor].compactMap({ $0 }) { close(fd) }
-        }
     }
 }

@@ -1,32 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
-
-/// A file's identity: the device and inode that `stat` and `/proc/PID/maps` report.
-public struct FileIdentity: Sendable, Hashable, CustomStringConvertible {
-    public var deviceMajor: UInt32
-    public var deviceMinor: UInt32
-    public var inode: UInt64
-
-    public init(deviceMajor: UInt32, deviceMinor: UInt32, inode: UInt64) {
-        self.deviceMajor = deviceMajor
-        self.deviceMinor = deviceMinor
-        self.inode = inode
-    }
-
-    /// The identity of a `stat` result, decoding glibc's `dev_t` layout.
-    init(_ status: stat) {
-        let dev = UInt64(status.st_dev)
-        deviceMajor = UInt32(truncatingIfNeeded: ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff))
-        deviceMinor = UInt32(truncatingIfNeeded: ((dev >> 12) & 0xffff_ff00) | (dev & 0xff))
-        inode = UInt64(status.st_ino)
-    }
-
-    public var description: String {
-        String(format: "%02x:%02x ", deviceMajor, deviceMinor) + String(inode)
-    }
-}
+import Glibc
+import LinuxSystem
 
 /// One line of `/proc/PID/maps`: a virtual memory area of a process.
 public struct MemoryMapping: Sendable, Hashable {
@@ -96,7 +70,7 @@ public struct MemoryMapping: Sendable, Hashable {
 
     /// Reads and parses `/proc/PID/maps`.
     public static func read(pid: pid_t) throws(SystemError) -> [MemoryMapping] {
-        parse(maps: try readProcFile("/proc/\(pid)/maps"))
+        parse(maps: String(decoding: try readWholeFile("/proc/\(pid)/maps"), as: UTF8.self))
     }
 
     /// Joins areas that are one mapping of one file split by the kernel (an `madvise` or
@@ -135,24 +109,5 @@ public struct MemoryMapping: Sendable, Hashable {
             for file in Set(maps.map(\.file)).intersection(files) { result[file, default: []].append(pid) }
         }
         return result
-    }
-}
-
-/// Reads a whole file in /proc (whose size stat reports as 0) with plain read(2).
-func readProcFile(_ path: String) throws(SystemError) -> String {
-    let bytes = try readProcBytes(path)
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-func readProcBytes(_ path: String) throws(SystemError) -> [UInt8] {
-    let fd = try retryingInterrupts("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
-    defer { chunk.deallocate() }
-    while true {
-        let count = try retryingInterrupts("read \(path)") { Glibc.read(fd, chunk.baseAddress, chunk.count) }
-        if count == 0 { return bytes }
-        bytes += chunk[..<count]
     }
 }

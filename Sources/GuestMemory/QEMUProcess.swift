@@ -1,25 +1,23 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
+import Glibc
+import LinuxSystem
 
 /// A QEMU process held by a pidfd, so that its pid cannot be recycled under us: everything
 /// read from `/proc/PID` is trusted only if the pidfd shows the process alive afterwards.
 ///
-/// The pidfd (`descriptor`) turns readable when the process exits; the daemon can poll or
-/// epoll it to release a dead guest's backends even when libvirtd is down.
+/// The pidfd turns readable when the process exits (``hasExited``), which tells a dead
+/// guest's backends to be released even when libvirtd is down. Each region opened through
+/// the process gets a pidfd of its own (``openRAMRegions(expecting:access:)``).
 public struct QEMUProcess: ~Copyable, Sendable {
     public let pid: pid_t
-    /// The pidfd; owned by this value and closed with it.
-    public let descriptor: Int32
+    /// The pidfd: owned by this value, closed with it.
+    private let pidfd: OwnedDescriptor
 
     /// Opens a pidfd for `pid`.
     public init(pid: pid_t) throws(SystemError) {
         self.pid = pid
-        self.descriptor = try retryingInterrupts("pidfd_open \(pid)") { LinuxCalls.pidfdOpen(pid, 0) }
+        self.pidfd = try LinuxCalls.pidfdOpen(pid)
     }
-
-    deinit { close(descriptor) }
 
     /// Finds the QEMU of a libvirt guest from libvirt's pid file (`RUN/NAME.pid`) and checks
     /// that the process's command line is that guest's (`-name guest=NAME` and `-uuid UUID`).
@@ -28,15 +26,15 @@ public struct QEMUProcess: ~Copyable, Sendable {
     ) throws(UnmappableReason) -> QEMUProcess {
         let pidFile = "\(runDirectory)/\(name).pid"
         let text: String
-        do { text = try readProcFile(pidFile) } catch {
-            throw error.errno == ENOENT ? .processGone : UnmappableReason(error)
+        do { text = String(decoding: try readWholeFile(pidFile), as: UTF8.self) } catch {
+            throw error.errno == .noSuchFileOrDirectory ? .processGone : UnmappableReason(error)
         }
         guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else {
             throw .processGone
         }
         let process: QEMUProcess
         do { process = try QEMUProcess(pid: pid) } catch {
-            throw error.errno == ESRCH ? .processGone : UnmappableReason(error)
+            throw error.errno == .noSuchProcess ? .processGone : UnmappableReason(error)
         }
         let arguments = try process.commandLine()
         guard isCommandLine(arguments, ofGuest: name, uuid: uuid) else { throw .processGone }
@@ -56,10 +54,10 @@ public struct QEMUProcess: ~Copyable, Sendable {
     }
 
     /// Whether the process has exited (its pidfd is readable).
-    public var hasExited: Bool { Self.hasExited(pidfd: descriptor) }
+    public var hasExited: Bool { Self.hasExited(pidfd: pidfd.descriptor) }
 
-    static func hasExited(pidfd: Int32) -> Bool {
-        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+    static func hasExited(pidfd: FileDescriptor) -> Bool {
+        var entry = pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)
         while true {
             let ready = poll(&entry, 1, 0)
             if ready >= 0 { return ready > 0 }
@@ -70,7 +68,7 @@ public struct QEMUProcess: ~Copyable, Sendable {
     /// The process's arguments (`/proc/PID/cmdline`).
     public func commandLine() throws(UnmappableReason) -> [String] {
         try whileAlive { () throws(SystemError) in
-            QEMUCommandLine.arguments(cmdline: try readProcBytes("/proc/\(pid)/cmdline"))
+            QEMUCommandLine.arguments(cmdline: try readWholeFile("/proc/\(pid)/cmdline"))
         }
     }
 
@@ -83,7 +81,8 @@ public struct QEMUProcess: ~Copyable, Sendable {
     private func whileAlive<T>(_ body: () throws(SystemError) -> T) throws(UnmappableReason) -> T {
         let result: T
         do { result = try body() } catch {
-            throw hasExited || error.errno == ENOENT || error.errno == ESRCH ? .processGone : UnmappableReason(error)
+            let gone = error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess
+            throw hasExited || gone ? .processGone : UnmappableReason(error)
         }
         guard !hasExited else { throw .processGone }
         return result
@@ -107,20 +106,20 @@ public struct QEMUProcess: ~Copyable, Sendable {
         let plan = try GuestRAMPlan.match(backends: backends, expected: expected, mappings: try mappings())
         var regions: [GuestRegion] = []
         for (id, mapping) in plan {
-            let pidfd = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
-            guard pidfd >= 0 else { throw UnmappableReason(SystemError("dup pidfd")) }
+            let regionPidfd: OwnedDescriptor
+            do { regionPidfd = try pidfd.duplicate("dup pidfd") } catch { throw UnmappableReason(error) }
             do {
-                regions.append(try GuestRegion(mapping: mapping, of: pid, backendID: id, access: access, processDescriptor: pidfd))
+                regions.append(try GuestRegion(mapping: mapping, of: pid, backendID: id, access: access, processDescriptor: regionPidfd))
             } catch {
                 if hasExited { throw .processGone }
                 switch error {
-                case .system(let system) where system.errno == ENOENT || system.errno == ESRCH:
+                case .system(let system) where system.errno == .noSuchFileOrDirectory || system.errno == .noSuchProcess:
                     throw .backendNotFound(backend: id, size: Int(mapping.length))
                 case .system(let system): throw UnmappableReason(system)
                 case .identityMismatch, .notRegularFile, .truncated, .sizeChanged:
                     throw .backendNotFound(backend: id, size: Int(mapping.length))
                 case .processExited: throw .processGone
-                case .notWritable: throw .failed(SystemError(errno: EBADF, operation: error.description))  // Opening never throws it.
+                case .notWritable: throw .failed(SystemError(errno: .badFileDescriptor, operation: error.description))  // Opening never throws it.
                 }
             }
         }

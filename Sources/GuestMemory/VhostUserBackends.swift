@@ -1,8 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CLinux
 import Foundation
+import Glibc
+import LinuxSystem
 
 /// The Unix-domain sockets of this network namespace: each one's name and connected peer,
 /// from sock_diag(7). (`/proc/net/unix` lists names but not peers, and a backend that QEMU
@@ -25,7 +24,7 @@ public struct UnixSocketTable: Sendable {
     public static func current() throws(SystemError) -> UnixSocketTable {
         var list: UnsafeMutablePointer<samepage_unix_socket>?
         let count = samepage_unix_sockets(&list)
-        guard count >= 0 else { throw SystemError(errno: Int32(-count), operation: "sock_diag dump of Unix sockets") }
+        guard count >= 0 else { throw SystemError(errno: Errno(rawValue: CInt(-count)), operation: "sock_diag dump of Unix sockets") }
         defer { free(list) }
         var entries: [UInt32: Entry] = [:]
         entries.reserveCapacity(count)

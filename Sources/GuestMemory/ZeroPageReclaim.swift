@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import LinuxSystem
 import SamepageCore
 
 /// What one verify-and-punch pass over a batch of candidate zero pages did.
@@ -263,7 +261,7 @@ private final class ZeroVerifier {
             } catch let error as BackendError {
                 throw error
             } catch {
-                throw .system(SystemError(errno: EIO, operation: "\(error)"))
+                throw .system(SystemError(errno: .ioError, operation: "\(error)"))
             }
             for page in 0..<chunk.count where !isZeroPage(buffer.baseAddress! + page * pageSize) {
                 return false

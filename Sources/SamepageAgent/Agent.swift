@@ -197,8 +197,7 @@ public final class Agent: Sendable {
     public func sharingMatrix(timeout: Duration = .seconds(10)) -> SharingMatrix? {
         let reply = SharingReply()
         post(.sharing(reply))
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        guard reply.done.wait(timeout: .now() + seconds) == .success else { return nil }
+        guard reply.done.wait(timeout: .now() + timeout.inSeconds) == .success else { return nil }
         return reply.result.withLock { $0 }
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import LinuxSystem
 
 /// A durable record of the guests the agent has paused, so that a pause never outlives the
 /// agent: written (and synced) before a guest is suspended, cleared after it is resumed, and
@@ -186,7 +187,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
     }
 
     init(path: String, operation: String, errno: Int32) {
-        self.init(path: path, problem: "\(operation): \(String(cString: strerror(errno))) (errno \(errno))")
+        self.init(path: path, problem: SystemError(errno: Errno(rawValue: errno), operation: operation).description)
     }
 
     public var description: String { "pause journal \(path) \(problem)" }

@@ -1,3 +1,5 @@
+import SamepageCore
+
 /// The rate of a growing count over a sliding window of time: pages scanned per second.
 ///
 /// Samples older than the window are dropped, except the newest of them, which anchors the
@@ -24,7 +26,6 @@ public struct RateWindow: Sendable {
         guard let first = samples.first, let last = samples.last else { return 0 }
         let elapsed = last.at - first.at
         guard elapsed >= .milliseconds(100) else { return 0 }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Double(last.count - first.count) / seconds
+        return Double(last.count - first.count) / elapsed.inSeconds
     }
 }

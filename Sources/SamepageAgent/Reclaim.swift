@@ -492,7 +492,7 @@ extension Worker {
     }
 
     static func milliseconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        duration.inMilliseconds
     }
 }
 
@@ -624,8 +624,7 @@ final class LibvirtCall<Value: Sendable>: PendingCall {
 
     /// The call's result, or nil if it did not return within `timeout`.
     func wait(_ timeout: Duration) -> Result<Value, LibvirtError>? {
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        guard state.done.wait(timeout: .now() + seconds) == .success else { return nil }
+        guard state.done.wait(timeout: .now() + timeout.inSeconds) == .success else { return nil }
         state.done.signal()  // Later waits return at once too.
         return state.outcome.withLock { $0 }
     }

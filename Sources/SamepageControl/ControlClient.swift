@@ -1,6 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#endif
+import LinuxSystem
 import Synchronization
 
 /// A connection to samepaged's control socket: sends requests one at a time and reads each
@@ -43,7 +42,7 @@ public final class ControlClient: Sendable {
             case ENOENT, ECONNREFUSED, ENOTDIR:
                 throw .daemonNotRunning(path: path, errno: error)
             case EACCES, EPERM:
-                throw .permissionDenied(path: path, detail: String(cString: strerror(error)))
+                throw .permissionDenied(path: path, detail: Errno(rawValue: error).description)
             case EAGAIN, ETIMEDOUT:
                 throw .timedOut(path: path, timeout: timeout)
             default:

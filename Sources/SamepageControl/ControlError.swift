@@ -1,6 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#endif
+import LinuxSystem
 
 /// Why a control server could not start or a client could not get an answer.
 ///
@@ -33,6 +32,11 @@ public enum ControlError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The daemon answered with a failure (from ``ControlClient/call(_:)``).
     case failed(ControlFailure)
 
+    /// A failed call, as ``system(operation:errno:)``.
+    init(_ error: SystemError) {
+        self = .system(operation: error.operation, errno: error.errno.rawValue)
+    }
+
     /// The errno this error carries, if any.
     public var errno: Int32? {
         switch self {
@@ -57,7 +61,7 @@ public enum ControlError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notASocket(let path):
             return "\(path) exists and is not a socket; not touching it"
         case .system(let operation, let errno):
-            return "\(operation): \(String(cString: strerror(errno))) (errno \(errno))"
+            return SystemError(errno: Errno(rawValue: errno), operation: operation).description
         case .timedOut(let path, let timeout):
             return "samepaged at \(path) did not answer within \(timeout)"
         case .connectionClosed(let path):

@@ -1,9 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import Dispatch
 import CLinux
+import Dispatch
 import Foundation
+import Glibc
+import LinuxSystem
+import SamepageCore
 import ServiceLifecycle
 import Synchronization
 
@@ -97,10 +97,10 @@ public final class ControlServer: Service, Sendable {
         // Serialise start-up with any other server in the same directory, so that two
         // daemons starting at once cannot both find the socket stale and both bind.
         let lock = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard lock >= 0 else { throw .system(operation: "open \(directory)", errno: errno) }
+        guard lock >= 0 else { throw ControlError(SystemError("open \(directory)")) }
         defer { close(lock) }
         while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw .system(operation: "flock \(directory)", errno: errno) }
+            guard errno == EINTR else { throw ControlError(SystemError("flock \(directory)")) }
         }
 
         try Self.removeStaleSocket(at: path, address: address)
@@ -108,7 +108,7 @@ public final class ControlServer: Service, Sendable {
         // The bound file takes the socket inode's mode minus the umask: owner-only from the
         // start, whatever the process's umask (which is process-wide, so not touched here).
         guard fchmod(listener.rawValue, 0o600) == 0 else {
-            throw .system(operation: "fchmod control socket", errno: errno)
+            throw ControlError(SystemError("fchmod control socket"))
         }
         guard address.withSockaddr({ bind(listener.rawValue, $0, $1) }) == 0 else {
             let error = errno
@@ -116,16 +116,16 @@ public final class ControlServer: Service, Sendable {
             throw .system(operation: "bind \(path)", errno: error)
         }
         var status = stat()
-        guard lstat(path, &status) == 0 else { throw .system(operation: "stat \(path)", errno: errno) }
-        let identity = FileIdentity(device: status.st_dev, inode: status.st_ino)
+        guard lstat(path, &status) == 0 else { throw ControlError(SystemError("stat \(path)")) }
+        let identity = FileIdentity(status)
         do throws(ControlError) {
             if let group, chown(path, uid_t.max, group) != 0 {
-                throw .system(operation: "chown \(path) to gid \(group)", errno: errno)
+                throw ControlError(SystemError("chown \(path) to gid \(group)"))
             }
             guard chmod(path, mode) == 0 else {
-                throw .system(operation: "chmod \(path) to \(String(mode, radix: 8))", errno: errno)
+                throw ControlError(SystemError("chmod \(path) to \(String(mode, radix: 8))"))
             }
-            guard listen(listener.rawValue, 64) == 0 else { throw .system(operation: "listen \(path)", errno: errno) }
+            guard listen(listener.rawValue, 64) == 0 else { throw ControlError(SystemError("listen \(path)")) }
         } catch {
             identity.unlinkIfSame(path)
             throw error
@@ -194,11 +194,11 @@ public final class ControlServer: Service, Sendable {
             guard status.st_mode & S_IFMT == S_IFDIR else { throw .system(operation: "mkdir \(directory)", errno: ENOTDIR) }
             return
         }
-        guard errno == ENOENT else { throw .system(operation: "stat \(directory)", errno: errno) }
+        guard errno == ENOENT else { throw ControlError(SystemError("stat \(directory)")) }
         let parent = parentDirectory(of: directory)
         if parent != directory { try makeDirectory(parent) }
         guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
-            throw .system(operation: "mkdir \(directory)", errno: errno)
+            throw ControlError(SystemError("mkdir \(directory)"))
         }
         _ = chmod(directory, 0o755)
     }
@@ -207,7 +207,7 @@ public final class ControlServer: Service, Sendable {
     private static func removeStaleSocket(at path: String, address: UnixSocketAddress) throws(ControlError) {
         var status = stat()
         guard lstat(path, &status) == 0 else {
-            guard errno == ENOENT else { throw .system(operation: "stat \(path)", errno: errno) }
+            guard errno == ENOENT else { throw ControlError(SystemError("stat \(path)")) }
             return
         }
         guard status.st_mode & S_IFMT == S_IFSOCK else { throw .notASocket(path: path) }
@@ -218,22 +218,18 @@ public final class ControlServer: Service, Sendable {
         case nil, EAGAIN?, EINPROGRESS?:
             throw .alreadyRunning(path: path)
         case ECONNREFUSED?:
-            guard unlink(path) == 0 || errno == ENOENT else { throw .system(operation: "unlink stale \(path)", errno: errno) }
+            guard unlink(path) == 0 || errno == ENOENT else { throw ControlError(SystemError("unlink stale \(path)")) }
         case let error?:
             throw .system(operation: "connect to existing socket \(path)", errno: error)
         }
     }
 }
 
-/// Which file a path named when the server bound it.
-struct FileIdentity: Sendable, Equatable {
-    var device: dev_t
-    var inode: ino_t
-
-    /// Unlinks `path` if it is still this file.
+extension FileIdentity {
+    /// Unlinks `path` if it is still this file (the socket the server bound).
     func unlinkIfSame(_ path: String) {
         var status = stat()
-        guard lstat(path, &status) == 0, status.st_dev == device, status.st_ino == inode else { return }
+        guard lstat(path, &status) == 0, FileIdentity(status) == self else { return }
         _ = unlink(path)
     }
 }
@@ -319,8 +315,7 @@ private final class ServerState: Sendable {
             state.listener = nil
         }
         identity.unlinkIfSame(path)
-        let (seconds, attoseconds) = limits.drainTimeout.components
-        _ = connections.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+        _ = connections.wait(timeout: .now() + limits.drainTimeout.inSeconds)
         let waiters = shared.withLock { state in
             state.stopped = true
             defer { state.stopWaiters = [] }

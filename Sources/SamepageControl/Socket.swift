@@ -1,28 +1,26 @@
-#if canImport(Glibc)
 import Glibc
-#endif
+import LinuxSystem
 
 /// A socket descriptor this value owns: closed exactly once, when the value is consumed or
 /// dropped.
 struct SocketDescriptor: ~Copyable {
-    let rawValue: Int32
+    private let owner: OwnedDescriptor
 
-    init(rawValue: Int32) { self.rawValue = rawValue }
+    /// Takes ownership of the socket `rawValue` (from `accept4`).
+    init(rawValue: Int32) { owner = OwnedDescriptor(taking: FileDescriptor(rawValue: rawValue)) }
+
+    /// The socket, for system calls while this value lives. Never close it.
+    var rawValue: Int32 { owner.descriptor.rawValue }
 
     /// A new Unix stream socket, close-on-exec.
     static func unixStream() throws(ControlError) -> SocketDescriptor {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .system(operation: "socket(AF_UNIX, SOCK_STREAM)", errno: errno) }
+        guard fd >= 0 else { throw ControlError(SystemError("socket(AF_UNIX, SOCK_STREAM)")) }
         return SocketDescriptor(rawValue: fd)
     }
 
-    deinit { _ = Glibc.close(rawValue) }
-
     /// Closes the descriptor now.
-    consuming func close() {
-        _ = Glibc.close(rawValue)
-        discard self
-    }
+    consuming func close() { owner.close() }
 
     /// Sets `SO_RCVTIMEO` or `SO_SNDTIMEO`; a zero duration waits forever.
     func setTimeout(_ option: Int32, _ duration: Duration) {
@@ -201,7 +199,8 @@ func supplementaryGroups(of descriptor: borrowing SocketDescriptor, peer: Contro
 /// The `Groups:` line of `/proc/PID/status`, if its real uid is still the peer's (the pid
 /// may have been reused).
 func procStatusGroups(of peer: ControlPeer) -> [gid_t] {
-    guard let status = readSmallFile("/proc/\(peer.pid)/status") else { return [] }
+    guard let bytes = try? readWholeFile("/proc/\(peer.pid)/status", limit: 65536) else { return [] }
+    let status = String(decoding: bytes, as: UTF8.self)
     var uidMatches = false
     var groups: [gid_t] = []
     for line in status.split(separator: "\n") {
@@ -212,20 +211,4 @@ func procStatusGroups(of peer: ControlPeer) -> [gid_t] {
         }
     }
     return uidMatches ? groups : []
-}
-
-/// A small file's content (a /proc file: read until end, up to 64 KiB).
-private func readSmallFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < 65536 {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { break }
-        bytes += chunk[..<count]
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }

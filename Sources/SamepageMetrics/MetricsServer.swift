@@ -74,7 +74,7 @@ public final class MetricsServer: Service, Sendable {
 
     /// Starts accepting connections; idempotent. For callers outside a service group.
     public func start() async {
-        try? await channel.setOption(.autoRead, value: true)
+        try? await channel.setOption(.autoRead, value: true).get()
     }
 
     /// The server's life: serves until graceful shutdown (or cancellation), then closes the

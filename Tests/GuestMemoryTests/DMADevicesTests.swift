@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 import Foundation
 @testable import GuestMemory
 import Testing
@@ -68,7 +66,7 @@ final class FakeProcRoot {
         try FileManager.default.removeItem(atPath: "\(root.path)/4444/stat")
         for pid: pid_t in [4242, 4343, 4444, 4545] {
             let error = #expect(throws: SystemError.self) { try DMADevices.held(by: pid, procRoot: root.path) }
-            #expect(error?.errno == ESRCH, "pid \(pid)")
+            #expect(error?.errno == .noSuchProcess, "pid \(pid)")
         }
     }
 
@@ -98,6 +96,6 @@ final class FakeProcRoot {
         }
         try #require(zombie)
         let error = #expect(throws: SystemError.self) { try DMADevices.held(by: child) }
-        #expect(error?.errno == ESRCH)
+        #expect(error?.errno == .noSuchProcess)
     }
 }

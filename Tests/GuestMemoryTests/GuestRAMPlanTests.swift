@@ -85,11 +85,11 @@ import Testing
     @Test func reasonsAreReadable() {
         let reasons: [UnmappableReason] = [
             .anonymousRAM(backend: "pc.ram"), .privateRAM(backend: "pc.ram"),
-            .noPermission(SystemError(errno: EPERM, operation: "open /proc/1/map_files/1-2")), .processGone,
+            .noPermission(SystemError(errno: .notPermitted, operation: "open /proc/1/map_files/1-2")), .processGone,
             .remoteConnection(uri: "qemu+ssh://h/system"), .backendNotFound(backend: "pc.ram", size: 4096),
-            .sizeMismatch(backend: "ram-node0", expected: 1, found: 2), .failed(SystemError(errno: EMFILE, operation: "open")),
+            .sizeMismatch(backend: "ram-node0", expected: 1, found: 2), .failed(SystemError(errno: .tooManyOpenFiles, operation: "open")),
         ]
         for reason in reasons { #expect(reason.description.count > 20) }
-        #expect(UnmappableReason.noPermission(SystemError(errno: EPERM, operation: "open x")).description.contains("Operation not permitted"))
+        #expect(UnmappableReason.noPermission(SystemError(errno: .notPermitted, operation: "open x")).description.contains("Operation not permitted"))
     }
 }

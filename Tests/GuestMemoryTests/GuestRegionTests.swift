@@ -68,9 +68,9 @@ final class FakeGuestRAM {
         #expect(region.file == mapping.file && region.path == "/memfd:fake-guest-ram")
         #expect(region.pid == getpid() && region.processAddresses == mapping.addresses)
         #expect(region.access == .readOnly)
-        #expect(fcntl(region.descriptor, F_GETFL) & O_ACCMODE == O_RDONLY)
+        #expect(fcntl(region.descriptor.rawValue, F_GETFL) & O_ACCMODE == O_RDONLY)
         let writable = try GuestRegion(mapping: mapping, of: getpid(), backendID: "pc.ram", access: .readWrite)
-        #expect(fcntl(writable.descriptor, F_GETFL) & O_ACCMODE == O_RDWR)
+        #expect(fcntl(writable.descriptor.rawValue, F_GETFL) & O_ACCMODE == O_RDWR)
     }
 
     @Test func residencyReportsOnlyWrittenPages() throws {
@@ -153,13 +153,13 @@ final class FakeGuestRAM {
         mapping.addresses = 0x1000..<0x2000  // Nothing mapped there.
         let error = #expect(throws: BackendError.self) { try GuestRegion(mapping: mapping, of: getpid(), backendID: "pc.ram") }
         guard case .system(let system) = error else { Issue.record("\(String(describing: error))"); return }
-        #expect(system.errno == ENOENT)
+        #expect(system.errno == .noSuchFileOrDirectory)
     }
 
     @Test func releasesTheBackendWhenDropped() throws {
         let guest = try FakeGuestRAM(pages: 4)
         var region: GuestRegion? = try GuestRegion(mapping: guest.mapping(), of: getpid(), backendID: "pc.ram")
-        let descriptor = try #require(region?.descriptor)
+        let descriptor = try #require(region?.descriptor.rawValue)
         let file = try guest.mapping().file
         let mapsBefore = try MemoryMapping.read(pid: getpid()).filter { $0.file == file }.count
         #expect(mapsBefore == 2)  // The guest's own mapping and the region's untouched one.

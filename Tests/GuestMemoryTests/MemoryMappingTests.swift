@@ -86,6 +86,6 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let mine = try MemoryMapping.read(pid: getpid())
         #expect(mine.contains { $0.path == "[stack]" })
         let error = #expect(throws: SystemError.self) { try MemoryMapping.read(pid: 0x3fff_ffff) }
-        #expect(error?.errno == ENOENT)
+        #expect(error?.errno == .noSuchFileOrDirectory)
     }
 }

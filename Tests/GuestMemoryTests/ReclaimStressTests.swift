@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 import Foundation
 @testable import GuestMemory
 import SamepageCore
@@ -30,14 +28,14 @@ final class StressWriter {
         defer { for arg in argv { free(arg) } }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, Self.path, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw SystemError(errno: spawned, operation: "spawn \(Self.path)") }
+        guard spawned == 0 else { throw SystemError(errno: Errno(rawValue: spawned), operation: "spawn \(Self.path)") }
         self.pid = pid
         var ready: Substring?
         for _ in 0..<200 where ready == nil {
             usleep(20_000)
             ready = ((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "").split(separator: "\n").first { $0.hasPrefix("READY") }
         }
-        guard let ready else { throw SystemError(errno: ETIMEDOUT, operation: "writer never got ready") }
+        guard let ready else { throw SystemError(errno: .timedOut, operation: "writer never got ready") }
         address = UInt64(ready.split(separator: " ")[1], radix: 16)!
     }
 
@@ -56,7 +54,7 @@ final class StressWriter {
             if try allThreadsStopped() { return }
             usleep(50)
         }
-        throw SystemError(errno: ETIMEDOUT, operation: "writer threads did not stop")
+        throw SystemError(errno: .timedOut, operation: "writer threads did not stop")
     }
 
     private func allThreadsStopped() throws -> Bool {

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 @testable import GuestMemory
 import SamepageCore
 import Testing

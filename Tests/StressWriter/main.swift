@@ -7,9 +7,7 @@
 //
 // Prints "READY <address hex> <bytes>" once the memfd is mapped and filled; runs until it
 // gets SIGUSR1; then checks every page and prints "RESULT writes=N checks=N lost=N".
-#if canImport(Glibc)
 import Glibc
-#endif
 import CLinux
 import Foundation
 import Synchronization
