@@ -10,6 +10,7 @@ extension Engine {
         var problems: [String] = []
         var members = [UInt32: Int]()
         var g = (tracked: 0, members: 0, unshared: 0, zero: 0)
+        var slotsTally = Tally()
         for case let slot? in slots {
             var s = (tracked: 0, members: 0, owned: 0, unshared: 0, zero: 0)
             for (c, chunk) in slot.chunks.enumerated() {
@@ -39,18 +40,33 @@ extension Engine {
                 if inChunk != Int(slot.chunkTracked[c]) { problems.append("\(slot.id) chunk \(c): tracked \(slot.chunkTracked[c]), walked \(inChunk)") }
                 if inChunk == 0 { problems.append("\(slot.id) chunk \(c): allocated but empty") }
             }
-            if (s.tracked, s.members, s.owned, s.unshared, s.zero)
-                != (slot.tracked, slot.members, slot.owned, slot.unshared, slot.zeroConfirmed)
-            {
-                problems.append("\(slot.id): counters (tracked \(slot.tracked), members \(slot.members), owned \(slot.owned), unshared \(slot.unshared), zero \(slot.zeroConfirmed)) but walked \(s)")
+            let t = slot.tally
+            if (s.tracked, s.members, s.owned, s.unshared, s.zero) != (t.tracked, t.members, slot.owned, t.unshared, t.zeroConfirmed) {
+                problems.append("\(slot.id): counters (tracked \(t.tracked), members \(t.members), owned \(slot.owned), unshared \(t.unshared), zero \(t.zeroConfirmed)) but walked \(s)")
             }
+            slotsTally.tracked += t.tracked; slotsTally.members += t.members
+            slotsTally.unshared += t.unshared; slotsTally.zeroConfirmed += t.zeroConfirmed
+            slotsTally.pagesScanned += t.pagesScanned; slotsTally.pagesSkipped += t.pagesSkipped
+            slotsTally.mergesRefused += t.mergesRefused
             if slot.options.maxPages != 0 && slot.members > slot.options.maxPages {
                 problems.append("\(slot.id): \(slot.members) pages sharing over its cap \(slot.options.maxPages)")
             }
             g.tracked += s.tracked; g.members += s.members; g.unshared += s.unshared; g.zero += s.zero
         }
-        if (g.tracked, g.members, g.unshared, g.zero) != (tracked, totalMembers, unshared, zeroConfirmed) {
-            problems.append("global counters (tracked \(tracked), members \(totalMembers), unshared \(unshared), zero \(zeroConfirmed)) but walked \(g)")
+        if (g.tracked, g.members, g.unshared, g.zero) != (tally.tracked, tally.members, tally.unshared, tally.zeroConfirmed) {
+            problems.append("global counters (tracked \(tally.tracked), members \(tally.members), unshared \(tally.unshared), zero \(tally.zeroConfirmed)) but walked \(g)")
+        }
+        // Global == sum of the slots: the page counts exactly; the event counts at least (a
+        // slot that left takes its share out of the slots, not out of the engine's history).
+        if (slotsTally.tracked, slotsTally.members, slotsTally.unshared, slotsTally.zeroConfirmed)
+            != (tally.tracked, tally.members, tally.unshared, tally.zeroConfirmed)
+        {
+            problems.append("global page counts \(tally) are not the sum of the slots' \(slotsTally)")
+        }
+        if tally.pagesScanned < slotsTally.pagesScanned || tally.pagesSkipped < slotsTally.pagesSkipped
+            || tally.mergesRefused < slotsTally.mergesRefused
+        {
+            problems.append("global scan counts \(tally) below the sum of the slots' \(slotsTally)")
         }
         var live = 0
         for (n, node) in stable.nodes.enumerated() where node.isLive {
@@ -77,7 +93,7 @@ extension Engine {
             let index = UnstableTree.slot(of: entry)
             if index >= slots.count { problems.append("unstable entry for slot index \(index) that never existed") }
         }
-        if tracked - totalMembers - unshared - zeroConfirmed < 0 { problems.append("negative pages_volatile") }
+        if tally.volatile < 0 { problems.append("negative pages_volatile") }
         return problems
     }
 }

@@ -18,11 +18,9 @@ extension Engine {
         let wordPointer = chunk.words + i
         let checksumPointer = chunk.checksums + i
         var w = RmapWord(raw: wordPointer.pointee)
-        pagesScanned += 1
-        slot.pagesScanned += 1
+        count(.pageScanned, in: slot)
         if !w.isTracked {
-            tracked += 1
-            slot.tracked += 1
+            count(.itemAdded, in: slot)
             slot.chunkTracked[c] += 1
         }
 
@@ -33,8 +31,7 @@ extension Engine {
             case .zero:
                 if !w.zeroConfirmed {
                     w = w.with(kind: .zero, confirmed: true)
-                    zeroConfirmed += 1
-                    slot.zeroConfirmed += 1
+                    count(.zeroConfirmed, in: slot)
                     wordPointer.pointee = w.raw
                     reclaimHook?(slot.id, page)
                 }
@@ -43,8 +40,7 @@ extension Engine {
                 leave(w.node, slot, page: page)
                 flushDissolve()
             case .unstable:
-                unshared -= 1
-                slot.unshared -= 1
+                count(.leftUnstable, in: slot)
             case .none:
                 break
             }
@@ -75,17 +71,13 @@ extension Engine {
             wordPointer.pointee = w.with(kind: .none).raw
             return
         case .zero:
-            if w.zeroConfirmed {
-                zeroConfirmed -= 1
-                slot.zeroConfirmed -= 1
-            }
+            if w.zeroConfirmed { count(.zeroUnconfirmed, in: slot) }
             checksumPointer.pointee = checksum
             wordPointer.pointee = w.with(kind: .none).raw
             return
         case .unstable:
             // Filed in a previous pass's unstable tree, which is gone.
-            unshared -= 1
-            slot.unshared -= 1
+            count(.leftUnstable, in: slot)
         case .none:
             break
         }
@@ -130,14 +122,12 @@ extension Engine {
             }
             if pagesIdentical(content, compareBuffer) {
                 if capReached(slot) {
-                    mergesRefused += 1
-                    slot.mergesRefused += 1
+                    count(.mergeRefused, in: slot)
                     done = true
                     break
                 }
                 stable[n].members += 1
-                totalMembers += 1
-                slot.members += 1
+                count(.joinedStable, in: slot)
                 wordPointer.pointee = RmapWord.stable(node: n).raw
                 done = true
                 break
@@ -192,26 +182,22 @@ extension Engine {
                 if (tunables.maxKernelPages != 0 && stable.liveCount >= tunables.maxKernelPages)
                     || capReached(slot) || capReached(other)
                 {
-                    mergesRefused += 1
-                    slot.mergesRefused += 1
+                    count(.mergeRefused, in: slot)
                     return
                 }
                 let n = stable.insert(hash: hash, group: group, repSlot: UInt32(otherIndex), repPage: UInt32(otherPage))
                 otherChunk.words[i] = RmapWord.stable(node: n).raw
                 wordPointer.pointee = RmapWord.stable(node: n).raw
-                unshared -= 1
-                other.unshared -= 1
-                other.members += 1
+                count(.leftUnstable, in: other)
+                count(.joinedStable, in: other)
                 other.owned += 1
-                slot.members += 1
-                totalMembers += 2
+                count(.joinedStable, in: slot)
                 return
             }
             if hasher.hash(compareBuffer) != hash {
                 // It changed since it was filed: the entry is stale.
                 otherChunk.words[i] = otherWord.with(kind: .none).raw
-                unshared -= 1
-                other.unshared -= 1
+                count(.leftUnstable, in: other)
             }
         }
 
@@ -219,8 +205,7 @@ extension Engine {
             entry in self.unstableEntryKey(entry)
         }
         wordPointer.pointee = RmapWord(raw: wordPointer.pointee).with(kind: .unstable).raw
-        unshared += 1
-        slot.unshared += 1
+        count(.filedUnstable, in: slot)
     }
 
     /// The checksum and group an unstable entry was filed under, or nil if it went stale.
@@ -243,21 +228,19 @@ extension Engine {
         let w = RmapWord(raw: wordPointer.pointee)
         switch w.kind {
         case .stable: leave(w.node, slot, page: page)
-        case .unstable: unshared -= 1; slot.unshared -= 1
-        case .zero: if w.zeroConfirmed { zeroConfirmed -= 1; slot.zeroConfirmed -= 1 }
+        case .unstable: count(.leftUnstable, in: slot)
+        case .zero: if w.zeroConfirmed { count(.zeroUnconfirmed, in: slot) }
         case .none: break
         }
         wordPointer.pointee = 0
-        tracked -= 1
-        slot.tracked -= 1
+        count(.itemDropped, in: slot)
         slot.chunkTracked[c] -= 1
     }
 
     /// A member leaves its stable node (the analogue of breaking COW on a KSM page).
     func leave(_ n: UInt32, _ slot: Slot, page: Int) {
         stable[n].members -= 1
-        totalMembers -= 1
-        slot.members -= 1
+        count(.leftStable, in: slot)
         if stable[n].repSlot == UInt32(slot.id.index) && stable[n].repPage == UInt32(page) {
             stable[n].repSlot = StableNode.vacant
             slot.owned -= 1

@@ -1,23 +1,12 @@
 // What the engine tells: the kernel-named counters, globally and per slot, the sharing
-// matrix, and the bytes it holds for tracking. The counters are kept as the scan goes; the
-// sharing matrix and the tracking bytes walk everything and say so.
+// matrix, and the bytes it holds for tracking. The counters are kept as the scan goes, in the
+// engine's and each slot's `Tally` (Tally.swift), so reading them costs nothing; the sharing
+// matrix and the tracking bytes walk everything and say so.
 
 extension Engine {
 
     /// The global counters, with the kernel's names.
-    public var counters: Counters {
-        var c = Counters()
-        c.pagesShared = stable.liveCount
-        c.pagesSharing = totalMembers - stable.liveCount
-        c.pagesUnshared = unshared
-        c.pagesVolatile = tracked - totalMembers - unshared - zeroConfirmed
-        c.zeroPages = zeroConfirmed
-        c.fullScans = fullScans
-        c.pagesScanned = pagesScanned
-        c.pagesSkipped = pagesSkipped
-        c.mergesRefused = mergesRefused
-        return c
-    }
+    public var counters: Counters { tally.counters(pagesShared: stable.liveCount) }
 
     /// One slot's counters; nil for a slot that is gone.
     public func counters(for id: SlotID) -> Counters? { slot(id)?.counters }
@@ -27,7 +16,7 @@ extension Engine {
     public var vacantNodes: Int { stable.nodes.reduce(0) { $0 + ($1.isLive && $1.isVacant ? 1 : 0) } }
 
     /// Pages with an rmap item (ksm.c's `ksm_rmap_items`).
-    public var rmapItems: Int { tracked }
+    public var rmapItems: Int { tally.tracked }
 
     /// Bytes the engine holds for tracking: rmap chunks, tree nodes and tables, slot arrays.
     public var trackingBytes: Int {

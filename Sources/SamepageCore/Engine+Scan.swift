@@ -27,7 +27,7 @@ extension Engine {
     public func scanBatch(endingFullScans: Bool = false) -> BatchReport {
         var report = BatchReport()
         guard run == .merge else { return report }
-        let scannedBefore = pagesScanned
+        let scannedBefore = tally.pagesScanned
         var budget = tunables.pagesToScan
         while budget > 0 && !scanList.isEmpty {
             if atHead { startFullScan() }
@@ -40,7 +40,7 @@ extension Engine {
             }
             let slot = slots[scanList[cursorPosition]]!
             if slot.failed || cursorPage >= slot.pageCount {
-                if !slot.failed { slot.fullScans += 1 }
+                if !slot.failed { slot.tally.fullScans += 1 }
                 cursorPosition += 1
                 cursorPage = 0
                 continue
@@ -50,7 +50,7 @@ extension Engine {
         for failure in failures { removeSlot(failure.slot) }
         report.failures = failures
         failures = []
-        report.pagesScanned = pagesScanned - scannedBefore
+        report.pagesScanned = tally.pagesScanned - scannedBefore
         return report
     }
 
@@ -67,7 +67,7 @@ extension Engine {
     }
 
     func finishFullScan() {
-        fullScans += 1
+        tally.fullScans += 1
         atHead = true
     }
 
@@ -169,13 +169,11 @@ extension Engine {
         }
         w.setSmartScan(age: nextAge, remainingSkips: w.remainingSkips - 1)
         if w.kind == .unstable {
-            unshared -= 1
-            slot.unshared -= 1
+            count(.leftUnstable, in: slot)
             w = w.with(kind: .none)
         }
         wordPointer.pointee = w.raw
-        pagesSkipped += 1
-        slot.pagesSkipped += 1
+        count(.pageSkipped, in: slot)
         return true
     }
 
@@ -190,8 +188,7 @@ extension Engine {
         let chunk = slot.chunks[c]!
         var w = RmapWord(raw: chunk.words[page & (RmapChunk.pages - 1)])
         if !w.isTracked {
-            tracked += 1
-            slot.tracked += 1
+            count(.itemAdded, in: slot)
             slot.chunkTracked[c] += 1
             w = w.with(kind: .none)
         }
@@ -200,10 +197,7 @@ extension Engine {
             return  // merged pages are never skipped
         case .zero:
             // It was reclaimed and touched again: no longer known to be zero.
-            if w.zeroConfirmed {
-                zeroConfirmed -= 1
-                slot.zeroConfirmed -= 1
-            }
+            if w.zeroConfirmed { count(.zeroUnconfirmed, in: slot) }
             w = w.with(kind: .none)
         case .none, .unstable:
             break

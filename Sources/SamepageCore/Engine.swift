@@ -18,7 +18,8 @@
 /// registry of slots (ksm.c's `mm_slot` list); `Engine+Scan.swift` the cursor and the batch
 /// loop (`ksm_do_scan`, `scan_get_next_rmap_item`); `Engine+Merge.swift` what happens to one
 /// page (`cmp_and_merge_page`, the stable and unstable lookups, the confirming compares);
-/// `Engine+Report.swift` the counters and other read-outs; `Engine+Invariants.swift` the
+/// `Engine+Report.swift` the counters and other read-outs (the counts themselves are kept in
+/// `Tally.swift`, globally and per slot in one call); `Engine+Invariants.swift` the
 /// checks the tests run after every batch. The stored state is internal, not private, so those
 /// files can reach it; nothing outside the engine's files touches it.
 public final class Engine {
@@ -56,15 +57,9 @@ public final class Engine {
     var unstable = UnstableTree()
     var pendingDissolve: [UInt32] = []
 
-    // Global counters; the kernel-named ones derive from these.
-    var fullScans = 0
-    var pagesScanned = 0
-    var pagesSkipped = 0
-    var mergesRefused = 0
-    var tracked = 0
-    var totalMembers = 0
-    var unshared = 0
-    var zeroConfirmed = 0
+    /// The engine's counts, each slot's share in its own tally, both updated in one call
+    /// (``count(_:in:)``); the kernel-named counters derive from them.
+    var tally = Tally()
 
     var nextPrivateGroup: UInt32 = 1 << 31
     var namedGroups: [String: TrustGroup] = [:]
@@ -200,19 +195,13 @@ public final class Engine {
     func unmergeAll() {
         for case let slot? in slots {
             slot.freeChunks()
-            slot.tracked = 0
-            slot.members = 0
+            slot.tally.dropPages()
             slot.owned = 0
-            slot.unshared = 0
-            slot.zeroConfirmed = 0
         }
         stable.removeAll()
         unstable.reset()
         pendingDissolve = []
-        tracked = 0
-        totalMembers = 0
-        unshared = 0
-        zeroConfirmed = 0
+        tally.dropPages()
         atHead = true
     }
 }
