@@ -376,7 +376,6 @@ final class Worker {
                 agent.logger.warning("\(unresumed.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
             }
         }
-        engine.reclaimHook = { [unowned self] slot, page in self.zeroPageConfirmed(slot: slot, page: page) }
     }
 
     func loop() {
@@ -405,6 +404,7 @@ final class Worker {
 
             if connection != nil && !unresumed.isEmpty { resumePending() }
             let report = engine.scanBatch()
+            for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
             for failure in report.failures { slotFailed(failure) }
             reclaimIfDue()
             checkRefaults()

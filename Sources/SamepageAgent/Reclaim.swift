@@ -45,7 +45,7 @@ extension Worker {
         return nil
     }
 
-    /// The engine's reclaim hook: a page found zero on two visits in a row.
+    /// A page the engine found zero on two visits in a row (from its batch report).
     func zeroPageConfirmed(slot: SlotID, page: Int) {
         guard let uuid = slotOwners[slot], let guest = guests[uuid],
             let region = guest.slots.firstIndex(of: slot),

@@ -33,7 +33,7 @@ extension Engine {
                     w = w.with(kind: .zero, confirmed: true)
                     count(.zeroConfirmed, in: slot)
                     wordPointer.pointee = w.raw
-                    reclaimHook?(slot.id, page)
+                    confirmedZeroPages.append(SlotPage(slot: slot.id, page: page))
                 }
                 return
             case .stable:

@@ -15,6 +15,16 @@ public struct BatchReport: Sendable {
     public var fullScansCompleted = 0
     /// Slots the engine dropped because their memory could no longer be read.
     public var failures: [SlotFailure] = []
+    /// Pages found all zero on two visits in a row during this batch, in scan order: the
+    /// reclaim candidates (what to do with them is the caller's business). A page is reported
+    /// once per confirmation: again only after it held something else and then zero over two
+    /// more visits. A page may be of a slot listed in `failures`, already removed.
+    ///
+    /// Ownership: the storage is the engine's scratch buffer, reused by its next batch. A
+    /// caller that lets the report go before the next `scanBatch` (the usual loop) costs no
+    /// allocation; one that keeps it keeps its own valid copy (copy-on-write), and the engine
+    /// then starts a new buffer.
+    public var confirmedZeroPages: [SlotPage] = []
     public init() {}
 }
 
@@ -27,6 +37,7 @@ extension Engine {
     public func scanBatch(endingFullScans: Bool = false) -> BatchReport {
         var report = BatchReport()
         guard run == .merge else { return report }
+        confirmedZeroPages.removeAll(keepingCapacity: true)
         let scannedBefore = tally.pagesScanned
         var budget = tunables.pagesToScan
         while budget > 0 && !scanList.isEmpty {
@@ -50,6 +61,7 @@ extension Engine {
         for failure in failures { removeSlot(failure.slot) }
         report.failures = failures
         failures = []
+        report.confirmedZeroPages = confirmedZeroPages
         report.pagesScanned = tally.pagesScanned - scannedBefore
         return report
     }

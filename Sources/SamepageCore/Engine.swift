@@ -8,8 +8,11 @@
 /// Guest pages are not write-protected, so both trees are keyed by a stored 64-bit content
 /// hash; a hash only finds candidates and every merge is confirmed by a full compare of the
 /// two pages. Zero pages are their own class, as with the kernel's `use_zero_pages`: never a
-/// stable node, counted in `zero_pages`, and handed to ``reclaimHook`` once they stayed zero
-/// over two visits.
+/// stable node, counted in `zero_pages`, and reported in the batch's
+/// ``BatchReport/confirmedZeroPages`` once they stayed zero over two visits.
+///
+/// Everything a batch has to tell leaves through its ``BatchReport``, returned when the batch
+/// is done: the engine calls nothing of its caller's in the middle of a batch.
 ///
 /// The engine is not thread-safe: drive it from one thread (the daemon gives it its own).
 /// All reads of guest memory go through each slot's ``PageSource``, in batches.
@@ -31,10 +34,6 @@ public final class Engine {
     public var run: RunMode = .merge {
         didSet { if run == .unmerge { unmergeAll() } }
     }
-
-    /// Called once for each page that was found all zero on two visits in a row: the reclaim
-    /// candidates. The default does nothing; reclaim is the agent's business.
-    public var reclaimHook: ((SlotID, Int) -> Void)?
 
     let hasher: PageHasher
     let zeroChecksum: UInt32
@@ -64,6 +63,9 @@ public final class Engine {
     var nextPrivateGroup: UInt32 = 1 << 31
     var namedGroups: [String: TrustGroup] = [:]
     var failures: [SlotFailure] = []
+    /// This batch's confirmed zero pages; handed out in its report (see
+    /// ``BatchReport/confirmedZeroPages`` for who owns the storage).
+    var confirmedZeroPages: [SlotPage] = []
 
     // Scratch space, allocated once.
     static let readBatchPages = 32

@@ -7,6 +7,16 @@ public struct SlotID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var description: String { "slot#\(rawValue >> 16).\(index)" }
 }
 
+/// One page of a slot: the slot and the page's index in it.
+public struct SlotPage: Hashable, Sendable {
+    public var slot: SlotID
+    public var page: Int
+    public init(slot: SlotID, page: Int) {
+        self.slot = slot
+        self.page = page
+    }
+}
+
 /// A set of guests whose pages may be compared with each other.
 ///
 /// Page sharing is a cross-VM side channel, so pages of different trust groups are never
