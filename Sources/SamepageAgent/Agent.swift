@@ -302,32 +302,8 @@ final class TrackedGuest {
     /// Dropped after a failure: not mapped again until QEMU restarts (a new domain id).
     var failed = false
 
-    // Reclaim.
-    var reclaim = ReclaimStatus()
-    /// Confirmed zero pages per region (index into `regions`), waiting for a pause.
-    var pending: [Int: [Int]] = [:]
-    var oldestPending: ContinuousClock.Instant?
-    /// Measured cost of a pause: the fixed part (suspend and resume) and per page, in µs.
-    var pauseFixedMicros = 5_000.0
-    var pausePerPageMicros = 5.0
-    /// Measured cost of the resume call, in µs: kept out of the verify-and-punch deadline.
-    var resumeMicros = 3_000.0
-    /// False once a batch came out empty (only partial huge pages pending): no pause is
-    /// tried again until another page is confirmed.
-    var batchMayFreeSomething = true
-    /// The suspended and resumed event counts our last pause will have caused once libvirt
-    /// delivered its events, and until when to wait for them: the next pause waits, so that
-    /// a late event of our own pause is never taken for someone else's.
-    var ownEvents: (suspended: Int, resumed: Int, until: ContinuousClock.Instant)?
-    /// Recent pauses (end, length in ms), for the per-minute duty cycle.
-    var recentPauses: [(ContinuousClock.Instant, Double)] = []
-    var backoffUntil: ContinuousClock.Instant?
-    /// Per region: pages reclaimed and still holes, and pages that refaulted after a reclaim
-    /// (never reclaimed again while the guest runs).
-    var held: [Int: PageSet] = [:]
-    var hot: [Int: PageSet] = [:]
-    var nextRefaultCheck = ContinuousClock.now
-    var reclaimedSinceRefaultCheck = 0
+    /// Its zero-page reclaim: pending, reclaimed and refaulted pages, pause costs, backoffs.
+    var reclaimState = ReclaimState()
 
     init(_ info: DomainInfo) {
         identity = GuestIdentity(name: info.name, uuid: info.uuid.uuidString.lowercased())
@@ -378,7 +354,6 @@ final class Worker {
                 agent.logger.warning("\(unresumed.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
             }
         }
-        engine.reclaimHook = { [unowned self] slot, page in self.zeroPageConfirmed(slot: slot, page: page) }
     }
 
     func loop() {
@@ -407,6 +382,7 @@ final class Worker {
 
             if connection != nil && !unresumed.isEmpty { resumePending() }
             let report = engine.scanBatch()
+            for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
             for failure in report.failures { slotFailed(failure) }
             reclaimIfDue()
             checkRefaults()
@@ -659,19 +635,19 @@ final class Worker {
         guest.slots = []
         guest.regions = []
         guest.process = nil
-        guest.pending = [:]
-        guest.oldestPending = nil
-        guest.held = [:]
-        guest.hot = [:]
+        guest.reclaimState.pending = [:]
+        guest.reclaimState.oldestPending = nil
+        guest.reclaimState.held = [:]
+        guest.reclaimState.hot = [:]
     }
 
     private func detach(_ guest: TrackedGuest, reason: String) {
         if guest.mapped { logger.info("guest \(guest.identity.name) released: \(reason)") }
         unmap(guest)
-        var totals = guest.reclaim
+        var totals = guest.reclaimState.status
         totals.pendingPages = 0
         reclaimedByGoneGuests.add(totals)
-        guest.reclaim = ReclaimStatus()
+        guest.reclaimState.status = ReclaimStatus()
     }
 
     /// QEMU exits are seen on its pidfd, even while libvirtd is down.
@@ -716,8 +692,8 @@ final class Worker {
                 map(guest)
             } else {
                 if !policy.mode.reclaims {
-                    guest.pending = [:]
-                    guest.oldestPending = nil
+                    guest.reclaimState.pending = [:]
+                    guest.reclaimState.oldestPending = nil
                 }
                 // A trust group removed puts the guest in a group of its own again.
                 var group = engine.options(for: guest.slots[0])!.trustGroup
@@ -776,11 +752,11 @@ final class Worker {
         let regions = guest.regions.map {
             RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: $0.path, bytes: $0.size, pages: $0.pageCount)
         }
-        var reclaim = guest.reclaim
+        var reclaim = guest.reclaimState.status
         reclaim.reason = reclaimIneligibility(guest)
         reclaim.eligible = reclaim.reason == nil
-        reclaim.pendingPages = guest.pending.values.reduce(0) { $0 + $1.count }
-        reclaim.pagesHeld = guest.held.values.reduce(0) { $0 + $1.count }
+        reclaim.pendingPages = guest.reclaimState.pendingPages
+        reclaim.pagesHeld = guest.reclaimState.heldPages
         reclaim.pagesToRepopulate = repopulating ? reclaim.pagesHeld : 0
         return GuestStatus(
             name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,

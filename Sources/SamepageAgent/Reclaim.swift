@@ -28,7 +28,7 @@ extension Worker {
         if facts.activeJob { return "a job (migration, snapshot, dump) is running" }
         if !facts.dmaDescriptors.isEmpty { return "devices that DMA into guest RAM: \(facts.dmaDescriptors.joined(separator: ", "))" }
         if facts.definitionUnknown { return "its domain XML could not be read again at the last reconcile" }
-        if let failure = unresumed.first(where: { $0.entry.uuid == guest.identity.uuid })?.failure ?? guest.reclaim.resumeFailure {
+        if let failure = unresumed.first(where: { $0.entry.uuid == guest.identity.uuid })?.failure ?? guest.reclaimState.status.resumeFailure {
             return "a pause of ours has not ended yet (\(failure))"
         }
         if guest.regions.contains(where: { $0.access != .readWrite }) { return "its backends are open read-only (mapped again shortly)" }
@@ -45,18 +45,13 @@ extension Worker {
         return nil
     }
 
-    /// The engine's reclaim hook: a page found zero on two visits in a row.
+    /// A page the engine found zero on two visits in a row (from its batch report).
     func zeroPageConfirmed(slot: SlotID, page: Int) {
         guard let uuid = slotOwners[slot], let guest = guests[uuid],
             let region = guest.slots.firstIndex(of: slot),
-            guest.policy.mode.reclaims,
-            guest.hot[region]?.contains(page) != true
+            guest.policy.mode.reclaims
         else { return }
-        // Bounded: a guest that cannot be paused must not grow the agent without limit.
-        guard guest.pending[region, default: []].count < 1 << 18 else { return }
-        guest.pending[region, default: []].append(page)
-        guest.batchMayFreeSomething = true
-        if guest.oldestPending == nil { guest.oldestPending = ContinuousClock.now }
+        guest.reclaimState.addPending(page: page, region: region, at: ContinuousClock.now)
     }
 
     /// Pauses at most one guest per call, the one whose pending pages are due.
@@ -65,28 +60,23 @@ extension Worker {
         // The host-wide cap: pages that may still be held back, over all guests.
         var capRoom = Int.max
         if configuration.reclaimMaxBytes > 0 {
-            let held = guests.values.reduce(0) { $0 + $1.held.values.reduce(0) { $0 + $1.count } } * pageSize
+            let held = guests.values.reduce(0) { $0 + $1.reclaimState.heldPages } * pageSize
             capRoom = (configuration.reclaimMaxBytes - held) / pageSize
             guard capRoom > 0 else { return }
         }
         let now = ContinuousClock.now
         for guest in guests.values {
-            let pendingCount = guest.pending.values.reduce(0) { $0 + $1.count }
-            guard pendingCount > 0, guest.batchMayFreeSomething, let oldest = guest.oldestPending else { continue }
-            guard pendingCount >= configuration.reclaimBatchMinimum || now - oldest >= configuration.reclaimDelay else { continue }
-            if let until = guest.backoffUntil, now < until { continue }
+            guard guest.reclaimState.isDue(at: now, batchMinimum: configuration.reclaimBatchMinimum, delay: configuration.reclaimDelay)
+            else { continue }
             guard ownEventsDelivered(guest) else { continue }
             // Not now: the pages wait (bounded) and are verified again inside the pause.
             guard reclaimIneligibility(guest) == nil else { continue }
-            // The duty cycle: paused milliseconds in the last minute, plus this pause's estimate.
-            guest.recentPauses.removeAll { now - $0.0 > .seconds(60) }
-            let used = guest.recentPauses.reduce(0) { $0 + $1.1 }
-            let budget = Double(guest.policy.maxPauseMs)
-            guard used + budget <= Double(guest.policy.maxPauseMsPerMinute) else { continue }
-            // Size the batch from the measured cost so the pause stays within max_pause_ms,
-            // aiming at 70% of it: suspend and resume (most of a pause) vary by a millisecond or two.
-            let room = max(0, budget * 700 - guest.pauseFixedMicros)
-            let limit = min(capRoom, max(64, Int(room / max(guest.pausePerPageMicros, 0.5))))
+            // The duty cycle: paused milliseconds in the last minute, plus this pause's budget.
+            guard guest.reclaimState.dutyCycleAllows(
+                maxPauseMs: guest.policy.maxPauseMs, maxPauseMsPerMinute: guest.policy.maxPauseMsPerMinute, at: now)
+            else { continue }
+            // Size the batch from the measured cost so the pause stays within max_pause_ms.
+            let limit = min(capRoom, guest.reclaimState.batchSize(maxPauseMs: guest.policy.maxPauseMs))
             reclaim(guest, limit: limit)
             return
         }
@@ -96,11 +86,11 @@ extension Worker {
     /// we waited 5 s for them): until then a pause waits, so an event of ours that arrives
     /// late is never taken for someone else's pause or resume.
     private func ownEventsDelivered(_ guest: TrackedGuest) -> Bool {
-        guard let expected = guest.ownEvents else { return true }
+        guard let expected = guest.reclaimState.ownEvents else { return true }
         let events = agent.stateEvents(of: guest.uuid)
         if (events.suspendedCount >= expected.suspended && events.resumedCount >= expected.resumed)
             || ContinuousClock.now >= expected.until {
-            guest.ownEvents = nil
+            guest.reclaimState.ownEvents = nil
             return true
         }
         return false
@@ -112,8 +102,8 @@ extension Worker {
     private func takeBatch(_ guest: TrackedGuest, limit: Int) -> [(region: Int, pages: [Int])] {
         var batch: [(region: Int, pages: [Int])] = []
         var taken = 0
-        for region in guest.pending.keys.sorted() where taken < limit && region < guest.regions.count {
-            var pages = guest.pending[region]!
+        for region in guest.reclaimState.pending.keys.sorted() where taken < limit && region < guest.regions.count {
+            var pages = guest.reclaimState.pending[region]!
             if let layout = guest.regions[region].hugePageLayout {
                 let whole = guest.regions[region].reclaimablePages(among: pages)
                 guard !whole.isEmpty else { continue }
@@ -124,17 +114,17 @@ extension Worker {
                 let chosenSet = Set(chosen)
                 pages.removeAll { chosenSet.contains($0) }
                 batch.append((region, chosen))
-                guest.pending[region] = pages.isEmpty ? nil : pages
+                guest.reclaimState.pending[region] = pages.isEmpty ? nil : pages
                 taken += chosen.count
                 continue
             }
             let take = min(pages.count, limit - taken)
             batch.append((region, Array(pages.prefix(take))))
             pages.removeFirst(take)
-            guest.pending[region] = pages.isEmpty ? nil : pages
+            guest.reclaimState.pending[region] = pages.isEmpty ? nil : pages
             taken += take
         }
-        guest.oldestPending = guest.pending.isEmpty ? nil : ContinuousClock.now
+        guest.reclaimState.oldestPending = guest.reclaimState.pending.isEmpty ? nil : ContinuousClock.now
         return batch
     }
 
@@ -152,7 +142,7 @@ extension Worker {
         let batch = takeBatch(guest, limit: limit)
         guard !batch.isEmpty else {
             // Nothing whole to punch (partial huge pages): no pause until more pages come.
-            guest.batchMayFreeSomething = false
+            guest.reclaimState.batchMayFreeSomething = false
             return
         }
         let name = guest.identity.name
@@ -236,7 +226,7 @@ extension Worker {
         }
 
         // Verify and punch, bounded: the resume's expected cost is kept out of the budget.
-        let budget = Duration.microseconds(Int64(Double(guest.policy.maxPauseMs) * 1000 - guest.resumeMicros * 1.2))
+        let budget = Duration.microseconds(Int64(Double(guest.policy.maxPauseMs) * 1000 - guest.reclaimState.resumeMicros * 1.2))
         let deadline = start + budget
         let agent = self.agent
         var outsideChange = false
@@ -252,7 +242,7 @@ extension Worker {
             do {
                 let result = try guest.regions[region].reclaimZeroPages(pages, while: shouldContinue)
                 let regionPages = guest.regions[region].pageCount
-                for range in result.punched { guest.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
+                for range in result.punched { guest.reclaimState.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
                 outcome.add(result)
             } catch {
                 logger.error("guest \(name): reclaim in \(guest.regions[region].backendID) stopped: \(error)")
@@ -263,7 +253,7 @@ extension Worker {
         let punched = ContinuousClock.now
         // Our suspend made one suspended event, and the pause's end one resumed event (ours, or
         // the outside resume's): wait for both before the next pause.
-        guest.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount + 1, ContinuousClock.now + .seconds(5))
+        guest.reclaimState.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount + 1, ContinuousClock.now + .seconds(5))
         if outsideChange {
             // Someone else changed the guest's state while we held it: their resume ended our
             // pause. Nothing of ours is left to end.
@@ -275,32 +265,19 @@ extension Worker {
         let end = ContinuousClock.now
 
         let pauseMs = Self.milliseconds(end - start)
-        let resumeMicros = Self.milliseconds(end - punched) * 1000
-        let fixedMicros = (Self.milliseconds(suspended - start)) * 1000 + resumeMicros
-        let examined = max(1, outcome.pagesPunched + outcome.pagesChanged)
-        let perPage = Self.milliseconds(punched - suspended) * 1000 / Double(examined)
-        // Slow suspends happen (the first one of a guest, a busy host): one outlier must not
-        // shrink every later batch, so a sample counts for at most twice the estimate. The
-        // per-page cost is learned from batches large enough to show it.
-        guest.pauseFixedMicros = 0.8 * guest.pauseFixedMicros + 0.2 * min(fixedMicros, 2 * guest.pauseFixedMicros)
-        guest.resumeMicros = 0.8 * guest.resumeMicros + 0.2 * min(resumeMicros, 2 * guest.resumeMicros)
-        if examined >= 64 {
-            guest.pausePerPageMicros = 0.7 * guest.pausePerPageMicros + 0.3 * perPage
-        }
+        guest.reclaimState.learnCosts(
+            start: start, suspended: suspended, punched: punched, end: end,
+            pagesExamined: outcome.pagesPunched + outcome.pagesChanged)
         let overrun = pauseMs > Double(guest.policy.maxPauseMs)
-        guest.reclaim.record(pauseMilliseconds: pauseMs, overrun: overrun)
-        if stoppedEarly { guest.reclaim.pausesStoppedEarly += 1 }
+        guest.reclaimState.status.record(pauseMilliseconds: pauseMs, overrun: overrun)
+        if stoppedEarly { guest.reclaimState.status.pausesStoppedEarly += 1 }
         configuration.pauseObserver?(ReclaimPause(guest: guest.identity, trustGroup: guest.policy.trustGroup, milliseconds: pauseMs))
-        guest.reclaim.zeroPagesReclaimed += outcome.pagesPunched
-        guest.reclaimedSinceRefaultCheck += outcome.pagesPunched
-        guest.reclaim.bytesReclaimed += outcome.bytesFreed
-        guest.recentPauses.append((end, pauseMs))
-        if overrun {
-            // Over budget: back this guest off for a few seconds, longer while overruns keep
-            // coming within a minute. The batch size follows the measured costs by itself.
-            let recentOverruns = guest.recentPauses.filter { $0.1 > Double(guest.policy.maxPauseMs) }.count
-            let seconds = min(30, 2 * recentOverruns)
-            guest.backoffUntil = end + .seconds(seconds)
+        guest.reclaimState.status.zeroPagesReclaimed += outcome.pagesPunched
+        guest.reclaimState.reclaimedSinceRefaultCheck += outcome.pagesPunched
+        guest.reclaimState.status.bytesReclaimed += outcome.bytesFreed
+        // Over budget: back this guest off for a few seconds, longer while overruns keep
+        // coming within a minute. The batch size follows the measured costs by itself.
+        if let seconds = guest.reclaimState.recordPause(end: end, milliseconds: pauseMs, maxPauseMs: guest.policy.maxPauseMs) {
             logger.warning("guest \(name): pause of \(String(format: "%.1f", pauseMs)) ms over max_pause_ms \(guest.policy.maxPauseMs); backing off \(seconds) s")
         }
         let split = String(
@@ -359,7 +336,7 @@ extension Worker {
         pending.failure = failure
         unresumed.removeAll { $0.entry.uuid == entry.uuid }
         unresumed.append(pending)
-        guest.reclaim.resumeFailure = failure
+        guest.reclaimState.status.resumeFailure = failure
         publish()
     }
 
@@ -384,7 +361,7 @@ extension Worker {
             switch call.wait(timeout) {
             case .success(let outcome)?:
                 logger.notice("\(name): \(outcome)")
-                if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaim.resumeFailure = nil }
+                if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaimState.status.resumeFailure = nil }
                 continue
             case .failure(let error)?:
                 pending.failure = "resume failed: \(error)"
@@ -395,7 +372,7 @@ extension Worker {
             logger.critical("\(name), paused by samepaged: \(pending.failure!); next attempt in \(pending.delay)")
             pending.nextAttempt = now + pending.delay
             pending.delay = min(pending.delay * 2, .seconds(5))
-            if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaim.resumeFailure = pending.failure }
+            if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaimState.status.resumeFailure = pending.failure }
             left.append(pending)
         }
         unresumed = left
@@ -422,10 +399,10 @@ extension Worker {
         let now = ContinuousClock.now
         let vector = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 512)
         defer { vector.deallocate() }
-        for guest in guests.values where !guest.held.isEmpty && now >= guest.nextRefaultCheck {
-            guest.nextRefaultCheck = now + .seconds(5)
+        for guest in guests.values where !guest.reclaimState.held.isEmpty && now >= guest.reclaimState.nextRefaultCheck {
+            guest.reclaimState.nextRefaultCheck = now + .seconds(5)
             var refaults = 0
-            for (region, set) in guest.held where region < guest.regions.count {
+            for (region, set) in guest.reclaimState.held where region < guest.regions.count {
                 var held = set
                 for range in set.ranges {
                     var start = range.lowerBound
@@ -435,20 +412,20 @@ extension Worker {
                         for page in window where vector[page - window.lowerBound] & 1 != 0 {
                             held.remove(page)
                             engine.backOff(slot: guest.slots[region], page: page)
-                            guest.hot[region, default: PageSet(pageCount: set.pageCount)].insert(page..<(page + 1))
+                            guest.reclaimState.hot[region, default: PageSet(pageCount: set.pageCount)].insert(page..<(page + 1))
                             refaults += 1
                         }
                         start = window.upperBound
                     }
                 }
-                guest.held[region] = held.isEmpty ? nil : held
+                guest.reclaimState.held[region] = held.isEmpty ? nil : held
             }
-            guest.reclaim.zeroPagesRefaulted += refaults
-            if refaults > 64 && refaults * 2 > guest.reclaimedSinceRefaultCheck {
-                guest.backoffUntil = now + .seconds(60)
+            guest.reclaimState.status.zeroPagesRefaulted += refaults
+            if refaults > 64 && refaults * 2 > guest.reclaimState.reclaimedSinceRefaultCheck {
+                guest.reclaimState.backoffUntil = now + .seconds(60)
                 logger.warning("guest \(guest.identity.name): \(refaults) reclaimed pages refaulted in 5 s; backing off reclaim for 60 s")
             }
-            guest.reclaimedSinceRefaultCheck = 0
+            guest.reclaimState.reclaimedSinceRefaultCheck = 0
         }
     }
 
@@ -457,17 +434,17 @@ extension Worker {
     func startRepopulating() {
         repopulating = true
         for guest in guests.values {
-            guest.pending = [:]
-            guest.oldestPending = nil
+            guest.reclaimState.pending = [:]
+            guest.reclaimState.oldestPending = nil
         }
-        logger.notice("run unmerge: allocating \(guests.values.reduce(0) { $0 + $1.held.values.reduce(0) { $0 + $1.count } }) reclaimed pages again")
+        logger.notice("run unmerge: allocating \(guests.values.reduce(0) { $0 + $1.reclaimState.heldPages }) reclaimed pages again")
     }
 
     func repopulateStep() {
         guard repopulating else { return }
         var budget = 16_384
         for guest in guests.values where budget > 0 {
-            for (region, set) in guest.held where budget > 0 && region < guest.regions.count {
+            for (region, set) in guest.reclaimState.held where budget > 0 && region < guest.regions.count {
                 var held = set
                 for range in set.ranges where budget > 0 {
                     let part = range.lowerBound..<min(range.upperBound, range.lowerBound + budget)
@@ -481,10 +458,10 @@ extension Worker {
                     for page in part { held.remove(page) }
                     budget -= part.count
                 }
-                guest.held[region] = held.isEmpty ? nil : held
+                guest.reclaimState.held[region] = held.isEmpty ? nil : held
             }
         }
-        if guests.values.allSatisfy({ $0.held.isEmpty }) {
+        if guests.values.allSatisfy({ $0.reclaimState.held.isEmpty }) {
             repopulating = false
             logger.notice("run unmerge: every reclaimed range is allocated again")
         }

@@ -7,6 +7,16 @@ public struct SlotID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var description: String { "slot#\(rawValue >> 16).\(index)" }
 }
 
+/// One page of a slot: the slot and the page's index in it.
+public struct SlotPage: Hashable, Sendable {
+    public var slot: SlotID
+    public var page: Int
+    public init(slot: SlotID, page: Int) {
+        self.slot = slot
+        self.page = page
+    }
+}
+
 /// A set of guests whose pages may be compared with each other.
 ///
 /// Page sharing is a cross-VM side channel, so pages of different trust groups are never
@@ -57,16 +67,11 @@ final class Slot {
     var chunks: [RmapChunk?]
     var chunkTracked: [UInt16]
 
-    // Counters kept per slot; the kernel-named ones derive from them (see `counters`).
-    var pagesScanned = 0
-    var pagesSkipped = 0
-    var fullScans = 0
-    var tracked = 0
-    var members = 0
+    /// This slot's share of the engine's counts, updated with the engine's in one call
+    /// (``Engine/count(_:in:)``); the kernel-named counters derive from it (see `counters`).
+    var tally = Tally()
+    /// Stable nodes whose representative page is in this slot: its `pages_shared`.
     var owned = 0
-    var unshared = 0
-    var zeroConfirmed = 0
-    var mergesRefused = 0
 
     init(id: SlotID, source: any PageSource, options: SlotOptions) {
         self.id = id
@@ -80,19 +85,10 @@ final class Slot {
 
     var group: UInt32 { options.trustGroup.rawValue }
 
-    var counters: Counters {
-        var c = Counters()
-        c.pagesShared = owned
-        c.pagesSharing = members - owned
-        c.pagesUnshared = unshared
-        c.zeroPages = zeroConfirmed
-        c.pagesVolatile = tracked - members - unshared - zeroConfirmed
-        c.pagesScanned = pagesScanned
-        c.pagesSkipped = pagesSkipped
-        c.fullScans = fullScans
-        c.mergesRefused = mergesRefused
-        return c
-    }
+    var counters: Counters { tally.counters(pagesShared: owned) }
+
+    /// Stable-node memberships of this slot's pages, for the `max_pages` cap.
+    var members: Int { tally.members }
 
     func freeChunks() {
         for case let chunk? in chunks { chunk.deallocate() }

@@ -20,15 +20,19 @@ struct Harness {
         }
     }
 
-    /// Runs batches until `passes` more full scans complete, checking invariants after each.
+    /// Runs batches until `passes` more full scans complete, checking invariants after each;
+    /// each batch's confirmed zero pages go to `zeroPages`.
     @discardableResult
-    func scan(passes: Int, sourceLocation: SourceLocation = #_sourceLocation) -> [SlotFailure] {
+    func scan(
+        passes: Int, zeroPages: (SlotPage) -> Void = { _ in }, sourceLocation: SourceLocation = #_sourceLocation
+    ) -> [SlotFailure] {
         let target = engine.counters.fullScans + passes
         var failures: [SlotFailure] = []
         var batches = 0
         while engine.counters.fullScans < target {
             let report = engine.scanBatch(endingFullScans: true)
             failures += report.failures
+            report.confirmedZeroPages.forEach(zeroPages)
             batches += 1
             let problems = engine.invariantViolations()
             #expect(problems.isEmpty, "after batch \(batches): \(problems.prefix(5))", sourceLocation: sourceLocation)
@@ -289,22 +293,41 @@ struct EngineBehaviourTests {
         #expect(h.observed == ReferenceCounts([region], groups: [0]))
     }
 
-    @Test("Zero pages reach the reclaim hook once, after two zero visits")
-    func reclaimHook() throws {
+    @Test("Zero pages leave through the batch report once, after two zero visits")
+    func confirmedZeroPages() throws {
         let region = FakeRegion([0, 1, 0, nil, 0])
         let h = try Harness([region], tunables: Tunables(smartScan: false))
         var handed: [Int] = []
-        h.engine.reclaimHook = { _, page in handed.append(page) }
-        h.scan(passes: 1)
+        let hand = { (zero: SlotPage) in
+            #expect(zero.slot == h.ids[0])
+            handed.append(zero.page)
+        }
+        h.scan(passes: 1, zeroPages: hand)
         #expect(handed.isEmpty)
-        h.scan(passes: 3)
+        h.scan(passes: 3, zeroPages: hand)
         #expect(handed.sorted() == [0, 2, 4])
         region.pages[2] = 9
-        h.scan(passes: 1)
+        h.scan(passes: 1, zeroPages: hand)
         #expect(h.engine.counters.zeroPages == 2)
         region.pages[2] = 0
-        h.scan(passes: 2)
+        h.scan(passes: 2, zeroPages: hand)
         #expect(handed.sorted() == [0, 2, 2, 4])
+    }
+
+    @Test("Each batch reports only its own confirmations, with their slots, even across a kept report")
+    func confirmedZeroPagesPerBatch() throws {
+        let a = FakeRegion([0, 0, 1])
+        let b = FakeRegion([2, 0])
+        let h = try Harness([a, b], tunables: Tunables(pagesToScan: 2, smartScan: false))
+        var reports: [BatchReport] = []  // kept: the engine must not reuse their storage
+        while h.engine.counters.fullScans < 3 { reports.append(h.engine.scanBatch()) }
+        let all = reports.flatMap(\.confirmedZeroPages)
+        #expect(all.sorted { ($0.slot, $0.page) < ($1.slot, $1.page) }
+            == [SlotPage(slot: h.ids[0], page: 0), SlotPage(slot: h.ids[0], page: 1), SlotPage(slot: h.ids[1], page: 1)])
+        #expect(h.engine.counters.zeroPages == 3)
+        h.engine.scanBatch()
+        #expect(reports.flatMap(\.confirmedZeroPages).count == 3)
+        #expect(h.engine.scanBatch().confirmedZeroPages.isEmpty)
     }
 
     @Test("run stop pauses scanning; run unmerge drops everything")

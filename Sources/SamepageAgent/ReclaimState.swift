@@ -1,0 +1,140 @@
+/// One guest's zero-page reclaim, between and across its pauses: the pages waiting for a
+/// pause, the pages reclaimed and those that refaulted, what pauses of this guest have cost,
+/// the duty cycle and backoffs, and the totals its status reports.
+///
+/// Held by ``TrackedGuest`` on the agent's thread. The arithmetic that sizes and spaces pauses
+/// lives here and is pure: every instant comes in as a parameter (the clock is read by the
+/// caller, never here), so the tests can check it against values worked out by hand. The
+/// pause itself (suspend, verify and punch, resume) is the worker's, in Reclaim.swift.
+struct ReclaimState {
+    /// The totals the guest's status reports.
+    var status = ReclaimStatus()
+
+    /// Confirmed zero pages per region (index into the guest's `regions`), waiting for a pause.
+    var pending: [Int: [Int]] = [:]
+    var oldestPending: ContinuousClock.Instant?
+    /// False once a batch came out empty (only partial huge pages pending): no pause is
+    /// tried again until another page is confirmed.
+    var batchMayFreeSomething = true
+
+    /// Measured cost of a pause: the fixed part (suspend and resume) and per page, in µs.
+    var pauseFixedMicros = 5_000.0
+    var pausePerPageMicros = 5.0
+    /// Measured cost of the resume call, in µs: kept out of the verify-and-punch deadline.
+    var resumeMicros = 3_000.0
+
+    /// The suspended and resumed event counts our last pause will have caused once libvirt
+    /// delivered its events, and until when to wait for them: the next pause waits, so that
+    /// a late event of our own pause is never taken for someone else's.
+    var ownEvents: (suspended: Int, resumed: Int, until: ContinuousClock.Instant)?
+    /// Recent pauses, for the per-minute duty cycle; forgotten a minute after they ended.
+    var recentPauses: [(end: ContinuousClock.Instant, milliseconds: Double)] = []
+    /// No pause before this (after an overrun, or many refaults).
+    var backoffUntil: ContinuousClock.Instant?
+
+    /// Per region: pages reclaimed and still holes, and pages that refaulted after a reclaim
+    /// (never reclaimed again while the guest runs).
+    var held: [Int: PageSet] = [:]
+    var hot: [Int: PageSet] = [:]
+    var nextRefaultCheck = ContinuousClock.now
+    var reclaimedSinceRefaultCheck = 0
+
+    /// Pages pending over all regions. O(regions).
+    var pendingPages: Int { pending.values.reduce(0) { $0 + $1.count } }
+    /// Pages reclaimed and still holes over all regions. O(ranges).
+    var heldPages: Int { held.values.reduce(0) { $0 + $1.count } }
+
+    // MARK: Between pauses
+
+    /// Most pages one region may have pending: a guest that cannot be paused must not grow
+    /// the agent without limit.
+    static let pendingLimitPerRegion = 1 << 18
+
+    /// Files a confirmed zero page of `region` for a pause, unless it refaulted after an
+    /// earlier reclaim (it is hot) or the region has ``pendingLimitPerRegion`` pages pending.
+    /// `now` starts the wait of the oldest pending page if none was pending.
+    mutating func addPending(page: Int, region: Int, at now: ContinuousClock.Instant) {
+        guard hot[region]?.contains(page) != true,
+            pending[region, default: []].count < Self.pendingLimitPerRegion
+        else { return }
+        pending[region, default: []].append(page)
+        batchMayFreeSomething = true
+        if oldestPending == nil { oldestPending = now }
+    }
+
+    /// Whether a pause is due at `now`: pages are pending, a batch of them may free
+    /// something, there are at least `batchMinimum` of them or the oldest has waited `delay`,
+    /// and the guest is not backed off. (Eligibility and the duty cycle are asked apart.)
+    func isDue(at now: ContinuousClock.Instant, batchMinimum: Int, delay: Duration) -> Bool {
+        let count = pendingPages
+        guard count > 0, batchMayFreeSomething, let oldest = oldestPending else { return false }
+        guard count >= batchMinimum || now - oldest >= delay else { return false }
+        if let until = backoffUntil, now < until { return false }
+        return true
+    }
+
+    /// The duty cycle: milliseconds paused by pauses that ended in the minute up to `now`
+    /// (one that ended exactly a minute ago still counts). Older pauses are forgotten.
+    mutating func millisecondsPaused(inMinuteUpTo now: ContinuousClock.Instant) -> Double {
+        recentPauses.removeAll { now - $0.end > .seconds(60) }
+        return recentPauses.reduce(0) { $0 + $1.milliseconds }
+    }
+
+    /// Whether one more pause of up to `maxPauseMs` at `now` keeps the last minute's paused
+    /// time within `maxPauseMsPerMinute`.
+    mutating func dutyCycleAllows(maxPauseMs: Int, maxPauseMsPerMinute: Int, at now: ContinuousClock.Instant) -> Bool {
+        millisecondsPaused(inMinuteUpTo: now) + Double(maxPauseMs) <= Double(maxPauseMsPerMinute)
+    }
+
+    /// How many pending pages the next pause may take so that it stays within `maxPauseMs`,
+    /// from the measured costs. It aims at 70% of the budget, since suspend and resume (most
+    /// of a pause) vary by a millisecond or two: the fixed cost comes off 70% of the budget
+    /// and the rest is divided by the per-page cost (taken as at least 0.5 µs). Never fewer
+    /// than 64 pages, the smallest batch the per-page cost is learned from.
+    func batchSize(maxPauseMs: Int) -> Int {
+        let room = max(0, Double(maxPauseMs) * 700 - pauseFixedMicros)
+        return max(64, Int(room / max(pausePerPageMicros, 0.5)))
+    }
+
+    // MARK: After a pause
+
+    /// Learns the cost of a pause from its instants: the suspend call (`start`), its return
+    /// (`suspended`), the end of verifying and punching (`punched`), and the return of the
+    /// resume (`end`), `pagesExamined` pages having been verified.
+    ///
+    /// Each estimate moves a fifth of the way to the new sample (per page: 30%). Slow suspends
+    /// happen (the first one of a guest, a busy host): one outlier must not shrink every later
+    /// batch, so a fixed-cost or resume sample counts for at most twice the estimate. The
+    /// per-page cost is learned only from batches of 64 pages or more, large enough to show it.
+    mutating func learnCosts(
+        start: ContinuousClock.Instant, suspended: ContinuousClock.Instant,
+        punched: ContinuousClock.Instant, end: ContinuousClock.Instant, pagesExamined: Int
+    ) {
+        let resume = Worker.milliseconds(end - punched) * 1000
+        let fixed = Worker.milliseconds(suspended - start) * 1000 + resume
+        let examined = max(1, pagesExamined)
+        let perPage = Worker.milliseconds(punched - suspended) * 1000 / Double(examined)
+        pauseFixedMicros = 0.8 * pauseFixedMicros + 0.2 * min(fixed, 2 * pauseFixedMicros)
+        resumeMicros = 0.8 * resumeMicros + 0.2 * min(resume, 2 * resumeMicros)
+        if examined >= 64 {
+            pausePerPageMicros = 0.7 * pausePerPageMicros + 0.3 * perPage
+        }
+    }
+
+    /// How long a guest is backed off after a pause over its budget, `recentOverruns` being
+    /// the overruns among its recent pauses, this one included: 2 s for each, at most 30 s.
+    static func overrunBackoffSeconds(recentOverruns: Int) -> Int { min(30, 2 * recentOverruns) }
+
+    /// Records a pause that ended at `end` after `milliseconds`, for the duty cycle. A pause
+    /// over `maxPauseMs` backs the guest off (``overrunBackoffSeconds(recentOverruns:)`` from
+    /// `end`, counting the overruns among the pauses still remembered); the batch size follows
+    /// the measured costs by itself. Returns the backoff in seconds, nil when within budget.
+    mutating func recordPause(end: ContinuousClock.Instant, milliseconds: Double, maxPauseMs: Int) -> Int? {
+        recentPauses.append((end, milliseconds))
+        guard milliseconds > Double(maxPauseMs) else { return nil }
+        let recentOverruns = recentPauses.filter { $0.milliseconds > Double(maxPauseMs) }.count
+        let seconds = Self.overrunBackoffSeconds(recentOverruns: recentOverruns)
+        backoffUntil = end + .seconds(seconds)
+        return seconds
+    }
+}

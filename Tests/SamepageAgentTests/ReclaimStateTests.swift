@@ -1,0 +1,180 @@
+@testable import SamepageAgent
+import Testing
+
+// Every expected value here is worked out by hand from the rules in ReclaimState's doc
+// comments (the arithmetic is written next to each), never by calling the code under test.
+
+private let t0 = ContinuousClock.now
+
+private func expectClose(_ value: Double, _ expected: Double, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(abs(value - expected) < 1e-9, "\(value) is not \(expected)", sourceLocation: sourceLocation)
+}
+
+@Suite("Reclaim state: pause sizing and spacing")
+struct ReclaimStateTests {
+    @Test("Batch size: 70% of the budget less the fixed cost, over the per-page cost, at least 64")
+    func batchSize() {
+        var state = ReclaimState()  // fixed 5000 µs, 5 µs per page
+        #expect(state.batchSize(maxPauseMs: 50) == 6000)  // 50 × 700 = 35000; − 5000 = 30000; / 5
+        #expect(state.batchSize(maxPauseMs: 8) == 120)  // 5600 − 5000 = 600; / 5
+        #expect(state.batchSize(maxPauseMs: 7) == 64)  // 4900 − 5000 < 0: room 0, the floor
+        #expect(state.batchSize(maxPauseMs: 5) == 64)
+        state.pausePerPageMicros = 7
+        #expect(state.batchSize(maxPauseMs: 20) == 1285)  // 14000 − 5000 = 9000; / 7 = 1285.7
+        state.pausePerPageMicros = 0.1  // taken as 0.5
+        #expect(state.batchSize(maxPauseMs: 10) == 4000)  // 7000 − 5000 = 2000; / 0.5
+        state.pauseFixedMicros = 2000
+        state.pausePerPageMicros = 4
+        #expect(state.batchSize(maxPauseMs: 100) == 17_000)  // 70000 − 2000 = 68000; / 4
+    }
+
+    @Test("Costs: a fifth of the way to each sample (30% per page), outliers capped at twice the estimate")
+    func learnCosts() {
+        var state = ReclaimState()  // fixed 5000, per page 5, resume 3000 µs
+        // Suspend 4 ms, verify and punch 10 ms over 1000 pages, resume 2 ms.
+        let suspended = t0 + .milliseconds(4), punched = t0 + .milliseconds(14), end = t0 + .milliseconds(16)
+        state.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 1000)
+        expectClose(state.resumeMicros, 2800)  // 0.8 × 3000 + 0.2 × 2000
+        expectClose(state.pauseFixedMicros, 5200)  // 0.8 × 5000 + 0.2 × (4000 + 2000)
+        expectClose(state.pausePerPageMicros, 6.5)  // 0.7 × 5 + 0.3 × (10000 / 1000)
+        // The same pause again: each estimate moves on from where it is.
+        state.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 1000)
+        expectClose(state.resumeMicros, 2640)  // 0.8 × 2800 + 0.2 × 2000
+        expectClose(state.pauseFixedMicros, 5360)  // 0.8 × 5200 + 0.2 × 6000
+        expectClose(state.pausePerPageMicros, 7.55)  // 0.7 × 6.5 + 0.3 × 10
+
+        // A slow suspend (100 ms) and resume (9 ms), 10 pages: capped samples, per page kept.
+        var slow = ReclaimState()
+        slow.learnCosts(
+            start: t0, suspended: t0 + .milliseconds(100), punched: t0 + .milliseconds(101),
+            end: t0 + .milliseconds(110), pagesExamined: 10)
+        expectClose(slow.resumeMicros, 3600)  // sample 9000 capped at 6000: 2400 + 1200
+        expectClose(slow.pauseFixedMicros, 6000)  // sample 109000 capped at 10000: 4000 + 2000
+        expectClose(slow.pausePerPageMicros, 5)  // fewer than 64 pages: not learned
+    }
+
+    @Test("Per-page cost is learned from 64 examined pages on, never from fewer")
+    func perPageThreshold() {
+        // Verify and punch 640 µs: 10 µs per page over 64 pages.
+        let suspended = t0 + .milliseconds(1), punched = suspended + .microseconds(640), end = punched + .milliseconds(3)
+        var at64 = ReclaimState()
+        at64.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 64)
+        expectClose(at64.pausePerPageMicros, 6.5)  // 0.7 × 5 + 0.3 × 10
+        var at63 = ReclaimState()
+        at63.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 63)
+        expectClose(at63.pausePerPageMicros, 5)
+        var none = ReclaimState()
+        none.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 0)
+        expectClose(none.pausePerPageMicros, 5)
+        expectClose(none.pauseFixedMicros, 4800)  // 0.8 × 5000 + 0.2 × (1000 + 3000)
+    }
+
+    @Test("Duty cycle: pauses that ended in the last minute count, older ones are forgotten")
+    func dutyCycle() {
+        var state = ReclaimState()
+        state.recentPauses = [(t0, 30), (t0 + .seconds(30), 20), (t0 + .seconds(50), 10)]
+        let pausedAt60 = state.millisecondsPaused(inMinuteUpTo: t0 + .seconds(60))  // exactly a minute: kept
+        #expect(pausedAt60 == 60)
+        #expect(state.recentPauses.count == 3)
+        let pausedAt70 = state.millisecondsPaused(inMinuteUpTo: t0 + .seconds(70))  // 20 + 10
+        #expect(pausedAt70 == 30)
+        #expect(state.recentPauses.count == 2)
+        // 30 used + 20 for the next pause = 50.
+        let within50 = state.dutyCycleAllows(maxPauseMs: 20, maxPauseMsPerMinute: 50, at: t0 + .seconds(70))
+        #expect(within50)
+        let within49 = state.dutyCycleAllows(maxPauseMs: 20, maxPauseMsPerMinute: 49, at: t0 + .seconds(70))
+        #expect(!within49)
+        // At t0 + 110 s only the pause of t0 + 50 s is left: 10 + 20 = 30.
+        let within29 = state.dutyCycleAllows(maxPauseMs: 20, maxPauseMsPerMinute: 29, at: t0 + .seconds(110))
+        #expect(!within29)
+        let within30 = state.dutyCycleAllows(maxPauseMs: 20, maxPauseMsPerMinute: 30, at: t0 + .seconds(110))
+        #expect(within30)
+        #expect(state.recentPauses.count == 1)
+    }
+
+    @Test("Overrun backoff: 2 s per recent overrun, at most 30 s")
+    func overrunBackoffSeconds() {
+        #expect(ReclaimState.overrunBackoffSeconds(recentOverruns: 1) == 2)
+        #expect(ReclaimState.overrunBackoffSeconds(recentOverruns: 3) == 6)
+        #expect(ReclaimState.overrunBackoffSeconds(recentOverruns: 15) == 30)
+        #expect(ReclaimState.overrunBackoffSeconds(recentOverruns: 16) == 30)
+        #expect(ReclaimState.overrunBackoffSeconds(recentOverruns: 40) == 30)
+    }
+
+    @Test("A pause over budget backs the guest off from its end, counting the overruns remembered")
+    func recordPause() {
+        var state = ReclaimState()
+        let first = state.recordPause(end: t0, milliseconds: 10, maxPauseMs: 20)
+        #expect(first == nil)
+        #expect(state.backoffUntil == nil)
+        let second = state.recordPause(end: t0 + .seconds(1), milliseconds: 25, maxPauseMs: 20)  // 1 overrun
+        #expect(second == 2)
+        #expect(state.backoffUntil == t0 + .seconds(3))
+        let third = state.recordPause(end: t0 + .seconds(5), milliseconds: 20, maxPauseMs: 20)  // not over
+        #expect(third == nil)
+        #expect(state.backoffUntil == t0 + .seconds(3))
+        let fourth = state.recordPause(end: t0 + .seconds(6), milliseconds: 30, maxPauseMs: 20)  // 2 overruns
+        #expect(fourth == 4)
+        #expect(state.backoffUntil == t0 + .seconds(10))
+        #expect(state.recentPauses.count == 4)
+        // A minute later the first two pauses are forgotten: left 20 + 30 ms, one overrun.
+        let pausedAt62 = state.millisecondsPaused(inMinuteUpTo: t0 + .seconds(62))
+        #expect(pausedAt62 == 50)
+        let afterForgetting = state.recordPause(end: t0 + .seconds(62), milliseconds: 40, maxPauseMs: 20)  // 2 overruns
+        #expect(afterForgetting == 4)
+        #expect(state.backoffUntil == t0 + .seconds(66))
+    }
+
+    @Test("Due: pages pending, enough of them or the oldest waited long enough, not backed off")
+    func isDue() {
+        var state = ReclaimState()
+        let delay = Duration.seconds(2)
+        #expect(!state.isDue(at: t0, batchMinimum: 256, delay: delay))
+        for page in 0..<10 { state.addPending(page: page, region: 0, at: t0 + .milliseconds(page)) }
+        #expect(state.oldestPending == t0)
+        #expect(state.pendingPages == 10)
+        #expect(!state.isDue(at: t0 + .seconds(1), batchMinimum: 256, delay: delay))
+        #expect(state.isDue(at: t0 + .seconds(2), batchMinimum: 256, delay: delay))
+        #expect(state.isDue(at: t0, batchMinimum: 10, delay: delay))  // enough pages at once
+        #expect(!state.isDue(at: t0, batchMinimum: 11, delay: delay))
+        state.backoffUntil = t0 + .seconds(5)
+        #expect(!state.isDue(at: t0 + .seconds(4), batchMinimum: 256, delay: delay))
+        #expect(state.isDue(at: t0 + .seconds(5), batchMinimum: 256, delay: delay))
+        state.batchMayFreeSomething = false
+        #expect(!state.isDue(at: t0 + .seconds(9), batchMinimum: 1, delay: delay))
+        state.addPending(page: 10, region: 1, at: t0 + .seconds(9))  // a new page: worth trying again
+        #expect(state.batchMayFreeSomething)
+        #expect(state.oldestPending == t0)
+        #expect(state.isDue(at: t0 + .seconds(9), batchMinimum: 256, delay: delay))
+    }
+
+    @Test("Pending pages: hot pages are never filed again, a region holds at most 2^18")
+    func addPending() {
+        var state = ReclaimState()
+        var hot = PageSet(pageCount: 100)
+        hot.insert(5..<6)
+        state.hot[0] = hot
+        state.addPending(page: 5, region: 0, at: t0)
+        #expect(state.pending.isEmpty && state.oldestPending == nil)
+        state.addPending(page: 6, region: 0, at: t0)
+        state.addPending(page: 5, region: 1, at: t0)  // hot only in region 0
+        #expect(state.pending == [0: [6], 1: [5]])
+
+        state.pending[2] = Array(0..<262_144)
+        state.addPending(page: 262_144, region: 2, at: t0)
+        #expect(state.pending[2]?.count == 262_144)
+        #expect(state.pendingPages == 262_146)
+    }
+
+    @Test("Held pages are counted over all regions")
+    func heldPages() {
+        var state = ReclaimState()
+        var a = PageSet(pageCount: 1000)
+        a.insert(0..<10)
+        a.insert(500..<503)
+        var b = PageSet(pageCount: 64)
+        b.insert(63..<64)
+        state.held = [0: a, 3: b]
+        #expect(state.heldPages == 14)
+    }
+}
