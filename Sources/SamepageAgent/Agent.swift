@@ -342,6 +342,9 @@ final class Worker {
     var unresumed: [PendingResume] = []
     /// `run unmerge` is allocating reclaimed ranges again.
     var repopulating = false
+    /// Which processes map which backends: re-read only where processes are new or changed.
+    let mappingIndex = ProcessMappingIndex()
+    var lastMapperRefresh = ContinuousClock.now - .seconds(60)
 
     init(agent: Agent) throws {
         self.agent = agent
@@ -562,7 +565,14 @@ final class Worker {
     /// off within one reconcile interval.
     func refreshMappers(_ guests: [TrackedGuest]) {
         let files = Set(guests.flatMap { $0.regions.map(\.file) })
-        let mappers = MemoryMapping.processes(mappingAny: files)
+        let pass = mappingIndex.refresh()
+        lastMapperRefresh = ContinuousClock.now
+        let mappers = mappingIndex.processes(mappingAny: files)
+        // A process that cannot be inspected might map any backend: it counts as a mapper of
+        // every guest (reclaim fails closed), named with why.
+        let unreadable = pass.unreadable.filter { $0.key != getpid() }.sorted { $0.key < $1.key }.map { pid, error in
+            MapperProcess(pid: pid, command: "cannot inspect: \(error)")
+        }
         var table: UnixSocketTable?
         var tableError: SystemError?
         for guest in guests {
@@ -583,6 +593,7 @@ final class Worker {
                 backends[pid].map { MapperProcess(pid: pid, command: MapperProcess.command(of: pid), socket: $0) }
             }
             guest.facts.otherMappers = others.filter { backends[$0] == nil }.map { MapperProcess(pid: $0, command: MapperProcess.command(of: $0)) }
+                + unreadable
         }
     }
 

@@ -151,6 +151,15 @@ extension Worker {
             return
         }
         guard checkDMADescriptors(guest) else { return }
+        // A process that mapped the backend since the last look is found before the pause:
+        // the index is at most a second old when a pause starts.
+        if ContinuousClock.now - lastMapperRefresh > .seconds(1) {
+            refreshMappers(guests.values.filter(\.mapped))
+            guard guest.facts.otherMappers.isEmpty else {
+                logger.warning("guest \(name): \(reclaimIneligibility(guest) ?? "another process maps its RAM"); not pausing")
+                return
+            }
+        }
         for (region, _) in batch {
             do { try guest.regions[region].ensureStillSameBackend() } catch {
                 logger.warning("guest \(name): \(error); not pausing")
