@@ -240,21 +240,6 @@ public struct AgentSnapshot: Sendable {
     public init() {}
 }
 
-extension Counters {
-    /// Adds another region's counters; full scans count the slowest region.
-    public mutating func accumulate(_ other: Counters, first: Bool) {
-        pagesShared += other.pagesShared
-        pagesSharing += other.pagesSharing
-        pagesUnshared += other.pagesUnshared
-        pagesVolatile += other.pagesVolatile
-        fullScans = first ? other.fullScans : min(fullScans, other.fullScans)
-        pagesScanned += other.pagesScanned
-        pagesSkipped += other.pagesSkipped
-        zeroPages += other.zeroPages
-        mergesRefused += other.mergesRefused
-    }
-}
-
 /// Stable nodes (merged contents) shared between each pair of guests: `pages[i][j]` counts
 /// the nodes with members in both guest i and guest j; the diagonal, a guest's own nodes.
 public struct SharingMatrix: Sendable, Equatable, Codable {

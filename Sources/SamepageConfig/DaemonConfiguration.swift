@@ -282,14 +282,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     private mutating func readScan(_ section: inout TableReader) {
-        let runs: KeyValuePairs<String, RunMode> = ["stop": .stop, "merge": .merge, "unmerge": .unmerge]
-        if let run = section.choice("run", runs) {
+        if let run = section.choice("run", named: \RunMode.name) {
             self.run = run
         }
         // Each knob is checked on its own (against the defaults of the others), so that every
         // bad one is reported; the whole set is checked again at the end.
         var reported = false
-        func knob(_ key: String, _ keyPath: WritableKeyPath<Tunables, Int>, _ section: inout TableReader) {
+        func knob(_ tunable: Tunables.CodingKeys, _ keyPath: WritableKeyPath<Tunables, Int>, _ section: inout TableReader) {
+            let key = tunable.stringValue
             guard let value = section.integer(key) else { return }
             var alone = Tunables()
             alone[keyPath: keyPath] = value
@@ -301,11 +301,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 reported = true
             }
         }
-        knob("pages_to_scan", \.pagesToScan, &section)
-        knob("sleep_millisecs", \.sleepMillisecs, &section)
-        knob("max_kernel_pages", \.maxKernelPages, &section)
-        knob("max_page_sharing", \.maxPageSharing, &section)
-        if let smart = section.bool("smart_scan") {
+        knob(.pagesToScan, \.pagesToScan, &section)
+        knob(.sleepMillisecs, \.sleepMillisecs, &section)
+        knob(.maxKernelPages, \.maxKernelPages, &section)
+        knob(.maxPageSharing, \.maxPageSharing, &section)
+        if let smart = section.bool(Tunables.CodingKeys.smartScan.stringValue) {
             tunables.smartScan = smart
         }
         if !reported {

@@ -15,66 +15,6 @@ struct WireKey: CodingKey, ExpressibleByStringLiteral, Hashable {
 typealias WireEncoding = KeyedEncodingContainer<WireKey>
 typealias WireDecoding = KeyedDecodingContainer<WireKey>
 
-// MARK: - Counters and tunables, flattened into the object that holds them
-
-extension Counters {
-    /// Writes the counters as top-level keys with the kernel's names.
-    func encodeFlat(into container: inout WireEncoding) throws {
-        for (name, value) in named { try container.encode(value, forKey: WireKey(name)) }
-    }
-
-    /// Reads the counters from top-level keys with the kernel's names; all are required.
-    init(flatFrom container: WireDecoding) throws {
-        self.init()
-        func value(_ key: CodingKeys) throws -> Int { try container.decode(Int.self, forKey: WireKey(key.rawValue)) }
-        pagesShared = try value(.pagesShared)
-        pagesSharing = try value(.pagesSharing)
-        pagesUnshared = try value(.pagesUnshared)
-        pagesVolatile = try value(.pagesVolatile)
-        fullScans = try value(.fullScans)
-        pagesScanned = try value(.pagesScanned)
-        pagesSkipped = try value(.pagesSkipped)
-        zeroPages = try value(.zeroPages)
-        mergesRefused = try value(.mergesRefused)
-    }
-}
-
-extension Tunables {
-    /// Writes the tunables with their kernel names.
-    func encodeFlat(into container: inout WireEncoding) throws {
-        try container.encode(pagesToScan, forKey: "pages_to_scan")
-        try container.encode(sleepMillisecs, forKey: "sleep_millisecs")
-        try container.encode(maxKernelPages, forKey: "max_kernel_pages")
-        try container.encode(maxPageSharing, forKey: "max_page_sharing")
-        try container.encode(smartScan, forKey: "smart_scan")
-    }
-
-    init(flatFrom container: WireDecoding) throws {
-        self.init(
-            pagesToScan: try container.decode(Int.self, forKey: "pages_to_scan"),
-            sleepMillisecs: try container.decode(Int.self, forKey: "sleep_millisecs"),
-            maxKernelPages: try container.decode(Int.self, forKey: "max_kernel_pages"),
-            maxPageSharing: try container.decode(Int.self, forKey: "max_page_sharing"),
-            smartScan: try container.decode(Bool.self, forKey: "smart_scan"))
-    }
-}
-
-/// `RunMode` on the wire in a `run` result: `{"run": 1, "mode": "merge"}`.
-extension RunMode {
-    func encodeFlat(into container: inout WireEncoding) throws {
-        try container.encode(rawValue, forKey: "run")
-        try container.encode(controlName, forKey: "run_mode")
-    }
-
-    init(flatFrom container: WireDecoding) throws {
-        let raw = try container.decode(Int.self, forKey: "run")
-        guard let mode = RunMode(rawValue: raw) else {
-            throw DecodingError.dataCorruptedError(forKey: "run", in: container, debugDescription: "run \(raw) is not 0, 1 or 2")
-        }
-        self = mode
-    }
-}
-
 // MARK: - Result values
 
 extension GuestStatus: Codable {
@@ -89,7 +29,7 @@ extension GuestStatus: Codable {
         try c.encode(mode, forKey: "mode")
         try c.encode(trustGroup, forKey: "trust_group")
         try c.encode(backend, forKey: "backend")
-        try counters.encodeFlat(into: &c)
+        try counters.encode(to: encoder)
         var r = c.nestedUnkeyedContainer(forKey: "regions")
         for region in regions {
             var o = r.nestedContainer(keyedBy: WireKey.self)
@@ -116,7 +56,7 @@ extension GuestStatus: Codable {
             mode: try c.decode(PolicyMode.self, forKey: "mode"),
             trustGroup: try c.decodeIfPresent(String.self, forKey: "trust_group"),
             backend: try c.decodeIfPresent(String.self, forKey: "backend"),
-            counters: try Counters(flatFrom: c),
+            counters: try Counters(from: decoder),
             regions: try c.decodeIfPresent([RegionStatus].self, forKey: "regions") ?? [],
             facts: c.contains("facts")
                 ? try GuestFacts(wireFrom: c.nestedContainer(keyedBy: WireKey.self, forKey: "facts")) : GuestFacts(),
@@ -171,9 +111,9 @@ extension DaemonStats: Codable {
     /// state, all at top level.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: WireKey.self)
-        try counters.encodeFlat(into: &c)
-        try run.encodeFlat(into: &c)
-        try tunables.encodeFlat(into: &c)
+        try counters.encode(to: encoder)
+        try run.encode(to: encoder)
+        try tunables.encode(to: encoder)
         try c.encode(trackingBytes, forKey: "tracking_bytes")
         try c.encode(scanRate, forKey: "pages_scanned_per_second")
         try c.encode(connected, forKey: "connected")
@@ -187,7 +127,7 @@ extension DaemonStats: Codable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: WireKey.self)
         self.init(
-            counters: try Counters(flatFrom: c), run: try RunMode(flatFrom: c), tunables: try Tunables(flatFrom: c),
+            counters: try Counters(from: decoder), run: try RunMode(from: decoder), tunables: try Tunables(from: decoder),
             trackingBytes: try c.decode(Int.self, forKey: "tracking_bytes"),
             scanRate: try c.decodeIfPresent(Double.self, forKey: "pages_scanned_per_second") ?? 0,
             connected: try c.decode(Bool.self, forKey: "connected"),
@@ -274,11 +214,9 @@ extension ControlResult {
         case .stats(let stats):
             try stats.encode(to: encoder)
         case .run(let mode):
-            var c = encoder.container(keyedBy: WireKey.self)
-            try mode.encodeFlat(into: &c)
+            try mode.encode(to: encoder)
         case .tunables(let tunables):
-            var c = encoder.container(keyedBy: WireKey.self)
-            try tunables.encodeFlat(into: &c)
+            try tunables.encode(to: encoder)
         case .policies(let policies):
             var c = encoder.singleValueContainer()
             try c.encode(policies)
@@ -304,9 +242,9 @@ extension ControlResult {
         case .stats:
             self = .stats(try DaemonStats(from: decoder))
         case .run:
-            self = .run(try RunMode(flatFrom: decoder.container(keyedBy: WireKey.self)))
+            self = .run(try RunMode(from: decoder))
         case .tune:
-            self = .tunables(try Tunables(flatFrom: decoder.container(keyedBy: WireKey.self)))
+            self = .tunables(try Tunables(from: decoder))
         case .policyShow:
             self = .policies(try decoder.singleValueContainer().decode([GuestPolicyInfo].self))
         case .policyReload:
