@@ -42,11 +42,15 @@ let package = Package(
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
 
+        // What the agent reports and is told: guest status, snapshot, policy, identity, with
+        // one wire form (Codable) each. Over the engine's types only: no I/O, no libvirt.
+        .target(name: "SamepageModel", dependencies: ["SamepageCore"]),
+
         // The agent: discovery <-> engine, on threads of its own.
         .target(
             name: "SamepageAgent",
             dependencies: [
-                "SamepageCore", "GuestMemory", "Libvirt",
+                "SamepageModel", "SamepageCore", "GuestMemory", "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -54,18 +58,18 @@ let package = Package(
         // Policy files and the daemon's configuration file (TOML), with file:line errors.
         .target(
             name: "SamepageConfig",
-            dependencies: ["SamepageAgent", "SamepageCore", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["SamepageModel", "SamepageCore", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
 
         // The control API: versioned JSON over a Unix socket, server and client.
-        .target(name: "SamepageControl", dependencies: ["SamepageAgent", "SamepageCore", "CLinux"]),
+        .target(name: "SamepageControl", dependencies: ["SamepageModel", "SamepageCore", "CLinux"]),
 
         // The Prometheus endpoint: the agent's snapshot in Prometheus's text format (written by
         // swift-prometheus), served over HTTP by SwiftNIO.
         .target(
             name: "SamepageMetrics",
             dependencies: [
-                "SamepageAgent", "SamepageCore",
+                "SamepageModel", "SamepageCore",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -76,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "samepaged",
             dependencies: [
-                "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageCore", "SamepageMetrics",
+                "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageCore", "SamepageMetrics", "SamepageModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -86,7 +90,8 @@ let package = Package(
         .executableTarget(
             name: "samepage",
             dependencies: [
-                "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "Libvirt",
+                "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageModel",
+                "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -105,13 +110,13 @@ let package = Package(
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
-        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageCore"]),
-        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageAgent", "SamepageCore"]),
-        .testTarget(name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageAgent", "SamepageCore"]),
-        .testTarget(name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageAgent", "SamepageCore"]),
+        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore"]),
+        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
+        .testTarget(name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore"]),
+        .testTarget(name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageAgent"]
+            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -6,6 +6,7 @@ import GuestMemory
 import Libvirt
 import Logging
 import SamepageCore
+import SamepageModel
 import Synchronization
 
 /// How the agent is set up.
@@ -42,21 +43,6 @@ public struct AgentConfiguration: Sendable {
     public var pauseObserver: (@Sendable (ReclaimPause) -> Void)?
 
     public init() {}
-}
-
-/// One reclaim pause, as reported to ``AgentConfiguration/pauseObserver``.
-public struct ReclaimPause: Sendable, Equatable {
-    public var guest: GuestIdentity
-    /// The guest's trust group, as its policy says.
-    public var trustGroup: String?
-    /// Suspend call to the return of the resume call.
-    public var milliseconds: Double
-
-    public init(guest: GuestIdentity, trustGroup: String?, milliseconds: Double) {
-        self.guest = guest
-        self.trustGroup = trustGroup
-        self.milliseconds = milliseconds
-    }
 }
 
 /// The host agent's core: follows libvirt's guests, maps their RAM backends and runs the

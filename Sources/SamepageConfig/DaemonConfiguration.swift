@@ -5,8 +5,8 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 
 /// The configuration of `samepaged`, from `/etc/samepage/samepaged.toml` or built in.
 ///

@@ -1,4 +1,4 @@
-import SamepageAgent
+import SamepageModel
 
 /// A per-guest policy file: TOML with top-level keys only.
 ///

@@ -316,5 +316,5 @@ private struct ResponseLine: Codable {
 /// A result as the value of `"result"`.
 private struct ResultValue: Encodable {
     var result: ControlResult
-    func encode(to encoder: any Encoder) throws { try result.encodeWire(to: encoder) }
+    func encode(to encoder: any Encoder) throws { try result.value.encode(to: encoder) }
 }

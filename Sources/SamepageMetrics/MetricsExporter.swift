@@ -1,6 +1,6 @@
 import Prometheus
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 import Synchronization
 
 /// The agent's state as Prometheus metrics.
@@ -10,7 +10,7 @@ import Synchronization
 /// counter names under `samepage_`, the per-guest ones under `samepage_guest_` with the labels
 /// `guest`, `uuid` and `trust_group`. The pause histogram cannot be rebuilt from a snapshot
 /// (it needs each pause's length), so it is fed as pauses happen through ``record(_:)``, the
-/// agent's ``AgentConfiguration/pauseObserver``; its buckets are those of the snapshot's
+/// agent's pause observer (`AgentConfiguration.pauseObserver`); its buckets are those of the snapshot's
 /// `pause_histogram`, in seconds.
 ///
 /// Series of a guest that left the snapshot are removed at the next scrape. The text itself is
@@ -72,7 +72,7 @@ public final class MetricsExporter: Sendable {
             var present = Set<String>()
             for guest in snapshot.guests {
                 present.insert(guest.uuid)
-                let labels = Self.labels(GuestIdentity(name: guest.name, uuid: guest.uuid), trustGroup: guest.trustGroup)
+                let labels = Self.labels(guest.identity, trustGroup: guest.trustGroup)
                 var guestSeries: GuestSeries? = series(for: guest.uuid, labels: labels, in: &state)
                 set(Name.guestEngine, guest.counters, labels: labels, series: &guestSeries)
                 set(Name.guestReclaim, guest.reclaim, labels: labels, series: &guestSeries)

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import SamepageAgent
 import SamepageConfig
 import SamepageControl
 import SamepageCore
+import SamepageModel
 
 /// Sends one request to samepaged and returns its result; a daemon that is not running, a
 /// refused socket or a failed request become a one-line ``Failure``.

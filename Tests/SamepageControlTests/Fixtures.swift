@@ -2,8 +2,8 @@
 import Glibc
 #endif
 import Foundation
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 import Synchronization
 @testable import SamepageControl
 
