@@ -14,7 +14,7 @@ public struct AgentConfiguration: Sendable {
     /// The libvirt URI to follow guests on.
     public var uri: String = "qemu:///system"
     /// The engine's knobs at start.
-    public var tunables = Tunables(pagesToScan: 1000, sleepMillisecs: 20)
+    public var tunables = Tunables.daemonDefaults
     /// Whether to scan at start (`run`).
     public var run: RunMode = .merge
     /// The policy of each guest; asked when a guest is found and on ``Agent/reloadPolicies()``.
@@ -26,7 +26,7 @@ public struct AgentConfiguration: Sendable {
     /// Longest wait between reconnection attempts while libvirtd is unreachable.
     public var maximumReconnectDelay: Duration = .seconds(30)
     /// The journal of guests paused for reclaim; nil disables reclaim altogether.
-    public var pauseJournal: String? = "/var/lib/samepage/paused.json"
+    public var pauseJournal: String? = PauseJournal.defaultPath
     /// A host-wide cap on bytes held back by reclaim (pages reclaimed and not refaulted);
     /// 0 = unlimited.
     public var reclaimMaxBytes = 0

@@ -81,9 +81,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Whether the scanner runs at start (`scan.run`).
     public var run: RunMode = .merge
     /// The scanner's knobs (`scan.pages_to_scan` and the others, named as the kernel's).
-    public var tunables = Tunables(
-        pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: 0, maxPageSharing: 256, smartScan: true
-    )
+    public var tunables = Tunables.daemonDefaults
 
     // MARK: [policy]
 
