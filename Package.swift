@@ -110,6 +110,7 @@ let package = Package(
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
+        .testTarget(name: "SamepageModelTests", dependencies: ["SamepageModel", "SamepageCore"]),
         .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore"]),
         .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
         .testTarget(name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore"]),
