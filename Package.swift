@@ -51,11 +51,15 @@ let package = Package(
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
 
+        // What the agent reports and is told: guest status, snapshot, policy, identity, with
+        // one wire form (Codable) each. Over the engine's types only: no I/O, no libvirt.
+        .target(name: "SamepageModel", dependencies: ["SamepageCore"]),
+
         // The agent: discovery <-> engine, on threads of its own.
         .target(
             name: "SamepageAgent",
             dependencies: [
-                "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt",
+                "SamepageModel", "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -64,14 +68,14 @@ let package = Package(
         // Policy files and the daemon's configuration file (TOML), with file:line errors.
         .target(
             name: "SamepageConfig",
-            dependencies: ["SamepageAgent", "SamepageCore", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["SamepageModel", "SamepageCore", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
 
         // The control API: versioned JSON over a Unix socket, server and client.
         .target(
             name: "SamepageControl",
             dependencies: [
-                "SamepageAgent", "SamepageCore", "LinuxSystem", "CLinux",
+                "SamepageModel", "SamepageCore", "LinuxSystem", "CLinux",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
@@ -80,7 +84,7 @@ let package = Package(
         .target(
             name: "SamepageMetrics",
             dependencies: [
-                "SamepageAgent", "SamepageCore",
+                "SamepageModel", "SamepageCore",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -92,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "samepaged",
             dependencies: [
-                "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageCore", "SamepageMetrics",
+                "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageCore", "SamepageMetrics", "SamepageModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,7 +106,8 @@ let package = Package(
         .executableTarget(
             name: "samepage",
             dependencies: [
-                "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "Libvirt",
+                "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageModel",
+                "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -122,17 +127,18 @@ let package = Package(
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
-        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageCore"]),
-        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageAgent", "SamepageCore"]),
+        .testTarget(name: "SamepageModelTests", dependencies: ["SamepageModel", "SamepageCore"]),
+        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore"]),
+        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
         .testTarget(
-            name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageAgent", "SamepageCore"],
+            name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore"],
             exclude: ["Golden"]),
         .testTarget(
-            name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageAgent", "SamepageCore"],
+            name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
             exclude: ["Golden"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageAgent"]
+            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -6,6 +6,7 @@ import GuestMemory
 import Libvirt
 import Logging
 import SamepageCore
+import SamepageModel
 import Synchronization
 
 /// How the agent is set up.
@@ -13,7 +14,7 @@ public struct AgentConfiguration: Sendable {
     /// The libvirt URI to follow guests on.
     public var uri: String = "qemu:///system"
     /// The engine's knobs at start.
-    public var tunables = Tunables(pagesToScan: 1000, sleepMillisecs: 20)
+    public var tunables = Tunables.daemonDefaults
     /// Whether to scan at start (`run`).
     public var run: RunMode = .merge
     /// The policy of each guest; asked when a guest is found and on ``Agent/reloadPolicies()``.
@@ -25,7 +26,7 @@ public struct AgentConfiguration: Sendable {
     /// Longest wait between reconnection attempts while libvirtd is unreachable.
     public var maximumReconnectDelay: Duration = .seconds(30)
     /// The journal of guests paused for reclaim; nil disables reclaim altogether.
-    public var pauseJournal: String? = "/var/lib/samepage/paused.json"
+    public var pauseJournal: String? = PauseJournal.defaultPath
     /// A host-wide cap on bytes held back by reclaim (pages reclaimed and not refaulted);
     /// 0 = unlimited.
     public var reclaimMaxBytes = 0
@@ -42,21 +43,6 @@ public struct AgentConfiguration: Sendable {
     public var pauseObserver: (@Sendable (ReclaimPause) -> Void)?
 
     public init() {}
-}
-
-/// One reclaim pause, as reported to ``AgentConfiguration/pauseObserver``.
-public struct ReclaimPause: Sendable, Equatable {
-    public var guest: GuestIdentity
-    /// The guest's trust group, as its policy says.
-    public var trustGroup: String?
-    /// Suspend call to the return of the resume call.
-    public var milliseconds: Double
-
-    public init(guest: GuestIdentity, trustGroup: String?, milliseconds: Double) {
-        self.guest = guest
-        self.trustGroup = trustGroup
-        self.milliseconds = milliseconds
-    }
 }
 
 /// The host agent's core: follows libvirt's guests, maps their RAM backends and runs the

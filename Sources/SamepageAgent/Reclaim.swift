@@ -3,6 +3,7 @@ import GuestMemory
 import Libvirt
 import Logging
 import SamepageCore
+import SamepageModel
 import Synchronization
 
 /// Zero-page reclaim: confirmed zero pages are gathered per guest and given back to the host

@@ -1,3 +1,4 @@
+import SamepageModel
 /// One guest's zero-page reclaim, between and across its pauses: the pages waiting for a
 /// pause, the pages reclaimed and those that refaulted, what pauses of this guest have cost,
 /// the duty cycle and backoffs, and the totals its status reports.

@@ -131,14 +131,15 @@ struct TableReader {
         return value
     }
 
-    /// One of a fixed set of strings.
-    mutating func choice<Value>(_ key: String, _ choices: KeyValuePairs<String, Value>) -> Value? {
+    /// One of a fixed set of values, each written as its `name`: every case of `Value`, in
+    /// its order (which the error lists).
+    mutating func choice<Value: CaseIterable>(_ key: String, named name: (Value) -> String) -> Value? {
         guard let string = string(key) else { return nil }
-        if let match = choices.first(where: { $0.key == string }) {
-            return match.value
+        if let match = Value.allCases.first(where: { name($0) == string }) {
+            return match
         }
-        let names = choices.map { "\"\($0.key)\"" }.joined(separator: ", ")
-        error(at: key, "\(name(key)) = \(Self.quoted(string)) is not valid: expected one of \(names)")
+        let names = Value.allCases.map { "\"\(name($0))\"" }.joined(separator: ", ")
+        error(at: key, "\(self.name(key)) = \(Self.quoted(string)) is not valid: expected one of \(names)")
         return nil
     }
 

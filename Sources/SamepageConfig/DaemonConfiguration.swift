@@ -5,8 +5,8 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 
 /// The configuration of `samepaged`, from `/etc/samepage/samepaged.toml` or built in.
 ///
@@ -81,9 +81,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Whether the scanner runs at start (`scan.run`).
     public var run: RunMode = .merge
     /// The scanner's knobs (`scan.pages_to_scan` and the others, named as the kernel's).
-    public var tunables = Tunables(
-        pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: 0, maxPageSharing: 256, smartScan: true
-    )
+    public var tunables = Tunables.daemonDefaults
 
     // MARK: [policy]
 
@@ -282,14 +280,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     private mutating func readScan(_ section: inout TableReader) {
-        let runs: KeyValuePairs<String, RunMode> = ["stop": .stop, "merge": .merge, "unmerge": .unmerge]
-        if let run = section.choice("run", runs) {
+        if let run = section.choice("run", named: \RunMode.name) {
             self.run = run
         }
         // Each knob is checked on its own (against the defaults of the others), so that every
         // bad one is reported; the whole set is checked again at the end.
         var reported = false
-        func knob(_ key: String, _ keyPath: WritableKeyPath<Tunables, Int>, _ section: inout TableReader) {
+        func knob(_ tunable: Tunables.CodingKeys, _ keyPath: WritableKeyPath<Tunables, Int>, _ section: inout TableReader) {
+            let key = tunable.stringValue
             guard let value = section.integer(key) else { return }
             var alone = Tunables()
             alone[keyPath: keyPath] = value
@@ -301,11 +299,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 reported = true
             }
         }
-        knob("pages_to_scan", \.pagesToScan, &section)
-        knob("sleep_millisecs", \.sleepMillisecs, &section)
-        knob("max_kernel_pages", \.maxKernelPages, &section)
-        knob("max_page_sharing", \.maxPageSharing, &section)
-        if let smart = section.bool("smart_scan") {
+        knob(.pagesToScan, \.pagesToScan, &section)
+        knob(.sleepMillisecs, \.sleepMillisecs, &section)
+        knob(.maxKernelPages, \.maxKernelPages, &section)
+        knob(.maxPageSharing, \.maxPageSharing, &section)
+        if let smart = section.bool(Tunables.CodingKeys.smartScan.stringValue) {
             tunables.smartScan = smart
         }
         if !reported {

@@ -5,7 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import SamepageAgent
+import SamepageModel
 import Synchronization
 
 /// The per-guest policy files of a directory, and the policy each guest gets from them.

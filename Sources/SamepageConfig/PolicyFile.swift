@@ -1,4 +1,4 @@
-import SamepageAgent
+import SamepageModel
 
 /// A per-guest policy file: TOML with top-level keys only.
 ///
@@ -104,45 +104,48 @@ extension GuestPolicy {
     /// Reads the policy keys of `table` (a policy file's root or `[policy.default]`) over the
     /// defaults, reporting errors to its document.
     static func read(from table: inout TableReader) -> GuestPolicy {
+        // The keys are the policy's own names (as on the wire).
+        let key = (
+            mode: CodingKeys.mode.stringValue, trustGroup: CodingKeys.trustGroup.stringValue,
+            maxPages: CodingKeys.maxPages.stringValue, maxPauseMs: CodingKeys.maxPauseMs.stringValue,
+            maxPauseMsPerMinute: CodingKeys.maxPauseMsPerMinute.stringValue,
+            reclaimHugetlbfs: CodingKeys.reclaimHugetlbfs.stringValue
+        )
         var policy = GuestPolicy()
-        let modes: KeyValuePairs<String, PolicyMode> = [
-            "off": .off, "report": .report, "zero": .zero, "merge": .merge,
-        ]
-        if let mode = table.choice("mode", modes) {
+        if let mode = table.choice(key.mode, named: \PolicyMode.rawValue) {
             policy.mode = mode
         }
-        if let group = table.string("trust_group") {
+        if let group = table.string(key.trustGroup) {
             if let problem = trustGroupProblem(group) {
-                table.error(at: "trust_group", "\(table.name("trust_group")) = \(TableReader.quoted(group)) \(problem)")
+                table.error(at: key.trustGroup, "\(table.name(key.trustGroup)) = \(TableReader.quoted(group)) \(problem)")
             } else {
                 policy.trustGroup = group
             }
         }
-        if let maxPages = table.integer("max_pages", in: 0...Int.max, describedAs: "0 (unlimited) or more") {
-            policy.maxPages = maxPages
+        if let pages = table.integer(key.maxPages, in: 0...Int.max, describedAs: "0 (unlimited) or more") {
+            policy.maxPages = pages
         }
-        let pause = table.integer("max_pause_ms", in: maxPauseMsRange)
+        let pause = table.integer(key.maxPauseMs, in: maxPauseMsRange)
         if let pause {
             policy.maxPauseMs = pause
         }
-        let perMinute = table.integer("max_pause_ms_per_minute", in: maxPauseMsPerMinuteRange)
+        let perMinute = table.integer(key.maxPauseMsPerMinute, in: maxPauseMsPerMinuteRange)
         if let perMinute {
             policy.maxPauseMsPerMinute = perMinute
         }
-        if let reclaim = table.bool("reclaim_hugetlbfs") {
+        if let reclaim = table.bool(key.reclaimHugetlbfs) {
             policy.reclaimHugetlbfs = reclaim
         }
         // Checked only when both values are valid, and at whichever key the file sets.
-        let pauseValid = pause != nil || !table.contains("max_pause_ms")
-        let perMinuteValid = perMinute != nil || !table.contains("max_pause_ms_per_minute")
+        let pauseValid = pause != nil || !table.contains(key.maxPauseMs)
+        let perMinuteValid = perMinute != nil || !table.contains(key.maxPauseMsPerMinute)
         if pauseValid, perMinuteValid, policy.maxPauseMsPerMinute != 0,
             policy.maxPauseMsPerMinute < policy.maxPauseMs
         {
-            let key = perMinute != nil ? "max_pause_ms_per_minute" : "max_pause_ms"
             table.error(
-                at: key,
-                "\(table.name("max_pause_ms_per_minute")) = \(policy.maxPauseMsPerMinute) is less than "
-                    + "\(table.name("max_pause_ms")) = \(policy.maxPauseMs): no pause would fit in a minute's budget "
+                at: perMinute != nil ? key.maxPauseMsPerMinute : key.maxPauseMs,
+                "\(table.name(key.maxPauseMsPerMinute)) = \(policy.maxPauseMsPerMinute) is less than "
+                    + "\(table.name(key.maxPauseMs)) = \(policy.maxPauseMs): no pause would fit in a minute's budget "
                     + "(0 forbids pausing)"
             )
         }

@@ -1,5 +1,4 @@
 import Foundation
-import SamepageAgent
 import SamepageCore
 
 /// Encodes and decodes the protocol's lines: one JSON object per line, UTF-8, ending in `\n`.
@@ -149,13 +148,15 @@ private struct RequestLine: Codable {
         case .dominfo(let guest):
             try c.encode(guest, forKey: "guest")
         case .run(let mode):
-            try c.encode(mode.controlName, forKey: "mode")
+            try c.encode(mode.name, forKey: "mode")
         case .tune(let changes):
-            try c.encodeIfPresent(changes.pagesToScan, forKey: "pages_to_scan")
-            try c.encodeIfPresent(changes.sleepMillisecs, forKey: "sleep_millisecs")
-            try c.encodeIfPresent(changes.maxKernelPages, forKey: "max_kernel_pages")
-            try c.encodeIfPresent(changes.maxPageSharing, forKey: "max_page_sharing")
-            try c.encodeIfPresent(changes.smartScan, forKey: "smart_scan")
+            // The arguments are the tunables' own keys, each only when it changes.
+            var t = encoder.container(keyedBy: Tunables.CodingKeys.self)
+            try t.encodeIfPresent(changes.pagesToScan, forKey: .pagesToScan)
+            try t.encodeIfPresent(changes.sleepMillisecs, forKey: .sleepMillisecs)
+            try t.encodeIfPresent(changes.maxKernelPages, forKey: .maxKernelPages)
+            try t.encodeIfPresent(changes.maxPageSharing, forKey: .maxPageSharing)
+            try t.encodeIfPresent(changes.smartScan, forKey: .smartScan)
         case .policyShow(let guest):
             try c.encodeIfPresent(guest, forKey: "guest")
         }
@@ -209,16 +210,18 @@ private struct RequestLine: Codable {
         case .run:
             request = .run(try Self.runMode(c))
         case .tune:
+            func knob<T: Decodable>(_ key: Tunables.CodingKeys, _ type: T.Type, _ expected: String) throws(ControlFailure) -> T? {
+                try Self.field(c, key.stringValue, type, expected)
+            }
             let changes = TunableChanges(
-                pagesToScan: try Self.field(c, "pages_to_scan", Int.self, "an integer"),
-                sleepMillisecs: try Self.field(c, "sleep_millisecs", Int.self, "an integer"),
-                maxKernelPages: try Self.field(c, "max_kernel_pages", Int.self, "an integer"),
-                maxPageSharing: try Self.field(c, "max_page_sharing", Int.self, "an integer"),
-                smartScan: try Self.field(c, "smart_scan", Bool.self, "true or false"))
+                pagesToScan: try knob(.pagesToScan, Int.self, "an integer"),
+                sleepMillisecs: try knob(.sleepMillisecs, Int.self, "an integer"),
+                maxKernelPages: try knob(.maxKernelPages, Int.self, "an integer"),
+                maxPageSharing: try knob(.maxPageSharing, Int.self, "an integer"),
+                smartScan: try knob(.smartScan, Bool.self, "true or false"))
             guard !changes.isEmpty else {
-                throw ControlFailure(
-                    .badRequest,
-                    "tune needs at least one of pages_to_scan, sleep_millisecs, max_kernel_pages, max_page_sharing, smart_scan")
+                let names = Tunables.CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")
+                throw ControlFailure(.badRequest, "tune needs at least one of \(names)")
             }
             try changes.validate()
             request = .tune(changes)
@@ -238,7 +241,7 @@ private struct RequestLine: Codable {
 
     /// `"mode"`: a name, or the kernel's number.
     private static func runMode(_ c: WireDecoding) throws(ControlFailure) -> RunMode {
-        let names = RunMode.allCases.map(\.controlName).joined(separator: ", ")
+        let names = RunMode.allCases.map(\.name).joined(separator: ", ")
         if let number = try? c.decodeIfPresent(Int.self, forKey: "mode") {
             guard let mode = RunMode(rawValue: number) else {
                 throw ControlFailure(.invalidArgument, "mode \(number) is not one of \(names) (or 0, 1, 2)")
@@ -248,7 +251,7 @@ private struct RequestLine: Codable {
         guard let name = try field(c, "mode", String.self, "one of \(names)") else {
             throw ControlFailure(.badRequest, "run needs \"mode\": one of \(names)")
         }
-        guard let mode = RunMode(controlName: name) else {
+        guard let mode = RunMode(name: name) else {
             throw ControlFailure(.invalidArgument, "mode \"\(name)\" is not one of \(names)")
         }
         return mode
@@ -313,5 +316,5 @@ private struct ResponseLine: Codable {
 /// A result as the value of `"result"`.
 private struct ResultValue: Encodable {
     var result: ControlResult
-    func encode(to encoder: any Encoder) throws { try result.encodeWire(to: encoder) }
+    func encode(to encoder: any Encoder) throws { try result.value.encode(to: encoder) }
 }

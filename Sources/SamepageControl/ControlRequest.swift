@@ -1,4 +1,3 @@
-import SamepageAgent
 import SamepageCore
 
 /// The control protocol's constants. The wire format is described in
@@ -70,19 +69,20 @@ public struct TunableChanges: Sendable, Equatable {
     /// the kernel's types (`pages_to_scan` and `sleep_millisecs` are unsigned ints,
     /// `max_page_sharing` an int). Throws an `invalid_argument` failure naming the tunable.
     public func validate() throws(ControlFailure) {
-        let limits: [(String, Int?, Int)] = [
-            ("pages_to_scan", pagesToScan, Int(UInt32.max)),
-            ("sleep_millisecs", sleepMillisecs, Int(UInt32.max)),
-            ("max_page_sharing", maxPageSharing, Int(Int32.max)),
+        let limits: [(Tunables.CodingKeys, Int?, Int)] = [
+            (.pagesToScan, pagesToScan, Int(UInt32.max)),
+            (.sleepMillisecs, sleepMillisecs, Int(UInt32.max)),
+            (.maxPageSharing, maxPageSharing, Int(Int32.max)),
         ]
         do {
             try applied(to: Tunables()).validate()
         } catch {
             throw ControlFailure(.invalidArgument, error.description)
         }
-        for (name, value, maximum) in limits {
+        for (tunable, value, maximum) in limits {
             if let value, value > maximum {
-                throw ControlFailure(.invalidArgument, "\(name) = \(value) is out of range: expected at most \(maximum)")
+                throw ControlFailure(
+                    .invalidArgument, TunableError(tunable, value: value, expected: "at most \(maximum)").description)
             }
         }
     }
@@ -122,21 +122,5 @@ public enum ControlRequest: Sendable, Equatable {
         case .sharing: .sharing
         case .version: .version
         }
-    }
-}
-
-extension RunMode {
-    /// The run mode's name on the wire: `stop`, `merge` or `unmerge`.
-    var controlName: String {
-        switch self {
-        case .stop: "stop"
-        case .merge: "merge"
-        case .unmerge: "unmerge"
-        }
-    }
-
-    init?(controlName: String) {
-        guard let mode = RunMode.allCases.first(where: { $0.controlName == controlName }) else { return nil }
-        self = mode
     }
 }

@@ -1,5 +1,5 @@
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 
 /// A stable, machine-readable error code of a failed request (`"error": {"code": ...}`).
 ///
@@ -110,88 +110,9 @@ public enum ControlResult: Sendable, Equatable {
 
 // MARK: - Result values
 
-/// The daemon's global state (`stats`).
-public struct DaemonStats: Sendable, Equatable {
-    /// The engine's global counters (the kernel's names on the wire).
-    public var counters: Counters
-    /// The run mode (`run`: 0, 1, 2 on the wire, as `/sys/kernel/mm/ksm/run`).
-    public var run: RunMode
-    public var tunables: Tunables
-    /// Bytes of tracking memory the engine holds.
-    public var trackingBytes: Int
-    /// Pages scanned per second over the last 10 seconds.
-    public var scanRate: Double
-    /// Whether the libvirt connection is up.
-    public var connected: Bool
-    /// The last connection error, while disconnected.
-    public var connectionError: String?
-    /// Guests known, and how many of them are mapped.
-    public var guests: Int
-    public var guestsMapped: Int
-    /// Reclaim over all guests.
-    public var reclaim: ReclaimStatus
-
-    public init(
-        counters: Counters = Counters(), run: RunMode = .merge, tunables: Tunables = Tunables(),
-        trackingBytes: Int = 0, scanRate: Double = 0, connected: Bool = false, connectionError: String? = nil,
-        guests: Int = 0, guestsMapped: Int = 0, reclaim: ReclaimStatus = ReclaimStatus()
-    ) {
-        self.scanRate = scanRate
-        self.counters = counters
-        self.run = run
-        self.tunables = tunables
-        self.trackingBytes = trackingBytes
-        self.connected = connected
-        self.connectionError = connectionError
-        self.guests = guests
-        self.guestsMapped = guestsMapped
-        self.reclaim = reclaim
-    }
-
-    /// The agent's snapshot, summed up.
-    public init(_ snapshot: AgentSnapshot) {
-        self.init(
-            counters: snapshot.counters, run: snapshot.run, tunables: snapshot.tunables,
-            trackingBytes: snapshot.trackingBytes, scanRate: snapshot.scanRate, connected: snapshot.connected,
-            connectionError: snapshot.connectionError, guests: snapshot.guests.count,
-            guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
-    }
-}
-
-/// The policy in force for one guest (`policy.show`).
-public struct GuestPolicyInfo: Sendable, Equatable {
-    public var name: String
-    /// nil for a policy file whose guest the daemon has not seen.
-    public var uuid: String?
-    /// The file it came from; nil for the built-in default.
-    public var source: String?
-    public var policy: GuestPolicy
-
-    public init(name: String, uuid: String?, source: String?, policy: GuestPolicy) {
-        self.name = name
-        self.uuid = uuid
-        self.source = source
-        self.policy = policy
-    }
-}
-
-/// The outcome of `policy.reload`: one `file:line: message` per problem; empty when every
-/// file was good. Guests whose file was rejected keep their last good policy.
-public struct PolicyReloadReport: Sendable, Equatable {
-    public var errors: [String]
-
-    public init(errors: [String] = []) { self.errors = errors }
-}
-
-/// Versions (`version`).
-public struct VersionInfo: Sendable, Equatable {
-    /// The protocol version the daemon speaks.
-    public var protocolVersion: Int
-    /// The daemon's release, `x.y` or `x.y.z`.
-    public var daemon: String
-
-    public init(protocolVersion: Int = ControlProtocol.version, daemon: String) {
-        self.protocolVersion = protocolVersion
-        self.daemon = daemon
+extension VersionInfo {
+    /// The versions of a daemon at `daemon`'s release speaking this module's protocol.
+    public init(daemon: String) {
+        self.init(protocolVersion: ControlProtocol.version, daemon: daemon)
     }
 }

@@ -1,6 +1,6 @@
 import Prometheus
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 import Synchronization
 
 /// The agent's state as Prometheus metrics.
@@ -10,7 +10,7 @@ import Synchronization
 /// counter names under `samepage_`, the per-guest ones under `samepage_guest_` with the labels
 /// `guest`, `uuid` and `trust_group`. The pause histogram cannot be rebuilt from a snapshot
 /// (it needs each pause's length), so it is fed as pauses happen through ``record(_:)``, the
-/// agent's ``AgentConfiguration/pauseObserver``; its buckets are those of the snapshot's
+/// agent's pause observer (`AgentConfiguration.pauseObserver`); its buckets are those of the snapshot's
 /// `pause_histogram`, in seconds.
 ///
 /// Series of a guest that left the snapshot are removed at the next scrape. The text itself is
@@ -72,7 +72,7 @@ public final class MetricsExporter: Sendable {
             var present = Set<String>()
             for guest in snapshot.guests {
                 present.insert(guest.uuid)
-                let labels = Self.labels(GuestIdentity(name: guest.name, uuid: guest.uuid), trustGroup: guest.trustGroup)
+                let labels = Self.labels(guest.identity, trustGroup: guest.trustGroup)
                 var guestSeries: GuestSeries? = series(for: guest.uuid, labels: labels, in: &state)
                 set(Name.guestEngine, guest.counters, labels: labels, series: &guestSeries)
                 set(Name.guestReclaim, guest.reclaim, labels: labels, series: &guestSeries)
@@ -132,15 +132,13 @@ public final class MetricsExporter: Sendable {
     }
 
     private func set(_ names: EngineNames, _ c: Counters, labels: [(String, String)], series: inout GuestSeries?) {
-        set(gauge: names.pagesShared, Double(c.pagesShared), labels: labels, series: &series)
-        set(gauge: names.pagesSharing, Double(c.pagesSharing), labels: labels, series: &series)
-        set(gauge: names.pagesUnshared, Double(c.pagesUnshared), labels: labels, series: &series)
-        set(gauge: names.pagesVolatile, Double(c.pagesVolatile), labels: labels, series: &series)
-        set(gauge: names.zeroPages, Double(c.zeroPages), labels: labels, series: &series)
-        set(counter: names.fullScans, c.fullScans, labels: labels, series: &series)
-        set(counter: names.pagesScanned, c.pagesScanned, labels: labels, series: &series)
-        set(counter: names.pagesSkipped, c.pagesSkipped, labels: labels, series: &series)
-        set(counter: names.mergesRefused, c.mergesRefused, labels: labels, series: &series)
+        for (key, name) in names.descriptors {
+            if key.isCumulative {
+                set(counter: name, c[key], labels: labels, series: &series)
+            } else {
+                set(gauge: name, Double(c[key]), labels: labels, series: &series)
+            }
+        }
     }
 
     private func set(_ names: ReclaimNames, _ r: ReclaimStatus, labels: [(String, String)], series: inout GuestSeries?) {
@@ -157,22 +155,41 @@ public final class MetricsExporter: Sendable {
 
 // MARK: - Names
 
-/// The engine's counters under their kernel names (`/sys/kernel/mm/ksm/*`).
+/// The engine's counters under their kernel names (`/sys/kernel/mm/ksm/*`, the names of
+/// ``Counters/CodingKeys``): a gauge for pages in some state now, a counter (`_total`) for
+/// what only grows.
 struct EngineNames {
-    let pagesShared, pagesSharing, pagesUnshared, pagesVolatile, zeroPages: MetricNameDescriptor
-    let fullScans, pagesScanned, pagesSkipped, mergesRefused: MetricNameDescriptor
+    let descriptors: [(Counters.CodingKeys, MetricNameDescriptor)]
 
     init(subsystem: String?, of whom: String) {
-        let d = { Name.d(subsystem, $0, $1, $2 + " (\(whom))") }
-        pagesShared = d("pages_shared", "", "Distinct merged contents: stable-tree nodes, as KSM's pages_shared")
-        pagesSharing = d("pages_sharing", "", "Pages merged into a stable node beyond its first, as KSM's pages_sharing")
-        pagesUnshared = d("pages_unshared", "", "Pages in the unstable tree, unchanged and unique, as KSM's pages_unshared")
-        pagesVolatile = d("pages_volatile", "", "Tracked pages changing too fast to merge, as KSM's pages_volatile")
-        zeroPages = d("zero_pages", "", "Pages found all zero on two visits in a row")
-        fullScans = d("full_scans", "total", "Completed passes over the guest pages, as KSM's full_scans")
-        pagesScanned = d("pages_scanned", "total", "Pages read and classified")
-        pagesSkipped = d("pages_skipped", "total", "Pages passed over by smart scan")
-        mergesRefused = d("merges_refused", "total", "Merges refused by max_kernel_pages or a guest's max_pages")
+        descriptors = Counters.CodingKeys.allCases.map { key in
+            (key, Name.d(subsystem, key.rawValue, key.isCumulative ? "total" : "", Self.help(key) + " (\(whom))"))
+        }
+    }
+
+    static func help(_ key: Counters.CodingKeys) -> String {
+        switch key {
+        case .pagesShared: "Distinct merged contents: stable-tree nodes, as KSM's pages_shared"
+        case .pagesSharing: "Pages merged into a stable node beyond its first, as KSM's pages_sharing"
+        case .pagesUnshared: "Pages in the unstable tree, unchanged and unique, as KSM's pages_unshared"
+        case .pagesVolatile: "Tracked pages changing too fast to merge, as KSM's pages_volatile"
+        case .zeroPages: "Pages found all zero on two visits in a row"
+        case .fullScans: "Completed passes over the guest pages, as KSM's full_scans"
+        case .pagesScanned: "Pages read and classified"
+        case .pagesSkipped: "Pages passed over by smart scan"
+        case .mergesRefused: "Merges refused by max_kernel_pages or a guest's max_pages"
+        }
+    }
+}
+
+extension Counters.CodingKeys {
+    /// Whether the counter only grows (a Prometheus counter) rather than telling how many
+    /// pages are in some state now (a gauge).
+    var isCumulative: Bool {
+        switch self {
+        case .fullScans, .pagesScanned, .pagesSkipped, .mergesRefused: true
+        case .pagesShared, .pagesSharing, .pagesUnshared, .pagesVolatile, .zeroPages: false
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import SamepageAgent
 import SamepageConfig
 import SamepageControl
 import SamepageCore
+import SamepageModel
 
 /// Sends one request to samepaged and returns its result; a daemon that is not running, a
 /// refused socket or a failed request become a one-line ``Failure``.
@@ -157,20 +157,15 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Stop scanning, scan and merge, or unmerge everything (run 0/1/2).")
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable {
-        case stop, merge, unmerge
-        var runMode: RunMode { switch self { case .stop: .stop; case .merge: .merge; case .unmerge: .unmerge } }
-    }
-
     @ParentCommand var root: SamepageCommand
-    @Argument(help: "stop, merge or unmerge.") var mode: Mode
+    @Argument(help: "stop, merge or unmerge.") var mode: RunMode
 
     @Flag(help: "With unmerge: return at once instead of showing progress until reclaimed memory is allocated again.")
     var noWait = false
 
     func run() throws {
-        _ = try ask(root.socket, .run(mode.runMode))
-        print("run: \(mode.rawValue)")
+        _ = try ask(root.socket, .run(mode))
+        print("run: \(mode.name)")
         guard mode == .unmerge, !noWait else { return }
         // Reclaimed ranges are allocated again in the background; follow it.
         let deadline = Date().addingTimeInterval(600)
@@ -299,4 +294,13 @@ struct SharingCommand: ParsableCommand {
         let names = matrix.guests.map(\.name)
         print(table([""] + names, zip(names, matrix.pages).map { [$0] + $1.map(String.init) }))
     }
+}
+
+/// `samepage run stop|merge|unmerge`: the run modes by their names (not the kernel's numbers).
+extension RunMode: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public var defaultValueDescription: String { name }
+    public static var allValueStrings: [String] { allCases.map(\.name) }
+    public static var allValueDescriptions: [String: String] { [:] }
+    public static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
 }

@@ -4,6 +4,7 @@ import Logging
 import SamepageAgent
 import SamepageControl
 import SamepageCore
+import SamepageModel
 
 /// `samepage guests`: finds the host's guests through libvirt, maps their shared-memory RAM,
 /// scans it, and prints what it found. Runs the agent in this process, no daemon needed.

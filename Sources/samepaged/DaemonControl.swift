@@ -2,6 +2,7 @@ import SamepageAgent
 import SamepageConfig
 import SamepageControl
 import SamepageCore
+import SamepageModel
 
 /// Answers control requests from the agent's published state and by posting to the agent.
 /// Runs on the control server's connection threads; everything it touches is thread-safe.
@@ -41,8 +42,7 @@ struct DaemonControl: Sendable {
                 guests = [guest]
             }
             return .success(.policies(guests.map { guest in
-                let identity = GuestIdentity(name: guest.name, uuid: guest.uuid)
-                let (policy, source) = policies.policy(for: identity)
+                let (policy, source) = policies.policy(for: guest.identity)
                 return GuestPolicyInfo(name: guest.name, uuid: guest.uuid, source: source, policy: policy)
             }))
         case .policyReload:

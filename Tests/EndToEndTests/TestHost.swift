@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import SamepageAgent
 import SamepageCore
+import SamepageModel
 import Synchronization
 import Testing
 

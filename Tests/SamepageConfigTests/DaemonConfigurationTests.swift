@@ -1,6 +1,6 @@
 import Foundation
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 import Testing
 @testable import SamepageConfig
 

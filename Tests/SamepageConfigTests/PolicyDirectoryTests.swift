@@ -1,4 +1,4 @@
-import SamepageAgent
+import SamepageModel
 import Testing
 @testable import SamepageConfig
 

@@ -1,7 +1,7 @@
 import Glibc
 import Foundation
-import SamepageAgent
 import SamepageCore
+import SamepageModel
 import Synchronization
 @testable import SamepageControl
 

@@ -1,6 +1,6 @@
 import Foundation
-@testable import SamepageAgent
 import SamepageCore
+import SamepageModel
 import SamepageMetrics
 import Testing
 

@@ -1,0 +1,115 @@
+import SamepageCore
+
+/// One guest in the agent's listing, mapped and scanned or why not; also what the control API
+/// shows of a guest (`list`, `dominfo`).
+public struct GuestStatus: Sendable, Equatable {
+    public var name: String
+    public var uuid: String
+    /// libvirt's state: running, paused, ...
+    public var state: String
+    /// Whether its RAM is mapped and on the engine's scan list.
+    public var mapped: Bool
+    /// Why it is not mapped (or was dropped); nil when mapped.
+    public var reason: String?
+    public var mode: PolicyMode
+    public var trustGroup: String?
+    /// The kinds of its RAM backends, e.g. "memfd".
+    public var backend: String?
+    public var regions: [RegionStatus]
+    public var facts: GuestFacts
+    /// The engine's counters summed over the guest's regions.
+    public var counters: Counters
+    /// Zero-page reclaim: eligibility and what it did.
+    public var reclaim: ReclaimStatus
+
+    public init(
+        name: String, uuid: String, state: String, mapped: Bool, reason: String? = nil, mode: PolicyMode,
+        trustGroup: String? = nil, backend: String? = nil, counters: Counters = Counters(),
+        regions: [RegionStatus] = [], facts: GuestFacts = GuestFacts(), reclaim: ReclaimStatus = ReclaimStatus()
+    ) {
+        self.name = name
+        self.uuid = uuid
+        self.state = state
+        self.mapped = mapped
+        self.reason = reason
+        self.mode = mode
+        self.trustGroup = trustGroup
+        self.backend = backend
+        self.regions = regions
+        self.facts = facts
+        self.counters = counters
+        self.reclaim = reclaim
+    }
+
+    /// The guest's name and UUID.
+    public var identity: GuestIdentity { GuestIdentity(name: name, uuid: uuid) }
+}
+
+/// The guest's wire form: snake_case keys, null for what it lacks; the kernel-named counters
+/// and reclaim's totals at top level, `regions`, `facts` and `reclaim` nested. Name, UUID,
+/// state, `mapped`, mode and the counters are required; the rest may be missing.
+extension GuestStatus: Codable {
+    public enum CodingKeys: String, CodingKey {
+        case name, uuid, state, mapped, reason, mode, backend, regions, facts, reclaim
+        case trustGroup = "trust_group"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(uuid, forKey: .uuid)
+        try c.encode(state, forKey: .state)
+        try c.encode(mapped, forKey: .mapped)
+        try c.encode(reason, forKey: .reason)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(trustGroup, forKey: .trustGroup)
+        try c.encode(backend, forKey: .backend)
+        try counters.encode(to: encoder)
+        try c.encode(regions, forKey: .regions)
+        try c.encode(facts, forKey: .facts)
+        try reclaim.encodeTotals(to: encoder)
+        try c.encode(reclaim, forKey: .reclaim)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try c.decode(String.self, forKey: .name),
+            uuid: try c.decode(String.self, forKey: .uuid),
+            state: try c.decode(String.self, forKey: .state),
+            mapped: try c.decode(Bool.self, forKey: .mapped),
+            reason: try c.decodeIfPresent(String.self, forKey: .reason),
+            mode: try c.decode(PolicyMode.self, forKey: .mode),
+            trustGroup: try c.decodeIfPresent(String.self, forKey: .trustGroup),
+            backend: try c.decodeIfPresent(String.self, forKey: .backend),
+            counters: try Counters(from: decoder))
+        regions = try c.decode(.regions, or: regions)
+        // A `"facts": null` is not a guest's facts: only a missing key takes the defaults.
+        if c.contains(.facts) { facts = try c.decode(GuestFacts.self, forKey: .facts) }
+        reclaim = try c.decode(.reclaim, or: reclaim)
+    }
+}
+
+/// One RAM backend region of a guest, as mapped.
+///
+/// On the wire (its synthesized `Codable` form): every key, `path` null when unknown; only
+/// `path` may be missing.
+public struct RegionStatus: Sendable, Equatable, Codable {
+    /// QEMU's memory-backend id (`pc.ram`, `ram-node0`, `memdimm0`).
+    public var backend: String
+    /// memfd, tmpfs file, hugetlbfs, disk file.
+    public var kind: String
+    /// The mapping's path in QEMU (`/memfd:...`, a mem-path file).
+    @ExplicitNull public var path: String?
+    /// The region's size in bytes, and in pages.
+    public var bytes: Int
+    public var pages: Int
+
+    public init(backend: String, kind: String, path: String?, bytes: Int, pages: Int) {
+        self.backend = backend
+        self.kind = kind
+        self.path = path
+        self.bytes = bytes
+        self.pages = pages
+    }
+}
