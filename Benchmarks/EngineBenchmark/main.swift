@@ -10,9 +10,7 @@
 // pread over resident runs. Then the same content goes into anonymous MADV_MERGEABLE memory
 // for ksmd (use_zero_pages=1, smart_scan=0, pages_to_scan=20000, sleep_millisecs=0), whose
 // CPU time is read from /proc.
-#if canImport(Glibc)
 import Glibc
-#endif
 import Foundation
 import GuestMemory
 import SamepageCore

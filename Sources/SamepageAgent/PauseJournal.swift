@@ -1,8 +1,7 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 import Foundation
 import LinuxSystem
+import SamepageModel
 
 /// A durable record of the guests the agent has paused, so that a pause never outlives the
 /// agent: written (and synced) before a guest is suspended, cleared after it is resumed, and
@@ -44,12 +43,12 @@ public struct PauseJournal: Sendable {
     public static let format = 2
 
     /// Where the default journal lives; `--resume-paused` always replays it.
-    public static let defaultPath = "/var/lib/samepage/paused.json"
+    public static let defaultPath = HostDefaults.pauseJournal
 
     /// The list of every other journal a samepaged has used on this host, next to the default
     /// journal, so that changing `reclaim.journal` in the configuration cannot hide a journal
     /// that still holds a pause from `--resume-paused`.
-    public static let defaultIndexPath = "/var/lib/samepage/journals.json"
+    public static let defaultIndexPath = HostDefaults.pauseJournalIndex
 
     public let path: String
 

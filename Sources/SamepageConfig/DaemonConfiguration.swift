@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import SamepageCore
 import SamepageModel
 
@@ -42,7 +36,7 @@ import SamepageModel
 /// invalid values, each reported with the file and line of its key.
 public struct DaemonConfiguration: Sendable, Equatable {
     /// Where the daemon looks for its configuration when not told otherwise.
-    public static let defaultPath = "/etc/samepage/samepaged.toml"
+    public static let defaultPath = HostDefaults.configurationFile
 
     /// The built-in configuration: what the daemon runs with when there is no file.
     public static let defaults = DaemonConfiguration()
@@ -53,12 +47,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
     // MARK: [libvirt]
 
     /// The libvirt connection URI (`libvirt.uri`).
-    public var libvirtURI = "qemu:///system"
+    public var libvirtURI = HostDefaults.libvirtURI
 
     // MARK: [control]
 
     /// The control socket's path (`control.socket`).
-    public var controlSocket = "/run/samepage/samepaged.sock"
+    public var controlSocket = HostDefaults.controlSocket
     /// A group whose members may use the control socket besides root (`control.group`);
     /// nil when the socket is root's only.
     public var controlGroup: String?
@@ -86,7 +80,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     // MARK: [policy]
 
     /// The directory of per-guest policy files (`policy.directory`).
-    public var policyDirectory = "/etc/samepage/guests.d"
+    public var policyDirectory = HostDefaults.policyDirectory
     /// The policy of guests with neither a policy file nor a `default.toml` (`[policy.default]`).
     public var defaultPolicy = GuestPolicy()
 
@@ -96,7 +90,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var reclaimMaxBytes = 0
     /// The journal of guests paused for reclaim (`reclaim.journal`), which `samepaged
     /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
-    public var pauseJournal = "/var/lib/samepage/paused.json"
+    public var pauseJournal = HostDefaults.pauseJournal
 
     /// The built-in configuration; see ``defaults``.
     public init() {}

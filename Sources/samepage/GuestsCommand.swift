@@ -23,7 +23,7 @@ struct GuestsCommand: ParsableCommand {
     )
 
     @Option(name: .customLong("connect"), help: "libvirt URI.")
-    var uri = "qemu:///system"
+    var uri = HostDefaults.libvirtURI
 
     @Option(help: "Full scans before reporting (0: list only).")
     var passes = 2

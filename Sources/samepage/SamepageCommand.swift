@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SamepageControl
+import SamepageModel
 
 /// `samepage`: the operator's command line for Samepage, in the style of virsh.
 @main
@@ -21,7 +22,7 @@ struct SamepageCommand: ParsableCommand {
     )
 
     @Option(help: "samepaged's control socket.")
-    var socket = "/run/samepage/samepaged.sock"
+    var socket = HostDefaults.controlSocket
 
     static func main() { mainReportingFailures() }
 

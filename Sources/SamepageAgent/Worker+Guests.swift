@@ -1,0 +1,213 @@
+import Glibc
+import Foundation
+import GuestMemory
+import Libvirt
+import Logging
+import SamepageCore
+import SamepageModel
+import Synchronization
+
+/// Guests coming and going: attaching and mapping their RAM backends, the other processes
+/// that map them, releasing them, and policy changes applied live.
+extension Worker {
+    func attach(_ info: DomainInfo, connection: LibvirtConnection) {
+        let guest = TrackedGuest(info)
+        guests[info.uuid] = guest
+        guest.policy = configuration.policy(guest.identity)
+        do {
+            let definition = try connection.domainDefinition(uuid: info.uuid)
+            guest.definition = definition
+            guest.facts = GuestFacts(definition)
+        } catch {
+            guest.reason = "cannot read its domain XML: \(error)"
+            logger.warning("guest \(info.name): \(guest.reason!)")
+            return
+        }
+        guest.facts.activeJob = (try? connection.hasActiveJob(uuid: info.uuid)) ?? false
+        if connection.isRemote {
+            guest.reason = UnmappableReason.remoteConnection(uri: connection.uri).description
+        } else if guest.policy.mode == .off {
+            guest.reason = "policy mode is off"
+        } else {
+            map(guest)
+        }
+        if let reason = guest.reason {
+            logger.info("guest \(info.name) not mapped: \(reason)")
+        }
+    }
+
+    /// The socket paths a guest's vhost-user backends are reached on: those the XML names, and,
+    /// when the XML has vhost-user devices, the vhost-user chardevs on QEMU's command line
+    /// (where the socket of a virtiofsd libvirt started itself is found).
+    static func vhostUserSockets(_ definition: DomainDefinition, commandLine: [String]?) -> Set<String> {
+        var sockets = Set(definition.vhostUserDevices.compactMap(\.socketPath) + definition.virtiofsFilesystems.compactMap(\.socketPath))
+        if !definition.vhostUserDevices.isEmpty || !definition.virtiofsFilesystems.isEmpty, let commandLine {
+            sockets.formUnion(QEMUCommandLine.vhostUserSocketPaths(arguments: commandLine))
+        }
+        return sockets
+    }
+
+    /// Finds the processes besides QEMU (and us) that map each guest's RAM backends, in one
+    /// pass over /proc, and sorts them into the guest's vhost-user backends and others. Run at
+    /// map time and at every reconcile, so a process that maps a backend later keeps reclaim
+    /// off within one reconcile interval.
+    func refreshMappers(_ guests: [TrackedGuest]) {
+        let files = Set(guests.flatMap { $0.regions.map(\.file) })
+        let pass = mappingIndex.refresh()
+        lastMapperRefresh = ContinuousClock.now
+        let mappers = mappingIndex.processes(mappingAny: files)
+        // A process that cannot be inspected might map any backend: it counts as a mapper of
+        // every guest (reclaim fails closed), named with why.
+        let unreadable = pass.unreadable.filter { $0.key != getpid() }.sorted { $0.key < $1.key }.map { pid, error in
+            MapperProcess(pid: pid, command: "cannot inspect: \(error)")
+        }
+        var table: UnixSocketTable?
+        var tableError: SystemError?
+        for guest in guests {
+            guard let qemu = guest.process?.pid else { continue }
+            let others = Set(guest.regions.flatMap { mappers[$0.file] ?? [] }).subtracting([qemu, getpid()]).sorted()
+            var backends: [pid_t: String] = [:]
+            if !others.isEmpty && !guest.vhostUserSockets.isEmpty {
+                if table == nil && tableError == nil {
+                    do { table = try UnixSocketTable.current() } catch { tableError = error }
+                }
+                if let table {
+                    backends = VhostUserBackends.identify(qemu: qemu, mappers: others, socketPaths: guest.vhostUserSockets, table: table)
+                } else if let tableError {
+                    logger.warning("guest \(guest.identity.name): cannot tell vhost-user backends from other mappers: \(tableError)")
+                }
+            }
+            guest.facts.vhostUserBackends = others.compactMap { pid in
+                backends[pid].map { MapperProcess(pid: pid, command: MapperProcess.command(of: pid), socket: $0) }
+            }
+            guest.facts.otherMappers = others.filter { backends[$0] == nil }.map { MapperProcess(pid: $0, command: MapperProcess.command(of: $0)) }
+                + unreadable
+        }
+    }
+
+    /// Opens the guest's RAM backends and puts them on the scan list.
+    func map(_ guest: TrackedGuest) {
+        guard let definition = guest.definition else { return }
+        do {
+            let process = try QEMUProcess.libvirtGuest(
+                name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
+            let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
+            // Regions of guests whose zero pages may be reclaimed are opened read-write, for
+            // fallocate; everything else read-only.
+            guest.regions = try process.openRAMRegions(expecting: expected, access: Self.access(for: guest.policy.mode))
+            guest.vhostUserSockets = Self.vhostUserSockets(definition, commandLine: try? process.commandLine())
+            guest.process = consume process
+            refreshMappers([guest])
+        } catch {
+            guest.regions = []
+            guest.reason = error.description
+            return
+        }
+        let group = guest.policy.trustGroup.map { engine.trustGroup(named: $0) } ?? engine.privateTrustGroup()
+        for region in guest.regions {
+            let options = SlotOptions(
+                name: "\(guest.identity.name)/\(region.backendID)", trustGroup: group,
+                merging: guest.policy.mode.merges, maxPages: guest.policy.maxPages)
+            guard let slot = engine.addSlot(region, options: options) else {
+                unmap(guest)
+                guest.reason = "too many regions on the scan list"
+                return
+            }
+            guest.slots.append(slot)
+            slotOwners[slot] = guest.uuid
+        }
+        guest.reason = nil
+        let kinds = Set(guest.regions.map(\.kind.description)).sorted().joined(separator: ", ")
+        logger.info("guest \(guest.identity.name) mapped: \(guest.regions.count) region(s), \(kinds), \(guest.regions.reduce(0) { $0 + $1.size } >> 20) MiB")
+    }
+
+    /// How a guest's backends are opened in `mode`: read-write only where zero pages may be
+    /// reclaimed (for fallocate), read-only everywhere else.
+    static func access(for mode: PolicyMode) -> BackendAccess { mode.reclaims ? .readWrite : .readOnly }
+
+    /// Takes the guest off the scan list and closes its backends, releasing its RAM.
+    func unmap(_ guest: TrackedGuest) {
+        for slot in guest.slots {
+            engine.removeSlot(slot)
+            slotOwners[slot] = nil
+        }
+        guest.slots = []
+        guest.regions = []
+        guest.process = nil
+        guest.reclaimState.pending = [:]
+        guest.reclaimState.oldestPending = nil
+        guest.reclaimState.held = [:]
+        guest.reclaimState.hot = [:]
+    }
+
+    func detach(_ guest: TrackedGuest, reason: String) {
+        if guest.mapped { logger.info("guest \(guest.identity.name) released: \(reason)") }
+        unmap(guest)
+        var totals = guest.reclaimState.status
+        totals.pendingPages = 0
+        reclaimedByGoneGuests.add(totals)
+        guest.reclaimState.status = ReclaimStatus()
+    }
+
+    /// QEMU exits are seen on its pidfd, even while libvirtd is down.
+    func releaseExitedGuests() {
+        for (uuid, guest) in guests where guest.process?.hasExited ?? false {
+            guests[uuid] = nil
+            detach(guest, reason: "its QEMU exited")
+        }
+    }
+
+    func slotFailed(_ failure: SlotFailure) {
+        guard let uuid = slotOwners[failure.slot], let guest = guests[uuid] else { return }
+        slotOwners[failure.slot] = nil
+        guest.slots.removeAll { $0 == failure.slot }
+        logger.warning("guest \(guest.identity.name): dropped region \(failure.name): \(failure.reason)")
+        unmap(guest)
+        guest.failed = true
+        guest.reason = "dropped: \(failure.reason)"
+        publish()
+    }
+
+    func reloadPolicies() {
+        for guest in guests.values {
+            let policy = configuration.policy(guest.identity)
+            guard policy != guest.policy else { continue }
+            let old = guest.policy
+            guest.policy = policy
+            logger.info("guest \(guest.identity.name): policy \(old.mode.rawValue) -> \(policy.mode.rawValue)")
+            if policy.mode == .off {
+                unmap(guest)
+                guest.reason = "policy mode is off"
+            } else if !guest.mapped {
+                if !guest.failed {
+                    guest.reason = nil
+                    map(guest)
+                }
+            } else if guest.regions.contains(where: { $0.access != Self.access(for: policy.mode) }) {
+                // Reclaim needs the backend open read-write, and nothing else may hold it so:
+                // the guest is mapped again with the access its new mode needs, before any
+                // pause could use it.
+                unmap(guest)
+                map(guest)
+            } else {
+                if !policy.mode.reclaims {
+                    guest.reclaimState.pending = [:]
+                    guest.reclaimState.oldestPending = nil
+                }
+                // A trust group removed puts the guest in a group of its own again.
+                var group = engine.options(for: guest.slots[0])!.trustGroup
+                if policy.trustGroup != old.trustGroup {
+                    group = policy.trustGroup.map { engine.trustGroup(named: $0) } ?? engine.privateTrustGroup()
+                }
+                for slot in guest.slots {
+                    var options = engine.options(for: slot)!
+                    options.trustGroup = group
+                    options.merging = policy.mode.merges
+                    options.maxPages = policy.maxPages
+                    engine.setOptions(options, for: slot)
+                }
+            }
+        }
+        publish()
+    }
+}

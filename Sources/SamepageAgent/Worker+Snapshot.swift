@@ -1,0 +1,61 @@
+import Foundation
+import GuestMemory
+import Libvirt
+import Logging
+import SamepageCore
+import SamepageModel
+import Synchronization
+
+/// What the agent publishes: the snapshot other threads read, and the sharing matrix.
+extension Worker {
+    func sharingMatrix() -> SharingMatrix {
+        let mapped = guests.values.filter(\.mapped).sorted { $0.identity.name < $1.identity.name }
+        var owner: [SlotID: UUID] = [:]
+        for guest in mapped {
+            for slot in guest.slots { owner[slot] = guest.uuid }
+        }
+        let byGuest = engine.sharingMatrix(groupedBy: owner)
+        let pages = mapped.map { a in mapped.map { b in byGuest[a.uuid]?[b.uuid] ?? 0 } }
+        return SharingMatrix(guests: mapped.map(\.identity), pages: pages)
+    }
+
+    func publish() {
+        lastPublish = ContinuousClock.now
+        var snapshot = AgentSnapshot()
+        snapshot.connected = connection != nil
+        snapshot.connectionError = connectionError
+        snapshot.counters = engine.counters
+        snapshot.tunables = engine.tunables
+        snapshot.run = engine.run
+        snapshot.trackingBytes = engine.trackingBytes
+        scanRate.add(engine.counters.pagesScanned, at: lastPublish)
+        snapshot.scanRate = scanRate.perSecond
+        snapshot.updatedOnce = reconciledOnce
+        snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
+        snapshot.unresumedPauses = unresumed.count
+        snapshot.reclaim = reclaimedByGoneGuests
+        for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
+        agent.publish(snapshot)
+    }
+
+    func status(_ guest: TrackedGuest) -> GuestStatus {
+        var counters = Counters()
+        for (i, slot) in guest.slots.enumerated() {
+            if let c = engine.counters(for: slot) { counters.accumulate(c, first: i == 0) }
+        }
+        let regions = guest.regions.map {
+            RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: $0.path, bytes: $0.size, pages: $0.pageCount)
+        }
+        var reclaim = guest.reclaimState.status
+        reclaim.reason = reclaimIneligibility(guest)
+        reclaim.eligible = reclaim.reason == nil
+        reclaim.pendingPages = guest.reclaimState.pendingPages
+        reclaim.pagesHeld = guest.reclaimState.heldPages
+        reclaim.pagesToRepopulate = repopulating ? reclaim.pagesHeld : 0
+        return GuestStatus(
+            name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
+            mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,
+            backend: regions.isEmpty ? nil : Set(regions.map(\.kind)).sorted().joined(separator: ", "),
+            counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim)
+    }
+}

@@ -1,0 +1,214 @@
+import Glibc
+import Foundation
+import GuestMemory
+import Libvirt
+import Logging
+import SamepageCore
+import SamepageModel
+import Synchronization
+
+/// The agent thread's state and loop.
+final class Worker {
+    let agent: Agent
+    let engine: Engine
+    var logger: Logger { agent.logger }
+    var configuration: AgentConfiguration { agent.configuration }
+
+    var connection: LibvirtConnection?
+    var subscription: EventSubscription?
+    var connectionError: String?
+    var reconnectDelay: Duration = .milliseconds(500)
+    var nextConnectAttempt = ContinuousClock.now
+    var nextReconcile = ContinuousClock.now
+    var lastPublish = ContinuousClock.now - .seconds(1)
+    var reconciledOnce = false
+    /// Pages scanned over the last seconds, for the published scan rate.
+    var scanRate = RateWindow(span: .seconds(10))
+
+    var guests: [UUID: TrackedGuest] = [:]
+    var slotOwners: [SlotID: UUID] = [:]
+    /// Reclaim totals of guests that are gone.
+    var reclaimedByGoneGuests = ReclaimStatus()
+    let journal: PauseJournal?
+    /// Journal entries still to resume (from a previous run, or a failed resume).
+    var unresumed: [PendingResume] = []
+    /// `run unmerge` is allocating reclaimed ranges again.
+    var repopulating = false
+    /// Which processes map which backends: re-read only where processes are new or changed.
+    let mappingIndex = ProcessMappingIndex()
+    var lastMapperRefresh = ContinuousClock.now - .seconds(60)
+
+    init(agent: Agent) throws {
+        self.agent = agent
+        engine = try Engine(tunables: agent.configuration.tunables)
+        engine.run = agent.configuration.run
+        journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
+        if let journal {
+            unresumed = try journal.entries().map { PendingResume(entry: $0, fromEarlierRun: true) }
+            if !unresumed.isEmpty {
+                agent.logger.warning("\(unresumed.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
+            }
+        }
+    }
+
+    func loop() {
+        while true {
+            let inbox = agent.takeInbox()
+            if inbox.stopping { break }
+            var reconcileNow = false
+            for request in inbox.requests {
+                switch request {
+                case .tunables(let tunables): try? engine.setTunables(tunables)
+                case .run(let mode):
+                    engine.run = mode
+                    if mode == .unmerge { startRepopulating() }
+                case .reloadPolicies: reloadPolicies()
+                case .refresh: reconcileNow = true
+                case .sharing(let reply):
+                    reply.result.withLock { $0 = sharingMatrix() }
+                    reply.done.signal()
+                }
+            }
+            if inbox.closed { disconnect(reason: "libvirtd closed the connection") }
+            if connection == nil && ContinuousClock.now >= nextConnectAttempt { connect() }
+            for notification in inbox.events { handle(notification, reconcile: &reconcileNow) }
+            if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
+            releaseExitedGuests()
+
+            if connection != nil && !unresumed.isEmpty { resumePending() }
+            let report = engine.scanBatch()
+            for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
+            for failure in report.failures { slotFailed(failure) }
+            reclaimIfDue()
+            checkRefaults()
+            repopulateStep()
+
+            if ContinuousClock.now - lastPublish >= .milliseconds(250) { publish() }
+            let idle = report.pagesScanned == 0
+            let pause = idle ? max(engine.tunables.sleepMillisecs, 50) : engine.tunables.sleepMillisecs
+            if pause > 0 { usleep(UInt32(pause) * 1000) }
+        }
+        finishPauses()
+        for guest in guests.values { detach(guest, reason: "agent stopped") }
+        guests = [:]
+        subscription = nil
+        connection = nil
+        publish()
+    }
+
+    // MARK: libvirt
+
+    func connect() {
+        do {
+            let connection = try LibvirtConnection(uri: configuration.uri)
+            let agent = self.agent
+            subscription = try connection.observeEvents({ agent.deliver($0) }, onClose: { _ in agent.connectionDidClose() })
+            self.connection = connection
+            if connectionError != nil { logger.notice("reconnected to libvirt at \(configuration.uri)") }
+            connectionError = nil
+            reconnectDelay = .milliseconds(500)
+            nextReconcile = ContinuousClock.now
+        } catch {
+            let message = "cannot connect to libvirt at \(configuration.uri): \(error)"
+            if connectionError != message { logger.error("\(message); retrying with backoff") }
+            connectionError = message
+            nextConnectAttempt = ContinuousClock.now + reconnectDelay
+            reconnectDelay = min(reconnectDelay * 2, configuration.maximumReconnectDelay)
+        }
+        publish()
+    }
+
+    func disconnect(reason: String) {
+        guard connection != nil else { return }
+        logger.error("lost libvirt connection: \(reason); guests stay mapped while their QEMU runs")
+        subscription = nil
+        connection = nil
+        connectionError = reason
+        nextConnectAttempt = ContinuousClock.now + reconnectDelay
+        publish()
+    }
+
+    func handle(_ notification: DomainEventNotification, reconcile: inout Bool) {
+        logger.debug("event \(notification.event) for \(notification.name)")
+        switch notification.event {
+        case .stopped, .migratedAway:
+            if let guest = guests.removeValue(forKey: notification.uuid) {
+                detach(guest, reason: "guest stopped")
+            }
+        case .deviceAdded, .deviceRemoved:
+            // Memory hotplug or unplug: map the guest again with its new regions.
+            if let guest = guests.removeValue(forKey: notification.uuid) {
+                detach(guest, reason: "device change")
+            }
+            reconcile = true
+        case .started, .suspended, .resumed, .crashed:
+            reconcile = true
+        }
+    }
+
+    /// Makes the tracked guests match libvirt's active domains.
+    func reconcile() {
+        guard let connection else { return }
+        nextReconcile = ContinuousClock.now + configuration.reconcileInterval
+        let domains: [DomainInfo]
+        do {
+            domains = try connection.activeDomains()
+        } catch {
+            if error.isConnectionFailure || !connection.isAlive {
+                disconnect(reason: error.description)
+            } else {
+                logger.warning("listing guests: \(error)")
+            }
+            return
+        }
+        reconciledOnce = true
+        let active = Set(domains.map(\.uuid))
+        for (uuid, guest) in guests where !active.contains(uuid) {
+            guests[uuid] = nil
+            detach(guest, reason: "guest stopped")
+        }
+        for info in domains {
+            if let guest = guests[info.uuid] {
+                guest.state = info.state
+                if guest.domainID != info.id {
+                    // The same guest, started again.
+                    guests[info.uuid] = nil
+                    detach(guest, reason: "guest restarted")
+                    attach(info, connection: connection)
+                } else if guest.mapped {
+                    if let job = try? connection.hasActiveJob(uuid: info.uuid) { guest.facts.activeJob = job }
+                    refreshDefinition(guest, connection: connection)
+                }
+            } else {
+                attach(info, connection: connection)
+            }
+        }
+        let mapped = guests.values.filter(\.mapped)
+        refreshMappers(mapped)
+        for guest in mapped where guest.policy.mode.reclaims { _ = checkDMADescriptors(guest) }
+        publish()
+    }
+
+    /// Re-reads a mapped guest's XML at every reconcile, not only on events (events are lost
+    /// while libvirtd restarts): a device added since is seen within one interval. A changed
+    /// RAM layout maps the guest again.
+    func refreshDefinition(_ guest: TrackedGuest, connection: LibvirtConnection) {
+        guard let definition = try? connection.domainDefinition(uuid: guest.uuid) else {
+            // Cannot tell what the guest has now: no reclaim until it can.
+            guest.facts.definitionUnknown = true
+            return
+        }
+        guest.facts.definitionUnknown = false
+        guard definition != guest.definition else { return }
+        if definition.ramRegions != guest.definition?.ramRegions {
+            logger.info("guest \(guest.identity.name): RAM layout changed; mapping it again")
+            unmap(guest)
+            guest.definition = definition
+            guest.facts = GuestFacts(definition, keepingProcessFactsOf: guest.facts)
+            map(guest)
+            return
+        }
+        guest.definition = definition
+        guest.facts = GuestFacts(definition, keepingProcessFactsOf: guest.facts)
+    }
+}
