@@ -14,9 +14,13 @@ import LinuxSystem
 /// passes), which bounds how long an exotic change that keeps the size (an area unmapped and
 /// a backend of the same size mapped in one step) can go unseen.
 ///
-/// A process whose `stat` or `maps` cannot be read for any reason but its exit is reported in
-/// ``Pass/unreadable``: a caller deciding whether a guest's RAM has other writers must treat it
-/// as one (fail closed), never skip it.
+/// A process whose `stat` or `maps` cannot be read for any reason but its exit or a refusal of
+/// permission (out of descriptors or memory, an I/O error) is reported in ``Pass/unreadable``:
+/// a caller deciding whether a guest's RAM has other writers must treat it as one (fail closed),
+/// never skip it. A process the kernel refuses to show us (`EACCES`/`EPERM`: more privileged
+/// than we are, or outside our namespace, such as a container's init seen from inside) is
+/// listed in ``Pass/refused`` and skipped: a daemon with the unit's capabilities reads every
+/// process on its host, and failing closed on these would stop reclaim on every host that has one.
 public final class ProcessMappingIndex {
     /// What one pass did.
     public struct Pass: Sendable {
@@ -24,8 +28,10 @@ public final class ProcessMappingIndex {
         public var processes = 0
         /// `maps` files read (new, changed, or due in the rotation).
         public var mapsRead = 0
-        /// Processes that could not be inspected, with the error.
+        /// Processes that could not be inspected, with the error: treat each as a mapper.
         public var unreadable: [pid_t: SystemError] = [:]
+        /// Processes the kernel refused to show (`EACCES`, `EPERM`), skipped.
+        public var refused: [pid_t] = []
     }
 
     private struct Record {
@@ -70,6 +76,9 @@ public final class ProcessMappingIndex {
             } catch where error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess {
                 seen.remove(pid)  // Exited while we looked.
                 continue
+            } catch where Self.isRefusal(error) {
+                pass.refused.append(pid)
+                continue
             } catch {
                 pass.unreadable[pid] = error
                 continue
@@ -84,6 +93,9 @@ public final class ProcessMappingIndex {
             } catch where error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess {
                 seen.remove(pid)
                 records[pid] = nil
+            } catch where Self.isRefusal(error) {
+                pass.refused.append(pid)
+                records[pid] = nil
             } catch {
                 pass.unreadable[pid] = error
                 records[pid] = nil
@@ -92,6 +104,12 @@ public final class ProcessMappingIndex {
         for pid in records.keys where !seen.contains(pid) { records[pid] = nil }
         lastPass = pass
         return pass
+    }
+
+    /// Whether a failure to read a process's files is the kernel refusing to show it to us
+    /// (skipped), rather than a failure that leaves us not knowing (fail closed).
+    static func isRefusal(_ error: SystemError) -> Bool {
+        error.errno == .permissionDenied || error.errno == .notPermitted
     }
 
     /// For each of `files`, the processes that mapped it at the last pass.

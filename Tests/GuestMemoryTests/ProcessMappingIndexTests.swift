@@ -95,6 +95,16 @@ struct ProcessMappingIndexTests {
         let pass = ProcessMappingIndex(procRoot: proc.root).refresh()
         #expect(pass.unreadable.keys.sorted() == [101])
         #expect(pass.processes == 2)
+        #expect(pass.refused.isEmpty)
+    }
+
+    @Test("Refusals (EACCES, EPERM) are skipped; running out of descriptors or memory, or an I/O error, is not")
+    func refusalsAndFailures() {
+        #expect(ProcessMappingIndex.isRefusal(SystemError(errno: .permissionDenied, operation: "open")))
+        #expect(ProcessMappingIndex.isRefusal(SystemError(errno: .notPermitted, operation: "open")))
+        #expect(!ProcessMappingIndex.isRefusal(SystemError(errno: .tooManyOpenFiles, operation: "open")))
+        #expect(!ProcessMappingIndex.isRefusal(SystemError(errno: .noMemory, operation: "read")))
+        #expect(!ProcessMappingIndex.isRefusal(SystemError(errno: .ioError, operation: "read")))
     }
 
     @Test("The real /proc: this process's own shared mapping of a memfd is found")
