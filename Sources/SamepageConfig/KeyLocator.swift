@@ -115,12 +115,6 @@ private struct Scanner {
         for _ in 0..<count { advance() }
     }
 
-    func isAt(_ string: StaticString) -> Bool {
-        let count = string.utf8CodeUnitCount
-        guard index + count <= bytes.count else { return false }
-        return string.withUTF8Buffer { Array($0) == Array(bytes[index..<index + count]) }
-    }
-
     static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
 
     static func isBareKey(_ byte: UInt8) -> Bool {
@@ -314,57 +308,23 @@ private struct Scanner {
             return
         }
         switch byte {
-        case UInt8(ascii: "\""):
-            if isAt("\"\"\"") {
+        case UInt8(ascii: "\""), UInt8(ascii: "'"):
+            // Basic strings (`"`) take escapes, literal ones (`'`) do not; either may be multi-line.
+            let escapes = byte == UInt8(ascii: "\"")
+            if peek(1) == byte, peek(2) == byte {
                 advance(by: 3)
-                skipMultilineString(quote: UInt8(ascii: "\""), escapes: true)
+                skipMultilineString(quote: byte, escapes: escapes)
             } else {
                 advance()
-                _ = scanBasicString()
-            }
-        case UInt8(ascii: "'"):
-            if isAt("'''") {
-                advance(by: 3)
-                skipMultilineString(quote: UInt8(ascii: "'"), escapes: false)
-            } else {
-                advance()
-                _ = scanLiteralString()
+                _ = escapes ? scanBasicString() : scanLiteralString()
             }
         case UInt8(ascii: "["):
             advance()
-            while !stopped {
-                skipTrivia()
-                guard let byte = current else {
-                    stopped = true
-                    return
-                }
-                if byte == UInt8(ascii: "]") {
-                    advance()
-                    return
-                }
-                let before = index
-                scanValue(path: nil, depth: depth + 1)
-                skipTrivia()
-                if current == UInt8(ascii: ",") { advance() }
-                if index == before { stopped = true }
-            }
+            scanElements(closing: UInt8(ascii: "]")) { $0.scanValue(path: nil, depth: depth + 1) }
         case UInt8(ascii: "{"):
             advance()
-            while !stopped {
-                skipTrivia()
-                guard let byte = current else {
-                    stopped = true
-                    return
-                }
-                if byte == UInt8(ascii: "}") {
-                    advance()
-                    return
-                }
-                let before = index
-                scanKeyValue(prefix: path ?? [], recording: path != nil, depth: depth + 1)
-                skipTrivia()
-                if current == UInt8(ascii: ",") { advance() }
-                if index == before { stopped = true }
+            scanElements(closing: UInt8(ascii: "}")) {
+                $0.scanKeyValue(prefix: path ?? [], recording: path != nil, depth: depth + 1)
             }
         default:
             let start = index
@@ -383,6 +343,28 @@ private struct Scanner {
             } else if !ScalarSyntax.isValid(atom) {
                 flag(Self.describeInvalidValue(atom), at: startPosition)
             }
+        }
+    }
+
+    /// After the opening bracket of an array or brace of an inline table: its elements, each
+    /// scanned by `scanElement` and followed by an optional comma, through `closing`. Trivia
+    /// (line breaks and comments included) may stand between them.
+    mutating func scanElements(closing: UInt8, _ scanElement: (inout Scanner) -> Void) {
+        while !stopped {
+            skipTrivia()
+            guard let byte = current else {
+                stopped = true
+                return
+            }
+            if byte == closing {
+                advance()
+                return
+            }
+            let before = index
+            scanElement(&self)
+            skipTrivia()
+            if current == UInt8(ascii: ",") { advance() }
+            if index == before { stopped = true }
         }
     }
 
