@@ -224,15 +224,7 @@ struct TableReader {
 
     /// A key as written in a dotted path: bare when it can be.
     static func quotedIfNeeded(_ key: String) -> String {
-        let bare = !key.isEmpty && key.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                return true
-            default:
-                return false
-            }
-        }
+        let bare = !key.isEmpty && key.utf8.allSatisfy(KeyLocator.isBareKey)
         return bare ? key : quoted(key)
     }
 

@@ -54,6 +54,17 @@ struct KeyLocator {
         hazard = scanner.hazard
     }
 
+    /// Whether `byte` may be part of a bare (unquoted) key: `A-Z a-z 0-9 _ -`.
+    static func isBareKey(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
+    }
+
     /// Where `path` is written; failing that, where its nearest located parent is.
     func position(of path: [String]) -> Position? {
         var path = path[...]
@@ -117,16 +128,6 @@ private struct Scanner {
 
     static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
 
-    static func isBareKey(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
-            return true
-        default:
-            return false
-        }
-    }
-
     /// Bytes that end an unquoted value, as toml++ sees it (a number, boolean, date or time).
     static func endsValue(_ byte: UInt8) -> Bool {
         switch byte {
@@ -153,7 +154,7 @@ private struct Scanner {
     /// Why an unquoted value is not one, with a hint for the likely mistake.
     static func describeInvalidValue(_ atom: ArraySlice<UInt8>) -> String {
         let text = String(decoding: atom.prefix(40), as: UTF8.self) + (atom.count > 40 ? "..." : "")
-        let word = atom.allSatisfy { isBareKey($0) }
+        let word = atom.allSatisfy(KeyLocator.isBareKey)
         if word && !atom.contains(where: isDigit) {
             return "\(text) is not a value: a string needs quotes, as in \"\(text)\""
         }
@@ -227,7 +228,7 @@ private struct Scanner {
                 if current == UInt8(ascii: "[") { advance() }
                 skipBlanks()
                 if let byte = current, byte != UInt8(ascii: "]"), byte != UInt8(ascii: "\""),
-                    byte != UInt8(ascii: "'"), !Self.isBareKey(byte)
+                    byte != UInt8(ascii: "'"), !KeyLocator.isBareKey(byte)
                 {
                     flag("expected a table name after '[', saw \(describeCurrentCharacter())")
                     return
@@ -296,7 +297,7 @@ private struct Scanner {
             return scanLiteralString()
         }
         let start = index
-        while let byte = current, Self.isBareKey(byte) { advance() }
+        while let byte = current, KeyLocator.isBareKey(byte) { advance() }
         guard index > start else { return nil }
         return String(decoding: bytes[start..<index], as: UTF8.self)
     }
