@@ -153,6 +153,14 @@ struct TableReader {
         return TableReader(document: document, table: table, path: path + [key])
     }
 
+    /// Reads the sub-table `key` with `read`, when the table has one, then reports the keys
+    /// `read` did not ask for (``finish()``).
+    mutating func section(_ key: String, _ read: (inout TableReader) -> Void) {
+        guard var section = table(key) else { return }
+        read(&section)
+        section.finish()
+    }
+
     /// Reports every key that no getter asked for.
     func finish() {
         for (key, value) in values.sorted(by: { $0.key < $1.key }) where !known.contains(key) {

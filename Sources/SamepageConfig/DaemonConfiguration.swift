@@ -151,15 +151,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     // MARK: Reading sections
 
     private mutating func read(_ root: inout TableReader) {
-        if var section = root.table("libvirt") {
-            readLibvirt(&section)
-            section.finish()
-        }
-        if var section = root.table("control") {
-            readControl(&section)
-            section.finish()
-        }
-        if var section = root.table("metrics") {
+        root.section("libvirt") { readLibvirt(&$0) }
+        root.section("control") { readControl(&$0) }
+        root.section("metrics") { section in
             if let address = section.string("address") {
                 if address.isEmpty {
                     metricsAddress = nil
@@ -173,13 +167,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
                     )
                 }
             }
-            section.finish()
         }
-        if var section = root.table("scan") {
-            readScan(&section)
-            section.finish()
-        }
-        if var section = root.table("policy") {
+        root.section("scan") { readScan(&$0) }
+        root.section("policy") { section in
             if let directory = section.string("directory") {
                 if let problem = Self.pathProblem(directory) {
                     section.error(
@@ -189,13 +179,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
                     policyDirectory = directory
                 }
             }
-            if var table = section.table("default") {
-                defaultPolicy = GuestPolicy.read(from: &table)
-                table.finish()
-            }
-            section.finish()
+            section.section("default") { defaultPolicy = GuestPolicy.read(from: &$0) }
         }
-        if var section = root.table("reclaim") {
+        root.section("reclaim") { section in
             if let bytes = section.integer("max_bytes", in: 0...Int.max, describedAs: "0 (unlimited) or more") {
                 reclaimMaxBytes = bytes
             }
@@ -206,7 +192,6 @@ public struct DaemonConfiguration: Sendable, Equatable {
                     pauseJournal = journal
                 }
             }
-            section.finish()
         }
     }
 
