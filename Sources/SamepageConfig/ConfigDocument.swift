@@ -131,6 +131,17 @@ struct TableReader {
         return value
     }
 
+    /// A string that `problem` finds nothing wrong with; otherwise its problem is reported (as
+    /// `key = "value" problem`) and the value ignored.
+    mutating func string(_ key: String, checkedBy problem: (String) -> String?) -> String? {
+        guard let string = string(key) else { return nil }
+        if let problem = problem(string) {
+            error(at: key, "\(name(key)) = \(Self.quoted(string)) \(problem)")
+            return nil
+        }
+        return string
+    }
+
     /// One of a fixed set of values, each written as its `name`: every case of `Value`, in
     /// its order (which the error lists).
     mutating func choice<Value: CaseIterable>(_ key: String, named name: (Value) -> String) -> Value? {

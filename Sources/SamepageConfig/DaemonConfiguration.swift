@@ -170,14 +170,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         }
         root.section("scan") { readScan(&$0) }
         root.section("policy") { section in
-            if let directory = section.string("directory") {
-                if let problem = Self.pathProblem(directory) {
-                    section.error(
-                        at: "directory", "\(section.name("directory")) = \(TableReader.quoted(directory)) \(problem)"
-                    )
-                } else {
-                    policyDirectory = directory
-                }
+            if let directory = section.string("directory", checkedBy: Self.pathProblem) {
+                policyDirectory = directory
             }
             section.section("default") { defaultPolicy = GuestPolicy.read(from: &$0) }
         }
@@ -185,12 +179,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
             if let bytes = section.integer("max_bytes", in: 0...Int.max, describedAs: "0 (unlimited) or more") {
                 reclaimMaxBytes = bytes
             }
-            if let journal = section.string("journal") {
-                if let problem = Self.pathProblem(journal) {
-                    section.error(at: "journal", "\(section.name("journal")) = \(TableReader.quoted(journal)) \(problem)")
-                } else {
-                    pauseJournal = journal
-                }
+            if let journal = section.string("journal", checkedBy: Self.pathProblem) {
+                pauseJournal = journal
             }
         }
     }
@@ -208,10 +198,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     private mutating func readControl(_ section: inout TableReader) {
-        if let socket = section.string("socket") {
-            if let problem = Self.pathProblem(socket) {
-                section.error(at: "socket", "\(section.name("socket")) = \(TableReader.quoted(socket)) \(problem)")
-            } else if socket.utf8.count > Self.maximumSocketPathLength {
+        if let socket = section.string("socket", checkedBy: Self.pathProblem) {
+            if socket.utf8.count > Self.maximumSocketPathLength {
                 section.error(
                     at: "socket",
                     "\(section.name("socket")) is too long for a Unix socket (\(socket.utf8.count) bytes; "
