@@ -128,8 +128,8 @@ private struct IDProbe: Decodable {
     }
 }
 
-/// The object that writes the envelope every line starts with, the protocol's `version` and
-/// the request's `id` (null when it has none), for the rest of a line to follow.
+/// A line's object with the envelope that every line starts with already written: the
+/// protocol's `version` and the request's `id` (null when it has none).
 private func envelope(_ encoder: any Encoder, id: Int?) throws -> KeyedEncodingContainer<WireKey> {
     var c = encoder.container(keyedBy: WireKey.self)
     try c.encode(ControlProtocol.version, forKey: "version")
@@ -165,7 +165,7 @@ private struct RequestLine: Encodable {
     }
 }
 
-// Decoding is in an extension, which keeps the memberwise initializer.
+// Decoding is in an extension, so that the memberwise initializer stays (as for ResponseLine).
 extension RequestLine: Decodable {
     /// Checks in the order a client needs to hear about problems: object, version, id,
     /// command, arguments. Throws ``ControlFailure``.
