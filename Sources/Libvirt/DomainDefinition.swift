@@ -418,26 +418,27 @@ extension DomainDefinition {
         guard let value = value?.trimmingCharacters(in: .whitespacesAndNewlines) else { return nil }
         guard let number = UInt64(value) else { throw DomainDefinitionError(message: "not a size: \(value)") }
         let unit = (unit ?? "KiB").lowercased()
-        let multiplier: UInt64
-        switch unit {
-        case "b", "bytes": multiplier = 1
-        case "kb": multiplier = 1000
-        case "k", "kib": multiplier = 1 << 10
-        case "mb": multiplier = 1_000_000
-        case "m", "mib": multiplier = 1 << 20
-        case "gb": multiplier = 1_000_000_000
-        case "g", "gib": multiplier = 1 << 30
-        case "tb": multiplier = 1_000_000_000_000
-        case "t", "tib": multiplier = 1 << 40
-        case "pb": multiplier = 1_000_000_000_000_000
-        case "p", "pib": multiplier = 1 << 50
-        case "eb": multiplier = 1_000_000_000_000_000_000
-        case "e", "eib": multiplier = 1 << 60
-        default: throw DomainDefinitionError(message: "unknown unit \(unit)")
-        }
+        guard let multiplier = Self.bytes(per: unit) else { throw DomainDefinitionError(message: "unknown unit \(unit)") }
         let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
         guard !overflow else { throw DomainDefinitionError(message: "size overflows: \(value) \(unit)") }
         return bytes / 1024 + (bytes % 1024 == 0 ? 0 : 1)
+    }
+
+    /// The prefixes of libvirt's units, each the next power of 1000 or 1024: `k` the first,
+    /// `e` the sixth.
+    private static let unitPrefixes: [Character] = ["k", "m", "g", "t", "p", "e"]
+
+    /// The bytes in one `unit` (lower-cased): `b` or `bytes`; a prefix and `b` (`kb`), a power
+    /// of 1000; a prefix alone or with `ib` (`k`, `kib`), a power of 1024. Nil for another unit.
+    static func bytes(per unit: String) -> UInt64? {
+        if unit == "b" || unit == "bytes" { return 1 }
+        guard let prefix = unit.first, let index = unitPrefixes.firstIndex(of: prefix) else { return nil }
+        let power = index + 1
+        switch unit.dropFirst() {
+        case "b": return (0..<power).reduce(1) { product, _ in product * 1000 }
+        case "", "ib": return 1 << (10 * power)
+        default: return nil
+        }
     }
 }
 

@@ -131,6 +131,17 @@ struct TableReader {
         return value
     }
 
+    /// A string that `problem` finds nothing wrong with; otherwise its problem is reported (as
+    /// `key = "value" problem`) and the value ignored.
+    mutating func string(_ key: String, checkedBy problem: (String) -> String?) -> String? {
+        guard let string = string(key) else { return nil }
+        if let problem = problem(string) {
+            error(at: key, "\(name(key)) = \(Self.quoted(string)) \(problem)")
+            return nil
+        }
+        return string
+    }
+
     /// One of a fixed set of values, each written as its `name`: every case of `Value`, in
     /// its order (which the error lists).
     mutating func choice<Value: CaseIterable>(_ key: String, named name: (Value) -> String) -> Value? {
@@ -151,6 +162,14 @@ struct TableReader {
             return nil
         }
         return TableReader(document: document, table: table, path: path + [key])
+    }
+
+    /// Reads the sub-table `key` with `read`, when the table has one, then reports the keys
+    /// `read` did not ask for (``finish()``).
+    mutating func section(_ key: String, _ read: (inout TableReader) -> Void) {
+        guard var section = table(key) else { return }
+        read(&section)
+        section.finish()
     }
 
     /// Reports every key that no getter asked for.
@@ -224,15 +243,7 @@ struct TableReader {
 
     /// A key as written in a dotted path: bare when it can be.
     static func quotedIfNeeded(_ key: String) -> String {
-        let bare = !key.isEmpty && key.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                return true
-            default:
-                return false
-            }
-        }
+        let bare = !key.isEmpty && key.utf8.allSatisfy(KeyLocator.isBareKey)
         return bare ? key : quoted(key)
     }
 

@@ -151,15 +151,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     // MARK: Reading sections
 
     private mutating func read(_ root: inout TableReader) {
-        if var section = root.table("libvirt") {
-            readLibvirt(&section)
-            section.finish()
-        }
-        if var section = root.table("control") {
-            readControl(&section)
-            section.finish()
-        }
-        if var section = root.table("metrics") {
+        root.section("libvirt") { readLibvirt(&$0) }
+        root.section("control") { readControl(&$0) }
+        root.section("metrics") { section in
             if let address = section.string("address") {
                 if address.isEmpty {
                     metricsAddress = nil
@@ -173,40 +167,21 @@ public struct DaemonConfiguration: Sendable, Equatable {
                     )
                 }
             }
-            section.finish()
         }
-        if var section = root.table("scan") {
-            readScan(&section)
-            section.finish()
-        }
-        if var section = root.table("policy") {
-            if let directory = section.string("directory") {
-                if let problem = Self.pathProblem(directory) {
-                    section.error(
-                        at: "directory", "\(section.name("directory")) = \(TableReader.quoted(directory)) \(problem)"
-                    )
-                } else {
-                    policyDirectory = directory
-                }
+        root.section("scan") { readScan(&$0) }
+        root.section("policy") { section in
+            if let directory = section.string("directory", checkedBy: Self.pathProblem) {
+                policyDirectory = directory
             }
-            if var table = section.table("default") {
-                defaultPolicy = GuestPolicy.read(from: &table)
-                table.finish()
-            }
-            section.finish()
+            section.section("default") { defaultPolicy = GuestPolicy.read(from: &$0) }
         }
-        if var section = root.table("reclaim") {
+        root.section("reclaim") { section in
             if let bytes = section.integer("max_bytes", in: 0...Int.max, describedAs: "0 (unlimited) or more") {
                 reclaimMaxBytes = bytes
             }
-            if let journal = section.string("journal") {
-                if let problem = Self.pathProblem(journal) {
-                    section.error(at: "journal", "\(section.name("journal")) = \(TableReader.quoted(journal)) \(problem)")
-                } else {
-                    pauseJournal = journal
-                }
+            if let journal = section.string("journal", checkedBy: Self.pathProblem) {
+                pauseJournal = journal
             }
-            section.finish()
         }
     }
 
@@ -223,10 +198,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     private mutating func readControl(_ section: inout TableReader) {
-        if let socket = section.string("socket") {
-            if let problem = Self.pathProblem(socket) {
-                section.error(at: "socket", "\(section.name("socket")) = \(TableReader.quoted(socket)) \(problem)")
-            } else if socket.utf8.count > Self.maximumSocketPathLength {
+        if let socket = section.string("socket", checkedBy: Self.pathProblem) {
+            if socket.utf8.count > Self.maximumSocketPathLength {
                 section.error(
                     at: "socket",
                     "\(section.name("socket")) is too long for a Unix socket (\(socket.utf8.count) bytes; "

@@ -54,6 +54,17 @@ struct KeyLocator {
         hazard = scanner.hazard
     }
 
+    /// Whether `byte` may be part of a bare (unquoted) key: `A-Z a-z 0-9 _ -`.
+    static func isBareKey(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
+    }
+
     /// Where `path` is written; failing that, where its nearest located parent is.
     func position(of path: [String]) -> Position? {
         var path = path[...]
@@ -115,23 +126,7 @@ private struct Scanner {
         for _ in 0..<count { advance() }
     }
 
-    func isAt(_ string: StaticString) -> Bool {
-        let count = string.utf8CodeUnitCount
-        guard index + count <= bytes.count else { return false }
-        return string.withUTF8Buffer { Array($0) == Array(bytes[index..<index + count]) }
-    }
-
     static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
-
-    static func isBareKey(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
-            return true
-        default:
-            return false
-        }
-    }
 
     /// Bytes that end an unquoted value, as toml++ sees it (a number, boolean, date or time).
     static func endsValue(_ byte: UInt8) -> Bool {
@@ -159,7 +154,7 @@ private struct Scanner {
     /// Why an unquoted value is not one, with a hint for the likely mistake.
     static func describeInvalidValue(_ atom: ArraySlice<UInt8>) -> String {
         let text = String(decoding: atom.prefix(40), as: UTF8.self) + (atom.count > 40 ? "..." : "")
-        let word = atom.allSatisfy { isBareKey($0) }
+        let word = atom.allSatisfy(KeyLocator.isBareKey)
         if word && !atom.contains(where: isDigit) {
             return "\(text) is not a value: a string needs quotes, as in \"\(text)\""
         }
@@ -233,7 +228,7 @@ private struct Scanner {
                 if current == UInt8(ascii: "[") { advance() }
                 skipBlanks()
                 if let byte = current, byte != UInt8(ascii: "]"), byte != UInt8(ascii: "\""),
-                    byte != UInt8(ascii: "'"), !Self.isBareKey(byte)
+                    byte != UInt8(ascii: "'"), !KeyLocator.isBareKey(byte)
                 {
                     flag("expected a table name after '[', saw \(describeCurrentCharacter())")
                     return
@@ -302,7 +297,7 @@ private struct Scanner {
             return scanLiteralString()
         }
         let start = index
-        while let byte = current, Self.isBareKey(byte) { advance() }
+        while let byte = current, KeyLocator.isBareKey(byte) { advance() }
         guard index > start else { return nil }
         return String(decoding: bytes[start..<index], as: UTF8.self)
     }
@@ -314,57 +309,23 @@ private struct Scanner {
             return
         }
         switch byte {
-        case UInt8(ascii: "\""):
-            if isAt("\"\"\"") {
+        case UInt8(ascii: "\""), UInt8(ascii: "'"):
+            // Basic strings (`"`) take escapes, literal ones (`'`) do not; either may be multi-line.
+            let escapes = byte == UInt8(ascii: "\"")
+            if peek(1) == byte, peek(2) == byte {
                 advance(by: 3)
-                skipMultilineString(quote: UInt8(ascii: "\""), escapes: true)
+                skipMultilineString(quote: byte, escapes: escapes)
             } else {
                 advance()
-                _ = scanBasicString()
-            }
-        case UInt8(ascii: "'"):
-            if isAt("'''") {
-                advance(by: 3)
-                skipMultilineString(quote: UInt8(ascii: "'"), escapes: false)
-            } else {
-                advance()
-                _ = scanLiteralString()
+                _ = escapes ? scanBasicString() : scanLiteralString()
             }
         case UInt8(ascii: "["):
             advance()
-            while !stopped {
-                skipTrivia()
-                guard let byte = current else {
-                    stopped = true
-                    return
-                }
-                if byte == UInt8(ascii: "]") {
-                    advance()
-                    return
-                }
-                let before = index
-                scanValue(path: nil, depth: depth + 1)
-                skipTrivia()
-                if current == UInt8(ascii: ",") { advance() }
-                if index == before { stopped = true }
-            }
+            scanElements(closing: UInt8(ascii: "]")) { $0.scanValue(path: nil, depth: depth + 1) }
         case UInt8(ascii: "{"):
             advance()
-            while !stopped {
-                skipTrivia()
-                guard let byte = current else {
-                    stopped = true
-                    return
-                }
-                if byte == UInt8(ascii: "}") {
-                    advance()
-                    return
-                }
-                let before = index
-                scanKeyValue(prefix: path ?? [], recording: path != nil, depth: depth + 1)
-                skipTrivia()
-                if current == UInt8(ascii: ",") { advance() }
-                if index == before { stopped = true }
+            scanElements(closing: UInt8(ascii: "}")) {
+                $0.scanKeyValue(prefix: path ?? [], recording: path != nil, depth: depth + 1)
             }
         default:
             let start = index
@@ -383,6 +344,28 @@ private struct Scanner {
             } else if !ScalarSyntax.isValid(atom) {
                 flag(Self.describeInvalidValue(atom), at: startPosition)
             }
+        }
+    }
+
+    /// After the opening bracket of an array or brace of an inline table: its elements, each
+    /// scanned by `scanElement` and followed by an optional comma, through `closing`. Trivia
+    /// (line breaks and comments included) may stand between them.
+    mutating func scanElements(closing: UInt8, _ scanElement: (inout Scanner) -> Void) {
+        while !stopped {
+            skipTrivia()
+            guard let byte = current else {
+                stopped = true
+                return
+            }
+            if byte == closing {
+                advance()
+                return
+            }
+            let before = index
+            scanElement(&self)
+            skipTrivia()
+            if current == UInt8(ascii: ",") { advance() }
+            if index == before { stopped = true }
         }
     }
 

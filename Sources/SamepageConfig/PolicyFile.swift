@@ -115,12 +115,8 @@ extension GuestPolicy {
         if let mode = table.choice(key.mode, named: \PolicyMode.rawValue) {
             policy.mode = mode
         }
-        if let group = table.string(key.trustGroup) {
-            if let problem = trustGroupProblem(group) {
-                table.error(at: key.trustGroup, "\(table.name(key.trustGroup)) = \(TableReader.quoted(group)) \(problem)")
-            } else {
-                policy.trustGroup = group
-            }
+        if let group = table.string(key.trustGroup, checkedBy: trustGroupProblem) {
+            policy.trustGroup = group
         }
         if let pages = table.integer(key.maxPages, in: 0...Int.max, describedAs: "0 (unlimited) or more") {
             policy.maxPages = pages

@@ -128,19 +128,21 @@ private struct IDProbe: Decodable {
     }
 }
 
-private struct RequestLine: Codable {
+/// A line's object with the envelope that every line starts with already written: the
+/// protocol's `version` and the request's `id` (null when it has none).
+private func envelope(_ encoder: any Encoder, id: Int?) throws -> KeyedEncodingContainer<WireKey> {
+    var c = encoder.container(keyedBy: WireKey.self)
+    try c.encode(ControlProtocol.version, forKey: "version")
+    try c.encode(id, forKey: "id")
+    return c
+}
+
+private struct RequestLine: Encodable {
     var id: Int?
     var request: ControlRequest
 
-    init(id: Int?, request: ControlRequest) {
-        self.id = id
-        self.request = request
-    }
-
     func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: WireKey.self)
-        try c.encode(ControlProtocol.version, forKey: "version")
-        try c.encode(id, forKey: "id")
+        var c = try envelope(encoder, id: id)
         try c.encode(request.command.rawValue, forKey: "command")
         switch request {
         case .list, .stats, .policyReload, .sharing, .version:
@@ -161,7 +163,10 @@ private struct RequestLine: Codable {
             try c.encodeIfPresent(guest, forKey: "guest")
         }
     }
+}
 
+// Decoding is in an extension, so that the memberwise initializer stays (as for ResponseLine).
+extension RequestLine: Decodable {
     /// Checks in the order a client needs to hear about problems: object, version, id,
     /// command, arguments. Throws ``ControlFailure``.
     init(from decoder: any Decoder) throws {
@@ -260,21 +265,14 @@ private struct RequestLine: Codable {
 
 // MARK: - Response lines
 
-private struct ResponseLine: Codable {
+private struct ResponseLine: Encodable {
     static let commandKey = CodingUserInfoKey(rawValue: "samepage.control.command")!
 
     var id: Int?
     var response: ControlResponse
 
-    init(id: Int?, response: ControlResponse) {
-        self.id = id
-        self.response = response
-    }
-
     func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: WireKey.self)
-        try c.encode(ControlProtocol.version, forKey: "version")
-        try c.encode(id, forKey: "id")
+        var c = try envelope(encoder, id: id)
         switch response {
         case .success(let result):
             try c.encode(true, forKey: "ok")
@@ -287,7 +285,9 @@ private struct ResponseLine: Codable {
             try e.encodeIfPresent(failure.supportedVersions, forKey: "supported_versions")
         }
     }
+}
 
+extension ResponseLine: Decodable {
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: WireKey.self)
         id = try c.decodeIfPresent(Int.self, forKey: "id")

@@ -50,16 +50,8 @@ public struct ReclaimStatus: Sendable, Equatable {
 
     /// Adds another guest's figures (for the host's totals).
     public mutating func add(_ other: ReclaimStatus) {
-        zeroPagesReclaimed += other.zeroPagesReclaimed
-        bytesReclaimed += other.bytesReclaimed
-        pauses += other.pauses
+        for (_, count) in Self.counts { self[keyPath: count] += other[keyPath: count] }
         pauseMillisecondsTotal += other.pauseMillisecondsTotal
-        pauseOverruns += other.pauseOverruns
-        pendingPages += other.pendingPages
-        zeroPagesRefaulted += other.zeroPagesRefaulted
-        pagesHeld += other.pagesHeld
-        pagesToRepopulate += other.pagesToRepopulate
-        pausesStoppedEarly += other.pausesStoppedEarly
         for i in pauseHistogram.indices { pauseHistogram[i] += other.pauseHistogram[i] }
     }
 }
@@ -83,21 +75,27 @@ extension ReclaimStatus: Codable {
         case resumeFailure = "resume_failure"
     }
 
+    /// The counts, each with its key: the figures that ``add(_:)`` sums and the decoder reads
+    /// alike (the others are a flag, a reason, a length in milliseconds and the histogram).
+    static let counts: [(key: CodingKeys, count: WritableKeyPath<ReclaimStatus, Int> & Sendable)] = [
+        (.zeroPagesReclaimed, \.zeroPagesReclaimed),
+        (.bytesReclaimed, \.bytesReclaimed),
+        (.pauses, \.pauses),
+        (.pauseOverruns, \.pauseOverruns),
+        (.pendingPages, \.pendingPages),
+        (.zeroPagesRefaulted, \.zeroPagesRefaulted),
+        (.pagesHeld, \.pagesHeld),
+        (.pagesToRepopulate, \.pagesToRepopulate),
+        (.pausesStoppedEarly, \.pausesStoppedEarly),
+    ]
+
     public init(from decoder: any Decoder) throws {
         self.init()
         let c = try decoder.container(keyedBy: CodingKeys.self)
         eligible = try c.decode(.eligible, or: eligible)
         reason = try c.decodeIfPresent(String.self, forKey: .reason)
-        zeroPagesReclaimed = try c.decode(.zeroPagesReclaimed, or: zeroPagesReclaimed)
-        bytesReclaimed = try c.decode(.bytesReclaimed, or: bytesReclaimed)
-        pauses = try c.decode(.pauses, or: pauses)
+        for (key, count) in Self.counts { self[keyPath: count] = try c.decode(key, or: self[keyPath: count]) }
         pauseMillisecondsTotal = try c.decode(.pauseMillisecondsTotal, or: pauseMillisecondsTotal)
-        pauseOverruns = try c.decode(.pauseOverruns, or: pauseOverruns)
-        pendingPages = try c.decode(.pendingPages, or: pendingPages)
-        zeroPagesRefaulted = try c.decode(.zeroPagesRefaulted, or: zeroPagesRefaulted)
-        pagesHeld = try c.decode(.pagesHeld, or: pagesHeld)
-        pagesToRepopulate = try c.decode(.pagesToRepopulate, or: pagesToRepopulate)
-        pausesStoppedEarly = try c.decode(.pausesStoppedEarly, or: pausesStoppedEarly)
         resumeFailure = try c.decodeIfPresent(String.self, forKey: .resumeFailure)
         pauseHistogram = try c.decode(.pauseHistogram, or: pauseHistogram)
     }

@@ -43,6 +43,17 @@ func reclaimLines(_ r: ReclaimStatus) -> [String] {
 struct OutputOptions: ParsableArguments {
     @Flag(help: "Print JSON: the daemon's wire form of the answer (the kernel's counter names as keys).")
     var json = false
+
+    /// Sends `request` (see ``ask(_:_:)``); with `--json` prints the answer and returns nil,
+    /// otherwise returns it for the command to print in words.
+    func answer(_ socket: String, _ request: ControlRequest) throws -> ControlResult? {
+        let result = try ask(socket, request)
+        if json {
+            printJSON(result)
+            return nil
+        }
+        return result
+    }
 }
 
 /// The guest listing of `list` and `samepage guests`: one row per guest, then why each guest
@@ -80,9 +91,7 @@ struct ListCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let result = try ask(root.socket, .list)
-        if output.json { return printJSON(result) }
-        guard case .guests(let guests) = result else { return }
+        guard case .guests(let guests) = try output.answer(root.socket, .list) else { return }
         print(guestTable(guests))
     }
 }
@@ -96,9 +105,7 @@ struct DominfoCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let result = try ask(root.socket, .dominfo(guest: guest))
-        if output.json { return printJSON(result) }
-        guard case .guest(let g) = result else { return }
+        guard case .guest(let g) = try output.answer(root.socket, .dominfo(guest: guest)) else { return }
         var lines = [
             "Name:            \(g.name)", "UUID:            \(g.uuid)", "State:           \(g.state)",
             "Mapped:          \(g.mapped ? "yes" : "no, \(g.reason ?? "")")",
@@ -135,9 +142,7 @@ struct StatsCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let result = try ask(root.socket, .stats)
-        if output.json { return printJSON(result) }
-        guard case .stats(let s) = result else { return }
+        guard case .stats(let s) = try output.answer(root.socket, .stats) else { return }
         var lines = counterLines(s.counters)
         lines += [
             "run              \(s.run.rawValue)",
@@ -229,9 +234,7 @@ struct PolicyCommand: ParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() throws {
-            let result = try ask(policy.root.socket, .policyShow(guest: guest))
-            if output.json { return printJSON(result) }
-            guard case .policies(let policies) = result else { return }
+            guard case .policies(let policies) = try output.answer(policy.root.socket, .policyShow(guest: guest)) else { return }
             print(table(
                 ["Name", "Mode", "Group", "Max pages", "Pause ms", "Pause ms/min", "Source"],
                 policies.map { p in
@@ -265,9 +268,7 @@ struct PolicyCommand: ParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() throws {
-            let result = try ask(policy.root.socket, .policyReload)
-            if output.json { return printJSON(result) }
-            guard case .policyReload(let report) = result else { return }
+            guard case .policyReload(let report) = try output.answer(policy.root.socket, .policyReload) else { return }
             if report.errors.isEmpty {
                 print("policies reloaded")
             } else {
@@ -288,9 +289,7 @@ struct SharingCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let result = try ask(root.socket, .sharing)
-        if output.json { return printJSON(result) }
-        guard case .sharing(let matrix) = result else { return }
+        guard case .sharing(let matrix) = try output.answer(root.socket, .sharing) else { return }
         let names = matrix.guests.map(\.name)
         print(table([""] + names, zip(names, matrix.pages).map { [$0] + $1.map(String.init) }))
     }
