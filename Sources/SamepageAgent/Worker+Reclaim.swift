@@ -232,6 +232,8 @@ extension Worker {
         if let notOurs {
             logger.warning("guest \(name): the pause is not ours (\(notOurs)); nothing punched, left as it is")
             try? journal.didResume(uuid: guest.identity.uuid)
+            // Events our suspend may have caused are awaited before the next pause.
+            guest.reclaimState.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount, ContinuousClock.now + .seconds(5))
             return
         }
 
@@ -265,10 +267,19 @@ extension Worker {
         // the outside resume's): wait for both before the next pause.
         guest.reclaimState.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount + 1, ContinuousClock.now + .seconds(5))
         if outsideChange {
-            // Someone else changed the guest's state while we held it: their resume ended our
-            // pause. Nothing of ours is left to end.
-            logger.warning("guest \(name): its state changed during our pause (an outside resume?); punching stopped, not resuming it")
-            try? journal.didResume(uuid: guest.identity.uuid)
+            // Someone else changed the guest's state while we held it: punching stopped at
+            // once. If their resume ended our pause, nothing of ours is left to end. If the
+            // guest is still paused by a client (the event was not a resume, or came late),
+            // the pause is still ours and is ended as every pause is: a pause of ours is
+            // never left behind on a doubt.
+            let after = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
+            if case .success(let info)? = after, info.state == .paused, info.pausedReason == .user, info.id == before.id {
+                logger.warning("guest \(name): a lifecycle event arrived during our pause; punching stopped; it is still paused, ending our pause")
+                endPause(guest, start: start)
+            } else {
+                logger.warning("guest \(name): its state changed during our pause (an outside resume); punching stopped, not resuming it")
+                try? journal.didResume(uuid: guest.identity.uuid)
+            }
         } else {
             endPause(guest, start: start)
         }
