@@ -144,7 +144,10 @@ struct Samepaged: AsyncParsableCommand {
             .init(service: server),
         ]
         if let metrics { services.append(.init(service: metrics)) }
-        services.append(.init(service: HangupService(daemon: self, agent: agent, policies: policies, logger: logger)))
+        let notifier = ServiceManagerNotifier(environment: ProcessInfo.processInfo.environment)
+        services.append(.init(service: HangupService(
+            daemon: self, agent: agent, policies: policies, logger: logger, notifier: notifier,
+            status: "serving \(settings.controlSocket)")))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -188,26 +191,35 @@ struct Samepaged: AsyncParsableCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// SIGHUP: re-reads the configuration file and the policy directory. A bad file is logged
-/// and changes nothing; the engine keeps its state either way.
+/// SIGHUP and the service manager: re-reads the configuration file and the policy directory
+/// on SIGHUP (a bad file is logged and changes nothing; the engine keeps its state either
+/// way), and tells systemd (`Type=notify`) when the daemon serves, reloads and stops. It runs
+/// once the other services have started (the control socket is bound by then), and is the
+/// first to see graceful shutdown.
 struct HangupService: Service {
     let daemon: Samepaged
     let agent: Agent
     let policies: PolicyDirectory
     let logger: Logger
+    let notifier: ServiceManagerNotifier
+    let status: String
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        notifier.ready(status: status)
         await cancelWhenGracefulShutdown {
             for await _ in hangups {
+                notifier.reloading()
                 // Reading the files blocks: on a thread of its own, not the cooperative pool.
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     let thread = Thread { reload(); done.resume() }
                     thread.name = "samepaged-reload"
                     thread.start()
                 }
+                notifier.ready(status: status)
             }
         }
+        notifier.stopping()
     }
 
     private func reload() {
