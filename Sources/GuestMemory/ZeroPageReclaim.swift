@@ -156,6 +156,13 @@ extension GuestRegion {
         var run: Range<Int>?
         func flush() throws(BackendError) {
             guard let range = run else { return }
+            // Asked once more just before the punch of a verified run.
+            guard shouldContinue() else {
+                outcome.pagesPunched -= range.count
+                outcome.stoppedEarly = true
+                run = nil
+                return
+            }
             try punch(range)
             outcome.ranges += 1
             outcome.punched.append(range)
@@ -196,9 +203,19 @@ extension GuestRegion {
                 outcome.stoppedEarly = true
                 return
             }
-            guard try verifier.isResidentAndZero(hugePage, in: self) else {
+            // Asked again per chunk of the verify and just before the punch: a 1 GiB page takes
+            // long to read, and an outside resume may come in between.
+            guard let zero = try verifier.isResidentAndZero(hugePage, in: self, while: shouldContinue) else {
+                outcome.stoppedEarly = true
+                return
+            }
+            guard zero else {
                 outcome.pagesChanged += hugePage.count
                 continue
+            }
+            guard shouldContinue() else {
+                outcome.stoppedEarly = true
+                return
             }
             try punch(hugePage)
             outcome.pagesPunched += hugePage.count
@@ -252,7 +269,13 @@ private final class ZeroVerifier {
     /// Whether every page of `pages` is resident and all zero. A page that is not resident
     /// (swapped out, already a hole) is not read: reading would swap it in.
     func isResidentAndZero(_ pages: Range<Int>, in region: GuestRegion) throws(BackendError) -> Bool {
+        try isResidentAndZero(pages, in: region, while: { true })!
+    }
+
+    /// As above, asking `shouldContinue` before each chunk; nil once it says stop.
+    func isResidentAndZero(_ pages: Range<Int>, in region: GuestRegion, while shouldContinue: () -> Bool) throws(BackendError) -> Bool? {
         for start in stride(from: pages.lowerBound, to: pages.upperBound, by: chunkPages) {
+            guard shouldContinue() else { return nil }
             let chunk = start..<min(start + chunkPages, pages.upperBound)
             do {
                 try region.residency(of: chunk, into: vector)

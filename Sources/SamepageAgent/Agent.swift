@@ -238,8 +238,10 @@ public final class Agent: Sendable {
             case .resumed:
                 state.stateEvents[event.uuid, default: StateEvents()].resumed = now
                 state.stateEvents[event.uuid, default: StateEvents()].resumedCount += 1
-            case .started, .stopped, .crashed, .migratedAway: state.stateEvents[event.uuid, default: StateEvents()].other = now
-            case .deviceAdded, .deviceRemoved: break
+            // A device hot-plugged during a pause (a VFIO device pins and maps guest RAM at
+            // once) stops the punching as an outside state change does.
+            case .started, .stopped, .crashed, .migratedAway, .deviceAdded, .deviceRemoved:
+                state.stateEvents[event.uuid, default: StateEvents()].other = now
             }
         }
     }

@@ -1,5 +1,6 @@
 import Glibc
 import Foundation
+import Synchronization
 import LinuxSystem
 import SamepageModel
 
@@ -82,16 +83,24 @@ public struct PauseJournal: Sendable {
     /// Records a pause before it happens. Throws if it cannot be made durable: then the guest
     /// must not be paused.
     public func willPause(uuid: String, name: String, domainID: UInt32?) throws(JournalError) {
-        var entries = try entries().filter { $0.uuid != uuid }
-        entries.append(Entry(uuid: uuid, name: name, since: Date().timeIntervalSince1970, domainID: domainID))
-        try write(entries)
+        try Self.writers.withLock { _ throws(JournalError) in
+            var entries = try entries().filter { $0.uuid != uuid }
+            entries.append(Entry(uuid: uuid, name: name, since: Date().timeIntervalSince1970, domainID: domainID))
+            try write(entries)
+        }
     }
+
+    /// Read-modify-write of a journal is one writer at a time in this process: the agent's
+    /// thread and a resume still running on a thread of its own may both clear entries.
+    private static let writers = Mutex(())
 
     /// Clears a pause once the guest runs again, or once the pause is known not to be ours.
     public func didResume(uuid: String) throws(JournalError) {
-        let entries = try entries()
-        guard entries.contains(where: { $0.uuid == uuid }) else { return }
-        try write(entries.filter { $0.uuid != uuid })
+        try Self.writers.withLock { _ throws(JournalError) in
+            let entries = try entries()
+            guard entries.contains(where: { $0.uuid == uuid }) else { return }
+            try write(entries.filter { $0.uuid != uuid })
+        }
     }
 
     /// Replaces the file atomically and durably: a temporary file, fsync, rename, fsync of
@@ -111,7 +120,7 @@ public struct PauseJournal: Sendable {
         } catch {
             throw JournalError(path: path, problem: "its directory cannot be created: \(error.localizedDescription)")
         }
-        let temporary = path + ".tmp"
+        let temporary = path + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw JournalError(path: path, operation: "open \(temporary)", errno: errno) }
         let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

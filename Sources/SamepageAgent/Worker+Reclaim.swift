@@ -97,6 +97,17 @@ extension Worker {
         return false
     }
 
+    /// Waits (briefly, polling) for a suspended event beyond the `count`th: the one our own
+    /// suspend causes if it paused the guest.
+    private func ownSuspendEventArrives(_ uuid: UUID, after count: Int, within limit: Duration) -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if agent.stateEvents(of: uuid).suspendedCount > count { return true }
+            usleep(1_000)
+        }
+        return agent.stateEvents(of: uuid).suspendedCount > count
+    }
+
     /// Takes up to `limit` pending pages of the guest, region by region; on hugetlbfs only
     /// pages that make up whole huge pages (a smaller punch frees nothing), the others stay
     /// pending.
@@ -210,9 +221,12 @@ extension Worker {
         let early = agent.stateEvents(of: uuid)
         let afterSuspend = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
         var notOurs: String?
-        if let at = early.suspended, at >= checked, at < start, (early.resumed ?? at) <= at {
-            // Paused by someone between our check and our call, and not resumed since: our
-            // suspend found it paused and changed nothing.
+        if let at = early.suspended, at >= checked, at < start, (early.resumed ?? at) <= at,
+            !ownSuspendEventArrives(uuid, after: early.suspendedCount, within: .milliseconds(200))
+        {
+            // Paused by someone between our check and our call, and no suspend of ours came
+            // after it: our suspend found the guest paused and changed nothing. (Had it paused
+            // the guest, libvirt would deliver a second suspended event: waited for above.)
             notOurs = "someone else paused it just before our suspend"
         } else if case .success(let info)? = afterSuspend {
             if info.state != .paused {
@@ -272,13 +286,26 @@ extension Worker {
             // guest is still paused by a client (the event was not a resume, or came late),
             // the pause is still ours and is ended as every pause is: a pause of ours is
             // never left behind on a doubt.
-            let after = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
-            if case .success(let info)? = after, info.state == .paused, info.pausedReason == .user, info.id == before.id {
-                logger.warning("guest \(name): a lifecycle event arrived during our pause; punching stopped; it is still paused, ending our pause")
-                endPause(guest, start: start)
-            } else {
-                logger.warning("guest \(name): its state changed during our pause (an outside resume); punching stopped, not resuming it")
+            // A resumed event since our suspend means our pause ended: whatever holds the guest
+            // now is not ours. Otherwise (a device event, a stop) the pause is still ours if
+            // the guest is still paused by a client; if its state cannot be read, the pause is
+            // ended through the retry path, which reads the state before it resumes.
+            let resumedSince = agent.stateEvents(of: uuid).resumedCount > eventsBefore.resumedCount
+            let after = resumedSince ? nil : LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
+            if resumedSince {
+                logger.warning("guest \(name): resumed by someone else during our pause; punching stopped, not resuming it")
                 try? journal.didResume(uuid: guest.identity.uuid)
+            } else if case .success(let info)? = after {
+                if info.state == .paused, info.pausedReason == .user, info.id == before.id {
+                    logger.warning("guest \(name): a lifecycle event arrived during our pause; punching stopped; ending our pause")
+                    endPause(guest, start: start)
+                } else {
+                    logger.warning("guest \(name): its state changed during our pause (\(info.state)); punching stopped, not resuming it")
+                    try? journal.didResume(uuid: guest.identity.uuid)
+                }
+            } else {
+                logger.warning("guest \(name): a lifecycle event arrived during our pause and its state cannot be read; punching stopped, ending our pause once it can be")
+                awaitResume(guest, call: nil, failure: "state unknown after an event during our pause")
             }
         } else {
             endPause(guest, start: start)

@@ -87,8 +87,15 @@ extension Worker {
     /// At stop: the pauses still to end get a few more attempts (5 s at most); what is left
     /// stays in the journal for `samepaged --resume-paused`.
     func finishPauses() {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while !unresumed.isEmpty && ContinuousClock.now < deadline {
+        // 5 s, or up to 35 s while a suspend or resume of ours is still inside libvirtd (it
+        // can wait 30 s for the domain's job lock): one that lands after we gave up would
+        // leave a pause that the journal replay, seeing the guest running, has cleared.
+        let start = ContinuousClock.now
+        func deadlineReached() -> Bool {
+            let outstanding = unresumed.contains { !($0.outstanding?.isFinished ?? true) }
+            return ContinuousClock.now >= start + (outstanding ? .seconds(35) : .seconds(5))
+        }
+        while !unresumed.isEmpty && !deadlineReached() {
             if connection == nil { self.connect() }
             resumePending()
             if !unresumed.isEmpty { usleep(50_000) }

@@ -43,7 +43,10 @@ public struct Tunables: Sendable, Equatable, Codable {
     /// Throws ``TunableError`` naming the first knob out of range.
     public func validate() throws(TunableError) {
         guard pagesToScan >= 1 else { throw TunableError(.pagesToScan, value: pagesToScan, expected: "at least 1") }
-        guard sleepMillisecs >= 0 else { throw TunableError(.sleepMillisecs, value: sleepMillisecs, expected: "0 or more") }
+        // At most a minute: the agent's loop also ends pauses and answers requests between sleeps.
+        guard sleepMillisecs >= 0 && sleepMillisecs <= 60_000 else {
+            throw TunableError(.sleepMillisecs, value: sleepMillisecs, expected: "0 to 60000")
+        }
         guard maxKernelPages >= 0 else {
             throw TunableError(.maxKernelPages, value: maxKernelPages, expected: "0 (unlimited) or more")
         }

@@ -174,7 +174,7 @@ struct GuestsFirstEndToEndTests {
             usleep(4_000)  // into the batch: libvirt runs our resume after samepaged's suspend
             try? libvirt.resume(uuid: uuid)
             usleep(1_000_000)
-            caught = daemon.log.contains("state changed during our pause")
+            caught = daemon.log.contains("during our pause; punching stopped, not resuming it")
             #expect(try libvirt.domainInfo(uuid: uuid).state == .running)
         }
         #expect(caught, "no outside resume landed inside a pause:\n\(daemon.log.suffix(3000))")

@@ -124,7 +124,9 @@ import Testing
         ("[libvrit]\nuri = \"x\"", 2, "unknown section [libvrit]; did you mean \"libvirt\"?"),
         ("[scan]\npages_to_scn = 5", 3, "unknown key \"pages_to_scn\" in [scan]; did you mean \"pages_to_scan\"?"),
         ("[scan]\npages_to_scan = 0", 3, "pages_to_scan = 0 is out of range: expected at least 1"),
-        ("[scan]\nsleep_millisecs = -1", 3, "sleep_millisecs = -1 is out of range: expected 0 or more"),
+        ("[scan]\nsleep_millisecs = -1", 3, "sleep_millisecs = -1 is out of range: expected 0 to 60000"),
+        // More would keep the agent's loop from ending pauses and answering for that long.
+        ("[scan]\nsleep_millisecs = 60001", 3, "sleep_millisecs = 60001 is out of range: expected 0 to 60000"),
         ("[scan]\nmax_kernel_pages = -5", 3, "max_kernel_pages = -5 is out of range: expected 0 (unlimited) or more"),
         ("[scan]\nmax_page_sharing = 1", 3, "max_page_sharing = 1 is out of range: expected 0 (unlimited) or at least 2"),
         ("[scan]\npages_to_scan = \"many\"", 3, "scan.pages_to_scan must be an integer, not a string"),
