@@ -251,6 +251,12 @@ public final class Agent: Sendable {
         shared.withLock { $0.stateEvents[uuid] ?? StateEvents() }
     }
 
+    /// Drops what was kept of a guest's events once it has left: the record does not outlive
+    /// the guests the agent follows.
+    func forgetStateEvents(of uuid: UUID) {
+        _ = shared.withLock { $0.stateEvents.removeValue(forKey: uuid) }
+    }
+
     func connectionDidClose() { shared.withLock { $0.connectionClosed = true } }
 }
 

@@ -111,10 +111,10 @@ struct ReclaimState {
         start: ContinuousClock.Instant, suspended: ContinuousClock.Instant,
         punched: ContinuousClock.Instant, end: ContinuousClock.Instant, pagesExamined: Int
     ) {
-        let resume = Worker.milliseconds(end - punched) * 1000
-        let fixed = Worker.milliseconds(suspended - start) * 1000 + resume
+        let resume = (end - punched).inMilliseconds * 1000
+        let fixed = (suspended - start).inMilliseconds * 1000 + resume
         let examined = max(1, pagesExamined)
-        let perPage = Worker.milliseconds(punched - suspended) * 1000 / Double(examined)
+        let perPage = (punched - suspended).inMilliseconds * 1000 / Double(examined)
         pauseFixedMicros = 0.8 * pauseFixedMicros + 0.2 * min(fixed, 2 * pauseFixedMicros)
         resumeMicros = 0.8 * resumeMicros + 0.2 * min(resume, 2 * resumeMicros)
         if examined >= 64 {

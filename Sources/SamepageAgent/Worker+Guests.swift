@@ -147,6 +147,7 @@ extension Worker {
         totals.pendingPages = 0
         reclaimedByGoneGuests.add(totals)
         guest.reclaimState.status = ReclaimStatus()
+        agent.forgetStateEvents(of: guest.uuid)
     }
 
     /// QEMU exits are seen on its pidfd, even while libvirtd is down.

@@ -158,10 +158,6 @@ extension Worker {
             return
         }
         let name = guest.identity.name
-        guard batch.allSatisfy({ guest.regions[$0.region].access == .readWrite }) else {
-            logger.error("guest \(name): a backend is open read-only; not pausing (it is mapped again with the access its mode needs)")
-            return
-        }
         guard checkDMADescriptors(guest) else { return }
         // A process that mapped the backend since the last look is found before the pause:
         // the index is at most a second old when a pause starts.
@@ -312,7 +308,7 @@ extension Worker {
         }
         let end = ContinuousClock.now
 
-        let pauseMs = Self.milliseconds(end - start)
+        let pauseMs = (end - start).inMilliseconds
         guest.reclaimState.learnCosts(
             start: start, suspended: suspended, punched: punched, end: end,
             pagesExamined: outcome.pagesPunched + outcome.pagesChanged)
@@ -329,8 +325,8 @@ extension Worker {
             logger.warning("guest \(name): pause of \(String(format: "%.1f", pauseMs)) ms over max_pause_ms \(guest.policy.maxPauseMs); backing off \(seconds) s")
         }
         let split = String(
-            format: "suspend %.2f, verify and punch %.2f, resume %.2f ms", Self.milliseconds(suspended - start),
-            Self.milliseconds(punched - suspended), Self.milliseconds(end - punched))
+            format: "suspend %.2f, verify and punch %.2f, resume %.2f ms", (suspended - start).inMilliseconds,
+            (punched - suspended).inMilliseconds, (end - punched).inMilliseconds)
         logger.info("audit: paused \(name) (\(guest.identity.uuid)) for \(String(format: "%.2f", pauseMs)) ms: \(outcome.pagesPunched) zero pages punched in \(outcome.ranges) ranges, \(outcome.bytesFreed) bytes freed, \(outcome.pagesChanged) no longer zero, \(outcome.pagesSkippedPartialHugePage) in partial huge pages\(stoppedEarly ? ", stopped early" : "") (\(split))")
     }
 

@@ -85,8 +85,5 @@ extension Worker {
         publish()
     }
 
-    static func milliseconds(_ duration: Duration) -> Double {
-        duration.inMilliseconds
-    }
 }
 
