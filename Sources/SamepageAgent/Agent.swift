@@ -36,7 +36,11 @@ public struct AgentConfiguration: Sendable {
     /// How long a libvirt call of a pause (state, suspend, resume) is waited for. A call not
     /// back in time keeps running; the pause is then ended as soon as libvirtd answers.
     public var libvirtCallTimeout: Duration = .seconds(2)
-    /// Told of every reclaim pause as it ends, on the agent's thread (the Prometheus
+    /// Reclaim waits while the host's CPU pressure (`/proc/pressure/cpu`, the `some` share
+    /// over the last second or ten) is over this many percent; 100 never waits.
+    public var reclaimMaxCPUPressure = 25.0
+    /// Told of every reclaim pause once it is recorded (QEMU's events give what the guest saw
+    /// of it, a moment after it ended), on the agent's thread (the Prometheus
     /// histogram records them here); must return quickly.
     public var pauseObserver: (@Sendable (ReclaimPause) -> Void)?
 
@@ -65,6 +69,8 @@ public final class Agent: Sendable {
         /// When the latest lifecycle events of each guest arrived: how the agent tells its
         /// own pause from someone else's, and sees an outside resume during a batch.
         var stateEvents: [UUID: StateEvents] = [:]
+        /// Each guest's latest QEMU monitor events (STOP, RESUME), with QEMU's timestamps.
+        var monitorEvents: [UUID: [QemuMonitorEvent]] = [:]
         var exit: AgentExit?
         var exitWaiters: [CheckedContinuation<AgentExit, Never>] = []
     }
@@ -246,6 +252,23 @@ public final class Agent: Sendable {
         }
     }
 
+    /// How many QEMU monitor events are kept per guest: enough for a few pauses.
+    static let monitorEventsKept = 16
+
+    func deliver(_ event: QemuMonitorEvent) {
+        shared.withLock { state in
+            var events = state.monitorEvents[event.uuid, default: []]
+            events.append(event)
+            if events.count > Self.monitorEventsKept { events.removeFirst(events.count - Self.monitorEventsKept) }
+            state.monitorEvents[event.uuid] = events
+        }
+    }
+
+    /// The guest's latest QEMU monitor events, oldest first.
+    func monitorEvents(of uuid: UUID) -> [QemuMonitorEvent] {
+        shared.withLock { $0.monitorEvents[uuid] ?? [] }
+    }
+
     /// When the latest lifecycle events of the guest were delivered.
     func stateEvents(of uuid: UUID) -> StateEvents {
         shared.withLock { $0.stateEvents[uuid] ?? StateEvents() }
@@ -254,7 +277,10 @@ public final class Agent: Sendable {
     /// Drops what was kept of a guest's events once it has left: the record does not outlive
     /// the guests the agent follows.
     func forgetStateEvents(of uuid: UUID) {
-        _ = shared.withLock { $0.stateEvents.removeValue(forKey: uuid) }
+        shared.withLock {
+            $0.stateEvents[uuid] = nil
+            $0.monitorEvents[uuid] = nil
+        }
     }
 
     func connectionDidClose() { shared.withLock { $0.connectionClosed = true } }

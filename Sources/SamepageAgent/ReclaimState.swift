@@ -1,3 +1,4 @@
+import Foundation
 import SamepageModel
 /// One guest's zero-page reclaim, between and across its pauses: the pages waiting for a
 /// pause, the pages reclaimed and those that refaulted, what pauses of this guest have cost,
@@ -23,6 +24,15 @@ struct ReclaimState {
     var pausePerPageMicros = 5.0
     /// Measured cost of the resume call, in µs: kept out of the verify-and-punch deadline.
     var resumeMicros = 3_000.0
+    /// Pauses the costs above were learned from; until one, they are guesses and the next
+    /// pause is a probe.
+    var pausesMeasured = 0
+    /// When the last pause ended: a guest deferred for its pause cost is probed again (one
+    /// small pause to learn whether the cost came down) a while after it.
+    var lastPauseEnd: ContinuousClock.Instant?
+    /// The pause that ended and waits for QEMU's STOP and RESUME events, to learn what the
+    /// guest saw of it.
+    var awaitingGuestSeen: PauseRecord?
 
     /// The suspended and resumed event counts our last pause will have caused once libvirt
     /// delivered its events, and until when to wait for them: the next pause waits, so that
@@ -93,9 +103,43 @@ struct ReclaimState {
     /// and the rest is divided by the per-page cost (taken as at least 0.5 µs). Never fewer
     /// than 64 pages, the smallest batch the per-page cost is learned from.
     func batchSize(maxPauseMs: Int) -> Int {
+        guard pausesMeasured > 0 else { return Self.probePages }
         let room = max(0, Double(maxPauseMs) * 700 - pauseFixedMicros)
-        return max(64, Int(room / max(pausePerPageMicros, 0.5)))
+        return max(Self.probePages, Int(room / max(pausePerPageMicros, 0.5)))
     }
+
+    /// The batch of a probe: the first pause of a guest, whose costs are not known yet, and
+    /// a pause after a deferral for cost.
+    static let probePages = 64
+
+    /// How long after its last pause a guest deferred for its pause cost is probed again.
+    static let costProbeInterval: Duration = .seconds(60)
+
+    /// Whether a pause now can be expected to end within `maxPauseMs`; the reason to wait
+    /// when not. Pure: the host's CPU pressure (percent, nil when unknown) and `now` come in.
+    ///
+    /// - CPU pressure over `pressureLimit` percent: some task already waits for a CPU, and
+    ///   libvirtd's and QEMU's share of a pause would too (suspend and resume, most of a
+    ///   pause, run there, not here).
+    /// - The measured fixed cost (suspend and resume calls) over 80% of the budget: a pause
+    ///   would overrun before a page is punched. A probe is let through
+    ///   ``costProbeInterval`` after the last pause, since nothing else can show that the
+    ///   cost came down.
+    func deferral(maxPauseMs: Int, cpuPressure: Double?, pressureLimit: Double, at now: ContinuousClock.Instant) -> ReclaimDeferral? {
+        if let cpuPressure, cpuPressure > pressureLimit {
+            return ReclaimDeferral(
+                .cpuPressure,
+                detail: "host CPU pressure \(Self.format(cpuPressure))% (limit \(Self.format(pressureLimit))%)")
+        }
+        let fixedMs = pauseFixedMicros / 1000
+        guard pausesMeasured > 0, fixedMs > Double(maxPauseMs) * 0.8 else { return nil }
+        if let last = lastPauseEnd, now - last >= Self.costProbeInterval { return nil }
+        return ReclaimDeferral(
+            .pauseCost,
+            detail: "suspend and resume take \(Self.format(fixedMs)) ms of max_pause_ms \(maxPauseMs); probing again \(Int(Self.costProbeInterval.inSeconds)) s after the last pause")
+    }
+
+    private static func format(_ value: Double) -> String { String(format: "%.1f", value) }
 
     // MARK: After a pause
 
@@ -115,8 +159,16 @@ struct ReclaimState {
         let fixed = (suspended - start).inMilliseconds * 1000 + resume
         let examined = max(1, pagesExamined)
         let perPage = (punched - suspended).inMilliseconds * 1000 / Double(examined)
-        pauseFixedMicros = 0.8 * pauseFixedMicros + 0.2 * min(fixed, 2 * pauseFixedMicros)
-        resumeMicros = 0.8 * resumeMicros + 0.2 * min(resume, 2 * resumeMicros)
+        if pausesMeasured == 0 {
+            // The first measurement replaces the guesses: a probe is what they are for.
+            pauseFixedMicros = fixed
+            resumeMicros = resume
+        } else {
+            pauseFixedMicros = 0.8 * pauseFixedMicros + 0.2 * min(fixed, 2 * pauseFixedMicros)
+            resumeMicros = 0.8 * resumeMicros + 0.2 * min(resume, 2 * resumeMicros)
+        }
+        pausesMeasured += 1
+        lastPauseEnd = end
         if examined >= 64 {
             pausePerPageMicros = 0.7 * pausePerPageMicros + 0.3 * perPage
         }

@@ -142,6 +142,7 @@ extension Worker {
 
     func detach(_ guest: TrackedGuest, reason: String) {
         if guest.mapped { logger.info("guest \(guest.identity.name) released: \(reason)") }
+        completePauseRecord(of: guest, force: true)
         unmap(guest)
         var totals = guest.reclaimState.status
         totals.pendingPages = 0

@@ -67,18 +67,26 @@ extension Worker {
         }
         let now = ContinuousClock.now
         for guest in guests.values {
+            clearDeferralIfIdle(guest)
             guard guest.reclaimState.isDue(at: now, batchMinimum: configuration.reclaimBatchMinimum, delay: configuration.reclaimDelay)
             else { continue }
             guard ownEventsDelivered(guest) else { continue }
             // Not now: the pages wait (bounded) and are verified again inside the pause.
-            guard reclaimIneligibility(guest) == nil else { continue }
+            guard reclaimIneligibility(guest) == nil else {
+                guest.reclaimState.status.deferred = nil
+                continue
+            }
             // The duty cycle: paused milliseconds in the last minute, plus this pause's budget.
             guard guest.reclaimState.dutyCycleAllows(
                 maxPauseMs: guest.policy.maxPauseMs, maxPauseMsPerMinute: guest.policy.maxPauseMsPerMinute, at: now)
             else { continue }
+            // A busy host, or a guest whose suspend and resume alone nearly fill the budget:
+            // wait, and say so. The first pause after a wait for cost is a probe.
+            let probe = guest.reclaimState.status.deferred?.reason == .pauseCost
+            guard pauseFitsBudget(guest, at: now) else { continue }
             // Size the batch from the measured cost so the pause stays within max_pause_ms.
-            let limit = min(capRoom, guest.reclaimState.batchSize(maxPauseMs: guest.policy.maxPauseMs))
-            reclaim(guest, limit: limit)
+            let size = probe ? ReclaimState.probePages : guest.reclaimState.batchSize(maxPauseMs: guest.policy.maxPauseMs)
+            reclaim(guest, limit: min(capRoom, size))
             return
         }
     }
@@ -186,7 +194,10 @@ extension Worker {
             logger.error("guest \(name): cannot record the pause, not pausing: \(error)")
             return
         }
+        // The previous pause's record is complete by now (its events were awaited above).
+        completePauseRecord(of: guest, force: true)
         let eventsBefore = agent.stateEvents(of: uuid)
+        let wallStart = Date().timeIntervalSince1970
         let start = ContinuousClock.now
         let suspendCall = LibvirtCall { () throws(LibvirtError) in try connection.suspend(uuid: uuid) }
         switch suspendCall.wait(timeout) {
@@ -307,6 +318,7 @@ extension Worker {
             endPause(guest, start: start)
         }
         let end = ContinuousClock.now
+        let wallEnd = Date().timeIntervalSince1970
 
         let pauseMs = (end - start).inMilliseconds
         guest.reclaimState.learnCosts(
@@ -315,7 +327,6 @@ extension Worker {
         let overrun = pauseMs > Double(guest.policy.maxPauseMs)
         guest.reclaimState.status.record(pauseMilliseconds: pauseMs, overrun: overrun)
         if stoppedEarly { guest.reclaimState.status.pausesStoppedEarly += 1 }
-        configuration.pauseObserver?(ReclaimPause(guest: guest.identity, trustGroup: guest.policy.trustGroup, milliseconds: pauseMs))
         guest.reclaimState.status.zeroPagesReclaimed += outcome.pagesPunched
         guest.reclaimState.reclaimedSinceRefaultCheck += outcome.pagesPunched
         guest.reclaimState.status.bytesReclaimed += outcome.bytesFreed
@@ -327,7 +338,12 @@ extension Worker {
         let split = String(
             format: "suspend %.2f, verify and punch %.2f, resume %.2f ms", (suspended - start).inMilliseconds,
             (punched - suspended).inMilliseconds, (end - punched).inMilliseconds)
-        logger.info("audit: paused \(name) (\(guest.identity.uuid)) for \(String(format: "%.2f", pauseMs)) ms: \(outcome.pagesPunched) zero pages punched in \(outcome.ranges) ranges, \(outcome.bytesFreed) bytes freed, \(outcome.pagesChanged) no longer zero, \(outcome.pagesSkippedPartialHugePage) in partial huge pages\(stoppedEarly ? ", stopped early" : "") (\(split))")
+        // Recorded (histograms, audit log) once QEMU's STOP and RESUME events are in.
+        guest.reclaimState.awaitingGuestSeen = PauseRecord(
+            wallStart: wallStart, wallEnd: wallEnd, milliseconds: pauseMs, maxPauseMs: guest.policy.maxPauseMs,
+            audit: "audit: paused \(name) (\(guest.identity.uuid)) for \(String(format: "%.2f", pauseMs)) ms: \(outcome.pagesPunched) zero pages punched in \(outcome.ranges) ranges, \(outcome.bytesFreed) bytes freed, \(outcome.pagesChanged) no longer zero, \(outcome.pagesSkippedPartialHugePage) in partial huge pages\(stoppedEarly ? ", stopped early" : "") (\(split))",
+            until: end + .seconds(2))
+        completePauseRecord(of: guest, force: false)
     }
 
     /// Checks, before a pause, that neither the guest's QEMU nor its vhost-user backends hold

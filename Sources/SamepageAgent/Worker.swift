@@ -2,6 +2,7 @@ import Glibc
 import Foundation
 import GuestMemory
 import Libvirt
+import LinuxSystem
 import Logging
 import SamepageCore
 import SamepageModel
@@ -16,6 +17,9 @@ final class Worker {
 
     var connection: LibvirtConnection?
     var subscription: EventSubscription?
+    /// QEMU's STOP and RESUME events: what the guest saw of a pause. Optional: without them
+    /// pauses are measured from the calls only.
+    var monitorSubscription: QemuMonitorSubscription?
     var connectionError: String?
     var reconnectDelay: Duration = .milliseconds(500)
     var nextConnectAttempt = ContinuousClock.now
@@ -37,6 +41,12 @@ final class Worker {
     /// Which processes map which backends: re-read only where processes are new or changed.
     let mappingIndex = ProcessMappingIndex()
     var lastMapperRefresh = ContinuousClock.now - .seconds(60)
+    /// The host's CPU pressure over the last second, from `/proc/pressure/cpu`'s total.
+    var cpuPressureWindow = PressureWindow()
+    /// The latest reading of `/proc/pressure/cpu`, nil when it cannot be read.
+    var cpuPressure: PressureStall?
+    var nextPressureReading = ContinuousClock.now
+    var pressureUnavailable: String?
 
     init(agent: Agent) throws {
         self.agent = agent
@@ -79,7 +89,9 @@ final class Worker {
             let report = engine.scanBatch()
             for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
             for failure in report.failures { slotFailed(failure) }
+            readCPUPressure()
             reclaimIfDue()
+            completePauseRecords()
             checkRefaults()
             repopulateStep()
 
@@ -89,9 +101,11 @@ final class Worker {
             if pause > 0 { usleep(UInt32(pause) * 1000) }
         }
         finishPauses()
+        for guest in guests.values { completePauseRecord(of: guest, force: true) }
         for guest in guests.values { detach(guest, reason: "agent stopped") }
         guests = [:]
         subscription = nil
+        monitorSubscription = nil
         connection = nil
         publish()
     }
@@ -103,6 +117,11 @@ final class Worker {
             let connection = try LibvirtConnection(uri: configuration.uri)
             let agent = self.agent
             subscription = try connection.observeEvents({ agent.deliver($0) }, onClose: { _ in agent.connectionDidClose() })
+            do {
+                monitorSubscription = try connection.observeQemuMonitorEvents(["STOP", "RESUME"]) { agent.deliver($0) }
+            } catch {
+                logger.warning("no QEMU monitor events (\(error)): pauses are measured from the libvirt calls only")
+            }
             self.connection = connection
             if connectionError != nil { logger.notice("reconnected to libvirt at \(configuration.uri)") }
             connectionError = nil
@@ -122,6 +141,7 @@ final class Worker {
         guard connection != nil else { return }
         logger.error("lost libvirt connection: \(reason); guests stay mapped while their QEMU runs")
         subscription = nil
+        monitorSubscription = nil
         connection = nil
         connectionError = reason
         nextConnectAttempt = ContinuousClock.now + reconnectDelay

@@ -29,6 +29,7 @@ import SamepageModel
 /// mode = "off"
 /// [reclaim]
 /// max_bytes = 0               # 0 = unlimited
+/// max_cpu_pressure = 25       # percent; 100 never waits
 /// journal = "/var/lib/samepage/paused.json"
 /// ```
 ///
@@ -88,6 +89,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     /// A host-wide cap on reclaimed bytes (`reclaim.max_bytes`); 0 = unlimited.
     public var reclaimMaxBytes = 0
+    /// Reclaim waits while the host's CPU pressure (`/proc/pressure/cpu`, some) is over this
+    /// many percent (`reclaim.max_cpu_pressure`, 1 to 100; 100 never waits).
+    public var reclaimMaxCPUPressure = 25
     /// The journal of guests paused for reclaim (`reclaim.journal`), which `samepaged
     /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
     public var pauseJournal = HostDefaults.pauseJournal
@@ -178,6 +182,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         root.section("reclaim") { section in
             if let bytes = section.integer("max_bytes", in: 0...Int.max, describedAs: "0 (unlimited) or more") {
                 reclaimMaxBytes = bytes
+            }
+            if let percent = section.integer("max_cpu_pressure", in: 1...100, describedAs: "1 to 100 (percent; 100 never waits)") {
+                reclaimMaxCPUPressure = percent
             }
             if let journal = section.string("journal", checkedBy: Self.pathProblem) {
                 pauseJournal = journal

@@ -19,6 +19,7 @@ public final class MetricsExporter: Sendable {
     private let registry = PrometheusCollectorRegistry()
     private let state = Mutex(State())
     private let pauseSeconds: ValueHistogram
+    private let guestSeenPauseSeconds: ValueHistogram
 
     private struct State: ~Copyable {
         /// Per guest (by UUID): its labels and every series registered under them.
@@ -30,6 +31,7 @@ public final class MetricsExporter: Sendable {
         var counters: [ObjectIdentifier: Counter] = [:]
         var gauges: [ObjectIdentifier: Gauge] = [:]
         var histogram: ValueHistogram?
+        var guestSeenHistogram: ValueHistogram?
     }
 
     /// The pause histogram's bucket bounds in seconds: the snapshot's millisecond bounds,
@@ -40,17 +42,22 @@ public final class MetricsExporter: Sendable {
     public init(version: String) {
         registry.makeGauge(descriptor: Name.buildInfo, labels: [("version", version)]).set(1.0)
         pauseSeconds = registry.makeValueHistogram(descriptor: Name.pauseSeconds, buckets: Self.pauseBucketsSeconds)
+        guestSeenPauseSeconds = registry.makeValueHistogram(descriptor: Name.guestSeenPauseSeconds, buckets: Self.pauseBucketsSeconds)
     }
 
-    /// Records one reclaim pause, globally and for its guest.
+    /// Records one reclaim pause, globally and for its guest: its length from the calls, and
+    /// what the guest saw when that is known.
     public func record(_ pause: ReclaimPause) {
         let seconds = pause.milliseconds / 1000
         pauseSeconds.record(seconds)
+        let guestSeenSeconds = pause.guestSeenMilliseconds.map { $0 / 1000 }
+        if let guestSeenSeconds { guestSeenPauseSeconds.record(guestSeenSeconds) }
         let labels = Self.labels(pause.guest, trustGroup: pause.trustGroup)
-        let histogram = state.withLock { state in
-            series(for: pause.guest.uuid, labels: labels, in: &state).histogram
+        let guestSeries = state.withLock { state in
+            series(for: pause.guest.uuid, labels: labels, in: &state)
         }
-        histogram?.record(seconds)
+        guestSeries.histogram?.record(seconds)
+        if let guestSeenSeconds { guestSeries.guestSeenHistogram?.record(guestSeenSeconds) }
     }
 
     /// The metrics text (Prometheus exposition format 0.0.4) for this snapshot.
@@ -68,6 +75,10 @@ public final class MetricsExporter: Sendable {
             set(gauge: Name.runMode, Double(snapshot.run.rawValue), labels: [], series: &global)
             set(gauge: Name.unresumedPauses, Double(snapshot.unresumedPauses), labels: [], series: &global)
             if let residentBytes { set(gauge: Name.residentBytes, Double(residentBytes), labels: [], series: &global) }
+            for reason in ReclaimDeferral.Reason.allCases {
+                let waiting = snapshot.guests.count { $0.reclaim.deferred?.reason == reason }
+                set(gauge: Name.deferredGuests, Double(waiting), labels: [("reason", reason.rawValue)], series: &global)
+            }
 
             var present = Set<String>()
             for guest in snapshot.guests {
@@ -79,6 +90,7 @@ public final class MetricsExporter: Sendable {
                 set(gauge: Name.guestMapped, guest.mapped ? 1 : 0, labels: labels, series: &guestSeries)
                 set(gauge: Name.guestReclaimEligible, guest.reclaim.eligible ? 1 : 0, labels: labels, series: &guestSeries)
                 set(gauge: Name.guestResumeFailing, guest.reclaim.resumeFailure == nil ? 0 : 1, labels: labels, series: &guestSeries)
+                set(gauge: Name.guestReclaimDeferred, guest.reclaim.deferred == nil ? 0 : 1, labels: labels, series: &guestSeries)
                 state.guests[guest.uuid] = guestSeries
             }
             for (uuid, series) in state.guests where !present.contains(uuid) {
@@ -105,6 +117,8 @@ public final class MetricsExporter: Sendable {
         var series = GuestSeries(labels: labels)
         series.histogram = registry.makeValueHistogram(
             descriptor: Name.guestPauseSeconds, labels: labels, buckets: Self.pauseBucketsSeconds)
+        series.guestSeenHistogram = registry.makeValueHistogram(
+            descriptor: Name.guestGuestSeenPauseSeconds, labels: labels, buckets: Self.pauseBucketsSeconds)
         state.guests[uuid] = series
         return series
     }
@@ -113,11 +127,12 @@ public final class MetricsExporter: Sendable {
         for counter in series.counters.values { registry.unregisterCounter(counter) }
         for gauge in series.gauges.values { registry.unregisterGauge(gauge) }
         if let histogram = series.histogram { registry.unregisterValueHistogram(histogram) }
+        if let histogram = series.guestSeenHistogram { registry.unregisterValueHistogram(histogram) }
     }
 
     /// Sets a counter to an absolute value: the agent keeps the totals. (A total that went
     /// down, because a guest's slots started over, reads as a counter reset, which Prometheus
-    /// handles.) Unlabelled series are the global ones and are never removed.
+    /// handles.) The global series (no guest series to keep them in) are never removed.
     private func set(counter name: MetricNameDescriptor, _ value: Int, labels: [(String, String)], series: inout GuestSeries?) {
         let counter = labels.isEmpty ? registry.makeCounter(descriptor: name) : registry.makeCounter(descriptor: name, labels: labels)
         series?.counters[ObjectIdentifier(counter)] = counter
@@ -150,6 +165,10 @@ public final class MetricsExporter: Sendable {
         set(gauge: names.pendingPages, Double(r.pendingPages), labels: labels, series: &series)
         set(gauge: names.heldPages, Double(r.pagesHeld), labels: labels, series: &series)
         set(counter: names.pausesStoppedEarly, r.pausesStoppedEarly, labels: labels, series: &series)
+        set(counter: names.guestSeenOverruns, r.guestSeenOverruns, labels: labels, series: &series)
+        for reason in ReclaimDeferral.Reason.allCases {
+            set(counter: names.deferrals, r.deferrals(reason), labels: labels + [("reason", reason.rawValue)], series: &series)
+        }
     }
 }
 
@@ -196,7 +215,7 @@ extension Counters.CodingKeys {
 /// Reclaim's counters.
 struct ReclaimNames {
     let zeroPagesReclaimed, bytesReclaimed, pauses, pauseOverruns, zeroPagesRefaulted: MetricNameDescriptor
-    let pendingPages, heldPages, pausesStoppedEarly: MetricNameDescriptor
+    let pendingPages, heldPages, pausesStoppedEarly, guestSeenOverruns, deferrals: MetricNameDescriptor
 
     init(subsystem: String?, of whom: String) {
         let d = { Name.d(subsystem, $0, $1, $2 + " (\(whom))") }
@@ -208,6 +227,8 @@ struct ReclaimNames {
         pendingPages = d("reclaim_pending_pages", "", "Confirmed zero pages waiting for a pause")
         heldPages = d("reclaim_held_pages", "", "Pages reclaimed and still holes: memory the host holds back")
         pausesStoppedEarly = d("reclaim_pauses_stopped_early", "total", "Pauses whose punching stopped at the deadline or on an outside state change")
+        guestSeenOverruns = d("reclaim_guest_seen_overruns", "total", "Pauses the guest saw (QEMU STOP to RESUME) longer than the policy's max_pause_ms")
+        deferrals = d("reclaim_deferrals", "total", "Times a due reclaim began to wait, by reason (cpu_pressure, pause_cost)")
     }
 }
 
@@ -224,6 +245,10 @@ enum Name {
 
     static var pauseSeconds: MetricNameDescriptor { d(nil, "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (all guests)") }
     static var guestPauseSeconds: MetricNameDescriptor { d("guest", "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (per guest)") }
+    static var guestSeenPauseSeconds: MetricNameDescriptor { d(nil, "reclaim_guest_seen_pause", "seconds", "Length of reclaim pauses as the guest saw them, QEMU STOP to RESUME (all guests)") }
+    static var guestGuestSeenPauseSeconds: MetricNameDescriptor { d("guest", "reclaim_guest_seen_pause", "seconds", "Length of reclaim pauses as the guest saw them, QEMU STOP to RESUME (per guest)") }
+    static var deferredGuests: MetricNameDescriptor { d(nil, "reclaim_deferred_guests", "", "Guests whose due reclaim waits now, by reason (cpu_pressure, pause_cost)") }
+    static var guestReclaimDeferred: MetricNameDescriptor { d("guest", "reclaim_deferred", "", "1 while the guest's due reclaim waits for the host to calm or its pause cost to fall") }
     static var trackingBytes: MetricNameDescriptor { d(nil, "tracking", "bytes", "Memory the engine holds to track guest pages (rmap items and trees)") }
     static var residentBytes: MetricNameDescriptor { d("process", "resident_memory", "bytes", "samepaged's resident memory") }
     static var scanRate: MetricNameDescriptor { d(nil, "scan_rate", "pages_per_second", "Pages scanned per second over the last 10 seconds") }

@@ -33,6 +33,22 @@ public struct ReclaimStatus: Sendable, Equatable {
     /// Pauses by length: counts for lengths up to each of ``histogramBoundsMs``.
     public var pauseHistogram: [Int] = Array(repeating: 0, count: ReclaimStatus.histogramBoundsMs.count)
 
+    /// Why reclaim waits now although pages are due (the host is too busy for a pause to keep
+    /// its budget); nil when it does not wait.
+    public var deferred: ReclaimDeferral?
+    /// Times a due reclaim began to wait, for each reason.
+    public var deferralsForCPUPressure = 0
+    public var deferralsForPauseCost = 0
+
+    /// Pauses whose length the guest saw is known: QEMU's own STOP and RESUME timestamps.
+    public var guestSeenPauses = 0
+    /// Their total length as the guest saw it, in milliseconds.
+    public var guestSeenPauseMillisecondsTotal = 0.0
+    /// Pauses the guest saw longer than the policy's `max_pause_ms`.
+    public var guestSeenOverruns = 0
+    /// Pauses by the length the guest saw, with the buckets of ``pauseHistogram``.
+    public var guestSeenPauseHistogram: [Int] = Array(repeating: 0, count: ReclaimStatus.histogramBoundsMs.count)
+
     /// Upper bounds of the pause histogram's buckets, in milliseconds (the last is +Inf).
     public static let histogramBoundsMs: [Double] = [1, 2, 5, 10, 20, 50, 100, .infinity]
 
@@ -48,11 +64,60 @@ public struct ReclaimStatus: Sendable, Equatable {
         pauseHistogram[bucket] += 1
     }
 
-    /// Adds another guest's figures (for the host's totals).
+    /// Records what the guest saw of one pause: QEMU's RESUME timestamp less its STOP's.
+    public mutating func record(guestSeenMilliseconds: Double, overrun: Bool) {
+        guestSeenPauses += 1
+        guestSeenPauseMillisecondsTotal += guestSeenMilliseconds
+        if overrun { guestSeenOverruns += 1 }
+        let bucket = ReclaimStatus.histogramBoundsMs.firstIndex { guestSeenMilliseconds <= $0 }!
+        guestSeenPauseHistogram[bucket] += 1
+    }
+
+    /// Counts one more deferral for `reason`.
+    public mutating func countDeferral(_ reason: ReclaimDeferral.Reason) {
+        switch reason {
+        case .cpuPressure: deferralsForCPUPressure += 1
+        case .pauseCost: deferralsForPauseCost += 1
+        }
+    }
+
+    /// Deferrals so far for `reason`.
+    public func deferrals(_ reason: ReclaimDeferral.Reason) -> Int {
+        switch reason {
+        case .cpuPressure: deferralsForCPUPressure
+        case .pauseCost: deferralsForPauseCost
+        }
+    }
+
+    /// Adds another guest's figures (for the host's totals). A deferral is a guest's own and
+    /// is not summed.
     public mutating func add(_ other: ReclaimStatus) {
         for (_, count) in Self.counts { self[keyPath: count] += other[keyPath: count] }
         pauseMillisecondsTotal += other.pauseMillisecondsTotal
+        guestSeenPauseMillisecondsTotal += other.guestSeenPauseMillisecondsTotal
         for i in pauseHistogram.indices { pauseHistogram[i] += other.pauseHistogram[i] }
+        for i in guestSeenPauseHistogram.indices { guestSeenPauseHistogram[i] += other.guestSeenPauseHistogram[i] }
+    }
+}
+
+/// Why a guest's due reclaim waits: a pause now would likely overrun its budget.
+public struct ReclaimDeferral: Sendable, Equatable, Codable {
+    /// The reason, as the metrics label it.
+    public enum Reason: String, Sendable, Codable, CaseIterable {
+        /// The host's CPU pressure (`/proc/pressure/cpu`) is over `reclaim.max_cpu_pressure`.
+        case cpuPressure = "cpu_pressure"
+        /// The guest's recent suspend and resume calls alone took most of its budget.
+        case pauseCost = "pause_cost"
+    }
+
+    public var reason: Reason
+    /// In an operator's words, with the figures: "host CPU pressure 43.1% over the last
+    /// second (limit 10%)".
+    public var detail: String
+
+    public init(_ reason: Reason, detail: String) {
+        self.reason = reason
+        self.detail = detail
     }
 }
 
@@ -73,6 +138,13 @@ extension ReclaimStatus: Codable {
         case pagesToRepopulate = "pages_to_repopulate"
         case pausesStoppedEarly = "pauses_stopped_early"
         case resumeFailure = "resume_failure"
+        case deferred
+        case deferralsForCPUPressure = "deferrals_cpu_pressure"
+        case deferralsForPauseCost = "deferrals_pause_cost"
+        case guestSeenPauses = "guest_seen_pauses"
+        case guestSeenPauseMillisecondsTotal = "guest_seen_pause_ms_total"
+        case guestSeenOverruns = "guest_seen_overruns"
+        case guestSeenPauseHistogram = "guest_seen_pause_histogram"
     }
 
     /// The counts, each with its key: the figures that ``add(_:)`` sums and the decoder reads
@@ -87,6 +159,10 @@ extension ReclaimStatus: Codable {
         (.pagesHeld, \.pagesHeld),
         (.pagesToRepopulate, \.pagesToRepopulate),
         (.pausesStoppedEarly, \.pausesStoppedEarly),
+        (.deferralsForCPUPressure, \.deferralsForCPUPressure),
+        (.deferralsForPauseCost, \.deferralsForPauseCost),
+        (.guestSeenPauses, \.guestSeenPauses),
+        (.guestSeenOverruns, \.guestSeenOverruns),
     ]
 
     public init(from decoder: any Decoder) throws {
@@ -98,6 +174,9 @@ extension ReclaimStatus: Codable {
         pauseMillisecondsTotal = try c.decode(.pauseMillisecondsTotal, or: pauseMillisecondsTotal)
         resumeFailure = try c.decodeIfPresent(String.self, forKey: .resumeFailure)
         pauseHistogram = try c.decode(.pauseHistogram, or: pauseHistogram)
+        deferred = try c.decodeIfPresent(ReclaimDeferral.self, forKey: .deferred)
+        guestSeenPauseMillisecondsTotal = try c.decode(.guestSeenPauseMillisecondsTotal, or: guestSeenPauseMillisecondsTotal)
+        guestSeenPauseHistogram = try c.decode(.guestSeenPauseHistogram, or: guestSeenPauseHistogram)
     }
 
     /// The totals that the object holding this status (a guest, the daemon's stats) also
@@ -119,10 +198,14 @@ public struct ReclaimPause: Sendable, Equatable {
     public var trustGroup: String?
     /// Suspend call to the return of the resume call.
     public var milliseconds: Double
+    /// What the guest saw: QEMU's RESUME timestamp less its STOP's; nil when QEMU's events
+    /// did not arrive.
+    public var guestSeenMilliseconds: Double?
 
-    public init(guest: GuestIdentity, trustGroup: String?, milliseconds: Double) {
+    public init(guest: GuestIdentity, trustGroup: String?, milliseconds: Double, guestSeenMilliseconds: Double? = nil) {
         self.guest = guest
         self.trustGroup = trustGroup
         self.milliseconds = milliseconds
+        self.guestSeenMilliseconds = guestSeenMilliseconds
     }
 }

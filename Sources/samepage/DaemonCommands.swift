@@ -28,15 +28,21 @@ func counterLines(_ counters: Counters, indent: String = "") -> [String] {
 }
 
 func reclaimLines(_ r: ReclaimStatus) -> [String] {
-    let buckets = zip(ReclaimStatus.histogramBoundsMs, r.pauseHistogram)
-        .map { "\($0.isInfinite ? "+Inf" : String(format: "%g", $0)):\($1)" }.joined(separator: " ")
+    func buckets(_ counts: [Int]) -> String {
+        zip(ReclaimStatus.histogramBoundsMs, counts)
+            .map { "\($0.isInfinite ? "+Inf" : String(format: "%g", $0)):\($1)" }.joined(separator: " ")
+    }
     return [
         "zero_pages_reclaimed \(r.zeroPagesReclaimed)", "bytes_reclaimed  \(r.bytesReclaimed)",
         "zero_pages_refaulted \(r.zeroPagesRefaulted)", "pages_held       \(r.pagesHeld)",
         "pauses           \(r.pauses) (\(String(format: "%.1f", r.pauseMillisecondsTotal)) ms, \(r.pauseOverruns) over budget)",
-        "pause_ms         \(buckets)",
+        "pause_ms         \(buckets(r.pauseHistogram))",
+        "guest_seen       \(r.guestSeenPauses) (\(String(format: "%.1f", r.guestSeenPauseMillisecondsTotal)) ms, \(r.guestSeenOverruns) over budget)",
+        "guest_seen_ms    \(buckets(r.guestSeenPauseHistogram))",
         "pauses_stopped_early \(r.pausesStoppedEarly)",
-    ] + (r.resumeFailure.map { ["RESUME FAILING   \($0) (retried with backoff)"] } ?? [])
+        "deferrals        cpu_pressure \(r.deferralsForCPUPressure), pause_cost \(r.deferralsForPauseCost)",
+    ] + (r.deferred.map { ["DEFERRED         \($0.reason.rawValue): \($0.detail)"] } ?? [])
+        + (r.resumeFailure.map { ["RESUME FAILING   \($0) (retried with backoff)"] } ?? [])
 }
 
 /// `--json`, shared by every command that prints an answer.
@@ -68,6 +74,7 @@ func guestTable(_ guests: [GuestStatus]) -> String {
         })]
     for g in guests {
         if let reason = g.reason { lines.append("\(g.name): not mapped: \(reason)") }
+        if let deferred = g.reclaim.deferred { lines.append("\(g.name): reclaim deferred: \(deferred.detail)") }
     }
     return lines.joined(separator: "\n")
 }
@@ -126,7 +133,8 @@ struct DominfoCommand: ParsableCommand {
             "Other mappers:   \(list(facts.otherMappers.map { "\($0.command) (\($0.pid))" }))",
             "Active job:      \(facts.activeJob ? "yes" : "no")",
             "DMA descriptors: \(list(facts.dmaDescriptors))",
-            "Reclaim:         \(g.reclaim.eligible ? "eligible" : "not eligible: \(g.reclaim.reason ?? "")")",
+            "Reclaim:         \(g.reclaim.eligible ? "eligible" : "not eligible: \(g.reclaim.reason ?? "")")"
+                + (g.reclaim.deferred.map { ", deferred: \($0.detail)" } ?? ""),
         ]
         print(lines.joined(separator: "\n"))
         print(counterLines(g.counters).joined(separator: "\n"))

@@ -104,6 +104,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.policy = { policies.policy(for: $0).policy }
         agentConfiguration.pauseJournal = settings.pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
+        agentConfiguration.reclaimMaxCPUPressure = Double(settings.reclaimMaxCPUPressure)
         let exporter = MetricsExporter(version: SamepageRelease.version)
         agentConfiguration.pauseObserver = { exporter.record($0) }
         let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))

@@ -89,6 +89,11 @@ let daemonConfig = """
     smart_scan = false
     [policy.default]
     mode = "off"
+    [reclaim]
+    # Tests of what reclaim does, not of when: deferral for CPU pressure is off here (the
+    # test machine's own load would make its timing theirs) and tested on its own in
+    # BusyHostEndToEndTests.
+    max_cpu_pressure = 100
     """
 
 let reportPolicy = "mode = \"report\"\ntrust_group = \"e2e\"\n"
@@ -315,7 +320,7 @@ struct ReclaimEndToEndTests {
         defer { TestHost.removeGuests([name]) }
         try TestHost.startGuest(name, ram: "memfd", fill: 32)
         let cap = 8 << 20
-        let daemon = try DaemonProcess(config: daemonConfig + "\n[reclaim]\nmax_bytes = \(cap)\n")
+        let daemon = try DaemonProcess(config: daemonConfig.replacingOccurrences(of: "[reclaim]\n", with: "[reclaim]\nmax_bytes = \(cap)\n"))
         // A generous pause budget: this test is about the cap, not about pacing.
         try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms = 100\nmax_pause_ms_per_minute = 6000\n")
         try daemon.start()
@@ -406,7 +411,7 @@ struct ReclaimEndToEndTests {
         // the same configuration file and nothing else, the journal's path from reclaim.journal.
         try libvirt.suspend(uuid: ours.uuid)
         try PauseJournal(path: "\(daemon.directory)/paused.json").willPause(uuid: ours.uuid.uuidString.lowercased(), name: ours.name, domainID: ours.id)
-        try (daemonConfig + "\n[reclaim]\njournal = \"\(daemon.directory)/paused.json\"\n")
+        try daemonConfig.replacingOccurrences(of: "[reclaim]\n", with: "[reclaim]\njournal = \"\(daemon.directory)/paused.json\"\n")
             .write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
         let result = try TestHost.run(DaemonProcess.samepaged, ["--config", daemon.configFile, "--resume-paused"])
         #expect(result.status == 0, "\(result.output)")

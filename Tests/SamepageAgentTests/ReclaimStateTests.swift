@@ -15,6 +15,7 @@ struct ReclaimStateTests {
     @Test("Batch size: 70% of the budget less the fixed cost, over the per-page cost, at least 64")
     func batchSize() {
         var state = ReclaimState()  // fixed 5000 µs, 5 µs per page
+        state.pausesMeasured = 1
         #expect(state.batchSize(maxPauseMs: 50) == 6000)  // 50 × 700 = 35000; − 5000 = 30000; / 5
         #expect(state.batchSize(maxPauseMs: 8) == 120)  // 5600 − 5000 = 600; / 5
         #expect(state.batchSize(maxPauseMs: 7) == 64)  // 4900 − 5000 < 0: room 0, the floor
@@ -31,6 +32,7 @@ struct ReclaimStateTests {
     @Test("Costs: a fifth of the way to each sample (30% per page), outliers capped at twice the estimate")
     func learnCosts() {
         var state = ReclaimState()  // fixed 5000, per page 5, resume 3000 µs
+        state.pausesMeasured = 1  // past the probe: estimates move, not replaced
         // Suspend 4 ms, verify and punch 10 ms over 1000 pages, resume 2 ms.
         let suspended = t0 + .milliseconds(4), punched = t0 + .milliseconds(14), end = t0 + .milliseconds(16)
         state.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 1000)
@@ -45,6 +47,7 @@ struct ReclaimStateTests {
 
         // A slow suspend (100 ms) and resume (9 ms), 10 pages: capped samples, per page kept.
         var slow = ReclaimState()
+        slow.pausesMeasured = 1
         slow.learnCosts(
             start: t0, suspended: t0 + .milliseconds(100), punched: t0 + .milliseconds(101),
             end: t0 + .milliseconds(110), pagesExamined: 10)
@@ -58,15 +61,61 @@ struct ReclaimStateTests {
         // Verify and punch 640 µs: 10 µs per page over 64 pages.
         let suspended = t0 + .milliseconds(1), punched = suspended + .microseconds(640), end = punched + .milliseconds(3)
         var at64 = ReclaimState()
+        at64.pausesMeasured = 1
         at64.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 64)
         expectClose(at64.pausePerPageMicros, 6.5)  // 0.7 × 5 + 0.3 × 10
         var at63 = ReclaimState()
+        at63.pausesMeasured = 1
         at63.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 63)
         expectClose(at63.pausePerPageMicros, 5)
         var none = ReclaimState()
+        none.pausesMeasured = 1
         none.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 0)
         expectClose(none.pausePerPageMicros, 5)
         expectClose(none.pauseFixedMicros, 4800)  // 0.8 × 5000 + 0.2 × (1000 + 3000)
+    }
+
+    @Test("The first pause is a 64-page probe whose costs replace the guesses")
+    func probe() {
+        var state = ReclaimState()
+        #expect(state.batchSize(maxPauseMs: 100) == 64)  // nothing measured yet
+        // Suspend 9 ms, 64 pages in 0.64 ms, resume 8 ms: the probe's figures are taken whole.
+        let suspended = t0 + .milliseconds(9), punched = suspended + .microseconds(640), end = punched + .milliseconds(8)
+        state.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 64)
+        expectClose(state.pauseFixedMicros, 17_000)  // 9000 + 8000, not capped at 2 × 5000
+        expectClose(state.resumeMicros, 8_000)
+        expectClose(state.pausePerPageMicros, 6.5)  // per page still moves 30%: 0.7 × 5 + 0.3 × 10
+        #expect(state.pausesMeasured == 1)
+        #expect(state.lastPauseEnd == end)
+        // Now sized from the costs: 100 × 700 = 70000 − 17000 = 53000; / 6.5 = 8153.8
+        #expect(state.batchSize(maxPauseMs: 100) == 8153)
+    }
+
+    @Test("Deferral: CPU pressure over the limit, or a fixed cost over 80% of the budget until a probe is due")
+    func deferral() {
+        var state = ReclaimState()
+        // Pressure decides before anything is measured.
+        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 10.5, pressureLimit: 10, at: t0)?.reason == .cpuPressure)
+        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 10, pressureLimit: 10, at: t0) == nil)  // not over
+        #expect(state.deferral(maxPauseMs: 10, cpuPressure: nil, pressureLimit: 10, at: t0) == nil)  // no PSI
+        let busy = state.deferral(maxPauseMs: 10, cpuPressure: 43.06, pressureLimit: 10, at: t0)
+        #expect(busy?.detail == "host CPU pressure 43.1% (limit 10.0%)")
+        // Unmeasured guesses (5000 µs of 10 ms) never defer: the probe measures them.
+        state.pauseFixedMicros = 9_000
+        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0) == nil)
+        // Measured: 9 ms > 80% of 10 ms. 8 ms is not over.
+        state.pausesMeasured = 3
+        state.lastPauseEnd = t0
+        let costly = state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0 + .seconds(59))
+        #expect(costly?.reason == .pauseCost)
+        #expect(costly?.detail == "suspend and resume take 9.0 ms of max_pause_ms 10; probing again 60 s after the last pause")
+        state.pauseFixedMicros = 8_000
+        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0) == nil)
+        // A minute after the last pause a probe may go.
+        state.pauseFixedMicros = 9_000
+        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0 + .seconds(60)) == nil)
+        // A bigger budget takes the same cost: 9 ms of 20 ms.
+        #expect(state.deferral(maxPauseMs: 20, cpuPressure: 0, pressureLimit: 10, at: t0) == nil)
     }
 
     @Test("Duty cycle: pauses that ended in the last minute count, older ones are forgotten")

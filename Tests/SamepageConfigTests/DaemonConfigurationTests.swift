@@ -42,7 +42,7 @@ import Testing
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let keys = text.split(separator: "\n").filter { $0.contains(" = ") && !$0.hasPrefix("#") }
         #expect(keys.map { $0.split(separator: " ").first! }.sorted() == [
-            "address", "directory", "group", "journal", "max_bytes", "max_kernel_pages", "max_page_sharing", "max_pages",
+            "address", "directory", "group", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_pages",
             "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "reclaim_hugetlbfs", "run",
             "sleep_millisecs", "smart_scan", "socket", "uri",
         ])
@@ -85,6 +85,7 @@ import Testing
             max_pause_ms = 5
             [reclaim]
             max_bytes = 1073741824
+            max_cpu_pressure = 35
             journal = "/srv/samepage/paused.json"
             """
         var expected = DaemonConfiguration()
@@ -98,6 +99,7 @@ import Testing
         expected.policyDirectory = "/srv/guests.d"
         expected.defaultPolicy = GuestPolicy(mode: .report, trustGroup: "lab", maxPauseMs: 5)
         expected.reclaimMaxBytes = 1 << 30
+        expected.reclaimMaxCPUPressure = 35
         expected.pauseJournal = "/srv/samepage/paused.json"
         let parsed = try DaemonConfiguration.parse(text: text, file: file)
         #expect(parsed == expected)
@@ -152,6 +154,8 @@ import Testing
         ("[policy]\ndefault = \"off\"", 3, "[policy.default] must be a table, not a string"),
         ("[reclaim]\nmax_bytes = -1", 3, "reclaim.max_bytes = -1 is out of range: expected 0 (unlimited) or more"),
         ("[reclaim]\nmax_bytes = \"1G\"", 3, "reclaim.max_bytes must be an integer, not a string"),
+        ("[reclaim]\nmax_cpu_pressure = 0", 3, "reclaim.max_cpu_pressure = 0 is out of range: expected 1 to 100 (percent; 100 never waits)"),
+        ("[reclaim]\nmax_cpu_pressure = 101", 3, "reclaim.max_cpu_pressure = 101 is out of range: expected 1 to 100 (percent; 100 never waits)"),
         ("[reclaim]\njournal = \"paused.json\"", 3, "reclaim.journal = \"paused.json\" is not an absolute path"),
         ("[scan]\n[scan]", 3, "syntax error: "),
         ("verbose = true", 2, "unknown key \"verbose\" (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\")"),

@@ -19,6 +19,11 @@ struct ControlGoldenTests {
         reclaiming.reclaim.pauseMillisecondsTotal = 21.5
         reclaiming.reclaim.pauseHistogram = [0, 0, 1, 2, 0, 0, 0, 0]
         reclaiming.reclaim.eligible = true
+        reclaiming.reclaim.deferred = ReclaimDeferral(.pauseCost, detail: "suspend and resume take 9.0 ms of max_pause_ms 10; probing again 60 s after the last pause")
+        reclaiming.reclaim.deferralsForPauseCost = 2
+        reclaiming.reclaim.guestSeenPauses = 3
+        reclaiming.reclaim.guestSeenPauseMillisecondsTotal = 12.25
+        reclaiming.reclaim.guestSeenPauseHistogram = [0, 0, 3, 0, 0, 0, 0, 0]
         return [
             ("list", .success(.guests([Sample.alpha, Sample.beta]))),
             ("dominfo", .success(.guest(reclaiming))),

@@ -23,6 +23,10 @@ struct MetricsGoldenTests {
         a.reclaim.pauseOverruns = 1
         a.reclaim.pendingPages = 5
         a.reclaim.zeroPagesRefaulted = 3
+        a.reclaim.deferred = ReclaimDeferral(.cpuPressure, detail: "host CPU pressure 40.0% (limit 10.0%)")
+        a.reclaim.deferralsForCPUPressure = 4
+        a.reclaim.deferralsForPauseCost = 1
+        a.reclaim.guestSeenOverruns = 1
         let b = guest("beta", uuid: "00000000-0000-0000-0000-00000000000b", group: nil, scanned: 500, shared: 0, reclaimed: 0)
         snapshot.guests = [a, b]
         snapshot.counters.pagesScanned = 1500
@@ -31,7 +35,7 @@ struct MetricsGoldenTests {
         snapshot.reclaim = a.reclaim
         let exporter = MetricsExporter(version: "0.1.0")
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 4))
-        exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 30))
+        exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 30, guestSeenMilliseconds: 12))
         let text = String(decoding: exporter.render(snapshot, residentBytes: 50 << 20), as: UTF8.self)
         let lines = text.split(separator: "\n").map(String.init).sorted()
         let file = Self.directory.appendingPathComponent("metrics.txt")

@@ -1,0 +1,92 @@
+import Glibc
+import Foundation
+import Testing
+
+/// A CPU hog per core, started as the test's own children and killed at the end.
+final class CPUHogs {
+    private(set) var pids: [pid_t] = []
+
+    init(count: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) throws {
+        for _ in 0..<count {
+            pids.append(try TestHost.spawn("/bin/sh", ["-c", "while :; do :; done"], output: "/dev/null"))
+        }
+    }
+
+    func stop() {
+        for pid in pids {
+            kill(pid, SIGKILL)
+            _ = TestHost.wait(pid)
+        }
+        pids = []
+    }
+
+    deinit { stop() }
+}
+
+/// The share of time some task waited for a CPU over the kernel's last 10 seconds.
+func cpuPressureAvg10() -> Double {
+    let text = (try? String(contentsOfFile: "/proc/pressure/cpu", encoding: .utf8)) ?? ""
+    guard let field = text.split(separator: " ").first(where: { $0.hasPrefix("avg10=") }) else { return -1 }
+    return Double(field.dropFirst(6)) ?? -1
+}
+
+@Suite("End to end: a busy host", .serialized)
+struct BusyHostEndToEndTests {
+    @Test("A CPU hog per core makes reclaim wait and say so; once the hogs stop, reclaim goes on and the guest saw each pause")
+    func reclaimWaitsForABusyHost() throws {
+        let name = "sp-e2e-busy"
+        TestHost.removeGuests([name])
+        defer { TestHost.removeGuests([name]) }
+        try TestHost.startGuest(name, ram: "memfd", fill: 16)
+
+        // The default limit, 25%: the shared test configuration turns deferral off.
+        let daemon = try DaemonProcess(config: daemonConfig.replacingOccurrences(of: "max_cpu_pressure = 100", with: "max_cpu_pressure = 25"))
+        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms = 30\nmax_pause_ms_per_minute = 3000\n")
+        let hogs = try CPUHogs()
+        // Until the kernel's 10-second average shows the hogs.
+        #expect(eventually(timeout: .seconds(60)) { cpuPressureAvg10() > 25 }, "CPU pressure stays at \(cpuPressureAvg10())%")
+        try daemon.start()
+
+        // The 16 MiB of zero-filled files are confirmed zero (two scans) and wait: reclaim says why.
+        func reclaim() throws -> [String: Any] { (try daemon.guest(name)?["reclaim"] as? [String: Any]) ?? [:] }
+        func describe() -> String { "\((try? reclaim()) ?? [:])\n\(daemon.log.suffix(3000))" }
+        #expect(try eventually(timeout: .seconds(90)) {
+            let r = try reclaim()
+            return (r["deferred"] as? [String: Any])?["reason"] as? String == "cpu_pressure" && int(r["pending_pages"]) >= 4096
+        }, "\(describe())")
+        let waiting = try reclaim()
+        #expect(int(waiting["deferrals_cpu_pressure"]) >= 1)
+        #expect(int(waiting["pauses"]) == 0, "paused under the hogs: \(waiting)")
+        #expect(((waiting["deferred"] as? [String: Any])?["detail"] as? String)?.contains("host CPU pressure") == true)
+        let list = try daemon.cli("list")
+        #expect(list.output.contains("\(name): reclaim deferred: host CPU pressure"), "\(list.output)")
+        #expect(daemon.log.contains("guest \(name): reclaim waits: host CPU pressure"))
+        // Still waiting ten seconds on: no pause while the host is busy.
+        usleep(10_000_000)
+        #expect(int(try reclaim()["pauses"]) == 0)
+
+        hogs.stop()
+        #expect(try eventually(timeout: .seconds(120)) { int(try daemon.guest(name)?["zero_pages_reclaimed"]) >= 4096 },
+                "\(describe())")
+        let after = try reclaim()
+        #expect(after["deferred"] == nil, "\(after)")
+        #expect(daemon.log.contains("guest \(name): reclaim goes on"))
+
+        // What the guest saw of each pause, from QEMU's STOP and RESUME events: every pause is
+        // measured so, and lies within our suspend call to the return of our resume call.
+        #expect(eventually(timeout: .seconds(10)) {
+            let r = (try? reclaim()) ?? [:]
+            return int(r["guest_seen_pauses"]) == int(r["pauses"])
+        }, "\(describe())")
+        let final = try reclaim()
+        let pauses = int(final["pauses"])
+        let seenTotal = (final["guest_seen_pause_ms_total"] as? NSNumber)?.doubleValue ?? -1
+        let callTotal = (final["pause_ms_total"] as? NSNumber)?.doubleValue ?? -1
+        #expect(pauses > 0 && seenTotal > 0)
+        #expect(seenTotal <= callTotal + Double(pauses) * 0.5, "guest saw \(seenTotal) ms; calls took \(callTotal) ms")
+        #expect((final["guest_seen_pause_histogram"] as? [Int])?.reduce(0, +) == int(final["guest_seen_pauses"]))
+        #expect(daemon.log.contains("the guest saw"))
+        #expect(!daemon.log.contains("what the guest saw is unknown"), "\(daemon.log.suffix(3000))")
+        #expect(daemon.stop() == 0)
+    }
+}
