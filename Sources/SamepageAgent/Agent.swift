@@ -65,7 +65,9 @@ public final class Agent: Sendable {
         var requests: [Request] = []
         var stopping = false
         var running = false
-        var pendingTunables: Tunables?
+        /// The knobs as last set: those asked for, even before the thread applied them, with
+        /// the advisor's `pages_to_scan` as the thread last settled it.
+        var tunables = Tunables.daemonDefaults
         /// When the latest lifecycle events of each guest arrived: how the agent tells its
         /// own pause from someone else's, and sees an outside resume during a batch.
         var stateEvents: [UUID: StateEvents] = [:]
@@ -92,6 +94,10 @@ public final class Agent: Sendable {
         case reloadPolicies
         case refresh
         case sharing(SharingReply)
+
+        var isTunables: Bool {
+            if case .tunables = self { true } else { false }
+        }
     }
 
     /// Where the agent's thread leaves the sharing matrix for the thread that asked.
@@ -105,6 +111,7 @@ public final class Agent: Sendable {
         self.logger = logger
         shared.withLock {
             $0.snapshot.tunables = configuration.tunables
+            $0.tunables = configuration.tunables
             $0.snapshot.run = configuration.run
         }
     }
@@ -157,18 +164,24 @@ public final class Agent: Sendable {
     }
 
     /// Changes the engine's knobs before its next batch.
+    ///
+    /// While the scan-time advisor is on and stays on, `pages_to_scan` is the advisor's and
+    /// the value given is ignored (``Tunables/applying(_:)``); a change of `advisor_mode`
+    /// starts the advisor afresh from the `pages_to_scan` given (see
+    /// ``Tunables/setAdvisorMode(_:pagesToScanWhenOff:)``, which computes it).
     public func setTunables(_ tunables: Tunables) throws(TunableError) {
         try tunables.validate()
         shared.withLock { state in
             state.requests.append(.tunables(tunables))
-            state.pendingTunables = tunables
+            state.tunables = state.tunables.applying(tunables)
         }
     }
 
     /// The knobs as last set: requested changes count even before the thread applied them,
-    /// so two quick `tune` requests build on each other.
+    /// so two quick `tune` requests build on each other; `pages_to_scan` is the advisor's
+    /// latest while it is on.
     public var currentTunables: Tunables {
-        shared.withLock { $0.pendingTunables ?? $0.snapshot.tunables }
+        shared.withLock { $0.tunables }
     }
 
     /// `run`: stop, merge, or unmerge everything.
@@ -232,6 +245,15 @@ public final class Agent: Sendable {
     }
 
     func publish(_ snapshot: AgentSnapshot) { shared.withLock { $0.snapshot = snapshot } }
+
+    /// The thread's knobs, once it applied every request or the advisor changed
+    /// `pages_to_scan`, become ``currentTunables``; unless another change is queued, which
+    /// is then the newer word.
+    func settle(_ tunables: Tunables) {
+        shared.withLock { state in
+            if !state.requests.contains(where: \.isTunables) { state.tunables = tunables }
+        }
+    }
 
     func deliver(_ event: DomainEventNotification) {
         let now = ContinuousClock.now

@@ -30,6 +30,7 @@ extension Worker {
         snapshot.trackingBytes = engine.trackingBytes
         scanRate.add(engine.counters.pagesScanned, at: lastPublish)
         snapshot.scanRate = scanRate.perSecond
+        snapshot.lastFullScan = lastFullScan
         snapshot.updatedOnce = reconciledOnce
         snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
         snapshot.unresumedPauses = unresumed.count

@@ -28,6 +28,12 @@ final class Worker {
     var reconciledOnce = false
     /// Pages scanned over the last seconds, for the published scan rate.
     var scanRate = RateWindow(span: .seconds(10))
+    /// The scan-time advisor (used while `advisor_mode = "scan-time"`) and the clocks of the
+    /// full scan under way (Worker+Advisor.swift).
+    var advisor = ScanTimeAdvisor()
+    var stopwatch = FullScanStopwatch()
+    var lastFullScan: FullScanTime?
+    var cpuClockFailed = false
 
     var guests: [UUID: TrackedGuest] = [:]
     var slotOwners: [SlotID: UUID] = [:]
@@ -68,10 +74,13 @@ final class Worker {
             var reconcileNow = false
             for request in inbox.requests {
                 switch request {
-                case .tunables(let tunables): try? engine.setTunables(tunables)
+                case .tunables(let tunables): applyTunables(tunables)
                 case .run(let mode):
                     engine.run = mode
-                    if mode == .unmerge { startRepopulating() }
+                    if mode == .unmerge {
+                        stopwatch.discardScan()
+                        startRepopulating()
+                    }
                 case .reloadPolicies: reloadPolicies()
                 case .refresh: reconcileNow = true
                 case .sharing(let reply):
@@ -79,6 +88,7 @@ final class Worker {
                     reply.done.signal()
                 }
             }
+            if inbox.requests.contains(where: \.isTunables) { agent.settle(engine.tunables) }
             if inbox.closed { disconnect(reason: "libvirtd closed the connection") }
             if connection == nil && ContinuousClock.now >= nextConnectAttempt { connect() }
             for notification in inbox.events { handle(notification, reconcile: &reconcileNow) }
@@ -86,7 +96,9 @@ final class Worker {
             releaseExitedGuests()
 
             if connection != nil && !unresumed.isEmpty { resumePending() }
-            let report = engine.scanBatch()
+            // A batch ends with its full scan, as ksmd's does: the advisor measures each alone.
+            let report = engine.scanBatch(endingFullScans: true)
+            let scanCompleted = measureBatch(report)
             for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
             for failure in report.failures { slotFailed(failure) }
             readCPUPressure()
@@ -96,7 +108,8 @@ final class Worker {
             repopulateStep()
 
             if ContinuousClock.now - lastPublish >= .milliseconds(250) { publish() }
-            let idle = report.pagesScanned == 0
+            // A batch that only closed a full scan which read pages is not idle.
+            let idle = report.pagesScanned == 0 && !scanCompleted
             let pause = idle ? max(engine.tunables.sleepMillisecs, 50) : engine.tunables.sleepMillisecs
             if pause > 0 { usleep(UInt32(pause) * 1000) }
         }

@@ -18,7 +18,12 @@ import SamepageModel
 /// address = "127.0.0.1:9464"  # "" disables
 /// [scan]
 /// run = "merge"               # stop | merge | unmerge
-/// pages_to_scan = 1000
+/// advisor_mode = "scan-time"  # none | scan-time: who sets pages_to_scan
+/// # pages_to_scan = 1000      # only with advisor_mode = "none"
+/// advisor_target_scan_time = 200
+/// advisor_max_cpu = 70
+/// advisor_min_pages_to_scan = 500
+/// advisor_max_pages_to_scan = 30000
 /// sleep_millisecs = 20
 /// max_kernel_pages = 0
 /// max_page_sharing = 256
@@ -76,6 +81,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Whether the scanner runs at start (`scan.run`).
     public var run: RunMode = .merge
     /// The scanner's knobs (`scan.pages_to_scan` and the others, named as the kernel's).
+    /// With the advisor on (`scan.advisor_mode = "scan-time"`, the default) the file may not
+    /// set `pages_to_scan`, which is then `advisor_min_pages_to_scan`, the advisor's start.
     public var tunables = Tunables.daemonDefaults
 
     // MARK: [policy]
@@ -257,35 +264,63 @@ public struct DaemonConfiguration: Sendable, Equatable {
         if let run = section.choice("run", named: \RunMode.name) {
             self.run = run
         }
-        // Each knob is checked on its own (against the defaults of the others), so that every
-        // bad one is reported; the whole set is checked again at the end.
-        var reported = false
-        func knob(_ tunable: Tunables.CodingKeys, _ keyPath: WritableKeyPath<Tunables, Int>, _ section: inout TableReader) {
-            let key = tunable.stringValue
-            guard let value = section.integer(key) else { return }
-            var alone = Tunables()
-            alone[keyPath: keyPath] = value
+        // Each knob is checked on its own range, so that every bad one is reported; the knobs
+        // that bound each other are checked at the end, once all are read.
+        var badKeys: Set<String> = []
+        for (knob, keyPath) in Tunables.integerKnobs {
+            let key = knob.stringValue
+            guard let value = section.integer(key) else {
+                if section.contains(key) { badKeys.insert(key) }  // of the wrong type, reported
+                continue
+            }
             do {
-                try alone.validate()
+                try Tunables.checkRange(of: knob, value)
                 tunables[keyPath: keyPath] = value
             } catch {
                 section.error(at: key, error.description)
-                reported = true
+                badKeys.insert(key)
             }
         }
-        knob(.pagesToScan, \.pagesToScan, &section)
-        knob(.sleepMillisecs, \.sleepMillisecs, &section)
-        knob(.maxKernelPages, \.maxKernelPages, &section)
-        knob(.maxPageSharing, \.maxPageSharing, &section)
         if let smart = section.bool(Tunables.CodingKeys.smartScan.stringValue) {
             tunables.smartScan = smart
         }
-        if !reported {
+        readAdvisorMode(&section, badKeys: &badKeys)
+        if badKeys.isEmpty {
             do {
                 try tunables.validate()
             } catch {
                 section.error(at: error.name, error.description)
             }
+        }
+    }
+
+    /// `advisor_mode`, and with it who sets `pages_to_scan`: the advisor (starting from
+    /// `advisor_min_pages_to_scan`), or the file (``Tunables/daemonPagesToScan`` when it
+    /// does not).
+    private mutating func readAdvisorMode(_ section: inout TableReader, badKeys: inout Set<String>) {
+        let modeKey = Tunables.CodingKeys.advisorMode.stringValue
+        let pagesKey = Tunables.CodingKeys.pagesToScan.stringValue
+        let givenMode = section.choice(modeKey, named: \AdvisorMode.name)
+        // A misspelt mode is reported alone: what it meant for pages_to_scan is unknown.
+        if section.contains(modeKey) && givenMode == nil { return }
+        let mode = givenMode ?? Tunables.daemonDefaults.advisorMode
+        tunables.advisorMode = mode
+        // A pages_to_scan already reported (a bad value) is not reported again.
+        if badKeys.contains(pagesKey) { return }
+        let pagesGiven = section.contains(pagesKey)
+        switch mode {
+        case .scanTime:
+            if pagesGiven {
+                let why = givenMode == nil ? "\(modeKey) is \"scan-time\" by default" : "\(section.name(modeKey)) = \"scan-time\""
+                section.error(
+                    at: pagesKey,
+                    "\(section.name(pagesKey)) cannot be set while the scan-time advisor sets it (\(why)): "
+                        + "add \(modeKey) = \"none\" to [scan] to set it by hand")
+                badKeys.insert(pagesKey)
+            }
+            tunables.pagesToScan = tunables.advisorMinPagesToScan
+        case .off:
+            if !pagesGiven { tunables.pagesToScan = Tunables.daemonPagesToScan }
         }
     }
 

@@ -159,6 +159,11 @@ private struct RequestLine: Encodable {
             try t.encodeIfPresent(changes.maxKernelPages, forKey: .maxKernelPages)
             try t.encodeIfPresent(changes.maxPageSharing, forKey: .maxPageSharing)
             try t.encodeIfPresent(changes.smartScan, forKey: .smartScan)
+            try t.encodeIfPresent(changes.advisorMode, forKey: .advisorMode)
+            try t.encodeIfPresent(changes.advisorTargetScanTime, forKey: .advisorTargetScanTime)
+            try t.encodeIfPresent(changes.advisorMaxCPU, forKey: .advisorMaxCPU)
+            try t.encodeIfPresent(changes.advisorMinPagesToScan, forKey: .advisorMinPagesToScan)
+            try t.encodeIfPresent(changes.advisorMaxPagesToScan, forKey: .advisorMaxPagesToScan)
         case .policyShow(let guest):
             try c.encodeIfPresent(guest, forKey: "guest")
         }
@@ -223,7 +228,12 @@ extension RequestLine: Decodable {
                 sleepMillisecs: try knob(.sleepMillisecs, Int.self, "an integer"),
                 maxKernelPages: try knob(.maxKernelPages, Int.self, "an integer"),
                 maxPageSharing: try knob(.maxPageSharing, Int.self, "an integer"),
-                smartScan: try knob(.smartScan, Bool.self, "true or false"))
+                smartScan: try knob(.smartScan, Bool.self, "true or false"),
+                advisorMode: try Self.advisorMode(c),
+                advisorTargetScanTime: try knob(.advisorTargetScanTime, Int.self, "an integer"),
+                advisorMaxCPU: try knob(.advisorMaxCPU, Int.self, "an integer"),
+                advisorMinPagesToScan: try knob(.advisorMinPagesToScan, Int.self, "an integer"),
+                advisorMaxPagesToScan: try knob(.advisorMaxPagesToScan, Int.self, "an integer"))
             guard !changes.isEmpty else {
                 let names = Tunables.CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")
                 throw ControlFailure(.badRequest, "tune needs at least one of \(names)")
@@ -242,6 +252,17 @@ extension RequestLine: Decodable {
         } catch {
             throw ControlFailure(.badRequest, "\"\(key)\" must be \(expected)")
         }
+    }
+
+    /// `"advisor_mode"` of a `tune`: one of the kernel's names, or nil when absent.
+    private static func advisorMode(_ c: WireDecoding) throws(ControlFailure) -> AdvisorMode? {
+        let key = Tunables.CodingKeys.advisorMode.stringValue
+        let names = AdvisorMode.allCases.map { "\"\($0.name)\"" }.joined(separator: ", ")
+        guard let name = try field(c, key, String.self, "a string: \(names)") else { return nil }
+        guard let mode = AdvisorMode(rawValue: name) else {
+            throw ControlFailure(.invalidArgument, "\(key) \"\(name)\" is not one of \(names)")
+        }
+        return mode
     }
 
     /// `"mode"`: a name, or the kernel's number.

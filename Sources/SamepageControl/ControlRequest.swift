@@ -1,4 +1,5 @@
 import SamepageCore
+import SamepageModel
 
 /// The control protocol's constants. The wire format is described in
 /// `docs/control-protocol.md`.
@@ -25,6 +26,11 @@ public enum ControlCommand: String, Sendable, Hashable, Codable, CaseIterable {
 }
 
 /// Changes to the scanner's knobs asked by a `tune` request: each one nil or the new value.
+///
+/// `pages_to_scan` is the scan-time advisor's while it is on: a request may set it only
+/// together with `advisor_mode = "none"`, or while the advisor is off. Turning the advisor on
+/// starts it afresh from `advisor_min_pages_to_scan`; turning it off sets `pages_to_scan` to
+/// the one given, else to samepaged's default (the kernel's `set_advisor_defaults`).
 public struct TunableChanges: Sendable, Equatable {
     /// Pages visited per batch (`pages_to_scan`): 1 or more.
     public var pagesToScan: Int?
@@ -36,53 +42,113 @@ public struct TunableChanges: Sendable, Equatable {
     public var maxPageSharing: Int?
     /// Smart scan on or off (`smart_scan`).
     public var smartScan: Bool?
+    /// Who sets `pages_to_scan` (`advisor_mode`): `"none"` or `"scan-time"`.
+    public var advisorMode: AdvisorMode?
+    /// The advisor's target full-scan time in seconds (`advisor_target_scan_time`): 1 or more.
+    public var advisorTargetScanTime: Int?
+    /// The advisor's CPU cap in percent of one core (`advisor_max_cpu`): 1 to 100.
+    public var advisorMaxCPU: Int?
+    /// Where the advisor starts (`advisor_min_pages_to_scan`): 1 or more.
+    public var advisorMinPagesToScan: Int?
+    /// The advisor's cap on `pages_to_scan` (`advisor_max_pages_to_scan`): at least
+    /// `advisor_min_pages_to_scan`.
+    public var advisorMaxPagesToScan: Int?
 
     public init(
         pagesToScan: Int? = nil, sleepMillisecs: Int? = nil, maxKernelPages: Int? = nil,
-        maxPageSharing: Int? = nil, smartScan: Bool? = nil
+        maxPageSharing: Int? = nil, smartScan: Bool? = nil, advisorMode: AdvisorMode? = nil,
+        advisorTargetScanTime: Int? = nil, advisorMaxCPU: Int? = nil, advisorMinPagesToScan: Int? = nil,
+        advisorMaxPagesToScan: Int? = nil
     ) {
         self.pagesToScan = pagesToScan
         self.sleepMillisecs = sleepMillisecs
         self.maxKernelPages = maxKernelPages
         self.maxPageSharing = maxPageSharing
         self.smartScan = smartScan
+        self.advisorMode = advisorMode
+        self.advisorTargetScanTime = advisorTargetScanTime
+        self.advisorMaxCPU = advisorMaxCPU
+        self.advisorMinPagesToScan = advisorMinPagesToScan
+        self.advisorMaxPagesToScan = advisorMaxPagesToScan
+    }
+
+    /// The integer changes, each with its knob, in the order of ``Tunables/integerKnobs``.
+    var integers: [(Tunables.CodingKeys, Int?)] {
+        [
+            (.pagesToScan, pagesToScan), (.sleepMillisecs, sleepMillisecs), (.maxKernelPages, maxKernelPages),
+            (.maxPageSharing, maxPageSharing), (.advisorTargetScanTime, advisorTargetScanTime),
+            (.advisorMaxCPU, advisorMaxCPU), (.advisorMinPagesToScan, advisorMinPagesToScan),
+            (.advisorMaxPagesToScan, advisorMaxPagesToScan),
+        ]
     }
 
     /// Whether no knob is changed.
     public var isEmpty: Bool {
-        pagesToScan == nil && sleepMillisecs == nil && maxKernelPages == nil && maxPageSharing == nil
-            && smartScan == nil
+        integers.allSatisfy { $0.1 == nil } && smartScan == nil && advisorMode == nil
     }
 
-    /// `tunables` with these changes made.
-    public func applied(to tunables: Tunables) -> Tunables {
+    /// `tunables` (the knobs in force) with these changes made, and checked as a whole.
+    ///
+    /// Throws an `invalid_argument` failure for `pages_to_scan` while the advisor is or stays
+    /// on, and for knobs that do not fit together (`advisor_max_pages_to_scan` below
+    /// `advisor_min_pages_to_scan`).
+    ///
+    /// - Parameter pagesToScanWhenOff: `pages_to_scan` when this turns the advisor off and
+    ///   gives none.
+    public func applied(
+        to tunables: Tunables, pagesToScanWhenOff: Int = Tunables.daemonPagesToScan
+    ) throws(ControlFailure) -> Tunables {
+        let mode = advisorMode ?? tunables.advisorMode
+        if mode == .scanTime, pagesToScan != nil {
+            throw ControlFailure(.invalidArgument, Self.pagesToScanFollowsAdvisor)
+        }
         var result = tunables
-        if let pagesToScan { result.pagesToScan = pagesToScan }
-        if let sleepMillisecs { result.sleepMillisecs = sleepMillisecs }
-        if let maxKernelPages { result.maxKernelPages = maxKernelPages }
-        if let maxPageSharing { result.maxPageSharing = maxPageSharing }
+        for (knob, value) in integers {
+            guard let value, let keyPath = Tunables.integerKnobs.first(where: { $0.0 == knob })?.1 else { continue }
+            result[keyPath: keyPath] = value
+        }
         if let smartScan { result.smartScan = smartScan }
-        return result
-    }
-
-    /// Checks each given value against its range: the engine's (``Tunables/validate()``) and
-    /// the kernel's types (`pages_to_scan` and `sleep_millisecs` are unsigned ints,
-    /// `max_page_sharing` an int). Throws an `invalid_argument` failure naming the tunable.
-    public func validate() throws(ControlFailure) {
-        let limits: [(Tunables.CodingKeys, Int?, Int)] = [
-            (.pagesToScan, pagesToScan, Int(UInt32.max)),
-            (.sleepMillisecs, sleepMillisecs, Int(UInt32.max)),
-            (.maxPageSharing, maxPageSharing, Int(Int32.max)),
-        ]
+        // The mode last: turning the advisor on starts it from the new advisor_min_pages_to_scan.
+        result.setAdvisorMode(mode, pagesToScanWhenOff: pagesToScan ?? pagesToScanWhenOff)
         do {
-            try applied(to: Tunables()).validate()
+            try result.validate()
         } catch {
             throw ControlFailure(.invalidArgument, error.description)
         }
-        for (tunable, value, maximum) in limits {
-            if let value, value > maximum {
+        return result
+    }
+
+    /// Why a request may not set `pages_to_scan` while the advisor is on.
+    static let pagesToScanFollowsAdvisor =
+        "pages_to_scan follows the scan-time advisor while advisor_mode = \"scan-time\": send advisor_mode = \"none\" "
+        + "with it to set it by hand (samepage tune --advisor-mode none --pages-to-scan N)"
+
+    /// Checks each given value against its own range: the engine's
+    /// (``Tunables/checkRange(of:_:)``) and the kernel's types (`pages_to_scan`,
+    /// `sleep_millisecs` and `advisor_max_cpu` are unsigned ints, `max_page_sharing` an int;
+    /// the advisor's page counts bound `pages_to_scan`, so they are held to its type too),
+    /// and refuses `pages_to_scan` with `advisor_mode = "scan-time"`. Throws an
+    /// `invalid_argument` failure naming the tunable. What depends on the knobs in force is
+    /// checked by ``applied(to:pagesToScanWhenOff:)``.
+    public func validate() throws(ControlFailure) {
+        if advisorMode == .scanTime, pagesToScan != nil {
+            throw ControlFailure(.invalidArgument, Self.pagesToScanFollowsAdvisor)
+        }
+        let unsigned = Int(UInt32.max)
+        let maximum: [Tunables.CodingKeys: Int] = [
+            .pagesToScan: unsigned, .sleepMillisecs: unsigned, .maxPageSharing: Int(Int32.max),
+            .advisorTargetScanTime: unsigned, .advisorMinPagesToScan: unsigned, .advisorMaxPagesToScan: unsigned,
+        ]
+        for (knob, value) in integers {
+            guard let value else { continue }
+            do {
+                try Tunables.checkRange(of: knob, value)
+            } catch {
+                throw ControlFailure(.invalidArgument, error.description)
+            }
+            if let limit = maximum[knob], value > limit {
                 throw ControlFailure(
-                    .invalidArgument, TunableError(tunable, value: value, expected: "at most \(maximum)").description)
+                    .invalidArgument, TunableError(knob, value: value, expected: "at most \(limit)").description)
             }
         }
     }

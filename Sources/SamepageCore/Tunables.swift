@@ -1,10 +1,18 @@
 /// The scanner's knobs, with the kernel's names and defaults where the kernel has them.
 /// All of them may change between batches.
 ///
-/// On the wire (its synthesized `Codable` form): one key each with the kernel's name, all
-/// required; the daemon's stats carry them as their own top-level keys.
+/// `pages_to_scan` has two masters, as in the kernel since 6.8: with `advisor_mode = "none"`
+/// it is set by hand; with `advisor_mode = "scan-time"` the scan-time advisor
+/// (``ScanTimeAdvisor``) sets it after every full scan, and nobody else may. The engine only
+/// reads it; whoever drives the engine runs the advisor.
+///
+/// On the wire (its `Codable` form): one key each with the kernel's name; the daemon's stats
+/// carry them as their own top-level keys. The advisor's keys may be missing on decode (a
+/// daemon from before the advisor): the advisor is then off (`"none"`), its other knobs at
+/// the kernel's defaults.
 public struct Tunables: Sendable, Equatable, Codable {
-    /// Pages visited per batch (`pages_to_scan`, kernel default 100).
+    /// Pages visited per batch (`pages_to_scan`, kernel default 100). The advisor's to set
+    /// while ``advisorMode`` is ``AdvisorMode/scanTime``.
     public var pagesToScan: Int
     /// Pause between batches (`sleep_millisecs`, kernel default 20). The engine itself never
     /// sleeps; its driver does.
@@ -17,6 +25,21 @@ public struct Tunables: Sendable, Equatable, Codable {
     public var maxPageSharing: Int
     /// Skip pages that keep failing to merge, for exponentially more passes (`smart_scan`).
     public var smartScan: Bool
+    /// Who sets `pages_to_scan` (`advisor_mode`, kernel default `none`).
+    public var advisorMode: AdvisorMode
+    /// The time one full scan should take, in seconds (`advisor_target_scan_time`, kernel
+    /// default 200): the advisor's goal.
+    public var advisorTargetScanTime: Int
+    /// The most CPU the advisor plans for the scanning thread, in percent of one core
+    /// (`advisor_max_cpu`, kernel default 70).
+    public var advisorMaxCPU: Int
+    /// The `pages_to_scan` the advisor starts from when it is turned on
+    /// (`advisor_min_pages_to_scan`, kernel default 500). Despite its name, not a floor: the
+    /// advisor may go below it (as Linux's corrected documentation says).
+    public var advisorMinPagesToScan: Int
+    /// The most `pages_to_scan` the advisor sets (`advisor_max_pages_to_scan`, kernel
+    /// default 30000).
+    public var advisorMaxPagesToScan: Int
 
     /// The knobs' names, the kernel's (`/sys/kernel/mm/ksm/NAME`): the one table that
     /// configuration files, control requests and responses, and errors take them from.
@@ -26,33 +49,100 @@ public struct Tunables: Sendable, Equatable, Codable {
         case maxKernelPages = "max_kernel_pages"
         case maxPageSharing = "max_page_sharing"
         case smartScan = "smart_scan"
+        case advisorMode = "advisor_mode"
+        case advisorTargetScanTime = "advisor_target_scan_time"
+        case advisorMaxCPU = "advisor_max_cpu"
+        case advisorMinPagesToScan = "advisor_min_pages_to_scan"
+        case advisorMaxPagesToScan = "advisor_max_pages_to_scan"
     }
 
-    /// The knobs; each left out takes its default (the kernel's, where it has one).
+    /// The kernel's `pages_to_scan` when nobody set it (`DEFAULT_PAGES_TO_SCAN`).
+    public static let defaultPagesToScan = 100
+
+    /// The knobs; each left out takes its default (the kernel's, where it has one). The
+    /// advisor is off unless asked for, as in the kernel.
     public init(
-        pagesToScan: Int = 100, sleepMillisecs: Int = 20, maxKernelPages: Int = 0,
-        maxPageSharing: Int = 256, smartScan: Bool = true
+        pagesToScan: Int = Tunables.defaultPagesToScan, sleepMillisecs: Int = 20, maxKernelPages: Int = 0,
+        maxPageSharing: Int = 256, smartScan: Bool = true, advisorMode: AdvisorMode = .off,
+        advisorTargetScanTime: Int = 200, advisorMaxCPU: Int = 70, advisorMinPagesToScan: Int = 500,
+        advisorMaxPagesToScan: Int = 30_000
     ) {
         self.pagesToScan = pagesToScan
         self.sleepMillisecs = sleepMillisecs
         self.maxKernelPages = maxKernelPages
         self.maxPageSharing = maxPageSharing
         self.smartScan = smartScan
+        self.advisorMode = advisorMode
+        self.advisorTargetScanTime = advisorTargetScanTime
+        self.advisorMaxCPU = advisorMaxCPU
+        self.advisorMinPagesToScan = advisorMinPagesToScan
+        self.advisorMaxPagesToScan = advisorMaxPagesToScan
     }
 
-    /// Throws ``TunableError`` naming the first knob out of range.
+    /// The knobs that are integers, each with its key: what readers of files and requests
+    /// walk, and ``validate()`` checks.
+    public static let integerKnobs: [(CodingKeys, WritableKeyPath<Tunables, Int> & Sendable)] = [
+        (.pagesToScan, \.pagesToScan), (.sleepMillisecs, \.sleepMillisecs), (.maxKernelPages, \.maxKernelPages),
+        (.maxPageSharing, \.maxPageSharing), (.advisorTargetScanTime, \.advisorTargetScanTime),
+        (.advisorMaxCPU, \.advisorMaxCPU), (.advisorMinPagesToScan, \.advisorMinPagesToScan),
+        (.advisorMaxPagesToScan, \.advisorMaxPagesToScan),
+    ]
+
+    /// Throws ``TunableError`` naming the first knob out of its own range (in the order of
+    /// ``integerKnobs``), then checks the knobs that bound each other.
     public func validate() throws(TunableError) {
-        guard pagesToScan >= 1 else { throw TunableError(.pagesToScan, value: pagesToScan, expected: "at least 1") }
-        // At most a minute: the agent's loop also ends pauses and answers requests between sleeps.
-        guard sleepMillisecs >= 0 && sleepMillisecs <= 60_000 else {
-            throw TunableError(.sleepMillisecs, value: sleepMillisecs, expected: "0 to 60000")
+        for (knob, keyPath) in Self.integerKnobs {
+            try Self.checkRange(of: knob, self[keyPath: keyPath])
         }
-        guard maxKernelPages >= 0 else {
-            throw TunableError(.maxKernelPages, value: maxKernelPages, expected: "0 (unlimited) or more")
+        guard advisorMaxPagesToScan >= advisorMinPagesToScan else {
+            throw TunableError(
+                .advisorMaxPagesToScan, value: advisorMaxPagesToScan,
+                expected: "at least advisor_min_pages_to_scan (\(advisorMinPagesToScan))")
         }
-        guard maxPageSharing == 0 || maxPageSharing >= 2 else {
-            throw TunableError(.maxPageSharing, value: maxPageSharing, expected: "0 (unlimited) or at least 2")
+    }
+
+    /// Checks one integer knob against its own range, whatever the others are. Knobs that are
+    /// not integers pass.
+    public static func checkRange(of knob: CodingKeys, _ value: Int) throws(TunableError) {
+        let fits: Bool
+        let expected: String
+        switch knob {
+        case .pagesToScan, .advisorMinPagesToScan, .advisorMaxPagesToScan:
+            (fits, expected) = (value >= 1, "at least 1")
+        case .sleepMillisecs:
+            // At most a minute: the agent's loop also ends pauses and answers requests between sleeps.
+            (fits, expected) = (value >= 0 && value <= 60_000, "0 to 60000")
+        case .maxKernelPages:
+            (fits, expected) = (value >= 0, "0 (unlimited) or more")
+        case .maxPageSharing:
+            (fits, expected) = (value == 0 || value >= 2, "0 (unlimited) or at least 2")
+        case .advisorTargetScanTime:
+            (fits, expected) = (value >= 1, "at least 1 (seconds)")
+        case .advisorMaxCPU:
+            (fits, expected) = (value >= 1 && value <= 100, "1 to 100 (percent of one core)")
+        case .smartScan, .advisorMode:
+            (fits, expected) = (true, "")
         }
+        guard fits else { throw TunableError(knob, value: value, expected: expected) }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let kernel = Tunables()
+        self.init(
+            pagesToScan: try c.decode(Int.self, forKey: .pagesToScan),
+            sleepMillisecs: try c.decode(Int.self, forKey: .sleepMillisecs),
+            maxKernelPages: try c.decode(Int.self, forKey: .maxKernelPages),
+            maxPageSharing: try c.decode(Int.self, forKey: .maxPageSharing),
+            smartScan: try c.decode(Bool.self, forKey: .smartScan),
+            advisorMode: try c.decodeIfPresent(AdvisorMode.self, forKey: .advisorMode) ?? kernel.advisorMode,
+            advisorTargetScanTime: try c.decodeIfPresent(Int.self, forKey: .advisorTargetScanTime)
+                ?? kernel.advisorTargetScanTime,
+            advisorMaxCPU: try c.decodeIfPresent(Int.self, forKey: .advisorMaxCPU) ?? kernel.advisorMaxCPU,
+            advisorMinPagesToScan: try c.decodeIfPresent(Int.self, forKey: .advisorMinPagesToScan)
+                ?? kernel.advisorMinPagesToScan,
+            advisorMaxPagesToScan: try c.decodeIfPresent(Int.self, forKey: .advisorMaxPagesToScan)
+                ?? kernel.advisorMaxPagesToScan)
     }
 }
 

@@ -8,7 +8,9 @@ import Synchronization
 /// Counters and gauges are taken from the agent's snapshot at each scrape, so they agree with
 /// `samepage stats` and `samepage list` by construction: the global series carry the kernel's
 /// counter names under `samepage_`, the per-guest ones under `samepage_guest_` with the labels
-/// `guest`, `uuid` and `trust_group`. The pause histogram cannot be rebuilt from a snapshot
+/// `guest`, `uuid` and `trust_group`; `pages_to_scan`, `advisor_mode` (0 none, 1 scan-time),
+/// the advisor's target and the last full scan's time and CPU are global gauges (the last
+/// two once a full scan completed). The pause histogram cannot be rebuilt from a snapshot
 /// (it needs each pause's length), so it is fed as pauses happen through ``record(_:)``, the
 /// agent's pause observer (`AgentConfiguration.pauseObserver`); its buckets are those of the snapshot's
 /// `pause_histogram`, in seconds.
@@ -73,6 +75,13 @@ public final class MetricsExporter: Sendable {
             set(gauge: Name.guestsMapped, Double(snapshot.guests.count(where: \.mapped)), labels: [], series: &global)
             set(gauge: Name.connected, snapshot.connected ? 1 : 0, labels: [], series: &global)
             set(gauge: Name.runMode, Double(snapshot.run.rawValue), labels: [], series: &global)
+            set(gauge: Name.pagesToScan, Double(snapshot.tunables.pagesToScan), labels: [], series: &global)
+            set(gauge: Name.advisorMode, Double(snapshot.tunables.advisorMode.number), labels: [], series: &global)
+            set(gauge: Name.advisorTarget, Double(snapshot.tunables.advisorTargetScanTime), labels: [], series: &global)
+            if let scan = snapshot.lastFullScan {
+                set(gauge: Name.lastFullScanSeconds, scan.seconds, labels: [], series: &global)
+                set(gauge: Name.lastFullScanCPU, scan.cpuPercent / 100, labels: [], series: &global)
+            }
             set(gauge: Name.unresumedPauses, Double(snapshot.unresumedPauses), labels: [], series: &global)
             if let residentBytes { set(gauge: Name.residentBytes, Double(residentBytes), labels: [], series: &global) }
             for reason in ReclaimDeferral.Reason.allCases {
@@ -256,6 +265,11 @@ enum Name {
     static var guestsMapped: MetricNameDescriptor { d(nil, "guests_mapped", "", "Guests whose RAM backends are mapped and scanned") }
     static var connected: MetricNameDescriptor { d(nil, "libvirt_connected", "", "1 while the libvirt connection is up") }
     static var runMode: MetricNameDescriptor { d(nil, "run", "", "The run mode: 0 stop, 1 merge, 2 unmerge, as /sys/kernel/mm/ksm/run") }
+    static var pagesToScan: MetricNameDescriptor { d(nil, "pages_to_scan", "", "Pages visited per batch (pages_to_scan); the scan-time advisor's while it is on") }
+    static var advisorMode: MetricNameDescriptor { d(nil, "advisor_mode", "", "Who sets pages_to_scan: 0 none (by hand), 1 scan-time (the advisor), as advisor_mode") }
+    static var advisorTarget: MetricNameDescriptor { d(nil, "advisor_target_scan_time", "seconds", "The scan-time advisor's target for one full scan (advisor_target_scan_time)") }
+    static var lastFullScanSeconds: MetricNameDescriptor { d(nil, "last_full_scan", "seconds", "Wall time of the last full scan, time with nothing to scan left out") }
+    static var lastFullScanCPU: MetricNameDescriptor { d(nil, "last_full_scan_cpu", "ratio", "The agent thread's CPU over the last full scan, in cores") }
     static var buildInfo: MetricNameDescriptor { d(nil, "build", "info", "samepaged's version") }
     static var guestMapped: MetricNameDescriptor { d("guest", "mapped", "", "1 while the guest's RAM backends are mapped and scanned") }
     static var guestReclaimEligible: MetricNameDescriptor { d("guest", "reclaim_eligible", "", "1 while the guest's zero pages may be reclaimed") }

@@ -18,6 +18,8 @@ public struct AgentSnapshot: Sendable {
     public var trackingBytes = 0
     /// Pages scanned per second over the last 10 seconds.
     public var scanRate = 0.0
+    /// The last full scan's wall and CPU time; nil until one completed.
+    public var lastFullScan: FullScanTime?
     /// Whether the guest list was read from libvirt at least once.
     public var updatedOnce = false
     /// Reclaim over all guests, those gone included.
@@ -38,6 +40,8 @@ public struct DaemonStats: Sendable, Equatable {
     public var trackingBytes: Int
     /// Pages scanned per second over the last 10 seconds.
     public var scanRate: Double
+    /// The last full scan's wall and CPU time; nil until one completed.
+    public var lastFullScan: FullScanTime?
     /// Whether the libvirt connection is up.
     public var connected: Bool
     /// The last connection error, while disconnected.
@@ -50,10 +54,11 @@ public struct DaemonStats: Sendable, Equatable {
 
     public init(
         counters: Counters = Counters(), run: RunMode = .merge, tunables: Tunables = Tunables(),
-        trackingBytes: Int = 0, scanRate: Double = 0, connected: Bool = false, connectionError: String? = nil,
-        guests: Int = 0, guestsMapped: Int = 0, reclaim: ReclaimStatus = ReclaimStatus()
+        trackingBytes: Int = 0, scanRate: Double = 0, lastFullScan: FullScanTime? = nil, connected: Bool = false,
+        connectionError: String? = nil, guests: Int = 0, guestsMapped: Int = 0, reclaim: ReclaimStatus = ReclaimStatus()
     ) {
         self.scanRate = scanRate
+        self.lastFullScan = lastFullScan
         self.counters = counters
         self.run = run
         self.tunables = tunables
@@ -69,7 +74,8 @@ public struct DaemonStats: Sendable, Equatable {
     public init(_ snapshot: AgentSnapshot) {
         self.init(
             counters: snapshot.counters, run: snapshot.run, tunables: snapshot.tunables,
-            trackingBytes: snapshot.trackingBytes, scanRate: snapshot.scanRate, connected: snapshot.connected,
+            trackingBytes: snapshot.trackingBytes, scanRate: snapshot.scanRate, lastFullScan: snapshot.lastFullScan,
+            connected: snapshot.connected,
             connectionError: snapshot.connectionError, guests: snapshot.guests.count,
             guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
     }
@@ -78,7 +84,8 @@ public struct DaemonStats: Sendable, Equatable {
 /// The stats' wire form: one flat object of the kernel-named counters, `run` and `run_mode`,
 /// the tunables under their kernel names, reclaim's totals, the daemon's own keys, and
 /// `reclaim` nested. The counters, run mode, tunables, `tracking_bytes` and `connected` are
-/// required; the rest may be missing.
+/// required; the rest may be missing. The last full scan is `full_scan_seconds` and
+/// `full_scan_cpu_percent`, both null until a full scan completed.
 extension DaemonStats: Codable {
     public enum CodingKeys: String, CodingKey {
         case connected, guests, reclaim
@@ -86,6 +93,8 @@ extension DaemonStats: Codable {
         case scanRate = "pages_scanned_per_second"
         case connectionError = "connection_error"
         case guestsMapped = "guests_mapped"
+        case fullScanSeconds = "full_scan_seconds"
+        case fullScanCPUPercent = "full_scan_cpu_percent"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -95,6 +104,8 @@ extension DaemonStats: Codable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(trackingBytes, forKey: .trackingBytes)
         try c.encode(scanRate, forKey: .scanRate)
+        try c.encode(lastFullScan?.seconds, forKey: .fullScanSeconds)
+        try c.encode(lastFullScan?.cpuPercent, forKey: .fullScanCPUPercent)
         try c.encode(connected, forKey: .connected)
         try c.encode(connectionError, forKey: .connectionError)
         try c.encode(guests, forKey: .guests)
@@ -111,6 +122,10 @@ extension DaemonStats: Codable {
         self.init(counters: counters, run: run, tunables: tunables)
         trackingBytes = try c.decode(Int.self, forKey: .trackingBytes)
         scanRate = try c.decode(.scanRate, or: scanRate)
+        if let seconds = try c.decodeIfPresent(Double.self, forKey: .fullScanSeconds) {
+            let cpuPercent = try c.decode(.fullScanCPUPercent, or: 0.0)
+            lastFullScan = FullScanTime(seconds: seconds, cpuPercent: cpuPercent)
+        }
         connected = try c.decode(Bool.self, forKey: .connected)
         connectionError = try c.decodeIfPresent(String.self, forKey: .connectionError)
         guests = try c.decode(.guests, or: guests)

@@ -152,11 +152,11 @@ struct StatsCommand: ParsableCommand {
     func run() throws {
         guard case .stats(let s) = try output.answer(root.socket, .stats) else { return }
         var lines = counterLines(s.counters)
-        lines += [
-            "run              \(s.run.rawValue)",
-            "pages_to_scan    \(s.tunables.pagesToScan)", "sleep_millisecs  \(s.tunables.sleepMillisecs)",
-            "max_kernel_pages \(s.tunables.maxKernelPages)", "max_page_sharing \(s.tunables.maxPageSharing)",
-            "smart_scan       \(s.tunables.smartScan ? 1 : 0)",
+        let fullScan = s.lastFullScan.map {
+            String(format: "%.1f s at %.1f%% CPU", $0.seconds, $0.cpuPercent)
+        } ?? "none completed yet"
+        lines += ["run              \(s.run.rawValue)"] + tunableLines(s.tunables) + [
+            "full_scan        \(fullScan)",
             "tracking_bytes   \(s.trackingBytes)",
             "scan_rate        \(Int(s.scanRate.rounded())) pages/s",
             "guests           \(s.guests) (\(s.guestsMapped) mapped)",
@@ -200,19 +200,33 @@ struct RunCommand: ParsableCommand {
 
 struct TuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tune", abstract: "Change scan tunables live; with no option, show them.")
+        commandName: "tune", abstract: "Change scan tunables live; with no option, show them.",
+        discussion: """
+            While advisor_mode is scan-time (samepaged's default), the advisor sets \
+            pages_to_scan after every full scan: give --pages-to-scan together with \
+            --advisor-mode none. Turning the advisor on starts it from \
+            advisor_min_pages_to_scan; turning it off sets pages_to_scan to the one given, \
+            or to 1000.
+            """)
 
     @ParentCommand var root: SamepageCommand
-    @Option(help: "Pages per batch.") var pagesToScan: Int?
+    @Option(help: "Pages per batch (only with the advisor off: advisor_mode none).") var pagesToScan: Int?
     @Option(help: "Pause between batches.") var sleepMillisecs: Int?
     @Option(help: "Cap on stable nodes (0 = unlimited).") var maxKernelPages: Int?
     @Option(help: "Cap on pages per stable node (0 = unlimited, else at least 2).") var maxPageSharing: Int?
+    @Option(help: "Who sets pages_to_scan: none (by hand) or scan-time (the advisor).") var advisorMode: AdvisorMode?
+    @Option(help: "The advisor's target time for one full scan, in seconds.") var advisorTargetScanTime: Int?
+    @Option(help: "The advisor's CPU cap, percent of one core (1 to 100).") var advisorMaxCpu: Int?
+    @Option(help: "The pages_to_scan the advisor starts from.") var advisorMinPagesToScan: Int?
+    @Option(help: "The advisor's cap on pages_to_scan.") var advisorMaxPagesToScan: Int?
     @OptionGroup var output: OutputOptions
 
     func run() throws {
         let changes = TunableChanges(
             pagesToScan: pagesToScan, sleepMillisecs: sleepMillisecs, maxKernelPages: maxKernelPages,
-            maxPageSharing: maxPageSharing)
+            maxPageSharing: maxPageSharing, advisorMode: advisorMode, advisorTargetScanTime: advisorTargetScanTime,
+            advisorMaxCPU: advisorMaxCpu, advisorMinPagesToScan: advisorMinPagesToScan,
+            advisorMaxPagesToScan: advisorMaxPagesToScan)
         let result = try ask(root.socket, changes.isEmpty ? .stats : .tune(changes))
         let tunables: Tunables
         switch result {
@@ -221,13 +235,23 @@ struct TuneCommand: ParsableCommand {
         default: return
         }
         if output.json { return printJSON(.tunables(tunables)) }
-        print("""
-            pages_to_scan    \(tunables.pagesToScan)
-            sleep_millisecs  \(tunables.sleepMillisecs)
-            max_kernel_pages \(tunables.maxKernelPages)
-            max_page_sharing \(tunables.maxPageSharing)
-            """)
+        print(tunableLines(tunables).joined(separator: "\n"))
     }
+}
+
+/// The tunables under their kernel names, one a line, as `stats` and `tune` show them.
+func tunableLines(_ t: Tunables) -> [String] {
+    let advised = t.advisorMode == .scanTime ? " (set by the advisor)" : ""
+    return [
+        "pages_to_scan    \(t.pagesToScan)\(advised)", "sleep_millisecs  \(t.sleepMillisecs)",
+        "max_kernel_pages \(t.maxKernelPages)", "max_page_sharing \(t.maxPageSharing)",
+        "smart_scan       \(t.smartScan ? 1 : 0)",
+        "advisor_mode     \(t.advisorMode.name)",
+        "advisor_target_scan_time  \(t.advisorTargetScanTime) s",
+        "advisor_max_cpu           \(t.advisorMaxCPU)%",
+        "advisor_min_pages_to_scan \(t.advisorMinPagesToScan)",
+        "advisor_max_pages_to_scan \(t.advisorMaxPagesToScan)",
+    ]
 }
 
 struct PolicyCommand: ParsableCommand {
@@ -301,6 +325,13 @@ struct SharingCommand: ParsableCommand {
         let names = matrix.guests.map(\.name)
         print(table([""] + names, zip(names, matrix.pages).map { [$0] + $1.map(String.init) }))
     }
+}
+
+/// `samepage tune --advisor-mode none|scan-time`: the kernel's names.
+extension AdvisorMode: ExpressibleByArgument {
+    public var defaultValueDescription: String { name }
+    public static var allValueStrings: [String] { allCases.map(\.name) }
+    public static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
 }
 
 /// `samepage run stop|merge|unmerge`: the run modes by their names (not the kernel's numbers).

@@ -26,7 +26,8 @@ struct DaemonControl: Sendable {
         case .tune(let changes):
             do {
                 try changes.validate()
-                let tunables = changes.applied(to: agent.currentTunables)
+                // Against the knobs in force: whether the advisor is on decides who sets pages_to_scan.
+                let tunables = try changes.applied(to: agent.currentTunables)
                 try agent.setTunables(tunables)
                 return .success(.tunables(tunables))
             } catch let failure as ControlFailure {

@@ -131,3 +131,23 @@ import Testing
         #expect(fields.contains { $0.count >= 5 && "\($0[3]) \($0[4])" == identity.description })
     }
 }
+
+@Suite("The thread's CPU clock") struct ThreadCPUTimeTests {
+    @Test func countsWorkNotSleep() throws {
+        let start = try threadCPUTime()
+        // Work until the thread has used 20 ms of CPU (on a loaded host that takes longer
+        // than 20 ms of wall time; the deadline only keeps a broken clock from hanging).
+        let deadline = ContinuousClock.now + .seconds(20)
+        var spins: UInt64 = 0
+        while try threadCPUTime() - start < .milliseconds(20), ContinuousClock.now < deadline {
+            spins &+= 1
+        }
+        let worked = try threadCPUTime() - start
+        #expect(worked >= .milliseconds(20), "\(spins) spins")
+
+        // Asleep, the thread uses (next to) none.
+        let beforeSleep = try threadCPUTime()
+        usleep(300_000)
+        #expect(try threadCPUTime() - beforeSleep < .milliseconds(100))
+    }
+}

@@ -50,7 +50,8 @@ enum Sample {
     static let stats = DaemonStats(
         counters: counters, run: .merge,
         tunables: Tunables(pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: 0, maxPageSharing: 256, smartScan: true),
-        trackingBytes: 1 << 20, connected: true, guests: 2, guestsMapped: 1)
+        trackingBytes: 1 << 20, lastFullScan: FullScanTime(seconds: 12.5, cpuPercent: 8.25), connected: true,
+        guests: 2, guestsMapped: 1)
 
     static let policies = [
         GuestPolicyInfo(
@@ -86,7 +87,14 @@ final class FakeDaemon: ControlHandler {
         case .run(let mode):
             return .success(.run(mode))
         case .tune(let changes):
-            return .success(.tunables(tunables.withLock { $0 = changes.applied(to: $0); return $0 }))
+            do {
+                return .success(.tunables(try tunables.withLock { tunables throws(ControlFailure) in
+                    tunables = try changes.applied(to: tunables)
+                    return tunables
+                }))
+            } catch {
+                return .failure(error)
+            }
         case .policyShow(let guest):
             let policies = Sample.policies.filter { guest == nil || $0.name == guest || $0.uuid == guest }
             guard !policies.isEmpty else { return .failure(.unknownGuest, "no guest named \(guest ?? "")") }

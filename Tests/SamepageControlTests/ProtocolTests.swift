@@ -9,6 +9,11 @@ let everyRequest: [ControlRequest] = [
     .list, .dominfo(guest: "alpha"), .stats, .run(.stop), .run(.merge), .run(.unmerge),
     .tune(TunableChanges(pagesToScan: 500)),
     .tune(TunableChanges(pagesToScan: 1, sleepMillisecs: 0, maxKernelPages: 0, maxPageSharing: 2, smartScan: false)),
+    .tune(TunableChanges(
+        advisorMode: .scanTime, advisorTargetScanTime: 60, advisorMaxCPU: 30, advisorMinPagesToScan: 200,
+        advisorMaxPagesToScan: 4000)),
+    // The advisor off again, so the requests after these may set pages_to_scan.
+    .tune(TunableChanges(pagesToScan: 64, advisorMode: .off)),
     .policyShow(guest: nil), .policyShow(guest: "beta"), .policyReload, .sharing, .version,
 ]
 
@@ -16,6 +21,10 @@ let everyRequest: [ControlRequest] = [
 let everyResult: [ControlResult] = [
     .guests([Sample.alpha, Sample.beta]), .guests([]), .guest(Sample.alpha), .guest(Sample.beta), .stats(Sample.stats),
     .run(.unmerge), .tunables(Tunables(pagesToScan: 7, sleepMillisecs: 1, maxKernelPages: 9, maxPageSharing: 0, smartScan: false)),
+    .tunables(Tunables(
+        pagesToScan: 2750, advisorMode: .scanTime, advisorTargetScanTime: 90, advisorMaxCPU: 40, advisorMinPagesToScan: 64,
+        advisorMaxPagesToScan: 9000)),
+    .stats(DaemonStats(tunables: Tunables(advisorMode: .scanTime), lastFullScan: FullScanTime(seconds: 0.75, cpuPercent: 12.5))),
     .policies(Sample.policies), .policyReload(Sample.reload), .policyReload(PolicyReloadReport()),
     .sharing(Sample.sharing), .version(VersionInfo(daemon: "0.1")),
 ]
@@ -123,6 +132,65 @@ private func failureOf(_ text: String) -> ControlFailure? {
         #expect(stats["pages_to_scan"] as? Int == 1000)
         #expect(stats["smart_scan"] as? Bool == true)
         #expect(stats["connected"] as? Bool == true)
+        #expect(stats["advisor_mode"] as? String == "none")
+        for key in ["advisor_target_scan_time", "advisor_max_cpu", "advisor_min_pages_to_scan", "advisor_max_pages_to_scan"] {
+            #expect(stats[key] as? Int != nil, "missing \(key)")
+        }
+        #expect(stats["full_scan_seconds"] as? Double == 12.5)
+        #expect(stats["full_scan_cpu_percent"] as? Double == 8.25)
+        // Before any full scan, both are null.
+        let fresh = try object(ControlCodec.encode(.success(.stats(DaemonStats())), id: 1))
+        let freshStats = try #require(fresh["result"] as? [String: Any])
+        #expect(freshStats["full_scan_seconds"] is NSNull && freshStats["full_scan_cpu_percent"] is NSNull)
+    }
+
+    @Test("stats from a daemon before the advisor still decode: advisor off, no full-scan time")
+    func oldStatsDecode() throws {
+        let old = #"{"version":1,"id":3,"ok":true,"result":{"connected":true,"connection_error":null,"full_scans":3,"guests":2,"guests_mapped":1,"max_kernel_pages":0,"max_page_sharing":256,"merges_refused":1,"pages_scanned":786432,"pages_shared":10,"pages_sharing":25,"pages_skipped":12,"pages_to_scan":1000,"pages_unshared":300,"pages_volatile":7,"run":1,"run_mode":"merge","sleep_millisecs":20,"smart_scan":true,"tracking_bytes":1048576,"zero_pages":200000}}"#
+        guard case .success(.stats(let stats)) = try ControlCodec.decodeResponse(Array(old.utf8), for: .stats).response else {
+            Issue.record("no stats"); return
+        }
+        #expect(stats.tunables == Tunables(pagesToScan: 1000, advisorMode: .off))
+        #expect(stats.lastFullScan == nil)
+        let oldTune = #"{"version":1,"id":7,"ok":true,"result":{"max_kernel_pages":0,"max_page_sharing":256,"pages_to_scan":500,"sleep_millisecs":20,"smart_scan":true}}"#
+        #expect(try ControlCodec.decodeResponse(Array(oldTune.utf8), for: .tune).response
+            == .success(.tunables(Tunables(pagesToScan: 500))))
+    }
+
+    @Test("tune against the knobs in force: who sets pages_to_scan")
+    func tuneAgainstTheKnobsInForce() throws {
+        let advised = Tunables(pagesToScan: 2750, sleepMillisecs: 20, advisorMode: .scanTime)
+        // The advisor stays on: its pages_to_scan stays, the rest changes.
+        #expect(try TunableChanges(sleepMillisecs: 5).applied(to: advised)
+            == Tunables(pagesToScan: 2750, sleepMillisecs: 5, advisorMode: .scanTime))
+        // scan-time again is no change of mode: no restart.
+        #expect(try TunableChanges(advisorMode: .scanTime).applied(to: advised) == advised)
+        // pages_to_scan while it is on is refused, saying how to set it.
+        #expect(throws: ControlFailure(.invalidArgument, TunableChanges.pagesToScanFollowsAdvisor)) {
+            try TunableChanges(pagesToScan: 10).applied(to: advised)
+        }
+        #expect(TunableChanges.pagesToScanFollowsAdvisor.contains("advisor_mode = \"none\""))
+        // Off: samepaged's 1000, or the one given with it.
+        #expect(try TunableChanges(advisorMode: .off).applied(to: advised)
+            == Tunables(pagesToScan: 1000, sleepMillisecs: 20, advisorMode: .off))
+        #expect(try TunableChanges(pagesToScan: 64, advisorMode: .off).applied(to: advised).pagesToScan == 64)
+        // On from off: from advisor_min_pages_to_scan, the one given with it if any.
+        let byHand = Tunables(pagesToScan: 64, advisorMode: .off)
+        #expect(try TunableChanges(advisorMode: .scanTime).applied(to: byHand).pagesToScan == 500)
+        let restarted = try TunableChanges(advisorMode: .scanTime, advisorMinPagesToScan: 800).applied(to: byHand)
+        #expect(restarted.advisorMode == .scanTime && restarted.pagesToScan == 800)
+        // Off, pages_to_scan is free.
+        #expect(try TunableChanges(pagesToScan: 7).applied(to: byHand).pagesToScan == 7)
+        // The bounds are checked against the knobs in force: 400 is fine alone, not under 500.
+        let lowMax = TunableChanges(advisorMaxPagesToScan: 400)
+        try lowMax.validate()
+        #expect(throws: ControlFailure(
+            .invalidArgument,
+            "advisor_max_pages_to_scan = 400 is out of range: expected at least advisor_min_pages_to_scan (500)")) {
+            try lowMax.applied(to: advised)
+        }
+        #expect(try TunableChanges(advisorMinPagesToScan: 100, advisorMaxPagesToScan: 400).applied(to: advised)
+            .advisorMaxPagesToScan == 400)
     }
 
     @Test("policy.show, sharing and version objects")
@@ -222,6 +290,8 @@ private func failureOf(_ text: String) -> ControlFailure? {
             (#"{"version":1,"id":1,"command":"tune","pages_to_scan":"many"}"#, "pages_to_scan"),
             (#"{"version":1,"id":1,"command":"tune","sleep_millisecs":1.5}"#, "sleep_millisecs"),
             (#"{"version":1,"id":1,"command":"tune","smart_scan":1}"#, "smart_scan"),
+            (#"{"version":1,"id":1,"command":"tune","advisor_mode":1}"#, "advisor_mode"),
+            (#"{"version":1,"id":1,"command":"tune","advisor_max_cpu":"half"}"#, "advisor_max_cpu"),
         ]
         for (text, field) in cases {
             let failure = try #require(failureOf(text), "accepted \(text)")
@@ -239,6 +309,14 @@ private func failureOf(_ text: String) -> ControlFailure? {
             (#""max_kernel_pages":-5"#, "max_kernel_pages"),
             (#""max_page_sharing":1"#, "max_page_sharing"),
             (#""pages_to_scan":10,"max_page_sharing":-1"#, "max_page_sharing"),
+            (#""advisor_mode":"auto""#, "advisor_mode \"auto\" is not one of \"none\", \"scan-time\""),
+            (#""advisor_target_scan_time":0"#, "advisor_target_scan_time"),
+            (#""advisor_max_cpu":0"#, "advisor_max_cpu"),
+            (#""advisor_max_cpu":101"#, "advisor_max_cpu"),
+            (#""advisor_min_pages_to_scan":0"#, "advisor_min_pages_to_scan"),
+            (#""advisor_max_pages_to_scan":4294967296"#, "advisor_max_pages_to_scan"),
+            // The request itself turns the advisor on and sets pages_to_scan: refused whatever is in force.
+            (#""advisor_mode":"scan-time","pages_to_scan":10"#, "pages_to_scan follows the scan-time advisor"),
         ]
         for (arguments, name) in cases {
             let failure = try #require(failureOf(#"{"version":1,"id":1,"command":"tune",\#(arguments)}"#))

@@ -18,6 +18,8 @@ struct MetricsGoldenTests {
         snapshot.run = .merge
         snapshot.trackingBytes = 1 << 20
         snapshot.scanRate = 1234.5
+        snapshot.tunables = Tunables(pagesToScan: 2750, advisorMode: .scanTime)
+        snapshot.lastFullScan = FullScanTime(seconds: 187.25, cpuPercent: 42.5)
         var a = guest("alpha", uuid: "00000000-0000-0000-0000-00000000000a", group: "web", scanned: 1000, shared: 10, reclaimed: 64)
         a.reclaim.pauses = 2
         a.reclaim.pauseOverruns = 1

@@ -106,6 +106,29 @@ struct MetricsExporterTests {
         #expect(metrics.types["samepage_reclaim_pause_seconds"] == "histogram")
     }
 
+    @Test("The scan rate's knobs: pages_to_scan, the advisor's mode and target, the last full scan")
+    func advisorSeries() {
+        var snapshot = AgentSnapshot()
+        snapshot.tunables = Tunables(pagesToScan: 2750, advisorMode: .scanTime, advisorTargetScanTime: 90)
+        let exporter = MetricsExporter(version: "9.9")
+        // No full scan yet: its series are not there.
+        var metrics = Exposition(exporter.render(snapshot))
+        #expect(metrics["samepage_pages_to_scan"] == 2750)
+        #expect(metrics["samepage_advisor_mode"] == 1)
+        #expect(metrics["samepage_advisor_target_scan_time_seconds"] == 90)
+        #expect(metrics["samepage_last_full_scan_seconds"] == nil)
+        #expect(metrics.types["samepage_pages_to_scan"] == "gauge")
+
+        snapshot.lastFullScan = FullScanTime(seconds: 187.25, cpuPercent: 42.5)
+        snapshot.tunables = Tunables(pagesToScan: 64, advisorMode: .off)
+        metrics = Exposition(exporter.render(snapshot))
+        #expect(metrics["samepage_last_full_scan_seconds"] == 187.25)
+        // 42.5% of a core is 0.425 cores.
+        #expect(metrics["samepage_last_full_scan_cpu_ratio"] == 0.425)
+        #expect(metrics["samepage_pages_to_scan"] == 64)
+        #expect(metrics["samepage_advisor_mode"] == 0)
+    }
+
     @Test("A counter follows its total across scrapes, down too (a reset)")
     func countersTrackTotals() {
         let exporter = MetricsExporter(version: "1")
