@@ -3,7 +3,9 @@
 #
 # samepaged's own CPU on a quiet host and on a host with many more processes: starts two
 # 192 MiB memfd guests (scripts/testhost/guest.sh), runs samepaged (release) with both in
-# policy mode "zero" and the default scan knobs, and reads its user+system time from
+# policy mode "zero" and a fixed scan rate (the advisor off: advisor_mode = "none", so
+# pages_to_scan = 1000, sleep_millisecs = 20, the figures BENCHMARKS.md was measured with),
+# and reads its user+system time from
 # /proc/PID/stat over SECONDS (default 60) twice: once as the host is, once with
 # EXTRA_PROCESSES (default 3000) idle processes added (each `sleep`, a process of its own
 # with its own maps). Prints % of one core for each, and how many maps files the mapping
@@ -30,7 +32,7 @@ for g in "${GUESTS[@]}"; do
     scripts/testhost/guest.sh wait-ready "$g" 120 >/dev/null
 done
 mkdir -p "$WORK/guests.d"
-printf '[metrics]\naddress = ""\n[policy.default]\nmode = "off"\n' > "$WORK/samepaged.toml"
+printf '[metrics]\naddress = ""\n[scan]\nadvisor_mode = "none"\n[policy.default]\nmode = "off"\n' > "$WORK/samepaged.toml"
 for g in "${GUESTS[@]}"; do printf 'mode = "zero"\n' > "$WORK/guests.d/$g.toml"; done
 .build/release/samepaged --config "$WORK/samepaged.toml" --socket "$WORK/sock" --policy-dir "$WORK/guests.d" \
     --pause-journal "$WORK/paused.json" </dev/null >"$WORK/log" 2>&1 &

@@ -18,7 +18,7 @@ scripts/testhost/demo-guests.sh >/dev/null
 swift build -c release --product samepaged >/dev/null 2>&1
 swift build -c release --product samepage >/dev/null 2>&1
 mkdir -p "$WORK/guests.d"
-printf '[metrics]\naddress = ""\n[scan]\npages_to_scan = 4000\nsleep_millisecs = 10\n[policy.default]\nmode = "off"\n' > "$WORK/samepaged.toml"
+printf '[metrics]\naddress = ""\n[scan]\nadvisor_mode = "none"\npages_to_scan = 4000\nsleep_millisecs = 10\n[policy.default]\nmode = "off"\n' > "$WORK/samepaged.toml"
 for n in 1 2 3; do printf 'mode = "zero"\n' > "$WORK/guests.d/samepage-demo-$n.toml"; done
 
 .build/release/samepaged --config "$WORK/samepaged.toml" --socket "$WORK/sock" --policy-dir "$WORK/guests.d" \

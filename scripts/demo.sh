@@ -39,6 +39,7 @@ socket = "$SOCKET"
 [metrics]
 address = "$METRICS"
 [scan]
+advisor_mode = "none"
 pages_to_scan = 4000
 sleep_millisecs = 10
 [policy]

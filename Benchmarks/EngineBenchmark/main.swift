@@ -203,12 +203,22 @@ func readKSM(_ name: String) -> Int? {
     return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
 }
 
-func writeKSM(_ name: String, _ value: Int) {
+func writeKSM(_ name: String, _ value: Int) { writeKSM(name, text: "\(value)") }
+
+func writeKSM(_ name: String, text: String) {
     let fd = open(ksm + name, O_WRONLY)
     guard fd >= 0 else { print("note: cannot open \(ksm + name)"); return }
-    let text = "\(value)"
-    if write(fd, text, text.utf8.count) < 0 { print("note: writing \(value) to \(name): \(String(cString: strerror(errno)))") }
+    if write(fd, text, text.utf8.count) < 0 { print("note: writing \(text) to \(name): \(String(cString: strerror(errno)))") }
     close(fd)
+}
+
+/// The kernel's `advisor_mode` (Linux 6.8+), which reads `[none] scan-time`: the bracketed
+/// one. Nil on older kernels. With the scan-time advisor on, `pages_to_scan` cannot be written.
+func readAdvisorMode() -> String? {
+    guard let text = try? String(contentsOfFile: ksm + "advisor_mode", encoding: .utf8),
+        let open = text.firstIndex(of: "["), let close = text.firstIndex(of: "]"), open < close
+    else { return nil }
+    return String(text[text.index(after: open)..<close])
 }
 
 func ksmdPID() -> Int? {
@@ -250,8 +260,11 @@ func runKernel() -> (passes: [PassResult], trackingBytes: Int)? {
     let saved = ["run", "pages_to_scan", "sleep_millisecs", "use_zero_pages", "smart_scan"].compactMap { name in
         readKSM(name).map { (name, $0) }
     }
+    let savedAdvisorMode = readAdvisorMode()
     writeKSM("run", 2)  // start from nothing merged
     writeKSM("run", 0)
+    // A fixed rate: the kernel's advisor off, or pages_to_scan cannot be set.
+    if savedAdvisorMode != nil { writeKSM("advisor_mode", text: "none") }
     writeKSM("pages_to_scan", 20_000)
     writeKSM("sleep_millisecs", 0)
     writeKSM("use_zero_pages", 1)
@@ -272,6 +285,8 @@ func runKernel() -> (passes: [PassResult], trackingBytes: Int)? {
         writeKSM("run", 2)
         for base in bases { munmap(base, bytes) }
         for (name, value) in saved where name != "run" { writeKSM(name, value) }
+        // Last: turning the advisor back on resets pages_to_scan to its starting point.
+        if let savedAdvisorMode, savedAdvisorMode != "none" { writeKSM("advisor_mode", text: savedAdvisorMode) }
         writeKSM("run", saved.first { $0.0 == "run" }?.1 ?? 0)
     }
 

@@ -83,6 +83,7 @@ let daemonConfig = """
     [metrics]
     address = ""
     [scan]
+    advisor_mode = "none"
     pages_to_scan = 2000
     sleep_millisecs = 10
     max_page_sharing = 0
@@ -182,7 +183,7 @@ struct DaemonEndToEndTests {
         #expect(try daemon.guest("sp-e2e-e1")?["mapped"] as? Bool == true)
 
         // SIGHUP with a broken configuration file keeps the running configuration.
-        try "[scan]\npages_to_scan = \"many\"\n".write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        try "[scan]\nadvisor_mode = \"none\"\npages_to_scan = \"many\"\n".write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
         kill(daemon.pid, SIGHUP)
         #expect(eventually { daemon.log.contains("configuration rejected") })
         #expect(int(try daemon.stats()["pages_to_scan"]) == 20)
@@ -217,7 +218,7 @@ struct DaemonEndToEndTests {
         // Configuration files: unknown keys, wrong types, out of range, random bytes: the
         // daemon refuses to start and names the file and line.
         let cases: [(String, String)] = [
-            ("[scan]\npages_to_scan = 10\nbogus = 1\n", "samepaged.toml:3"),
+            ("[scan]\nadvisor_mode = \"none\"\npages_to_scan = 10\nbogus = 1\n", "samepaged.toml:4"),
             ("[scan]\n\nsleep_millisecs = \"soon\"\n", "samepaged.toml:3"),
             ("[scan]\nmax_page_sharing = 1\n", "samepaged.toml:2"),
             ("[libvirt\nuri = 3\n", "samepaged.toml:1"),

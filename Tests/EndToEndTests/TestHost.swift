@@ -167,7 +167,9 @@ final class CapturedLog: Sendable {
 func makeAgent(guests: Set<String>, log: CapturedLog, pagesToScan: Int = 20_000, sleep: Int = 0, groups: [String: String] = [:]) -> Agent {
     var configuration = AgentConfiguration()
     // Unlimited sharing per node, so an independent count by content is exact.
-    configuration.tunables = Tunables(pagesToScan: pagesToScan, sleepMillisecs: sleep, maxPageSharing: 0, smartScan: false)
+    // A fixed rate: the advisor off, as it is in Tunables() (the daemon's default has it on).
+    configuration.tunables = Tunables(
+        pagesToScan: pagesToScan, sleepMillisecs: sleep, maxPageSharing: 0, smartScan: false, advisorMode: .off)
     configuration.reconcileInterval = .seconds(1)
     configuration.maximumReconnectDelay = .seconds(1)
     configuration.policy = { guest in

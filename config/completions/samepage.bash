@@ -235,7 +235,7 @@ _samepage_tune() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--pages-to-scan --sleep-millisecs --max-kernel-pages --max-page-sharing)
+    non_repeating_options=(--pages-to-scan --sleep-millisecs --max-kernel-pages --max-page-sharing --advisor-mode --advisor-target-scan-time --advisor-max-cpu --advisor-min-pages-to-scan --advisor-max-pages-to-scan)
     __samepage_offer_flags_options 0
 
     # Offer option value completions
@@ -250,6 +250,22 @@ _samepage_tune() {
         return
         ;;
     '--max-page-sharing')
+        return
+        ;;
+    '--advisor-mode')
+        __samepage_add_completions -W 'none'$'\n''scan-time'
+        return
+        ;;
+    '--advisor-target-scan-time')
+        return
+        ;;
+    '--advisor-max-cpu')
+        return
+        ;;
+    '--advisor-min-pages-to-scan')
+        return
+        ;;
+    '--advisor-max-pages-to-scan')
         return
         ;;
     esac

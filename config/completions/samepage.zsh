@@ -129,11 +129,17 @@ _samepage_run() {
 
 _samepage_tune() {
     local -i ret=1
+    local -ar ___advisor_mode=('none' 'scan-time')
     local -ar arg_specs=(
-        '--pages-to-scan[Pages per batch.]:pages-to-scan:'
+        '--pages-to-scan[Pages per batch (only with the advisor off\: advisor_mode none).]:pages-to-scan:'
         '--sleep-millisecs[Pause between batches.]:sleep-millisecs:'
         '--max-kernel-pages[Cap on stable nodes (0 = unlimited).]:max-kernel-pages:'
         '--max-page-sharing[Cap on pages per stable node (0 = unlimited, else at least 2).]:max-page-sharing:'
+        '--advisor-mode[Who sets pages_to_scan\: none (by hand) or scan-time (the advisor).]:advisor-mode:{__samepage_complete "${___advisor_mode[@]}"}'
+        '--advisor-target-scan-time[The advisor'\''s target time for one full scan, in seconds.]:advisor-target-scan-time:'
+        '--advisor-max-cpu[The advisor'\''s CPU cap, percent of one core (1 to 100).]:advisor-max-cpu:'
+        '--advisor-min-pages-to-scan[The pages_to_scan the advisor starts from.]:advisor-min-pages-to-scan:'
+        '--advisor-max-pages-to-scan[The advisor'\''s cap on pages_to_scan.]:advisor-max-pages-to-scan:'
         '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
