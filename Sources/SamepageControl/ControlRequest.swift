@@ -54,6 +54,7 @@ public struct TunableChanges: Sendable, Equatable {
     /// `advisor_min_pages_to_scan`.
     public var advisorMaxPagesToScan: Int?
 
+    /// The changes; each knob left out (nil) stays as it is.
     public init(
         pagesToScan: Int? = nil, sleepMillisecs: Int? = nil, maxKernelPages: Int? = nil,
         maxPageSharing: Int? = nil, smartScan: Bool? = nil, advisorMode: AdvisorMode? = nil,

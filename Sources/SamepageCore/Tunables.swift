@@ -126,6 +126,8 @@ public struct Tunables: Sendable, Equatable, Codable {
         guard fits else { throw TunableError(knob, value: value, expected: expected) }
     }
 
+    /// Reads the wire form: the first five knobs required, the advisor's optional (missing
+    /// ones take the kernel's defaults, so an older daemon's knobs read as the advisor off).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let kernel = Tunables()

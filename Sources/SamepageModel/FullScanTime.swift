@@ -7,6 +7,7 @@ public struct FullScanTime: Sendable, Equatable {
     /// The agent thread's CPU time over it, in percent of one core.
     public var cpuPercent: Double
 
+    /// A full scan's cost: its wall time in seconds and its CPU in percent of one core.
     public init(seconds: Double, cpuPercent: Double) {
         self.seconds = seconds
         self.cpuPercent = cpuPercent
