@@ -111,11 +111,11 @@ import Testing
         var advisor = settled(previousScanMilliseconds: 20_000)
         // 1000 pages; 20 s (a tenth of the target) at only 0.5 s of CPU.
         // cpu% = 500*100/20000 = 2; factor = 200*100000/20000 = 1000; change 100.
-        // pages = 1000*100/1000 = 100. per% = 1000/2 = 500: cap 35000; floor 500*10 = 5000 > 100.
-        // 5000 is under 30000: 5000, the batch that would use 10% of a core.
+        // pages = 1000*100/1000 = 100. per% = 1000/2 = 500: cap 35000; floor 500*1 = 500 > 100.
+        // 500 is under 30000: 500, the batch that would use 1% of a core.
         let pages = advisor.fullScanCompleted(
             scanTime: .seconds(20), cpuTime: .milliseconds(500), tunables: knobs(pagesToScan: 1000))
-        #expect(pages == 5000)
+        #expect(pages == 500)
     }
 
     @Test func theMaximumPagesCapTheBatch() {
@@ -133,10 +133,10 @@ import Testing
         var advisor = ScanTimeAdvisor()
         // 100 pages; a scan of 0.2 ms: scan_ms = max(1, 0) = 1; CPU 0: cpu% = max(1, 0) = 1.
         // factor = 200*100000/1 = 20000000; change = 30*100/100 = 30 (the first scan).
-        // pages = 100*100/20000000 = 0. per% = 100/1 = 100: cap 7000, floor 1000: 1000.
+        // pages = 100*100/20000000 = 0. per% = 100/1 = 100: cap 7000, floor 100: 100.
         let pages = advisor.fullScanCompleted(
             scanTime: .microseconds(200), cpuTime: .zero, tunables: knobs(pagesToScan: 100))
-        #expect(pages == 1000)
+        #expect(pages == 100)
         #expect(advisor.previousScanMilliseconds == 1)
     }
 
