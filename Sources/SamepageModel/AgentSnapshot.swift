@@ -49,8 +49,13 @@ public struct DaemonStats: Sendable, Equatable {
     /// Guests known, and how many of them are mapped.
     public var guests: Int
     public var guestsMapped: Int
+    /// The RAM of the mapped guests, in bytes (their regions): what the savings are a share of.
+    public var guestRAMBytes = 0
     /// Reclaim over all guests.
     public var reclaim: ReclaimStatus
+
+    /// The host's savings in bytes, over the mapped guests.
+    public var savings: Savings { Savings(counters: counters, reclaim: reclaim, guestRAMBytes: guestRAMBytes) }
 
     public init(
         counters: Counters = Counters(), run: RunMode = .merge, tunables: Tunables = Tunables(),
@@ -78,6 +83,7 @@ public struct DaemonStats: Sendable, Equatable {
             connected: snapshot.connected,
             connectionError: snapshot.connectionError, guests: snapshot.guests.count,
             guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
+        guestRAMBytes = snapshot.guests.reduce(0) { $0 + $1.regions.reduce(0) { $0 + $1.bytes } }
     }
 }
 
@@ -93,6 +99,7 @@ extension DaemonStats: Codable {
         case scanRate = "pages_scanned_per_second"
         case connectionError = "connection_error"
         case guestsMapped = "guests_mapped"
+        case guestRAMBytes = "guest_ram_bytes"
         case fullScanSeconds = "full_scan_seconds"
         case fullScanCPUPercent = "full_scan_cpu_percent"
     }
@@ -110,6 +117,7 @@ extension DaemonStats: Codable {
         try c.encode(connectionError, forKey: .connectionError)
         try c.encode(guests, forKey: .guests)
         try c.encode(guestsMapped, forKey: .guestsMapped)
+        try c.encode(guestRAMBytes, forKey: .guestRAMBytes)
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
     }
@@ -130,6 +138,7 @@ extension DaemonStats: Codable {
         connectionError = try c.decodeIfPresent(String.self, forKey: .connectionError)
         guests = try c.decode(.guests, or: guests)
         guestsMapped = try c.decode(.guestsMapped, or: guestsMapped)
+        guestRAMBytes = try c.decode(.guestRAMBytes, or: guestRAMBytes)
         reclaim = try c.decode(.reclaim, or: reclaim)
     }
 }

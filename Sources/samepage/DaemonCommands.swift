@@ -65,13 +65,17 @@ struct OutputOptions: ParsableArguments {
 /// The guest listing of `list` and `samepage guests`: one row per guest, then why each guest
 /// that is not mapped is not.
 func guestTable(_ guests: [GuestStatus]) -> String {
-    var lines = [table(
+    // What each guest saves, in bytes, first; the kernel-named counters below.
+    var lines = guests.map { "\($0.name): \(Savings($0).summary)" }
+    if guests.count > 1 { lines.append("total: \(guests.map { Savings($0) }.reduce(.zero, +).summary)") }
+    if !guests.isEmpty { lines.append("") }
+    lines.append(table(
         ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
         guests.map { g in
             [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
              g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
              "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)", "\(g.reclaim.zeroPagesReclaimed)"]
-        })]
+        }))
     for g in guests {
         if let reason = g.reason { lines.append("\(g.name): not mapped: \(reason)") }
         if let deferred = g.reclaim.deferred { lines.append("\(g.name): reclaim deferred: \(deferred.detail)") }
@@ -114,7 +118,8 @@ struct DominfoCommand: ParsableCommand {
     func run() throws {
         guard case .guest(let g) = try output.answer(root.socket, .dominfo(guest: guest)) else { return }
         var lines = [
-            "Name:            \(g.name)", "UUID:            \(g.uuid)", "State:           \(g.state)",
+            "Name:            \(g.name)", "UUID:            \(g.uuid)", "Saves:           \(Savings(g).summary)",
+            "State:           \(g.state)",
             "Mapped:          \(g.mapped ? "yes" : "no, \(g.reason ?? "")")",
             "Mode:            \(g.mode.rawValue)", "Trust group:     \(g.trustGroup ?? "(its own)")",
             "Backing:         \(g.facts.backing)\(g.facts.access.map { ", \($0)" } ?? "")\(g.facts.hugepages ? ", hugepages" : "")",
@@ -151,7 +156,7 @@ struct StatsCommand: ParsableCommand {
 
     func run() throws {
         guard case .stats(let s) = try output.answer(root.socket, .stats) else { return }
-        var lines = counterLines(s.counters)
+        var lines = ["saves            \(s.savings.summary)"] + counterLines(s.counters)
         let fullScan = s.lastFullScan.map {
             String(format: "%.1f s at %.1f%% CPU", $0.seconds, $0.cpuPercent)
         } ?? "none completed yet"

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GuestMemory
 import SamepageCore
+import SamepageModel
 
 /// `samepage scan FILE...`: runs the merging engine over memory image files, one slot per
 /// file, and reports what KSM would share.
@@ -80,11 +81,17 @@ struct ScanCommand: ParsableCommand {
     }
 
     private func printTable(global: Counters, files: [(ImageFile, Counters)]) {
+        // Files are not reclaimed: what sharing would save and the zero pages, as a share of them.
+        func savings(_ counters: Counters, pages: Int) -> String {
+            Savings(counters: counters, reclaim: ReclaimStatus(), guestRAMBytes: pages * pageSize).summary
+        }
+        print("saves            \(savings(global, pages: files.reduce(0) { $0 + $1.0.pageCount }))")
         for (name, value) in global.named {
             print("\(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(value)")
         }
         for (image, counters) in files {
             print("\n\(image.path) (\(image.pageCount) pages)")
+            print("  saves            \(savings(counters, pages: image.pageCount))")
             for (name, value) in counters.named {
                 print("  \(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(value)")
             }

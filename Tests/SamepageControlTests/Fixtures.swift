@@ -47,11 +47,15 @@ enum Sample {
         name: "beta", uuid: "8f0e2a52-1111-4a7e-9d7c-3f6b1c0e0002", state: "paused", mapped: false,
         reason: "policy mode is off", mode: .off)
 
-    static let stats = DaemonStats(
-        counters: counters, run: .merge,
-        tunables: Tunables(pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: 0, maxPageSharing: 256, smartScan: true),
-        trackingBytes: 1 << 20, lastFullScan: FullScanTime(seconds: 12.5, cpuPercent: 8.25), connected: true,
-        guests: 2, guestsMapped: 1)
+    static let stats = {
+        var stats = DaemonStats(
+            counters: counters, run: .merge,
+            tunables: Tunables(pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: 0, maxPageSharing: 256, smartScan: true),
+            trackingBytes: 1 << 20, lastFullScan: FullScanTime(seconds: 12.5, cpuPercent: 8.25), connected: true,
+            guests: 2, guestsMapped: 1)
+        stats.guestRAMBytes = 1 << 30
+        return stats
+    }()
 
     static let policies = [
         GuestPolicyInfo(
