@@ -48,6 +48,10 @@ let package = Package(
             dependencies: ["SamepageCore", "LinuxSystem", "CLinux", .product(name: "SystemPackage", package: "swift-system")]
         ),
 
+        // The kernel's own KSM, governed: ksmd's sysfs knobs and counters, typed; the host's
+        // settings saved and restored; /proc/PID/ksm_stat; when ksmd runs (a pure policy).
+        .target(name: "KernelKSM", dependencies: ["LinuxSystem", "SamepageModel", "SamepageCore"]),
+
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
 
@@ -126,6 +130,7 @@ let package = Package(
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
+        .testTarget(name: "KernelKSMTests", dependencies: ["KernelKSM", "LinuxSystem", "SamepageModel", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageModelTests", dependencies: ["SamepageModel", "SamepageCore"]),
         .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore"]),

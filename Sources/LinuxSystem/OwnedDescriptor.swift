@@ -94,3 +94,16 @@ public func readWholeFile(_ path: String, limit: Int = .max) throws(SystemError)
     let file = try OwnedDescriptor.open(path, .readOnly)
     return try file.readToEnd(limit: limit, "read \(path)")
 }
+
+/// The file at `path`, read whole (``readWholeFile(_:limit:)``) and parsed from its text by
+/// `parse`: a file of /proc or /sys, typed. Throws `open PATH` or `read PATH`, or `EINVAL` as
+/// `parse PATH` when `parse` finds no value in the text.
+public func readParsedFile<Value>(
+    _ path: String, limit: Int = .max, _ parse: (String) -> Value?
+) throws(SystemError) -> Value {
+    let bytes = try readWholeFile(path, limit: limit)
+    guard let value = parse(String(decoding: bytes, as: UTF8.self)) else {
+        throw SystemError(errno: .invalidArgument, operation: "parse \(path)")
+    }
+    return value
+}

@@ -70,12 +70,7 @@ public struct PressureStall: Sendable, Equatable {
     /// - Throws: ``SystemError`` when the file cannot be read (a kernel without PSI, or
     ///   `psi=0` on its command line), or `EINVAL` when its text is not understood.
     public static func read(_ resource: String) throws(SystemError) -> PressureStall {
-        let path = "/proc/pressure/\(resource)"
-        let bytes = try readWholeFile(path, limit: 4096)
-        guard let stall = PressureStall(parsing: String(decoding: bytes, as: UTF8.self)) else {
-            throw SystemError(errno: .invalidArgument, operation: "parse \(path)")
-        }
-        return stall
+        try readParsedFile("/proc/pressure/\(resource)", limit: 4096, PressureStall.init(parsing:))
     }
 }
 

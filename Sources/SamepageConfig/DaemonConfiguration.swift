@@ -36,6 +36,18 @@ import SamepageModel
 /// max_bytes = 0               # 0 = unlimited
 /// max_cpu_pressure = 25       # percent; 100 never waits
 /// journal = "/var/lib/samepage/paused.json"
+/// [kernel_ksm]                # the kernel's ksmd, for guests with private RAM
+/// enabled = false             # false never touches /sys/kernel/mm/ksm
+/// trust_group = ""            # the one group the kernel may merge; "" = none
+/// available_threshold_percent = 20  # run while MemAvailable < this % (100 = always)
+/// advisor_mode = "scan-time"  # none | scan-time (where the kernel has the advisor)
+/// advisor_target_scan_time = 200
+/// advisor_max_cpu = 70
+/// pages_to_scan = 100         # without the advisor
+/// sleep_millisecs = 20
+/// max_page_sharing = 256
+/// use_zero_pages = true
+/// smart_scan = true
 /// ```
 ///
 /// Every key is optional; unknown sections and keys are errors, as are wrong types and
@@ -102,6 +114,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The journal of guests paused for reclaim (`reclaim.journal`), which `samepaged
     /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
     public var pauseJournal = HostDefaults.pauseJournal
+
+    // MARK: [kernel_ksm]
+
+    /// How samepaged governs the kernel's own KSM (`[kernel_ksm]`); off by default.
+    public var kernelKSM = KernelKSMConfiguration()
 
     /// The built-in configuration; see ``defaults``.
     public init() {}
@@ -197,6 +214,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 pauseJournal = journal
             }
         }
+        root.section("kernel_ksm") { readKernelKSM(&$0) }
     }
 
     private mutating func readLibvirt(_ section: inout TableReader) {
