@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "SamepageAgent",
             dependencies: [
-                "SamepageModel", "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt",
+                "SamepageModel", "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt", "KernelKSM",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -83,3 +83,22 @@ private let releaseMonitorContext: @convention(c) (UnsafeMutableRawPointer?) -> 
     guard let opaque else { return }
     Unmanaged<MonitorEventContext>.fromOpaque(opaque).release()
 }
+
+extension LibvirtConnection {
+    /// Sends one QMP command to the domain's QEMU monitor through libvirt's QEMU driver
+    /// (`virDomainQemuMonitorCommand`) and returns QEMU's reply, a JSON object as text.
+    ///
+    /// libvirt marks the domain tainted (`custom-monitor`, in its log and the domain's log):
+    /// it cannot know what the command changed. Samepage sends only `query-memdev` and
+    /// `qom-set` of a memory backend's `merge` property.
+    public func qemuMonitorCommand(uuid: UUID, _ command: String) throws(LibvirtError) -> String {
+        try withDomain(uuid) { domain throws(LibvirtError) in
+            var reply: UnsafeMutablePointer<CChar>?
+            guard virDomainQemuMonitorCommand(domain, command, &reply, 0) == 0, let reply else {
+                throw .last("virDomainQemuMonitorCommand")
+            }
+            defer { free(reply) }
+            return String(cString: reply)
+        }
+    }
+}

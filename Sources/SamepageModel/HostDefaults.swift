@@ -14,4 +14,8 @@ public enum HostDefaults {
     public static let pauseJournal = "/var/lib/samepage/paused.json"
     /// The index of every other pause journal a samepaged has used on this host.
     public static let pauseJournalIndex = "/var/lib/samepage/journals.json"
+    /// The host's own ksmd settings while samepaged governs ksmd (`[kernel_ksm] enabled`):
+    /// put back when it stops, by `samepaged --resume-paused` after a crash, or by the next
+    /// samepaged.
+    public static let kernelKSMSaved = "/var/lib/samepage/kernel-ksm.json"
 }

@@ -1,0 +1,157 @@
+import Foundation
+import KernelKSM
+import LinuxSystem
+import Logging
+import SamepageCore
+import SamepageModel
+
+/// samepaged's hold on the kernel's ksmd while `[kernel_ksm] enabled`, replacing ksmtuned:
+///
+/// - At start the host's own settings are saved to a file, then ksmd is set as the
+///   configuration asks (`use_zero_pages`, `smart_scan`, the advisor, `max_page_sharing`).
+///   If the file is already there, an earlier samepaged stopped without putting them back
+///   (it crashed): the file, not the kernel's present values, holds the host's settings.
+/// - `run` follows memory (``KernelKSMRunPolicy``): ksmd runs while memory is short.
+/// - When samepaged stops, the saved settings are put back and the file removed; after a
+///   crash `samepaged --resume-paused` does it (``restoreSaved(path:ksm:logger:)``).
+///
+/// Lives on the agent's thread; sysfs reads and writes are blocking calls made there.
+final class KernelKSMGovernor {
+    let ksm: KernelKSM
+    let configuration: KernelKSMConfiguration
+    let savedPath: String
+    let logger: Logger
+    /// The host's own settings, put back at the end.
+    let saved: KernelKSMSettings
+    private var policy: KernelKSMRunPolicy
+    private var nextDecision = ContinuousClock.now
+    private(set) var status = KernelKSMStatus()
+
+    /// How often memory is looked at to decide whether ksmd runs.
+    static let decisionInterval: Duration = .seconds(5)
+
+    struct Refused: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Takes hold of ksmd: saves the host's settings (or finds an earlier run's) and applies
+    /// the configuration's. ksmd is stopped until the first decision (made at once).
+    ///
+    /// - Throws: when the kernel has no KSM, or its settings cannot be read or saved: a
+    ///   samepaged that could not put them back must not change them.
+    init(configuration: KernelKSMConfiguration, ksm: KernelKSM = KernelKSM(), savedPath: String, logger: Logger) throws {
+        guard ksm.isPresent else { throw Refused(description: "kernel_ksm: the kernel has no KSM (\(ksm.root) is missing)") }
+        self.ksm = ksm
+        self.configuration = configuration
+        self.savedPath = savedPath
+        self.logger = logger
+        if let earlier = try Self.readSaved(savedPath) {
+            logger.warning("kernel_ksm: \(savedPath) holds the host's ksmd settings from an earlier samepaged that did not put them back; they will be put back when this one stops")
+            saved = earlier
+        } else {
+            saved = try ksm.settings()
+            try Self.writeSaved(saved, to: savedPath)
+        }
+        policy = KernelKSMRunPolicy(availableThresholdPercent: configuration.availableThresholdPercent, running: false)
+        status.governed = true
+        status.trustGroup = configuration.trustGroup
+        let governing = KernelKSMSettings(governing: configuration, on: saved)
+        let failures = ksm.apply(governing)
+        for failure in failures { logger.error("kernel_ksm: cannot set \(failure)") }
+        status.failures = failures.map(\.description)
+        logger.notice("kernel_ksm: samepaged governs ksmd (\(governing)); the host's settings were \(saved)")
+        tick(now: ContinuousClock.now, force: true)
+    }
+
+    /// Decides whether ksmd runs, every ``decisionInterval``, and refreshes the counters.
+    func tick(now: ContinuousClock.Instant, force: Bool = false) {
+        guard force || now >= nextDecision else { return }
+        nextDecision = now + Self.decisionInterval
+        do {
+            let decision = policy.decide(memory: try MemoryInfo.read(), pressure: try? PressureStall.read("memory"), now: now)
+            let run: RunMode = decision.run ? .merge : .stop
+            let current = try? ksm.read(.run)
+            if current != run {
+                try ksm.write(.run, run)
+                logger.notice("kernel_ksm: ksmd \(decision.run ? "runs" : "stops"): \(decision.why)")
+            }
+            status.why = decision.why
+        } catch {
+            logger.error("kernel_ksm: cannot decide or set run: \(error)")
+            status.why = "cannot decide: \(error)"
+        }
+        readStatus()
+    }
+
+    private func readStatus() {
+        status.run = (try? ksm.read(.run)).flatMap { $0 }.map(\.rawValue)
+        if let counters = try? ksm.counters() {
+            status.pagesShared = counters.pagesShared
+            status.pagesSharing = counters.pagesSharing
+            status.pagesUnshared = counters.pagesUnshared
+            status.pagesVolatile = counters.pagesVolatile
+            status.fullScans = counters.fullScans
+            status.ksmZeroPages = counters.ksmZeroPages
+            status.generalProfit = counters.generalProfit
+        }
+        status.pagesToScan = (try? ksm.read(.pagesToScan)).flatMap { $0 }
+        status.sleepMillisecs = (try? ksm.read(.sleepMillisecs)).flatMap { $0 }
+        status.advisorMode = (try? ksm.read(.advisorMode)).flatMap { $0 }?.rawValue
+    }
+
+    /// Puts the host's settings back and removes the saved file. Every failure is logged;
+    /// the file goes in any case (what could be put back was).
+    func restore() {
+        Self.restore(saved, path: savedPath, ksm: ksm, logger: logger)
+        status.governed = false
+    }
+
+    /// Whether the kernel may merge a guest with `policy`, and why not: only guests in mode
+    /// `merge` of the one trust group the kernel serves (KSM compares every mergeable page
+    /// with every other, across processes, with no notion of tenants).
+    static func mergeRefusal(policy: GuestPolicy, kernel: KernelKSMConfiguration) -> String? {
+        guard policy.mode == .merge else { return "policy mode \(policy.mode.rawValue): the kernel does not merge it" }
+        guard let group = kernel.trustGroup else {
+            return "kernel_ksm.trust_group is not set: the kernel merges no guest"
+        }
+        guard policy.trustGroup == group else {
+            return "trust group \(policy.trustGroup.map { "\"\($0)\"" } ?? "of its own") is not kernel_ksm.trust_group \"\(group)\": the kernel merges across every mergeable process"
+        }
+        return nil
+    }
+
+    // MARK: The saved settings
+
+    static func readSaved(_ path: String) throws -> KernelKSMSettings? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let bytes = try readWholeFile(path, limit: 64 << 10)
+        do {
+            return try JSONDecoder().decode(KernelKSMSettings.self, from: Data(bytes))
+        } catch {
+            throw Refused(description: "kernel_ksm: \(path) is not a saved settings file (\(error)); check /sys/kernel/mm/ksm and remove it")
+        }
+    }
+
+    static func writeSaved(_ settings: KernelKSMSettings, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(settings).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    static func restore(_ settings: KernelKSMSettings, path: String, ksm: KernelKSM, logger: Logger) {
+        let failures = ksm.apply(settings)
+        for failure in failures { logger.error("kernel_ksm: cannot put back \(failure)") }
+        logger.notice("kernel_ksm: the host's ksmd settings are back (\(settings))\(failures.isEmpty ? "" : ", but for \(failures.count)")")
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// After a samepaged that governed ksmd stopped without putting the host's settings back:
+    /// puts them back from `path`, if the file is there. Returns whether it was.
+    static func restoreSaved(path: String, ksm: KernelKSM = KernelKSM(), logger: Logger) throws -> Bool {
+        guard let settings = try readSaved(path) else { return false }
+        restore(settings, path: path, ksm: ksm, logger: logger)
+        return true
+    }
+}
