@@ -126,6 +126,9 @@ let package = Package(
         // Test-only: a multi-threaded process that flips memfd pages between zero and data,
         // the stand-in guest of the reclaim stress test.
         .executableTarget(name: "samepage-stress-writer", dependencies: ["CLinux"], path: "Tests/StressWriter"),
+        // Test-only: a process whose private (anonymous, or MAP_PRIVATE file) memory holds known
+        // pages and leaves the rest untouched, the stand-in guest of the private-RAM tests.
+        .executableTarget(name: "samepage-private-guest", path: "Tests/PrivateGuest"),
 
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -40,6 +41,12 @@ int samepage_filesystem(int fd, long *type, long *block_size) {
         *block_size = (long)st.f_bsize;
     }
     return result;
+}
+
+long samepage_process_vm_read(int pid, void *buffer, unsigned long address, unsigned long length) {
+    struct iovec local = { .iov_base = buffer, .iov_len = length };
+    struct iovec remote = { .iov_base = (void *)address, .iov_len = length };
+    return (long)process_vm_readv((pid_t)pid, &local, 1, &remote, 1, 0);
 }
 
 int samepage_accept_cloexec(int listener) {

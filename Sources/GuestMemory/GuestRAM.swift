@@ -1,4 +1,6 @@
+import Glibc
 import LinuxSystem
+import SamepageCore
 
 /// A RAM region a guest should have, from its domain definition.
 public struct ExpectedRegion: Sendable, Hashable {
@@ -30,6 +32,10 @@ public enum UnmappableReason: Error, Sendable, Hashable, CustomStringConvertible
     case backendNotFound(backend: String, size: Int)
     /// QEMU's backend size differs from the domain definition's.
     case sizeMismatch(backend: String, expected: Int, found: Int)
+    /// More private mappings of the region's size in QEMU than private RAM regions of that
+    /// size: which of them is guest RAM cannot be told, so none is read. The candidates' start
+    /// addresses.
+    case ambiguousPrivateRAM(backend: String, size: Int, candidates: [UInt64])
     /// Any other failed system call.
     case failed(SystemError)
 
@@ -45,92 +51,80 @@ public enum UnmappableReason: Error, Sendable, Hashable, CustomStringConvertible
         case .noPermission(let error): "no permission to map guest RAM: \(error)"
         case .processGone: "the guest's QEMU process is gone"
         case .remoteConnection(let uri): "the guest runs on another host (\(uri))"
-        case .backendNotFound(let backend, let size): "no shared mapping of \(size) bytes for RAM backend \(backend) in QEMU"
+        case .backendNotFound(let backend, let size): "no mapping of \(size) bytes for RAM backend \(backend) in QEMU"
         case .sizeMismatch(let backend, let expected, let found):
             "RAM backend \(backend) is \(found) bytes in QEMU, \(expected) in the domain definition"
+        case .ambiguousPrivateRAM(let backend, let size, let candidates):
+            "\(candidates.count) private mappings of \(size) bytes in QEMU (at \(candidates.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))) could be RAM backend \(backend); refusing to guess"
         case .failed(let error): "cannot map guest RAM: \(error)"
         }
     }
 }
 
-/// Pairs a guest's expected RAM regions with QEMU's backends and mappings. Pure, for testing.
-enum GuestRAMPlan {
-    struct Wanted {
-        var id: String
-        var size: Int
-        var backend: MemoryBackendObject?
+/// How QEMU holds one RAM region of a guest.
+public enum RAMPlacement: Sendable, Hashable {
+    /// A shared file mapping (memfd, tmpfs or hugetlbfs file): opened through map_files as a
+    /// ``GuestRegion``. Zero pages can be reclaimed.
+    case shared
+    /// Private memory of the process (anonymous, or a file mapped private), read in place as
+    /// a ``PrivateGuestRegion``. Nothing can be reclaimed; the kernel's KSM can merge it.
+    case privateMemory
+}
+
+/// One entry of a guest's RAM plan: which addresses of which QEMU process hold a RAM region.
+public struct RAMPlanEntry: Sendable, Hashable {
+    /// The QEMU memory-backend id (`pc.ram`, `ram-node0`, `memdimm0`), or `ramN` for a region
+    /// without one (plain `-m`, a hot-plugged DIMM whose id the definition does not give).
+    public var backendID: String
+    /// The QEMU process.
+    public var pid: pid_t
+    /// QEMU's mapping of the region. For private memory, its addresses are the region's
+    /// (adjacent areas joined when the kernel split one mapping), its file the backend's, or
+    /// none (inode 0) for anonymous memory.
+    public var mapping: MemoryMapping
+    public var placement: RAMPlacement
+
+    public init(backendID: String, pid: pid_t, mapping: MemoryMapping, placement: RAMPlacement) {
+        self.backendID = backendID
+        self.pid = pid
+        self.mapping = mapping
+        self.placement = placement
     }
+}
 
-    static func match(backends: [MemoryBackendObject], expected: [ExpectedRegion],
-                      mappings: [MemoryMapping]) throws(UnmappableReason) -> [(id: String, mapping: MemoryMapping)] {
-        let isRAM = { (backend: MemoryBackendObject) in !backend.id.hasPrefix("shmmem-") }
-        var wanted: [Wanted] = []
-        if expected.isEmpty {
-            wanted = backends.filter(isRAM).map { Wanted(id: $0.id, size: $0.size, backend: $0) }
-        } else {
-            var unclaimed = backends.filter(isRAM)
-            for (index, region) in expected.enumerated() {
-                if let id = region.backendID, let found = unclaimed.firstIndex(where: { $0.id == id }) {
-                    let backend = unclaimed.remove(at: found)
-                    guard backend.size == region.size else {
-                        throw .sizeMismatch(backend: id, expected: region.size, found: backend.size)
-                    }
-                    wanted.append(Wanted(id: id, size: region.size, backend: backend))
-                } else if region.backendID == nil, let found = unclaimed.firstIndex(where: { $0.size == region.size }) {
-                    let backend = unclaimed.remove(at: found)
-                    wanted.append(Wanted(id: backend.id, size: region.size, backend: backend))
-                } else if region.backendID == nil, let other = unclaimed.first, backends.count == expected.count {
-                    throw .sizeMismatch(backend: other.id, expected: region.size, found: other.size)
-                } else {
-                    // Hot-plugged (object-add), so not on the command line.
-                    wanted.append(Wanted(id: region.backendID ?? "ram\(index)", size: region.size, backend: nil))
-                }
-            }
-        }
-        guard !wanted.isEmpty else { throw .anonymousRAM(backend: nil) }
-        for item in wanted {
-            guard let backend = item.backend else { continue }
-            if backend.kind == .ram { throw .anonymousRAM(backend: backend.id) }
-            if !backend.shared { throw .privateRAM(backend: backend.id) }
-        }
+/// One opened RAM region of a guest: a shared backend, or private memory of its QEMU.
+public enum GuestRAMRegion: Sendable {
+    /// A shared backend, opened through map_files: readable, and reclaimable when opened
+    /// read-write.
+    case shared(GuestRegion)
+    /// Private memory of QEMU, read in place: accounted only, never reclaimed.
+    case `private`(PrivateGuestRegion)
 
-        var candidates = MemoryMapping.coalesced(mappings).filter(\.isSharedFileMapping)
-        var plan: [(id: String, mapping: MemoryMapping)] = []
-        // Backends that name their file first, so that looser matches cannot take their mapping.
-        for item in wanted.sorted(by: { specificity($0.backend) > specificity($1.backend) }) {
-            guard let found = candidates.firstIndex(where: { $0.length == UInt64(item.size) && fits($0, item.backend) }) else {
-                // Plain `-m` RAM (no backend objects) is anonymous.
-                if backends.isEmpty { throw .anonymousRAM(backend: nil) }
-                throw .backendNotFound(backend: item.id, size: item.size)
-            }
-            let mapping = candidates.remove(at: found)
-            candidates.removeAll { $0.file == mapping.file }
-            plan.append((item.id, mapping))
-        }
-        let order = Dictionary(uniqueKeysWithValues: wanted.enumerated().map { ($1.id, $0) })
-        return plan.sorted { order[$0.id, default: 0] < order[$1.id, default: 0] }
-    }
-
-    private static func specificity(_ backend: MemoryBackendObject?) -> Int {
-        switch backend?.kind {
-        case .file where backend?.memPath != nil: 2
-        case .memfd: 1
-        default: 0
+    /// The region as the engine's page source.
+    public var source: any PageSource {
+        switch self {
+        case .shared(let region): region
+        case .private(let region): region
         }
     }
 
-    private static func fits(_ mapping: MemoryMapping, _ backend: MemoryBackendObject?) -> Bool {
-        guard let backend else { return true }
-        switch backend.kind {
-        case .memfd:
-            return mapping.isMemfd
-        case .file:
-            guard var memPath = backend.memPath, let path = mapping.path else { return true }
-            while memPath.count > 1 && memPath.hasSuffix("/") { memPath.removeLast() }
-            // mem-path is the file, or a directory where QEMU made (and unlinked) one.
-            return path == memPath || path.hasPrefix(memPath + "/")
-        default:
-            return true
+    /// The shared backend, for reclaim; nil for private memory, which has none.
+    public var sharedRegion: GuestRegion? {
+        if case .shared(let region) = self { region } else { nil }
+    }
+
+    public var backendID: String {
+        switch self {
+        case .shared(let region): region.backendID
+        case .private(let region): region.backendID
+        }
+    }
+
+    /// The region's size in bytes.
+    public var size: Int {
+        switch self {
+        case .shared(let region): region.size
+        case .private(let region): region.size
         }
     }
 }

@@ -43,6 +43,11 @@ public enum BackendError: Error, Sendable, Hashable, CustomStringConvertible {
     case processExited(backend: String)
     /// A change to the backend (a reclaim, a repopulate) on a region opened `.readOnly`.
     case notWritable(backend: String)
+    /// The process no longer maps the region at this address (a private region whose
+    /// memory was unmapped: a DIMM unplugged).
+    case unmapped(backend: String, address: UInt64)
+    /// The mapping process's pagemap returned something that is not pagemap entries.
+    case pagemap(backend: String, PageMapError)
 
     public var description: String {
         switch self {
@@ -55,6 +60,21 @@ public enum BackendError: Error, Sendable, Hashable, CustomStringConvertible {
         case .sizeChanged(let backend, let from, let to): "\(backend): backend size changed from \(from) to \(to) bytes"
         case .processExited(let backend): "\(backend): the process mapping it has exited"
         case .notWritable(let backend): "\(backend): opened read-only, cannot be changed"
+        case .unmapped(let backend, let address): "\(backend): the process no longer maps 0x\(String(address, radix: 16))"
+        case .pagemap(let backend, let error): "\(backend): \(error)"
+        }
+    }
+}
+
+extension BackendError {
+    /// The error of a region whose mapping process's pagemap failed. A short read is the
+    /// process gone: a pagemap descriptor reads nothing once the address space it holds is
+    /// torn down (an exit, or an exec), which happens before its pidfd turns readable.
+    init(pagemap error: PageMapError, backend: String) {
+        switch error {
+        case .shortRead: self = .processExited(backend: backend)
+        case .system(let system): self = .system(system)
+        case .malformed: self = .pagemap(backend: backend, error)
         }
     }
 }
@@ -104,7 +124,7 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
         case mapping(OwnedMapping)
         /// The mapping process's `/proc/PID/pagemap`, on hugetlbfs, where `mincore` sees only
         /// the caller's own page tables (an untouched mapping would report nothing resident).
-        case pagemap(OwnedDescriptor)
+        case pagemap(ProcessPageMap)
     }
 
     /// The backend's descriptor, for this module's calls (`pread`, `fallocate`): valid for the
@@ -147,7 +167,7 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
         let size = Int(mapping.length)
         let residencySource: ResidencySource
         if case .hugetlbfs = kind {
-            let pagemap = try Self.check { () throws(SystemError) in try OwnedDescriptor.open("/proc/\(pid)/pagemap", .readOnly) }
+            let pagemap = try Self.check { () throws(SystemError) in try ProcessPageMap(pid: pid) }
             residencySource = .pagemap(pagemap)
         } else {
             let mapped = try Self.check { () throws(SystemError) in
@@ -199,19 +219,12 @@ public final class GuestRegion: PageSource, @unchecked Sendable {
                 }
             }
         case .pagemap(let pagemap):
-            try readPagemap(pagemap.descriptor, pages: pages, into: vector)
-        }
-    }
-
-    private func readPagemap(_ pagemap: FileDescriptor, pages: Range<Int>, into vector: UnsafeMutableBufferPointer<UInt8>) throws(BackendError) {
-        let firstEntry = Int(processAddresses.lowerBound) / pageSize + pages.lowerBound
-        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: pages.count) { (entries) throws(BackendError) in
-            let bytes = UnsafeMutableRawBufferPointer(entries)
-            try readFully(pagemap, into: bytes, at: firstEntry * 8, what: "pagemap of \(pid)") { _ in
-                .processExited(backend: backendID)
-            }
-            for index in 0..<pages.count {
-                vector[index] = UInt8(truncatingIfNeeded: entries[index] >> 63)  // PM_PRESENT
+            let start = processAddresses.lowerBound + UInt64(pages.lowerBound * pageSize)
+            do {
+                try pagemap.residency(ofPagesAt: start..<(start + UInt64(pages.count * pageSize)),
+                                      into: UnsafeMutableBufferPointer(rebasing: vector[..<pages.count]))
+            } catch {
+                throw BackendError(pagemap: error, backend: backendID)
             }
         }
     }

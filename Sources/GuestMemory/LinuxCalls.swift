@@ -10,6 +10,18 @@ enum LinuxCalls {
         return OwnedDescriptor(taking: FileDescriptor(rawValue: raw))
     }
 
+    /// `process_vm_readv(2)` of one run: copies `buffer.count` bytes at `address` in process
+    /// `pid` into `buffer`, in one call. Returns the bytes copied: fewer than asked when the
+    /// run reaches a remote page that is not mapped (the call stops there).
+    ///
+    /// The copy faults in any remote page that is not present, as a read by the process
+    /// itself would: callers read only pages they know to be present.
+    static func processVMRead(_ pid: pid_t, into buffer: UnsafeMutableRawBufferPointer, at address: UInt64) throws(SystemError) -> Int {
+        try retryingInterrupts("process_vm_readv \(pid) at 0x\(String(address, radix: 16))+\(buffer.count)") {
+            samepage_process_vm_read(pid, buffer.baseAddress, UInt(address), UInt(buffer.count))
+        }
+    }
+
     static func memfdCreate(_ name: UnsafePointer<CChar>, _ flags: UInt32) -> Int32 { samepage_memfd_create(name, flags) }
 
     /// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`: frees the blocks of a byte

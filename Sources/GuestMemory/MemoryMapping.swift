@@ -28,6 +28,15 @@ public struct MemoryMapping: Sendable, Hashable {
         shared && file.inode != 0 && !(path?.hasPrefix("anon_inode:") ?? true)
     }
 
+    /// Private anonymous memory (`MAP_PRIVATE | MAP_ANONYMOUS`): no file, no name (not
+    /// `[heap]` or `[stack]`).
+    public var isPrivateAnonymous: Bool { !shared && file.inode == 0 && path == nil }
+
+    /// A file mapped private (`MAP_PRIVATE`): copy-on-write, its written pages anonymous.
+    public var isPrivateFileMapping: Bool {
+        !shared && file.inode != 0 && !(path?.hasPrefix("anon_inode:") ?? true)
+    }
+
     /// A memfd (`/memfd:NAME`).
     public var isMemfd: Bool { path?.hasPrefix("/memfd:") ?? false }
 

@@ -7,7 +7,8 @@ import LinuxSystem
 ///
 /// The pidfd turns readable when the process exits (``hasExited``), which tells a dead
 /// guest's backends to be released even when libvirtd is down. Each region opened through
-/// the process gets a pidfd of its own (``openRAMRegions(expecting:access:)``).
+/// the process gets a pidfd of its own (``openRAMRegions(expecting:access:)`` for shared
+/// backends only, ``openRAM(expecting:access:)`` for private RAM too).
 public struct QEMUProcess: ~Copyable, Sendable {
     public let pid: pid_t
     /// The pidfd: owned by this value, closed with it.
@@ -88,7 +89,8 @@ public struct QEMUProcess: ~Copyable, Sendable {
         return result
     }
 
-    /// Opens every RAM backend of the guest as a region.
+    /// Opens every RAM backend of the guest as a region, for callers that need shared memory
+    /// (reclaim punches holes in the backend).
     ///
     /// `expected` lists the regions the guest should have (from its domain XML: one per
     /// NUMA cell or one for main memory, one per memory device, with the backend id when it
@@ -99,31 +101,88 @@ public struct QEMUProcess: ~Copyable, Sendable {
     /// is opened except ivshmem's. Equal-sized regions without ids are paired in address order.
     ///
     /// The guest is mapped whole or not at all: one anonymous, private or missing backend
-    /// makes it unmappable, with the reason.
+    /// makes it unmappable, with the reason (``UnmappableReason/anonymousRAM(backend:)``,
+    /// ``UnmappableReason/privateRAM(backend:)``). ``openRAM(expecting:access:)`` opens
+    /// private RAM too.
     public func openRAMRegions(expecting expected: [ExpectedRegion] = [],
                                access: BackendAccess = .readOnly) throws(UnmappableReason) -> [GuestRegion] {
         let backends = QEMUCommandLine.memoryBackends(arguments: try commandLine())
         let plan = try GuestRAMPlan.match(backends: backends, expected: expected, mappings: try mappings())
         var regions: [GuestRegion] = []
-        for (id, mapping) in plan {
-            let regionPidfd: OwnedDescriptor
-            do { regionPidfd = try pidfd.duplicate("dup pidfd") } catch { throw UnmappableReason(error) }
-            do {
-                regions.append(try GuestRegion(mapping: mapping, of: pid, backendID: id, access: access, processDescriptor: regionPidfd))
-            } catch {
-                if hasExited { throw .processGone }
-                switch error {
-                case .system(let system) where system.errno == .noSuchFileOrDirectory || system.errno == .noSuchProcess:
-                    throw .backendNotFound(backend: id, size: Int(mapping.length))
-                case .system(let system): throw UnmappableReason(system)
-                case .identityMismatch, .notRegularFile, .truncated, .sizeChanged:
-                    throw .backendNotFound(backend: id, size: Int(mapping.length))
-                case .processExited: throw .processGone
-                case .notWritable: throw .failed(SystemError(errno: .badFileDescriptor, operation: error.description))  // Opening never throws it.
-                }
+        for (id, mapping) in plan { regions.append(try openShared(mapping, backendID: id, access: access)) }
+        guard !hasExited else { throw .processGone }
+        return regions
+    }
+
+    /// Where the guest's RAM is: for each region, the addresses of this process that hold
+    /// it, and whether they are a shared backend (opened as a ``GuestRegion``) or private
+    /// memory of the process (read in place as a ``PrivateGuestRegion``). Matching as in
+    /// ``openRAMRegions(expecting:access:)``, except that a private backend (memory-backend-ram,
+    /// `share=off`) is matched to private memory of its size: an anonymous area, or a private
+    /// mapping of its file. Reads the command line and the maps; opens nothing.
+    ///
+    /// - Throws: ``UnmappableReason/ambiguousPrivateRAM(backend:size:candidates:)`` when QEMU
+    ///   has more private areas of a region's size than the guest has such regions (which
+    ///   is RAM cannot be told); ``UnmappableReason/backendNotFound(backend:size:)`` when a
+    ///   region has no mapping; ``UnmappableReason/processGone``.
+    public func planRAM(expecting expected: [ExpectedRegion] = []) throws(UnmappableReason) -> [RAMPlanEntry] {
+        let backends = QEMUCommandLine.memoryBackends(arguments: try commandLine())
+        let plan = try GuestRAMPlan.plan(backends: backends, expected: expected, mappings: try mappings(), privateMemory: true)
+        return plan.map { RAMPlanEntry(backendID: $0.id, pid: pid, mapping: $0.mapping, placement: $0.placement) }
+    }
+
+    /// Opens every RAM region of the guest, shared or private, following ``planRAM(expecting:)``.
+    /// Shared regions are opened with `access`; private ones can only be read. Each region
+    /// gets a pidfd of this process of its own, so it is of the process whose maps were read.
+    ///
+    /// The guest is opened whole or not at all.
+    public func openRAM(expecting expected: [ExpectedRegion] = [],
+                        access: BackendAccess = .readOnly) throws(UnmappableReason) -> [GuestRAMRegion] {
+        var regions: [GuestRAMRegion] = []
+        for entry in try planRAM(expecting: expected) {
+            switch entry.placement {
+            case .shared: regions.append(.shared(try openShared(entry.mapping, backendID: entry.backendID, access: access)))
+            case .privateMemory: regions.append(.private(try openPrivate(entry.mapping, backendID: entry.backendID)))
             }
         }
         guard !hasExited else { throw .processGone }
         return regions
+    }
+
+    private func regionPidfd() throws(UnmappableReason) -> OwnedDescriptor {
+        do { return try pidfd.duplicate("dup pidfd") } catch { throw UnmappableReason(error) }
+    }
+
+    private func openShared(_ mapping: MemoryMapping, backendID id: String, access: BackendAccess) throws(UnmappableReason) -> GuestRegion {
+        let descriptor = try regionPidfd()
+        do {
+            return try GuestRegion(mapping: mapping, of: pid, backendID: id, access: access, processDescriptor: descriptor)
+        } catch {
+            if hasExited { throw .processGone }
+            switch error {
+            case .system(let system) where system.errno == .noSuchFileOrDirectory || system.errno == .noSuchProcess:
+                throw .backendNotFound(backend: id, size: Int(mapping.length))
+            case .system(let system): throw UnmappableReason(system)
+            case .identityMismatch, .notRegularFile, .truncated, .sizeChanged:
+                throw .backendNotFound(backend: id, size: Int(mapping.length))
+            case .processExited: throw .processGone
+            case .notWritable, .unmapped, .pagemap:  // Opening never throws these.
+                throw .failed(SystemError(errno: .badFileDescriptor, operation: error.description))
+            }
+        }
+    }
+
+    private func openPrivate(_ mapping: MemoryMapping, backendID id: String) throws(UnmappableReason) -> PrivateGuestRegion {
+        let descriptor = try regionPidfd()
+        do {
+            return try PrivateGuestRegion(mapping: mapping, of: pid, backendID: id, processDescriptor: descriptor)
+        } catch {
+            if hasExited { throw .processGone }
+            switch error {
+            case .processExited: throw .processGone
+            case .system(let system): throw UnmappableReason(system)
+            default: throw .failed(SystemError(errno: .badFileDescriptor, operation: error.description))  // Opening throws no other.
+            }
+        }
     }
 }

@@ -257,7 +257,8 @@ extension Engine {
 
     /// Reads one page of a slot into the compare buffer, if it is resident: a page swapped out
     /// or punched since it was scanned is not read (a read would swap it in) and compares as
-    /// different. A slot that can't be read fails.
+    /// different, as does one that left memory between residency and read
+    /// (``NoLongerResident``). A slot that can't be read fails.
     func readForCompare(slotIndex: Int, page: Int) -> Bool {
         guard let other = slots[slotIndex], !other.failed else { return false }
         do {
@@ -268,6 +269,8 @@ extension Engine {
             guard resident & 1 != 0 else { return false }
             try other.source.read(page: page, into: UnsafeMutableRawBufferPointer(start: compareBuffer, count: pageSize))
             return true
+        } catch is NoLongerResident {
+            return false
         } catch {
             fail(other, error)
             return false

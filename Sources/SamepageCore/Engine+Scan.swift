@@ -143,6 +143,10 @@ extension Engine {
             let count = runEnd - k
             do {
                 try slot.source.read(first..<(first + count), into: UnsafeMutableRawBufferPointer(start: readBuffer, count: count * pageSize))
+            } catch is NoLongerResident {
+                // Swapped or reclaimed since residency: skipped this pass, items untouched.
+                k = runEnd
+                continue
             } catch {
                 fail(slot, error)
                 break

@@ -21,7 +21,25 @@ public protocol PageSource: AnyObject {
 
     /// Reads the contiguous run `pages` into `buffer`, which holds exactly
     /// `pages.count * pageSize` bytes. A short read (the backend shrank) must throw.
+    ///
+    /// A source whose pages can leave memory between `residency` and `read` without the
+    /// region going bad (a guest's private RAM, which the host may swap or reclaim at any
+    /// moment) throws ``NoLongerResident`` rather than read such a page: the engine then
+    /// skips the run for this pass. Any other error fails the slot.
     func read(_ pages: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) throws
+}
+
+/// Thrown by ``PageSource/read(_:into:)`` when a page of the run that `residency` reported
+/// resident is not any more, so the run was not read (reading it would fault the page back
+/// in). Not a failure of the slot: the engine skips the run this pass, as if it had not been
+/// resident, and the next pass's residency decides again.
+public struct NoLongerResident: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The run that was not read.
+    public var pages: Range<Int>
+
+    public init(pages: Range<Int>) { self.pages = pages }
+
+    public var description: String { "pages \(pages) left memory before they could be read" }
 }
 
 extension PageSource {

@@ -275,6 +275,21 @@ struct EngineBehaviourTests {
         h.expectReconverged(to: ReferenceCounts([good], groups: [0]))
     }
 
+    @Test("A run whose pages left memory after residency is skipped, not a failure of its slot")
+    func pagesThatLeftMemory() throws {
+        let a = FakeRegion([1, 2, nil, 3, 4])
+        let b = FakeRegion([1, 2, nil, 3, 4])
+        b.leftMemory = [1]  // Swapped out between residency and read: the run 0..<2 is not read.
+        let h = try Harness([a, b], tunables: Tunables(smartScan: false))
+        #expect(h.scan(passes: 3).isEmpty)
+        #expect(h.engine.slotIDs == h.ids)
+        #expect(h.engine.counters.pagesSharing == 2)  // Contents 3 and 4 only.
+        b.leftMemory = []
+        #expect(h.scan(passes: 2).isEmpty)
+        #expect(h.observed == ReferenceCounts([a, b], groups: [0, 0]))
+        #expect(h.engine.counters.pagesSharing == 4)
+    }
+
     @Test("Pages that become holes lose their rmap items; regions that refill are tracked again")
     func holes() throws {
         let region = FakeRegion(Array(repeating: 5, count: 1200) + [0, 0])

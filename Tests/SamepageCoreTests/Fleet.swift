@@ -35,6 +35,9 @@ func fillPage(_ id: ContentID, _ page: UnsafeMutableRawPointer) {
 final class FakeRegion: PageSource {
     var pages: [ContentID?]
     var failReads = false
+    /// Pages that residency still reports but that leave memory before a read reaches them:
+    /// a read of a run holding one throws `NoLongerResident`, as a private region does.
+    var leftMemory: Set<Int> = []
     private(set) var pagesRead = 0
     private(set) var holesRead = 0
 
@@ -53,6 +56,7 @@ final class FakeRegion: PageSource {
 
     func read(_ range: Range<Int>, into buffer: UnsafeMutableRawBufferPointer) throws {
         if failReads { throw Truncated() }
+        if range.contains(where: leftMemory.contains) { throw NoLongerResident(pages: range) }
         precondition(buffer.count == range.count * pageSize)
         for (k, page) in range.enumerated() {
             pagesRead += 1

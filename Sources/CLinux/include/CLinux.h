@@ -20,6 +20,11 @@ int samepage_allocate(int fd, long long offset, long long length);
 /// fstatfs(2), reduced to what the agent needs: the filesystem's magic and block size.
 int samepage_filesystem(int fd, long *type, long *block_size);
 
+/// process_vm_readv(2) with one local and one remote iovec: copies `length` bytes at
+/// `address` in process `pid` into `buffer`. Returns the bytes copied (fewer when a remote
+/// page is not mapped), or -1 with errno set.
+long samepage_process_vm_read(int pid, void *buffer, unsigned long address, unsigned long length);
+
 /// accept4(2) with SOCK_CLOEXEC, no address.
 int samepage_accept_cloexec(int listener);
 
