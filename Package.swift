@@ -141,6 +141,8 @@ let package = Package(
         .testTarget(
             name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
             exclude: ["Golden"]),
+        // The packaged Prometheus rules, through promtool (Debian's prometheus package).
+        .testTarget(name: "PackagingTests"),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent"]
