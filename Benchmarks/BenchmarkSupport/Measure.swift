@@ -7,8 +7,11 @@ import SamepageMetrics
 /// SplitMix64: a fast generator whose state is its seed, so a page's content is a function of
 /// its content id.
 public struct SplitMix64 {
+    /// The generator's whole state; the same state gives the same sequence.
     public var state: UInt64
+    /// A generator starting from `state`.
     public init(state: UInt64) { self.state = state }
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
