@@ -45,20 +45,22 @@ extension Engine {
             }
         }
         // Each node's groups, ascending, in one array: counted, then placed (a counting sort).
-        var start = [Int](repeating: 0, count: nodeCount + 1)
+        // 32-bit offsets: memberships are at most the rmap items, and this is transient memory
+        // of the daemon's (12 bytes per stable node and 4 per membership).
+        var start = [Int32](repeating: 0, count: nodeCount + 1)
         forEachMembership { node, _ in start[node + 1] += 1 }
         for node in 0..<nodeCount { start[node + 1] += start[node] }
-        var members = [Int32](repeating: 0, count: start[nodeCount])
+        var members = [Int32](repeating: 0, count: Int(start[nodeCount]))
         var next = start
         lastGroup.withUnsafeMutableBufferPointer { $0.update(repeating: -1) }
         forEachMembership { node, group in
-            members[next[node]] = group
+            members[Int(next[node])] = group
             next[node] += 1
         }
         // The distinct sets of groups, with how many nodes have each (slices share `members`).
         var sets: [ArraySlice<Int32>: Int] = [:]
         for node in 0..<nodeCount where start[node + 1] > start[node] {
-            sets[members[start[node]..<start[node + 1]], default: 0] += 1
+            sets[members[Int(start[node])..<Int(start[node + 1])], default: 0] += 1
         }
         var cells = [Int](repeating: 0, count: n * n)
         for (set, count) in sets {
