@@ -117,10 +117,25 @@ let package = Package(
             ]
         ),
 
+        // What the benchmarks share: page contents from a seed, the process's clocks and memory.
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: ["SamepageCore", "SamepageMetrics"],
+            path: "Benchmarks/BenchmarkSupport"
+        ),
         .executableTarget(
             name: "EngineBenchmark",
-            dependencies: ["SamepageCore", "GuestMemory"],
+            dependencies: ["SamepageCore", "GuestMemory", "BenchmarkSupport"],
             path: "Benchmarks/EngineBenchmark"
+        ),
+        // Many guests through the daemon's path: scan rate, tracking memory, list, sharing, /metrics.
+        .executableTarget(
+            name: "ScaleBenchmark",
+            dependencies: [
+                "SamepageCore", "GuestMemory", "CLinux", "SamepageModel", "SamepageControl", "SamepageMetrics",
+                "BenchmarkSupport",
+            ],
+            path: "Benchmarks/ScaleBenchmark"
         ),
 
         // Test-only: a multi-threaded process that flips memfd pages between zero and data,
@@ -144,6 +159,8 @@ let package = Package(
         .testTarget(
             name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
             exclude: ["Golden"]),
+        // The packaged Prometheus rules, through promtool (Debian's prometheus package).
+        .testTarget(name: "PackagingTests"),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent"]

@@ -16,7 +16,8 @@
 #      /etc/samepage/guests.d/*.sample (conffiles), the man pages samepaged(8) and
 #      samepage(1) from packaging/man, bash/zsh/fish completions from config/completions,
 #      /usr/share/doc/samepage/{README.md,control-protocol.md,copyright,changelog.Debian.gz},
-#      and the maintainer scripts in packaging/debian;
+#      the Prometheus rules /usr/share/samepage/prometheus/samepage-rules.yml (from
+#      packaging/prometheus), and the maintainer scripts in packaging/debian;
 #   4. derives Depends: from the binaries with dpkg-shlibdeps and builds the package with
 #      `dpkg-deb --root-owner-group --build`.
 # Needs swift (/opt/swift/usr/bin is added to PATH), dpkg-dev and binutils. Any user;
@@ -143,6 +144,8 @@ install -D -m 0644 README.md "$DOC/README.md"
 install -m 0644 packaging/debian/copyright "$DOC/copyright"
 gzip -9n <"$CHANGELOG" >"$DOC/changelog.Debian.gz"
 install -D -m 0644 packaging/debian/lintian-overrides "$PKG/usr/share/lintian/overrides/samepage"
+# Recording and alerting rules for Prometheus's rule_files (not a conffile: a copy is edited).
+install -D -m 0644 packaging/prometheus/samepage-rules.yml "$PKG/usr/share/samepage/prometheus/samepage-rules.yml"
 
 # ---- 4. control files ------------------------------------------------------------------------
 for script in postinst prerm postrm; do

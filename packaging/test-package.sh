@@ -14,7 +14,8 @@
 #      equal to config/samepaged.toml, the unit enabled and passing `systemd-analyze
 #      verify`, the man pages rendering without warnings and naming every option of
 #      every --help, `samepaged --version` and `samepage --help` working with /opt/swift
-#      hidden, and the unit's CapabilityBoundingSet enough to do what samepaged does to a
+#      hidden, the Prometheus rules in /usr/share/samepage/prometheus (and accepted by promtool
+#      when it is there), and the unit's CapabilityBoundingSet enough to do what samepaged does to a
 #      QEMU that runs as another user (read maps, pagemap and fd, open map_files read-write,
 #      pread, mincore, punch a hole, dump Unix sockets with sock_diag; a stand-in process
 #      plays QEMU);
@@ -72,8 +73,10 @@ SERVICE=samepaged.service
 UNIT=/lib/systemd/system/$SERVICE
 CONFFILE=/etc/samepage/samepaged.toml
 STATE_DIR=/var/lib/samepage
+RULES=/usr/share/samepage/prometheus/samepage-rules.yml
 SHIPPED=(/usr/sbin/samepaged /usr/bin/samepage "$UNIT" /etc/samepage
-         /usr/share/man/man8/samepaged.8.gz /usr/share/man/man1/samepage.1.gz /usr/share/doc/samepage)
+         /usr/share/man/man8/samepaged.8.gz /usr/share/man/man1/samepage.1.gz /usr/share/doc/samepage
+         /usr/share/samepage)
 
 package_status() { dpkg-query -W -f='${db:Status-Status}' samepage 2>/dev/null || true; }
 
@@ -228,9 +231,14 @@ done
 for f in "$UNIT" "$CONFFILE" /etc/samepage/guests.d/default.toml.sample /etc/samepage/guests.d/example.toml.sample \
          /usr/share/man/man8/samepaged.8.gz /usr/share/man/man1/samepage.1.gz \
          /usr/share/bash-completion/completions/samepage \
-         /usr/share/doc/samepage/copyright /usr/share/doc/samepage/README.md /usr/share/doc/samepage/changelog.Debian.gz; do
+         /usr/share/doc/samepage/copyright /usr/share/doc/samepage/README.md /usr/share/doc/samepage/changelog.Debian.gz \
+         "$RULES"; do
     [ -f "$f" ] || die "$f missing after install"
 done
+cmp -s "$RULES" packaging/prometheus/samepage-rules.yml || die "$RULES differs from packaging/prometheus/samepage-rules.yml"
+if command -v promtool >/dev/null; then
+    out="$(promtool check rules "$RULES" 2>&1)" || die "promtool check rules $RULES failed: $out"
+fi
 [ -d "$STATE_DIR" ] || die "$STATE_DIR not created by postinst"
 [ "$(stat -c %a "$STATE_DIR")" = 700 ] || die "$STATE_DIR has mode $(stat -c %a "$STATE_DIR"), not 700"
 cmp -s "$CONFFILE" config/samepaged.toml || die "$CONFFILE differs from config/samepaged.toml"
@@ -498,7 +506,8 @@ fi
 log "dpkg -r samepage"
 dpkg -r samepage >"$WORK/dpkg-remove.log" 2>&1 || { cat "$WORK/dpkg-remove.log" >&2; die "dpkg -r samepage failed"; }
 [ "$(package_status)" = config-files ] || die "after dpkg -r, status is $(package_status), not config-files"
-for f in /usr/sbin/samepaged /usr/bin/samepage "$UNIT" /usr/share/man/man8/samepaged.8.gz /usr/share/doc/samepage/README.md; do
+for f in /usr/sbin/samepaged /usr/bin/samepage "$UNIT" /usr/share/man/man8/samepaged.8.gz /usr/share/doc/samepage/README.md \
+         /usr/share/samepage; do
     [ ! -e "$f" ] || die "$f still exists after dpkg -r"
 done
 [ -f "$CONFFILE" ] || die "$CONFFILE was removed by dpkg -r (a conffile must stay until purge)"

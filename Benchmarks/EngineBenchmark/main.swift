@@ -11,6 +11,7 @@
 // for ksmd (use_zero_pages=1, smart_scan=0, pages_to_scan=20000, sleep_millisecs=0), whose
 // CPU time is read from /proc.
 import Glibc
+import BenchmarkSupport
 import Foundation
 import GuestMemory
 import SamepageCore
@@ -41,17 +42,6 @@ let totalPages = slotCount * pagesPerSlot
 
 // MARK: Content
 
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Content id of page `k` of slot `s`: 0 for a zero page, 1...1024 for the shared pool,
 /// larger for unique pages.
 func contentID(slot s: Int, page k: Int) -> UInt64 {
@@ -64,15 +54,8 @@ func contentID(slot s: Int, page k: Int) -> UInt64 {
     }
 }
 
-func fill(_ page: UnsafeMutableRawPointer, id: UInt64) {
-    let words = page.assumingMemoryBound(to: UInt64.self)
-    guard id != 0 else { words.update(repeating: 0, count: pageSize / 8); return }
-    var rng = SplitMix64(state: id &* 0x2545_F491_4F6C_DD1D)
-    for i in 0..<(pageSize / 8) { words[i] = rng.next() }
-}
-
 func fillRegion(_ base: UnsafeMutableRawPointer, slot s: Int) {
-    for k in 0..<pagesPerSlot { fill(base + k * pageSize, id: contentID(slot: s, page: k)) }
+    for k in 0..<pagesPerSlot { fillPage(base + k * pageSize, id: contentID(slot: s, page: k)) }
 }
 
 /// What convergence must show: contents with two or more copies across the slots.
@@ -96,31 +79,6 @@ func expectedCounts() -> (shared: Int, sharing: Int, zero: Int) {
 }
 
 // MARK: Measurement helpers
-
-func processCPUSeconds() -> Double {
-    var usage = rusage()
-    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-}
-
-func wallSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-}
-
-/// Resident anonymous memory of this process (`RssAnon`), in bytes: where the engine's heap
-/// lives, apart from the shared-memory fleet (`RssShmem`).
-func anonymousResidentBytes() -> Int {
-    let status = try! String(contentsOfFile: "/proc/self/status", encoding: .utf8)
-    let line = status.split(separator: "\n").first { $0.hasPrefix("RssAnon:") }!
-    return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])! * 1024
-}
-
-func rate(_ pages: Int, _ seconds: Double) -> String {
-    seconds > 0 ? String(format: "%.0fK", Double(pages) / seconds / 1000) : "-"
-}
 
 struct PassResult {
     var cpu: Double
@@ -178,7 +136,7 @@ func runEngine() throws -> (passes: [PassResult], trackingBytes: Int, anonBytes:
     }
     var passes: [PassResult] = []
     for _ in 0..<options.passes {
-        let cpu0 = processCPUSeconds(), wall0 = wallSeconds(), scanned0 = engine.counters.pagesScanned
+        let cpu0 = cpuSeconds(), wall0 = wallSeconds(), scanned0 = engine.counters.pagesScanned
         let target = engine.counters.fullScans + 1
         while engine.counters.fullScans < target {
             let report = engine.scanBatch(endingFullScans: true)
@@ -186,7 +144,7 @@ func runEngine() throws -> (passes: [PassResult], trackingBytes: Int, anonBytes:
         }
         let c = engine.counters
         passes.append(PassResult(
-            cpu: processCPUSeconds() - cpu0, wall: wallSeconds() - wall0,
+            cpu: cpuSeconds() - cpu0, wall: wallSeconds() - wall0,
             pages: c.pagesScanned - scanned0, counters: (c.pagesShared, c.pagesSharing, c.zeroPages)))
     }
     let violations = engine.invariantViolations()

@@ -10,13 +10,7 @@ import Synchronization
 extension Worker {
     func sharingMatrix() -> SharingMatrix {
         let mapped = guests.values.filter(\.mapped).sorted { $0.identity.name < $1.identity.name }
-        var owner: [SlotID: UUID] = [:]
-        for guest in mapped {
-            for slot in guest.slots { owner[slot] = guest.uuid }
-        }
-        let byGuest = engine.sharingMatrix(groupedBy: owner)
-        let pages = mapped.map { a in mapped.map { b in byGuest[a.uuid]?[b.uuid] ?? 0 } }
-        return SharingMatrix(guests: mapped.map(\.identity), pages: pages)
+        return SharingMatrix(guests: mapped.map(\.identity), slots: mapped.map(\.slots), in: engine)
     }
 
     func publish() {
@@ -40,10 +34,7 @@ extension Worker {
     }
 
     func status(_ guest: TrackedGuest) -> GuestStatus {
-        var counters = Counters()
-        for (i, slot) in guest.slots.enumerated() {
-            if let c = engine.counters(for: slot) { counters.accumulate(c, first: i == 0) }
-        }
+        let counters = engine.counters(summing: guest.slots)
         let regions = guest.regions.map {
             RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: $0.path, bytes: $0.size, pages: $0.pageCount)
         }

@@ -63,8 +63,11 @@ public final class MetricsExporter: Sendable {
     }
 
     /// The metrics text (Prometheus exposition format 0.0.4) for this snapshot.
-    /// - Parameter residentBytes: the daemon's resident memory, when known.
-    public func render(_ snapshot: AgentSnapshot, residentBytes: Int? = nil) -> [UInt8] {
+    /// - Parameters:
+    ///   - residentBytes: the daemon's resident memory, when known.
+    ///   - cpuSeconds: the daemon's user and system CPU time since it started, all threads,
+    ///     when known (``processCPUSeconds()``).
+    public func render(_ snapshot: AgentSnapshot, residentBytes: Int? = nil, cpuSeconds: Double? = nil) -> [UInt8] {
         state.withLock { state in
             var global: GuestSeries? = nil
             set(Name.engine, snapshot.counters, labels: [], series: &global)
@@ -88,6 +91,7 @@ public final class MetricsExporter: Sendable {
                 let waiting = snapshot.guests.count { $0.reclaim.deferred?.reason == reason }
                 set(gauge: Name.deferredGuests, Double(waiting), labels: [("reason", reason.rawValue)], series: &global)
             }
+            if let cpuSeconds { set(counter: Name.cpuSeconds, cpuSeconds, labels: [], series: &global) }
 
             var present = Set<String>()
             for guest in snapshot.guests {
@@ -143,10 +147,19 @@ public final class MetricsExporter: Sendable {
     /// down, because a guest's slots started over, reads as a counter reset, which Prometheus
     /// handles.) The global series (no guest series to keep them in) are never removed.
     private func set(counter name: MetricNameDescriptor, _ value: Int, labels: [(String, String)], series: inout GuestSeries?) {
+        zeroed(counter: name, labels: labels, series: &series).increment(by: Int64(max(0, value)))
+    }
+
+    /// The same for a total in seconds (written with a fraction: `12.5`).
+    private func set(counter name: MetricNameDescriptor, _ value: Double, labels: [(String, String)], series: inout GuestSeries?) {
+        zeroed(counter: name, labels: labels, series: &series).increment(by: max(0, value))
+    }
+
+    private func zeroed(counter name: MetricNameDescriptor, labels: [(String, String)], series: inout GuestSeries?) -> Counter {
         let counter = labels.isEmpty ? registry.makeCounter(descriptor: name) : registry.makeCounter(descriptor: name, labels: labels)
         series?.counters[ObjectIdentifier(counter)] = counter
         counter.reset()
-        counter.increment(by: Int64(max(0, value)))
+        return counter
     }
 
     private func set(gauge name: MetricNameDescriptor, _ value: Double, labels: [(String, String)], series: inout GuestSeries?) {
@@ -260,6 +273,7 @@ enum Name {
     static var guestReclaimDeferred: MetricNameDescriptor { d("guest", "reclaim_deferred", "", "1 while the guest's due reclaim waits for the host to calm or its pause cost to fall") }
     static var trackingBytes: MetricNameDescriptor { d(nil, "tracking", "bytes", "Memory the engine holds to track guest pages (rmap items and trees)") }
     static var residentBytes: MetricNameDescriptor { d("process", "resident_memory", "bytes", "samepaged's resident memory") }
+    static var cpuSeconds: MetricNameDescriptor { d("process", "cpu_seconds", "total", "samepaged's user and system CPU time, all threads") }
     static var scanRate: MetricNameDescriptor { d(nil, "scan_rate", "pages_per_second", "Pages scanned per second over the last 10 seconds") }
     static var guests: MetricNameDescriptor { d(nil, "guests", "", "Guests known on the libvirt connection") }
     static var guestsMapped: MetricNameDescriptor { d(nil, "guests_mapped", "", "Guests whose RAM backends are mapped and scanned") }

@@ -205,3 +205,14 @@ public func processResidentBytes() -> Int? {
     guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
+
+/// The calling process's user and system CPU time in seconds, all its threads together.
+///
+/// The corresponding C function is `getrusage` (`RUSAGE_SELF`), whose microseconds are finer
+/// than `/proc/self/stat`'s clock ticks; nil if it fails.
+public func processCPUSeconds() -> Double? {
+    var usage = rusage()
+    guard getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage) == 0 else { return nil }
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}

@@ -123,7 +123,7 @@ struct Samepaged: AsyncParsableCommand {
         if let address = settings.metricsAddress {
             do {
                 metrics = try await MetricsServer(host: address.host, port: Int(address.port)) {
-                    exporter.render(agent.snapshot, residentBytes: processResidentBytes())
+                    exporter.render(agent.snapshot, residentBytes: processResidentBytes(), cpuSeconds: processCPUSeconds())
                 }
             } catch {
                 // The control socket was bound, not served: closing it removes the file.

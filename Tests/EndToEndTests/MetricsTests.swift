@@ -129,6 +129,8 @@ struct MetricsEndToEndTests {
         #expect(metrics.samples["samepage_run"] == Double(int(stats["run"])) && int(stats["run"]) == 0)
         #expect(metrics.samples["samepage_libvirt_connected"] == 1)
         #expect((metrics.samples["samepage_process_resident_memory_bytes"] ?? 0) > Double(int(stats["tracking_bytes"])))
+        #expect((metrics.samples["samepage_process_cpu_seconds_total"] ?? 0) > 0)
+        #expect(metrics.types["samepage_process_cpu_seconds"] == "counter")  // prometheus_client drops _total
         #expect(metrics.samples["samepage_build_info{version=\"0.1.0\"}"] == 1)
 
         // The pause histogram: cumulative buckets equal the CLI's per-bucket counts, summed.

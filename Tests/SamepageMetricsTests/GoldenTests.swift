@@ -38,7 +38,7 @@ struct MetricsGoldenTests {
         let exporter = MetricsExporter(version: "0.1.0")
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 4))
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 30, guestSeenMilliseconds: 12))
-        let text = String(decoding: exporter.render(snapshot, residentBytes: 50 << 20), as: UTF8.self)
+        let text = String(decoding: exporter.render(snapshot, residentBytes: 50 << 20, cpuSeconds: 12.5), as: UTF8.self)
         let lines = text.split(separator: "\n").map(String.init).sorted()
         let file = Self.directory.appendingPathComponent("metrics.txt")
         if ProcessInfo.processInfo.environment["SAMEPAGE_WRITE_GOLDEN"] == "1" {

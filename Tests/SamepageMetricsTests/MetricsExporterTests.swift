@@ -72,7 +72,7 @@ struct MetricsExporterTests {
             guest("alpha", uuid: a, group: "web", scanned: 100_000, shared: 5, reclaimed: 200),
             guest("beta", uuid: b, group: nil, scanned: 23_456, shared: 2, reclaimed: 100),
         ]
-        let metrics = Exposition(MetricsExporter(version: "9.9").render(snapshot, residentBytes: 1 << 20))
+        let metrics = Exposition(MetricsExporter(version: "9.9").render(snapshot, residentBytes: 1 << 20, cpuSeconds: 2.25))
 
         #expect(metrics["samepage_pages_shared"] == 7)
         #expect(metrics["samepage_pages_sharing"] == 11)
@@ -84,6 +84,7 @@ struct MetricsExporterTests {
         #expect(metrics["samepage_libvirt_connected"] == 1)
         #expect(metrics["samepage_guests"] == 2)
         #expect(metrics["samepage_process_resident_memory_bytes"] == Double(1 << 20))
+        #expect(metrics["samepage_process_cpu_seconds_total"] == 2.25)
         #expect(metrics["samepage_zero_pages_reclaimed_total"] == 300)
         #expect(metrics[#"samepage_build_info{version="9.9"}"#] == 1)
 
@@ -104,6 +105,25 @@ struct MetricsExporterTests {
         #expect(metrics.types["samepage_pages_scanned_total"] == "counter")
         #expect(metrics.types["samepage_guest_zero_pages_reclaimed_total"] == "counter")
         #expect(metrics.types["samepage_reclaim_pause_seconds"] == "histogram")
+        #expect(metrics.types["samepage_process_cpu_seconds_total"] == "counter")
+    }
+
+    @Test("The process's CPU seconds grow with the work it does; unknown, the series is left out")
+    func processCPUSecondsCounter() throws {
+        let before = try #require(processCPUSeconds())
+        // About 50 ms of CPU in this thread, at least the 1 ms getrusage can tell apart.
+        let clock = ContinuousClock()
+        let start = clock.now
+        var x: UInt64 = 1
+        while clock.now - start < .milliseconds(50) {
+            for _ in 0..<10_000 { x = x &* 6364136223846793005 &+ 1442695040888963407 }
+        }
+        let after = try #require(processCPUSeconds())
+        #expect(x != 0)
+        #expect(after - before >= 0.01, "CPU seconds went from \(before) to \(after) over 50 ms of busy work")
+
+        #expect(Exposition(MetricsExporter(version: "1").render(AgentSnapshot(), cpuSeconds: after))["samepage_process_cpu_seconds_total"] == after)
+        #expect(Exposition(MetricsExporter(version: "1").render(AgentSnapshot()))["samepage_process_cpu_seconds_total"] == nil)
     }
 
     @Test("The scan rate's knobs: pages_to_scan, the advisor's mode and target, the last full scan")

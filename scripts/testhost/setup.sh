@@ -2,7 +2,9 @@
 # Usage: setup.sh
 #
 # Prepares this machine (Debian 12, root, no systemd) to run Samepage test guests:
-#   1. installs the packages (apt-get; skipped when all are already installed),
+#   1. installs the packages (apt-get; skipped when all are already installed), none of them
+#      allowed to start a service meanwhile (a policy-rc.d that forbids it, unless the
+#      machine has one), and disables the prometheus server that comes with promtool,
 #   2. creates the libvirt-qemu user/group libvirtd insists on (if missing),
 #   3. writes the settings below into /etc/libvirt/qemu.conf (inside a marked block),
 #        user = "root"  group = "root"  dynamic_ownership = 0  security_driver = "none"
@@ -36,9 +38,10 @@ esac
 
 require_root
 
+# prometheus is there for its promtool only (Tests/PackagingTests checks the packaged rules).
 PACKAGES=(libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
           qemu-system-x86 qemu-utils busybox-static cpio libxxhash-dev
-          linux-image-cloud-amd64 python3 python3-prometheus-client dpkg-dev binutils)
+          linux-image-cloud-amd64 python3 python3-prometheus-client dpkg-dev binutils prometheus)
 
 # ---- 1. packages ---------------------------------------------------------------
 missing=()
@@ -51,11 +54,37 @@ if [ "${#missing[@]}" -gt 0 ]; then
     log "installing packages (missing: ${missing[*]})"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+    # No package starts a service while it installs: this script starts the daemons it needs
+    # itself (below), and the prometheus server must not run at all. invoke-rc.d and
+    # deb-systemd-invoke ask /usr/sbin/policy-rc.d first, and its exit status 101 forbids the
+    # start. One that is already there (a container's) is left as it is.
+    POLICY_RC=/usr/sbin/policy-rc.d
+    if [ ! -e "$POLICY_RC" ]; then
+        printf '#!/bin/sh\n# Written by samepage setup.sh while it installs packages.\nexit 101\n' >"$POLICY_RC"
+        chmod 0755 "$POLICY_RC"
+        trap 'rm -f "$POLICY_RC"' EXIT
+        apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+        rm -f "$POLICY_RC"
+        trap - EXIT
+    else
+        apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+    fi
+    # Nor later: the package enables its server at boot. If prometheus came with this install
+    # (one installed before is the host's business), disable it, and stop it in case the
+    # machine's own policy-rc.d let it start.
+    if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now prometheus.service >/dev/null 2>&1 || warn "could not disable prometheus.service"
+        else
+            update-rc.d prometheus disable >/dev/null 2>&1 || warn "could not disable /etc/init.d/prometheus"
+            /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        fi
+        log "prometheus installed for promtool; its server is stopped and disabled at boot"
+    fi
 else
     log "packages already installed"
 fi
-for cmd in libvirtd virtlogd virsh qemu-system-x86_64 busybox cpio flock pgrep; do
+for cmd in libvirtd virtlogd virsh qemu-system-x86_64 busybox cpio flock pgrep promtool; do
     command -v "$cmd" >/dev/null || die "'$cmd' not found after installing packages"
 done
 
