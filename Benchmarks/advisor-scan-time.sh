@@ -15,7 +15,8 @@ command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 TARGET="${1:-15}"
 RUN="${2:-300}"
 WORK=$(mktemp -d /tmp/samepage-advisor-bench.XXXXXX)
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
+PID=
+trap '[ -z "$PID" ] || { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; } || true' EXIT
 
 scripts/testhost/demo-guests.sh >/dev/null
 swift build -c release --product samepaged >/dev/null 2>&1

@@ -20,8 +20,10 @@ HOGS=0
 [ "${2:-}" = "--hogs" ] && HOGS=1
 WORK=$(mktemp -d /tmp/samepage-reclaim-bench.XXXXXX)
 HOG_PIDS=()
+PID=
 cleanup() {
     for p in "${HOG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -n "$PID" ] || return 0
     kill "$PID" 2>/dev/null || true
     wait "$PID" 2>/dev/null || true
 }

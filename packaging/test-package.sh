@@ -284,7 +284,7 @@ check_options() {  # check_options MANPAGE.gz HELP-TEXT
 }
 check_options /usr/share/man/man8/samepaged.8.gz "$(/usr/sbin/samepaged --help)"
 check_options /usr/share/man/man1/samepage.1.gz "$(/usr/bin/samepage --help)"
-for command in list dominfo stats run tune sharing scan guests "policy show" "policy validate" "policy reload"; do
+for command in list dominfo stats ksm run tune sharing scan guests "policy show" "policy validate" "policy reload"; do
     # shellcheck disable=SC2086  # "policy show" is two words
     check_options /usr/share/man/man1/samepage.1.gz "$(/usr/bin/samepage help $command)"
     grep -qE "^\.B[I]? \"?${command}( |\"|$)" <<<"$(zcat /usr/share/man/man1/samepage.1.gz)" ||

@@ -1,6 +1,7 @@
 import Glibc
 import Foundation
 import GuestMemory
+import KernelKSM
 import Libvirt
 import Logging
 import SamepageCore
@@ -39,6 +40,12 @@ public struct AgentConfiguration: Sendable {
     /// Reclaim waits while the host's CPU pressure (`/proc/pressure/cpu`, the `some` share
     /// over the last second or ten) is over this many percent; 100 never waits.
     public var reclaimMaxCPUPressure = 25.0
+    /// The kernel's own KSM: when `enabled`, samepaged governs ksmd (see `KernelKSMGovernor`).
+    public var kernelKSM = KernelKSMConfiguration()
+    /// Where the host's ksmd settings are kept while samepaged governs ksmd.
+    public var kernelKSMSaved = HostDefaults.kernelKSMSaved
+    /// ksmd's sysfs directory (a fake one in tests).
+    public var kernelKSMRoot = "/sys/kernel/mm/ksm"
     /// Told of every reclaim pause once it is recorded (QEMU's events give what the guest saw
     /// of it, a moment after it ended), on the agent's thread (the Prometheus
     /// histogram records them here); must return quickly.
@@ -303,6 +310,13 @@ public final class Agent: Sendable {
             $0.stateEvents[uuid] = nil
             $0.monitorEvents[uuid] = nil
         }
+    }
+
+    /// Puts back the host's ksmd settings that a samepaged governing ksmd saved at
+    /// `savedPath` and did not put back (it crashed); for `samepaged --resume-paused`.
+    /// Returns whether there were any.
+    public static func restoreKernelKSM(savedPath: String, root: String = "/sys/kernel/mm/ksm", logger: Logger) throws -> Bool {
+        try KernelKSMGovernor.restoreSaved(path: savedPath, ksm: KernelKSM(root: root), logger: logger)
     }
 
     func connectionDidClose() { shared.withLock { $0.connectionClosed = true } }

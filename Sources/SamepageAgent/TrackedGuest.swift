@@ -1,5 +1,6 @@
 import Foundation
 import GuestMemory
+import KernelKSM
 import Libvirt
 import Logging
 import SamepageCore
@@ -17,7 +18,20 @@ final class TrackedGuest {
     var facts = GuestFacts()
     var policy = GuestPolicy()
     var process: QEMUProcess?
+    /// Its shared RAM backends, opened (reclaim works on these)...
     var regions: [GuestRegion] = []
+    /// ...and its private RAM, read in place in QEMU (accounted only; the kernel's KSM merges it).
+    var privateRegions: [PrivateGuestRegion] = []
+    /// The `merge` property samepaged last gave its memory backends (governing ksmd only),
+    /// and the values they had before, put back when samepaged stops.
+    var kernelMerge: Bool?
+    var originalMerge: [String: Bool] = [:]
+    /// Why the kernel may not merge it (governing ksmd only); nil when it may.
+    var kernelMergeRefusal: String?
+    /// Its QEMU's `/proc/PID/ksm_stat`, read at each reconcile.
+    var kernelStat: ProcessKSMStat?
+    /// QEMU's pid from libvirt's pid file, for a guest that is not mapped.
+    var qemuPID: pid_t?
     var slots: [SlotID] = []
     /// The Unix socket paths of its vhost-user devices (from the XML and QEMU's command line).
     var vhostUserSockets: Set<String> = []
@@ -36,4 +50,6 @@ final class TrackedGuest {
     }
 
     var mapped: Bool { !slots.isEmpty }
+    /// Whether any of its RAM is private to QEMU.
+    var hasPrivateRAM: Bool { !privateRegions.isEmpty }
 }

@@ -94,21 +94,30 @@ extension Worker {
             let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
             // Regions of guests whose zero pages may be reclaimed are opened read-write, for
             // fallocate; everything else read-only.
-            guest.regions = try process.openRAMRegions(expecting: expected, access: Self.access(for: guest.policy.mode))
+            // Shared backends are opened (read-write where zero pages may be reclaimed);
+            // private RAM is read in place, through QEMU's page map, and never changed.
+            let opened = try process.openRAM(expecting: expected, access: Self.access(for: guest.policy.mode))
+            guest.regions = opened.compactMap(\.sharedRegion)
+            guest.privateRegions = opened.compactMap { if case .private(let region) = $0 { region } else { nil } }
             guest.vhostUserSockets = Self.vhostUserSockets(definition, commandLine: try? process.commandLine())
             guest.process = consume process
             refreshMappers([guest])
         } catch {
             guest.regions = []
+            guest.privateRegions = []
             guest.reason = error.description
             return
         }
         let group = guest.policy.trustGroup.map { engine.trustGroup(named: $0) } ?? engine.privateTrustGroup()
-        for region in guest.regions {
+        // Shared regions first: a slot's index among the guest's slots is its region's index
+        // in `regions`, which reclaim goes by.
+        let sources: [(backendID: String, source: any PageSource)] =
+            guest.regions.map { ($0.backendID, $0) } + guest.privateRegions.map { ($0.backendID, $0) }
+        for (backendID, source) in sources {
             let options = SlotOptions(
-                name: "\(guest.identity.name)/\(region.backendID)", trustGroup: group,
+                name: "\(guest.identity.name)/\(backendID)", trustGroup: group,
                 merging: guest.policy.mode.merges, maxPages: guest.policy.maxPages)
-            guard let slot = engine.addSlot(region, options: options) else {
+            guard let slot = engine.addSlot(source, options: options) else {
                 unmap(guest)
                 guest.reason = "too many regions on the scan list"
                 return
@@ -117,8 +126,9 @@ extension Worker {
             slotOwners[slot] = guest.uuid
         }
         guest.reason = nil
-        let kinds = Set(guest.regions.map(\.kind.description)).sorted().joined(separator: ", ")
-        logger.info("guest \(guest.identity.name) mapped: \(guest.regions.count) region(s), \(kinds), \(guest.regions.reduce(0) { $0 + $1.size } >> 20) MiB")
+        let kinds = Set(guest.regions.map(\.kind.description) + guest.privateRegions.map(\.kind.description)).sorted().joined(separator: ", ")
+        let bytes = guest.regions.reduce(0) { $0 + $1.size } + guest.privateRegions.reduce(0) { $0 + $1.size }
+        logger.info("guest \(guest.identity.name) mapped: \(guest.regions.count + guest.privateRegions.count) region(s), \(kinds), \(bytes >> 20) MiB")
     }
 
     /// How a guest's backends are opened in `mode`: read-write only where zero pages may be
@@ -133,6 +143,7 @@ extension Worker {
         }
         guest.slots = []
         guest.regions = []
+        guest.privateRegions = []
         guest.process = nil
         guest.reclaimState.pending = [:]
         guest.reclaimState.oldestPending = nil

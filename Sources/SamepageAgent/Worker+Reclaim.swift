@@ -18,6 +18,9 @@ extension Worker {
         case .zero, .merge: break
         }
         guard guest.mapped else { return "not mapped" }
+        if guest.hasPrivateRAM {
+            return "private RAM: its zero pages are the kernel's KSM's to merge (use_zero_pages), not reclaimed"
+        }
         let facts = guest.facts
         // Suspend stops vCPUs, block I/O and vhost-user rings; not these writers.
         if !facts.assignedDevices.isEmpty { return "assigned devices keep writing while paused: \(facts.assignedDevices.joined(separator: ", "))" }
@@ -49,7 +52,7 @@ extension Worker {
     /// A page the engine found zero on two visits in a row (from its batch report).
     func zeroPageConfirmed(slot: SlotID, page: Int) {
         guard let uuid = slotOwners[slot], let guest = guests[uuid],
-            let region = guest.slots.firstIndex(of: slot),
+            let region = guest.slots.firstIndex(of: slot), region < guest.regions.count, !guest.hasPrivateRAM,
             guest.policy.mode.reclaims
         else { return }
         guest.reclaimState.addPending(page: page, region: region, at: ContinuousClock.now)

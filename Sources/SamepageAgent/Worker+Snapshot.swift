@@ -30,6 +30,7 @@ extension Worker {
         snapshot.unresumedPauses = unresumed.count
         snapshot.reclaim = reclaimedByGoneGuests
         for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
+        if let kernelGovernor { snapshot.kernelKSM = kernelGovernor.status }
         agent.publish(snapshot)
     }
 
@@ -37,6 +38,8 @@ extension Worker {
         let counters = engine.counters(summing: guest.slots)
         let regions = guest.regions.map {
             RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: $0.path, bytes: $0.size, pages: $0.pageCount)
+        } + guest.privateRegions.map {
+            RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: nil, bytes: $0.size, pages: $0.pageCount)
         }
         var reclaim = guest.reclaimState.status
         reclaim.reason = reclaimIneligibility(guest)
@@ -48,6 +51,6 @@ extension Worker {
             name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
             mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,
             backend: regions.isEmpty ? nil : Set(regions.map(\.kind)).sorted().joined(separator: ", "),
-            counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim)
+            counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim, kernelKSM: kernelStatus(guest))
     }
 }

@@ -1,6 +1,7 @@
 import Glibc
 import Foundation
 import GuestMemory
+import KernelKSM
 import Libvirt
 import LinuxSystem
 import Logging
@@ -53,12 +54,19 @@ final class Worker {
     var cpuPressure: PressureStall?
     var nextPressureReading = ContinuousClock.now
     var pressureUnavailable: String?
+    /// samepaged's hold on ksmd, while `[kernel_ksm] enabled`.
+    var kernelGovernor: KernelKSMGovernor?
 
     init(agent: Agent) throws {
         self.agent = agent
         engine = try Engine(tunables: agent.configuration.tunables)
         engine.run = agent.configuration.run
         journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
+        if agent.configuration.kernelKSM.enabled {
+            kernelGovernor = try KernelKSMGovernor(
+                configuration: agent.configuration.kernelKSM, ksm: KernelKSM(root: agent.configuration.kernelKSMRoot),
+                savedPath: agent.configuration.kernelKSMSaved, logger: agent.logger)
+        }
         if let journal {
             unresumed = try journal.entries().map { PendingResume(entry: $0, fromEarlierRun: true) }
             if !unresumed.isEmpty {
@@ -115,6 +123,9 @@ final class Worker {
         }
         finishPauses()
         for guest in guests.values { completePauseRecord(of: guest, force: true) }
+        // The host's KSM as it was: each guest's merge property, then ksmd's settings.
+        restoreKernelMerge()
+        kernelGovernor?.restore()
         for guest in guests.values { detach(guest, reason: "agent stopped") }
         guests = [:]
         subscription = nil
@@ -219,6 +230,18 @@ final class Worker {
         let mapped = guests.values.filter(\.mapped)
         refreshMappers(mapped)
         for guest in mapped where guest.policy.mode.reclaims { _ = checkDMADescriptors(guest) }
+        for guest in mapped where guest.hasPrivateRAM {
+            // Private RAM has no file whose identity can be checked: its mapping must still be there.
+            for region in guest.privateRegions {
+                do { try region.ensureStillMapped() } catch {
+                    logger.info("guest \(guest.identity.name): \(error); mapping it again")
+                    unmap(guest)
+                    map(guest)
+                    break
+                }
+            }
+        }
+        reconcileKernelKSM(connection: connection)
         publish()
     }
 

@@ -24,6 +24,8 @@ public struct AgentSnapshot: Sendable {
     public var updatedOnce = false
     /// Reclaim over all guests, those gone included.
     public var reclaim = ReclaimStatus()
+    /// The kernel's own KSM: governed or not, its counters.
+    public var kernelKSM = KernelKSMStatus()
 
     /// Before the agent has published anything: disconnected, no guests.
     public init() {}
@@ -53,9 +55,14 @@ public struct DaemonStats: Sendable, Equatable {
     public var guestRAMBytes = 0
     /// Reclaim over all guests.
     public var reclaim: ReclaimStatus
+    /// The kernel's own KSM (`kernel_ksm`).
+    public var kernelKSM = KernelKSMStatus()
 
     /// The host's savings in bytes, over the mapped guests.
-    public var savings: Savings { Savings(counters: counters, reclaim: reclaim, guestRAMBytes: guestRAMBytes) }
+    public var savings: Savings {
+        let kernel = kernelKSM.pagesSharing.map { ($0 + (kernelKSM.ksmZeroPages ?? 0)) * pageSize }
+        return Savings(counters: counters, reclaim: reclaim, guestRAMBytes: guestRAMBytes, kernelMergedBytes: kernel)
+    }
 
     public init(
         counters: Counters = Counters(), run: RunMode = .merge, tunables: Tunables = Tunables(),
@@ -84,6 +91,7 @@ public struct DaemonStats: Sendable, Equatable {
             connectionError: snapshot.connectionError, guests: snapshot.guests.count,
             guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
         guestRAMBytes = snapshot.guests.reduce(0) { $0 + $1.regions.reduce(0) { $0 + $1.bytes } }
+        kernelKSM = snapshot.kernelKSM
     }
 }
 
@@ -100,6 +108,7 @@ extension DaemonStats: Codable {
         case connectionError = "connection_error"
         case guestsMapped = "guests_mapped"
         case guestRAMBytes = "guest_ram_bytes"
+        case kernelKSM = "kernel_ksm"
         case fullScanSeconds = "full_scan_seconds"
         case fullScanCPUPercent = "full_scan_cpu_percent"
     }
@@ -118,6 +127,7 @@ extension DaemonStats: Codable {
         try c.encode(guests, forKey: .guests)
         try c.encode(guestsMapped, forKey: .guestsMapped)
         try c.encode(guestRAMBytes, forKey: .guestRAMBytes)
+        try c.encode(kernelKSM, forKey: .kernelKSM)
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
     }
@@ -139,6 +149,7 @@ extension DaemonStats: Codable {
         guests = try c.decode(.guests, or: guests)
         guestsMapped = try c.decode(.guestsMapped, or: guestsMapped)
         guestRAMBytes = try c.decode(.guestRAMBytes, or: guestRAMBytes)
+        kernelKSM = try c.decode(.kernelKSM, or: kernelKSM)
         reclaim = try c.decode(.reclaim, or: reclaim)
     }
 }

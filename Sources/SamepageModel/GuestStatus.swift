@@ -21,12 +21,17 @@ public struct GuestStatus: Sendable, Equatable {
     public var counters: Counters
     /// Zero-page reclaim: eligibility and what it did.
     public var reclaim: ReclaimStatus
+    /// What the kernel's own KSM does with the guest; nil when nothing is known (no QEMU
+    /// process found, or a kernel without `ksm_stat`).
+    public var kernelKSM: GuestKernelKSM?
 
     public init(
         name: String, uuid: String, state: String, mapped: Bool, reason: String? = nil, mode: PolicyMode,
         trustGroup: String? = nil, backend: String? = nil, counters: Counters = Counters(),
-        regions: [RegionStatus] = [], facts: GuestFacts = GuestFacts(), reclaim: ReclaimStatus = ReclaimStatus()
+        regions: [RegionStatus] = [], facts: GuestFacts = GuestFacts(), reclaim: ReclaimStatus = ReclaimStatus(),
+        kernelKSM: GuestKernelKSM? = nil
     ) {
+        self.kernelKSM = kernelKSM
         self.name = name
         self.uuid = uuid
         self.state = state
@@ -52,6 +57,7 @@ extension GuestStatus: Codable {
     public enum CodingKeys: String, CodingKey {
         case name, uuid, state, mapped, reason, mode, backend, regions, facts, reclaim
         case trustGroup = "trust_group"
+        case kernelKSM = "kernel_ksm"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -69,6 +75,7 @@ extension GuestStatus: Codable {
         try c.encode(facts, forKey: .facts)
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
+        try c.encodeIfPresent(kernelKSM, forKey: .kernelKSM)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -87,6 +94,7 @@ extension GuestStatus: Codable {
         // A `"facts": null` is not a guest's facts: only a missing key takes the defaults.
         if c.contains(.facts) { facts = try c.decode(GuestFacts.self, forKey: .facts) }
         reclaim = try c.decode(.reclaim, or: reclaim)
+        kernelKSM = try c.decodeIfPresent(GuestKernelKSM.self, forKey: .kernelKSM)
     }
 }
 

@@ -138,6 +138,7 @@ struct DominfoCommand: ParsableCommand {
             "Other mappers:   \(list(facts.otherMappers.map { "\($0.command) (\($0.pid))" }))",
             "Active job:      \(facts.activeJob ? "yes" : "no")",
             "DMA descriptors: \(list(facts.dmaDescriptors))",
+            "Kernel KSM:      \(g.kernelKSM.map(kernelLine) ?? "nothing known")",
             "Reclaim:         \(g.reclaim.eligible ? "eligible" : "not eligible: \(g.reclaim.reason ?? "")")"
                 + (g.reclaim.deferred.map { ", deferred: \($0.detail)" } ?? ""),
         ]
@@ -145,6 +146,12 @@ struct DominfoCommand: ParsableCommand {
         print(counterLines(g.counters).joined(separator: "\n"))
         print(reclaimLines(g.reclaim).joined(separator: "\n"))
     }
+}
+
+/// What the kernel's KSM does with a guest, for `dominfo`.
+func kernelLine(_ k: GuestKernelKSM) -> String {
+    let mergeable = k.mergeable.map { $0 ? "mergeable" : "not mergeable\(k.refused.map { " (\($0))" } ?? "")" } ?? "not governed by samepaged"
+    return "\(mergeable); ksm_merging_pages \(k.mergingPages.map(String.init) ?? "-"), ksm_zero_pages \(k.zeroPages.map(String.init) ?? "-"), ksm_process_profit \(k.processProfit.map(String.init) ?? "-")"
 }
 
 struct StatsCommand: ParsableCommand {

@@ -17,7 +17,7 @@ struct SamepageCommand: ParsableCommand {
         version: SamepageRelease.version,
         subcommands: [
             ListCommand.self, DominfoCommand.self, StatsCommand.self, RunCommand.self, TuneCommand.self,
-            PolicyCommand.self, SharingCommand.self, ScanCommand.self, GuestsCommand.self,
+            PolicyCommand.self, SharingCommand.self, ScanCommand.self, GuestsCommand.self, KSMCommand.self,
         ]
     )
 

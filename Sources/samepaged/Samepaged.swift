@@ -7,6 +7,7 @@ import SamepageConfig
 import SamepageControl
 import SamepageCore
 import SamepageMetrics
+import SamepageModel
 import ServiceLifecycle
 import UnixSignals
 
@@ -73,6 +74,10 @@ struct Samepaged: AsyncParsableCommand {
         if resumePaused {
             do {
                 let left = try Agent.resumePaused(journal: settings.pauseJournal, uri: settings.libvirtURI, logger: logger)
+                // ksmd's settings too, if a samepaged that governed it did not put them back.
+                if try Agent.restoreKernelKSM(savedPath: Self.kernelKSMSaved(settings), logger: logger) {
+                    logger.notice("kernel_ksm: the host's ksmd settings were put back after samepaged stopped")
+                }
                 if left > 0 { throw ExitCode.failure }
                 return
             } catch let exit as ExitCode {
@@ -105,6 +110,8 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.pauseJournal = settings.pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
         agentConfiguration.reclaimMaxCPUPressure = Double(settings.reclaimMaxCPUPressure)
+        agentConfiguration.kernelKSM = settings.kernelKSM
+        agentConfiguration.kernelKSMSaved = Self.kernelKSMSaved(settings)
         let exporter = MetricsExporter(version: SamepageRelease.version)
         agentConfiguration.pauseObserver = { exporter.record($0) }
         let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))
@@ -163,6 +170,14 @@ struct Samepaged: AsyncParsableCommand {
     }
 
     /// The configuration file's settings with the command line's overrides.
+    /// The host's ksmd settings are kept next to the pause journal, which is on the state
+    /// directory's file system: `/var/lib/samepage/kernel-ksm.json` by default.
+    static func kernelKSMSaved(_ settings: DaemonConfiguration) -> String {
+        settings.pauseJournal == HostDefaults.pauseJournal
+            ? HostDefaults.kernelKSMSaved
+            : (settings.pauseJournal as NSString).deletingLastPathComponent + "/kernel-ksm.json"
+    }
+
     func loadSettings() throws -> DaemonConfiguration {
         var settings = try config.map { try DaemonConfiguration.load(path: $0) } ?? DaemonConfiguration.loadIfPresent()
         if let uri { settings.libvirtURI = uri }

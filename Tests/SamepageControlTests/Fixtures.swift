@@ -54,6 +54,14 @@ enum Sample {
             trackingBytes: 1 << 20, lastFullScan: FullScanTime(seconds: 12.5, cpuPercent: 8.25), connected: true,
             guests: 2, guestsMapped: 1)
         stats.guestRAMBytes = 1 << 30
+        stats.kernelKSM.governed = true
+        stats.kernelKSM.trustGroup = "web"
+        stats.kernelKSM.run = 1
+        stats.kernelKSM.why = "MemAvailable is 12.0% of MemTotal, below 20%"
+        stats.kernelKSM.pagesSharing = 5000
+        stats.kernelKSM.ksmZeroPages = 1200
+        stats.kernelKSM.generalProfit = 24_000_000
+        stats.kernelKSM.advisorMode = "scan-time"
         return stats
     }()
 

@@ -19,6 +19,7 @@ struct ControlGoldenTests {
         reclaiming.reclaim.pauseMillisecondsTotal = 21.5
         reclaiming.reclaim.pauseHistogram = [0, 0, 1, 2, 0, 0, 0, 0]
         reclaiming.reclaim.eligible = true
+        reclaiming.kernelKSM = GuestKernelKSM(mergeable: false, refused: "policy mode report: the kernel does not merge it", mergingPages: 0, zeroPages: 12, processProfit: 40960)
         reclaiming.reclaim.deferred = ReclaimDeferral(.pauseCost, detail: "suspend and resume take 9.0 ms of max_pause_ms 10; probing again 60 s after the last pause")
         reclaiming.reclaim.deferralsForPauseCost = 2
         reclaiming.reclaim.guestSeenPauses = 3

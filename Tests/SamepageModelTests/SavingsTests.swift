@@ -27,6 +27,12 @@ import Testing
         #expect(savings.summary == "sharing would save 141.5 MiB of 512 MiB (27.6%), zero pages 84.1 MiB, reclaimed 3.2 MiB")
     }
 
+    @Test func theKernelsMergesAreTheirOwnOutcome() {
+        let kernel = GuestKernelKSM(mergeable: true, mergingPages: 1000, zeroPages: 280)  // 1280 × 4096 = 5 MiB
+        let guest = GuestStatus(name: "g", uuid: "u", state: "running", mapped: false, mode: .merge, kernelKSM: kernel)
+        #expect(Savings(guest).summary == "sharing would save 0 B, zero pages 0 B, reclaimed 0 B, merged by the kernel 5 MiB")
+    }
+
     @Test func anUnmappedGuestHasNoShare() {
         let guest = GuestStatus(name: "g", uuid: "u", state: "running", mapped: false, mode: .off)
         #expect(Savings(guest).summary == "sharing would save 0 B, zero pages 0 B, reclaimed 0 B")

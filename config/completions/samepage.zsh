@@ -60,13 +60,14 @@ _samepage() {
             'sharing:Matrix of merged contents shared between each pair of guests.'
             'scan:Scan memory image files for mergeable pages and print KSM'\''s counters.'
             'guests:Discover libvirt guests, map their shared-memory RAM, scan it and report.'
+            'ksm:Show the kernel'\''s own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.'
             'help:Show subcommand help information.'
         )
         _describe -V subcommand subcommands && ret=0
         ;;
     arg)
         case "${words[1]}" in
-        list|dominfo|stats|run|tune|policy|sharing|scan|guests|help)
+        list|dominfo|stats|run|tune|policy|sharing|scan|guests|ksm|help)
             "_samepage_${words[1]}" && ret=0
             ;;
         esac
@@ -257,6 +258,18 @@ _samepage_guests() {
         '--timeout[Give up after this many seconds.]:timeout:'
         '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--verbose[Log what the agent does on standard error.]'
+        '--version[Show the version.]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+_samepage_ksm() {
+    local -i ret=1
+    local -ar arg_specs=(
+        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )

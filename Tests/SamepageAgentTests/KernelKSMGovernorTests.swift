@@ -1,0 +1,112 @@
+import Foundation
+import KernelKSM
+import Logging
+@testable import SamepageAgent
+import SamepageModel
+import Testing
+
+/// A fake `/sys/kernel/mm/ksm` (this machine's files and formats) in a temporary directory.
+private final class FakeSysfs {
+    let path: String
+    init(_ files: [String: String]) throws {
+        path = NSTemporaryDirectory() + "samepage-governor-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        for (name, text) in files { try text.write(toFile: "\(path)/\(name)", atomically: false, encoding: .utf8) }
+    }
+    func read(_ name: String) -> String { (try? String(contentsOfFile: "\(path)/\(name)", encoding: .utf8)) ?? "" }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+private let host: [String: String] = [
+    "run": "0\n", "pages_to_scan": "100\n", "sleep_millisecs": "20\n", "max_page_sharing": "256\n",
+    "merge_across_nodes": "1\n", "use_zero_pages": "0\n", "smart_scan": "1\n", "advisor_mode": "[none] scan-time\n",
+    "advisor_target_scan_time": "200\n", "advisor_max_cpu": "70\n", "advisor_min_pages_to_scan": "500\n",
+    "advisor_max_pages_to_scan": "30000\n", "stable_node_chains_prune_millisecs": "2000\n",
+    "pages_shared": "0\n", "pages_sharing": "0\n", "pages_unshared": "0\n", "pages_volatile": "0\n",
+    "full_scans": "0\n", "ksm_zero_pages": "0\n", "general_profit": "0\n",
+]
+
+@Suite("Kernel KSM governor") struct KernelKSMGovernorTests {
+    private func governing(threshold: Int) -> KernelKSMConfiguration {
+        var configuration = KernelKSMConfiguration()
+        configuration.enabled = true
+        configuration.trustGroup = "tenant-a"
+        configuration.availableThresholdPercent = threshold
+        configuration.sleepMillisecs = 50
+        return configuration
+    }
+
+    @Test func savesAppliesAndPutsBackTheHostsSettings() throws {
+        let sysfs = try FakeSysfs(host)
+        let saved = sysfs.path + "/../governor-saved-\(UInt32.random(in: 0...UInt32.max)).json"
+        defer { try? FileManager.default.removeItem(atPath: saved) }
+        // available_threshold_percent 100: ksmd always runs.
+        let governor = try KernelKSMGovernor(
+            configuration: governing(threshold: 100), ksm: KernelKSM(root: sysfs.path), savedPath: saved, logger: Logger(label: "test"))
+        #expect(FileManager.default.fileExists(atPath: saved))
+        #expect(sysfs.read("use_zero_pages") == "1\n")
+        #expect(sysfs.read("sleep_millisecs") == "50\n")
+        #expect(sysfs.read("run") == "1\n")
+        #expect(governor.status.governed)
+        #expect(governor.status.run == 1)
+        #expect(governor.status.why?.contains("always") == true)
+
+        governor.restore()
+        #expect(sysfs.read("use_zero_pages") == "0\n")
+        #expect(sysfs.read("sleep_millisecs") == "20\n")
+        #expect(sysfs.read("run") == "0\n")
+        #expect(!FileManager.default.fileExists(atPath: saved))
+    }
+
+    @Test func anEarlierRunsSavedSettingsAreTheHostsAndRestoreSavedPutsThemBack() throws {
+        let sysfs = try FakeSysfs(host)
+        let saved = sysfs.path + "/../governor-saved-\(UInt32.random(in: 0...UInt32.max)).json"
+        defer { try? FileManager.default.removeItem(atPath: saved) }
+        // A samepaged that crashed: the kernel holds its settings, the file the host's.
+        _ = try KernelKSMGovernor(configuration: governing(threshold: 100), ksm: KernelKSM(root: sysfs.path), savedPath: saved, logger: Logger(label: "test"))
+        #expect(sysfs.read("use_zero_pages") == "1\n")
+        let next = try KernelKSMGovernor(configuration: governing(threshold: 100), ksm: KernelKSM(root: sysfs.path), savedPath: saved, logger: Logger(label: "test"))
+        #expect(next.saved.useZeroPages == false)  // the file's, not the kernel's present 1
+        // --resume-paused after a crash.
+        #expect(try Agent.restoreKernelKSM(savedPath: saved, root: sysfs.path, logger: Logger(label: "test")))
+        #expect(sysfs.read("use_zero_pages") == "0\n")
+        #expect(sysfs.read("run") == "0\n")
+        #expect(try !Agent.restoreKernelKSM(savedPath: saved, root: sysfs.path, logger: Logger(label: "test")))
+    }
+
+    @Test func refusesWithoutKSMOrWithACorruptSavedFile() throws {
+        #expect(throws: (any Error).self) {
+            try KernelKSMGovernor(configuration: governing(threshold: 100), ksm: KernelKSM(root: "/nonexistent/ksm"), savedPath: "/tmp/x.json", logger: Logger(label: "test"))
+        }
+        let sysfs = try FakeSysfs(host)
+        let saved = sysfs.path + "/../governor-corrupt-\(UInt32.random(in: 0...UInt32.max)).json"
+        defer { try? FileManager.default.removeItem(atPath: saved) }
+        try "not json".write(toFile: saved, atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) {
+            try KernelKSMGovernor(configuration: governing(threshold: 100), ksm: KernelKSM(root: sysfs.path), savedPath: saved, logger: Logger(label: "test"))
+        }
+        #expect(sysfs.read("use_zero_pages") == "0\n")  // nothing changed
+    }
+
+    @Test func onlyMergeGuestsOfTheKernelsGroupMayBeMerged() {
+        let kernel = governing(threshold: 20)
+        #expect(KernelKSMGovernor.mergeRefusal(policy: GuestPolicy(mode: .merge, trustGroup: "tenant-a"), kernel: kernel) == nil)
+        #expect(KernelKSMGovernor.mergeRefusal(policy: GuestPolicy(mode: .merge, trustGroup: "tenant-b"), kernel: kernel)
+            == "trust group \"tenant-b\" is not kernel_ksm.trust_group \"tenant-a\": the kernel merges across every mergeable process")
+        #expect(KernelKSMGovernor.mergeRefusal(policy: GuestPolicy(mode: .merge), kernel: kernel)?.hasPrefix("trust group of its own") == true)
+        #expect(KernelKSMGovernor.mergeRefusal(policy: GuestPolicy(mode: .report, trustGroup: "tenant-a"), kernel: kernel)
+            == "policy mode report: the kernel does not merge it")
+        var noGroup = kernel
+        noGroup.trustGroup = nil
+        #expect(KernelKSMGovernor.mergeRefusal(policy: GuestPolicy(mode: .merge, trustGroup: "tenant-a"), kernel: noGroup)
+            == "kernel_ksm.trust_group is not set: the kernel merges no guest")
+    }
+
+    @Test func readsTheBackendsOfAQueryMemdevReply() throws {
+        let reply = #"{"return":[{"id":"pc.ram","size":268435456,"merge":true,"dump":true,"prealloc":false,"share":false,"host-nodes":[],"policy":"default"},{"size":1024,"merge":false}],"id":"libvirt-17"}"#
+        let backends = try #require(Worker.memoryBackends(fromQueryMemdev: reply))
+        #expect(backends.map(\.id) == ["pc.ram"])  // the one without an id cannot be addressed
+        #expect(backends.map(\.merge) == [true])
+        #expect(Worker.memoryBackends(fromQueryMemdev: #"{"error":{"class":"CommandNotFound"}}"#) == nil)
+    }
+}
