@@ -163,7 +163,7 @@ let package = Package(
         .testTarget(name: "PackagingTests"),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent"]
+            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent", "KernelKSM"]
         ),
     ],
     swiftLanguageModes: [.v6]
