@@ -83,7 +83,11 @@ final class KernelKSMGovernor {
         readStatus()
     }
 
-    private func readStatus() {
+    private func readStatus() { Self.read(ksm, into: &status) }
+
+    /// Reads the kernel's figures and knobs into `status` (governed or not); a file the
+    /// kernel lacks, or cannot be read, leaves its figure nil.
+    static func read(_ ksm: KernelKSM, into status: inout KernelKSMStatus) {
         status.run = (try? ksm.read(.run)).flatMap { $0 }.map(\.rawValue)
         if let counters = try? ksm.counters() {
             status.pagesShared = counters.pagesShared

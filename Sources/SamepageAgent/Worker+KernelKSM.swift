@@ -32,7 +32,8 @@ extension Worker {
                 logger.notice("guest \(guest.identity.name): kernel merging \(wanted ? "on" : "off")\(refusal.map { " (\($0))" } ?? "")")
             }
         }
-        kernelGovernor?.tick(now: ContinuousClock.now)
+        // Not governing: the kernel's figures are still shown.
+        if kernelGovernor == nil { KernelKSMGovernor.read(KernelKSM(root: configuration.kernelKSMRoot), into: &ungovernedKernelKSM) }
     }
 
     /// Sets `merge` on every memory backend of the guest's QEMU; remembers each backend's

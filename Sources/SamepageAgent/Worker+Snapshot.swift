@@ -30,7 +30,7 @@ extension Worker {
         snapshot.unresumedPauses = unresumed.count
         snapshot.reclaim = reclaimedByGoneGuests
         for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
-        if let kernelGovernor { snapshot.kernelKSM = kernelGovernor.status }
+        snapshot.kernelKSM = kernelGovernor?.status ?? ungovernedKernelKSM
         agent.publish(snapshot)
     }
 

@@ -56,6 +56,8 @@ final class Worker {
     var pressureUnavailable: String?
     /// samepaged's hold on ksmd, while `[kernel_ksm] enabled`.
     var kernelGovernor: KernelKSMGovernor?
+    /// The kernel's figures when samepaged does not govern ksmd, read at each reconcile.
+    var ungovernedKernelKSM = KernelKSMStatus()
 
     init(agent: Agent) throws {
         self.agent = agent
@@ -110,6 +112,8 @@ final class Worker {
             for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
             for failure in report.failures { slotFailed(failure) }
             readCPUPressure()
+            // ksmd's run follows memory even while libvirtd is away (every 5 s).
+            kernelGovernor?.tick(now: ContinuousClock.now)
             reclaimIfDue()
             completePauseRecords()
             checkRefaults()

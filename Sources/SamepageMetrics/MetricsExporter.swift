@@ -92,6 +92,14 @@ public final class MetricsExporter: Sendable {
                 set(gauge: Name.deferredGuests, Double(waiting), labels: [("reason", reason.rawValue)], series: &global)
             }
             if let cpuSeconds { set(counter: Name.cpuSeconds, cpuSeconds, labels: [], series: &global) }
+            // The kernel's own KSM, beside Samepage's counters: never blurred with them.
+            let kernel = snapshot.kernelKSM
+            set(gauge: Name.kernelGoverned, kernel.governed ? 1 : 0, labels: [], series: &global)
+            for (name, value) in [(Name.kernelRun, kernel.run), (Name.kernelPagesSharing, kernel.pagesSharing),
+                                  (Name.kernelPagesShared, kernel.pagesShared), (Name.kernelZeroPages, kernel.ksmZeroPages),
+                                  (Name.kernelGeneralProfit, kernel.generalProfit)] {
+                if let value { set(gauge: name, Double(value), labels: [], series: &global) }
+            }
 
             var present = Set<String>()
             for guest in snapshot.guests {
@@ -104,6 +112,13 @@ public final class MetricsExporter: Sendable {
                 set(gauge: Name.guestReclaimEligible, guest.reclaim.eligible ? 1 : 0, labels: labels, series: &guestSeries)
                 set(gauge: Name.guestResumeFailing, guest.reclaim.resumeFailure == nil ? 0 : 1, labels: labels, series: &guestSeries)
                 set(gauge: Name.guestReclaimDeferred, guest.reclaim.deferred == nil ? 0 : 1, labels: labels, series: &guestSeries)
+                if let kernel = guest.kernelKSM {
+                    if let mergeable = kernel.mergeable { set(gauge: Name.guestKernelMergeable, mergeable ? 1 : 0, labels: labels, series: &guestSeries) }
+                    for (name, value) in [(Name.guestKernelMergingPages, kernel.mergingPages), (Name.guestKernelZeroPages, kernel.zeroPages),
+                                          (Name.guestKernelProfit, kernel.processProfit)] {
+                        if let value { set(gauge: name, Double(value), labels: labels, series: &guestSeries) }
+                    }
+                }
                 state.guests[guest.uuid] = guestSeries
             }
             for (uuid, series) in state.guests where !present.contains(uuid) {
@@ -267,6 +282,16 @@ enum Name {
 
     static var pauseSeconds: MetricNameDescriptor { d(nil, "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (all guests)") }
     static var guestPauseSeconds: MetricNameDescriptor { d("guest", "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (per guest)") }
+    static var kernelGoverned: MetricNameDescriptor { d("kernel_ksm", "governed", "", "1 while samepaged governs the kernel's ksmd ([kernel_ksm] enabled)") }
+    static var kernelRun: MetricNameDescriptor { d("kernel_ksm", "run", "", "The kernel's /sys/kernel/mm/ksm/run: 0 stopped, 1 running, 2 unmerging") }
+    static var kernelPagesSharing: MetricNameDescriptor { d("kernel_ksm", "pages_sharing", "", "The kernel's pages_sharing: pages merged for real beyond the first of each KSM page") }
+    static var kernelPagesShared: MetricNameDescriptor { d("kernel_ksm", "pages_shared", "", "The kernel's pages_shared: KSM pages in use") }
+    static var kernelZeroPages: MetricNameDescriptor { d("kernel_ksm", "zero_pages", "", "The kernel's ksm_zero_pages: pages merged with the zero page (use_zero_pages)") }
+    static var kernelGeneralProfit: MetricNameDescriptor { d("kernel_ksm", "general_profit", "bytes", "The kernel's general_profit: bytes KSM saves, less its own tracking") }
+    static var guestKernelMergeable: MetricNameDescriptor { d("guest", "kernel_mergeable", "", "1 while samepaged lets the kernel merge the guest (its backends' merge property)") }
+    static var guestKernelMergingPages: MetricNameDescriptor { d("guest", "kernel_merging_pages", "", "The guest's QEMU pages merged by the kernel (ksm_stat ksm_merging_pages)") }
+    static var guestKernelZeroPages: MetricNameDescriptor { d("guest", "kernel_zero_pages", "", "The guest's QEMU pages merged with the zero page by the kernel (ksm_stat ksm_zero_pages)") }
+    static var guestKernelProfit: MetricNameDescriptor { d("guest", "kernel_profit", "bytes", "Bytes the kernel saves on the guest's QEMU, less its tracking (ksm_stat ksm_process_profit)") }
     static var guestSeenPauseSeconds: MetricNameDescriptor { d(nil, "reclaim_guest_seen_pause", "seconds", "Length of reclaim pauses as the guest saw them, QEMU STOP to RESUME (all guests)") }
     static var guestGuestSeenPauseSeconds: MetricNameDescriptor { d("guest", "reclaim_guest_seen_pause", "seconds", "Length of reclaim pauses as the guest saw them, QEMU STOP to RESUME (per guest)") }
     static var deferredGuests: MetricNameDescriptor { d(nil, "reclaim_deferred_guests", "", "Guests whose due reclaim waits now, by reason (cpu_pressure, pause_cost)") }

@@ -29,12 +29,19 @@ struct MetricsGoldenTests {
         a.reclaim.deferralsForCPUPressure = 4
         a.reclaim.deferralsForPauseCost = 1
         a.reclaim.guestSeenOverruns = 1
+        a.kernelKSM = GuestKernelKSM(mergeable: true, mergingPages: 300, zeroPages: 40, processProfit: 1_200_000)
         let b = guest("beta", uuid: "00000000-0000-0000-0000-00000000000b", group: nil, scanned: 500, shared: 0, reclaimed: 0)
         snapshot.guests = [a, b]
         snapshot.counters.pagesScanned = 1500
         snapshot.counters.pagesShared = 10
         snapshot.counters.fullScans = 3
         snapshot.reclaim = a.reclaim
+        snapshot.kernelKSM.governed = true
+        snapshot.kernelKSM.run = 1
+        snapshot.kernelKSM.pagesSharing = 250
+        snapshot.kernelKSM.pagesShared = 50
+        snapshot.kernelKSM.ksmZeroPages = 40
+        snapshot.kernelKSM.generalProfit = 1_300_000
         let exporter = MetricsExporter(version: "0.1.0")
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 4))
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 30, guestSeenMilliseconds: 12))
