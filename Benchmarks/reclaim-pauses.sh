@@ -62,12 +62,13 @@ import re, sys, datetime
 log, hogs_start, hogs_end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 periods = {"with hogs": [], "after the hogs": []} if hogs_end else {"all": []}
 for line in open(log):
-    m = re.search(r"audit: paused \S+ \(\S+\) for ([0-9.]+) ms: (\d+) zero pages punched.*?(?:the guest saw ([0-9.]+) ms)?$", line)
+    m = re.search(r"audit: paused \S+ \(\S+\) for ([0-9.]+) ms: (\d+) zero pages punched", line)
     if not m:
         continue
+    saw = re.search(r"the guest saw ([0-9.]+) ms", line)
     at = datetime.datetime.fromisoformat(line.split(" ")[0]).timestamp()
     key = "all" if not hogs_end else ("with hogs" if at <= hogs_end else "after the hogs")
-    periods[key].append((float(m.group(1)), int(m.group(2)), float(m.group(3)) if m.group(3) else None))
+    periods[key].append((float(m.group(1)), int(m.group(2)), float(saw.group(1)) if saw else None))
 def quantiles(values):
     values = sorted(values)
     q = lambda p: values[min(len(values) - 1, int(p * len(values)))]

@@ -39,7 +39,7 @@ public struct AgentConfiguration: Sendable {
     public var libvirtCallTimeout: Duration = .seconds(2)
     /// Reclaim waits while the host's CPU pressure (`/proc/pressure/cpu`, the `some` share
     /// over the last second or ten) is over this many percent; 100 never waits.
-    public var reclaimMaxCPUPressure = 25.0
+    public var reclaimMaxCPUPressure = 10.0
     /// The kernel's own KSM: when `enabled`, samepaged governs ksmd (see `KernelKSMGovernor`).
     public var kernelKSM = KernelKSMConfiguration()
     /// Where the host's ksmd settings are kept while samepaged governs ksmd.

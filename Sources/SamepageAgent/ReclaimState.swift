@@ -27,6 +27,9 @@ struct ReclaimState {
     /// Pauses the costs above were learned from; until one, they are guesses and the next
     /// pause is a probe.
     var pausesMeasured = 0
+    /// The next pause is a probe: its costs replace the estimates instead of moving them a
+    /// fifth of the way (costs learned on a busy host must not outlive it by minutes).
+    var probing = false
     /// When the last pause ended: a guest deferred for its pause cost is probed again (one
     /// small pause to learn whether the cost came down) a while after it.
     var lastPauseEnd: ContinuousClock.Instant?
@@ -159,8 +162,9 @@ struct ReclaimState {
         let fixed = (suspended - start).inMilliseconds * 1000 + resume
         let examined = max(1, pagesExamined)
         let perPage = (punched - suspended).inMilliseconds * 1000 / Double(examined)
-        if pausesMeasured == 0 {
-            // The first measurement replaces the guesses: a probe is what they are for.
+        if pausesMeasured == 0 || probing {
+            // A probe's measurement replaces the estimates: the first one replaces guesses,
+            // a later one costs learned while the host was busier.
             pauseFixedMicros = fixed
             resumeMicros = resume
         } else {
@@ -168,6 +172,7 @@ struct ReclaimState {
             resumeMicros = 0.8 * resumeMicros + 0.2 * min(resume, 2 * resumeMicros)
         }
         pausesMeasured += 1
+        probing = false
         lastPauseEnd = end
         if examined >= 64 {
             pausePerPageMicros = 0.7 * pausePerPageMicros + 0.3 * perPage

@@ -88,6 +88,7 @@ extension Worker {
             let probe = guest.reclaimState.status.deferred?.reason == .pauseCost
             guard pauseFitsBudget(guest, at: now) else { continue }
             // Size the batch from the measured cost so the pause stays within max_pause_ms.
+            guest.reclaimState.probing = probe || guest.reclaimState.pausesMeasured == 0
             let size = probe ? ReclaimState.probePages : guest.reclaimState.batchSize(maxPauseMs: guest.policy.maxPauseMs)
             reclaim(guest, limit: min(capRoom, size))
             return
@@ -262,7 +263,9 @@ extension Worker {
         }
 
         // Verify and punch, bounded: the resume's expected cost is kept out of the budget.
-        let budget = Duration.microseconds(Int64(Double(guest.policy.maxPauseMs) * 1000 - guest.reclaimState.resumeMicros * 1.2))
+        // At least a millisecond: a probe after a busy spell carries the busy spell's resume
+        // cost, and a probe that punches nothing learns nothing about the pages.
+        let budget = max(.milliseconds(1), Duration.microseconds(Int64(Double(guest.policy.maxPauseMs) * 1000 - guest.reclaimState.resumeMicros * 1.2)))
         let deadline = start + budget
         let agent = self.agent
         var outsideChange = false

@@ -34,7 +34,7 @@ import SamepageModel
 /// mode = "off"
 /// [reclaim]
 /// max_bytes = 0               # 0 = unlimited
-/// max_cpu_pressure = 25       # percent; 100 never waits
+/// max_cpu_pressure = 10       # percent; 100 never waits
 /// journal = "/var/lib/samepage/paused.json"
 /// [kernel_ksm]                # the kernel's ksmd, for guests with private RAM
 /// enabled = false             # false never touches /sys/kernel/mm/ksm
@@ -110,7 +110,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var reclaimMaxBytes = 0
     /// Reclaim waits while the host's CPU pressure (`/proc/pressure/cpu`, some) is over this
     /// many percent (`reclaim.max_cpu_pressure`, 1 to 100; 100 never waits).
-    public var reclaimMaxCPUPressure = 25
+    public var reclaimMaxCPUPressure = 10
     /// The journal of guests paused for reclaim (`reclaim.journal`), which `samepaged
     /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
     public var pauseJournal = HostDefaults.pauseJournal

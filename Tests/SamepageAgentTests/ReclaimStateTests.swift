@@ -91,6 +91,25 @@ struct ReclaimStateTests {
         #expect(state.batchSize(maxPauseMs: 100) == 8153)
     }
 
+    @Test("A probe after a busy spell replaces the costs it learned")
+    func probeReplacesBusyCosts() {
+        var state = ReclaimState()
+        state.pausesMeasured = 5
+        state.pauseFixedMicros = 30_000  // learned under a CPU hog
+        state.resumeMicros = 15_000
+        state.probing = true
+        // Suspend 2.5 ms, 64 pages in 0.64 ms, resume 3 ms.
+        let suspended = t0 + .microseconds(2500), punched = suspended + .microseconds(640), end = punched + .milliseconds(3)
+        state.learnCosts(start: t0, suspended: suspended, punched: punched, end: end, pagesExamined: 64)
+        expectClose(state.pauseFixedMicros, 5_500)  // 2500 + 3000, not 0.8 × 30000 + 0.2 × 5500
+        expectClose(state.resumeMicros, 3_000)
+        #expect(!state.probing)
+        // The next pause is not a probe: estimates move a fifth of the way again.
+        state.learnCosts(start: t0, suspended: suspended, punched: punched, end: end + .milliseconds(5), pagesExamined: 64)
+        // Resume sample 8000 µs, capped at 2 × 3000 = 6000: 0.8 × 3000 + 0.2 × 6000 = 3600.
+        expectClose(state.resumeMicros, 3_600)
+    }
+
     @Test("Deferral: CPU pressure over the limit, or a fixed cost over 80% of the budget until a probe is due")
     func deferral() {
         var state = ReclaimState()
