@@ -60,11 +60,34 @@ final class KernelKSMGovernor {
         for failure in failures { logger.error("kernel_ksm: cannot set \(failure)") }
         status.failures = failures.map(\.description)
         logger.notice("kernel_ksm: samepaged governs ksmd (\(governing)); the host's settings were \(saved)")
-        tick(now: ContinuousClock.now, force: true)
+        // Stopped until every guest outside the trust group is known to have merging off.
+        tick(now: ContinuousClock.now, force: true, holdBack: "samepaged has not yet seen every guest")
+    }
+
+    /// Stops ksmd (run = 0) before anything is put back at the end: no merging while the
+    /// guests' `merge` properties return to their old values.
+    func stopKsmd() {
+        if (try? ksm.read(.run)) == .merge { try? ksm.write(.run, .stop) }
     }
 
     /// Decides whether ksmd runs, every ``decisionInterval``, and refreshes the counters.
-    func tick(now: ContinuousClock.Instant, force: Bool = false) {
+    ///
+    /// - Parameter holdBack: why ksmd must not run whatever memory says (a guest outside the
+    ///   kernel's trust group whose merging could not be switched off yet); ksmd is stopped
+    ///   until it is nil. Checked at every call, not only every interval.
+    func tick(now: ContinuousClock.Instant, force: Bool = false, holdBack: String? = nil) {
+        if let holdBack {
+            if (try? ksm.read(.run)) != .stop {
+                try? ksm.write(.run, .stop)
+                logger.warning("kernel_ksm: ksmd stopped: \(holdBack)")
+            }
+            status.why = "held back: \(holdBack)"
+            if force || now >= nextDecision {
+                nextDecision = now + Self.decisionInterval
+                readStatus()
+            }
+            return
+        }
         guard force || now >= nextDecision else { return }
         nextDecision = now + Self.decisionInterval
         do {
@@ -113,7 +136,8 @@ final class KernelKSMGovernor {
     /// Whether the kernel may merge a guest with `policy`, and why not: only guests in mode
     /// `merge` of the one trust group the kernel serves (KSM compares every mergeable page
     /// with every other, across processes, with no notion of tenants).
-    static func mergeRefusal(policy: GuestPolicy, kernel: KernelKSMConfiguration) -> String? {
+    static func mergeRefusal(policy: GuestPolicy, kernel: KernelKSMConfiguration, noSharePages: Bool = false) -> String? {
+        guard !noSharePages else { return "its domain XML asks for no page sharing (<nosharepages/>)" }
         guard policy.mode == .merge else { return "policy mode \(policy.mode.rawValue): the kernel does not merge it" }
         guard let group = kernel.trustGroup else {
             return "kernel_ksm.trust_group is not set: the kernel merges no guest"

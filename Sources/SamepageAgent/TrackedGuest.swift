@@ -22,10 +22,9 @@ final class TrackedGuest {
     var regions: [GuestRegion] = []
     /// ...and its private RAM, read in place in QEMU (accounted only; the kernel's KSM merges it).
     var privateRegions: [PrivateGuestRegion] = []
-    /// The `merge` property samepaged last gave its memory backends (governing ksmd only),
-    /// and the values they had before, put back when samepaged stops.
+    /// The `merge` property samepaged last gave its memory backends (governing ksmd only);
+    /// the values they had before are the worker's (`Worker.originalMerge`).
     var kernelMerge: Bool?
-    var originalMerge: [String: Bool] = [:]
     /// Why the kernel may not merge it (governing ksmd only); nil when it may.
     var kernelMergeRefusal: String?
     /// Its QEMU's `/proc/PID/ksm_stat`, read at each reconcile.

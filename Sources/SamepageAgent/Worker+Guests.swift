@@ -221,6 +221,9 @@ extension Worker {
                 }
             }
         }
+        // Who the kernel may merge follows at once, not at the next reconcile; ksmd is held
+        // stopped meanwhile if a guest's merging could not be switched off.
+        if let connection { reconcileKernelKSM(connection: connection) }
         publish()
     }
 }

@@ -7,12 +7,14 @@ import SamepageModel
 
 /// The kernel's own KSM: what it merged of each guest (`/proc/PID/ksm_stat`, always), and,
 /// while samepaged governs ksmd, which guests it may merge. A guest is mergeable exactly when
-/// ``KernelKSMGovernor/mergeRefusal(policy:kernel:)`` allows it; every other guest's memory
-/// backends get `merge` off (QEMU then unmerges them), through QEMU's monitor (`qom-set` of
-/// each backend of `query-memdev`).
+/// ``KernelKSMGovernor/mergeRefusal(policy:kernel:noSharePages:)`` allows it; every other
+/// guest's memory backends get `merge` off (QEMU then unmerges them), through QEMU's monitor
+/// (`qom-set` of each backend of `query-memdev`). ksmd is held stopped while any guest's
+/// state is not known to be what its policy allows (fail closed).
 extension Worker {
     /// Reads the kernel's figures for every guest whose QEMU is known and, governing, makes
-    /// each guest's `merge` property what its policy allows. At every reconcile.
+    /// each guest's `merge` property what its policy allows. At every reconcile and policy
+    /// reload.
     func reconcileKernelKSM(connection: LibvirtConnection) {
         for guest in guests.values {
             if guest.process == nil && guest.qemuPID == nil {
@@ -23,10 +25,17 @@ extension Worker {
             }
             if let pid = guest.process?.pid ?? guest.qemuPID { guest.kernelStat = try? ProcessKSMStat.read(pid: pid) }
             guard let governor = kernelGovernor else { continue }
-            let refusal = KernelKSMGovernor.mergeRefusal(policy: guest.policy, kernel: governor.configuration)
+            let refusal = guest.definition == nil
+                ? "its domain XML could not be read"
+                : KernelKSMGovernor.mergeRefusal(
+                    policy: guest.policy, kernel: governor.configuration, noSharePages: guest.definition?.memoryBacking.noSharePages ?? true)
             guest.kernelMergeRefusal = refusal
             let wanted = refusal == nil
             guard guest.kernelMerge != wanted else { continue }
+            // A job (migration, snapshot) holds the domain: no monitor command now. Until
+            // its merging is known to be off, ksmd stays stopped (kernelMergeHoldBack).
+            guard !guest.facts.activeJob else { continue }
+            guest.kernelMerge = nil
             if setKernelMerge(guest, to: wanted, connection: connection) {
                 guest.kernelMerge = wanted
                 logger.notice("guest \(guest.identity.name): kernel merging \(wanted ? "on" : "off")\(refusal.map { " (\($0))" } ?? "")")
@@ -36,59 +45,94 @@ extension Worker {
         if kernelGovernor == nil { KernelKSMGovernor.read(KernelKSM(root: configuration.kernelKSMRoot), into: &ungovernedKernelKSM) }
     }
 
-    /// Sets `merge` on every memory backend of the guest's QEMU; remembers each backend's
-    /// value before its first change, to put back when samepaged stops. Returns whether
-    /// every backend now has `value`.
-    func setKernelMerge(_ guest: TrackedGuest, to value: Bool, connection: LibvirtConnection) -> Bool {
-        let uuid = guest.uuid
-        let timeout = configuration.libvirtCallTimeout
-        func monitor(_ command: String) -> String? {
-            guard case .success(let reply)? = LibvirtCall({ () throws(LibvirtError) in try connection.qemuMonitorCommand(uuid: uuid, command) }).wait(timeout)
-            else { return nil }
-            return reply
+    /// Why ksmd must not run now, governing: libvirt not reconciled since samepaged started or
+    /// since the connection came back, or a guest the kernel may not merge whose `merge` is
+    /// not known to be off. nil when ksmd may run.
+    func kernelMergeHoldBack() -> String? {
+        guard kernelGovernor != nil else { return nil }
+        guard connection != nil, reconciledOnce else { return "libvirt is not connected: guests' merging cannot be checked" }
+        let unsettled = guests.values.filter { $0.kernelMergeRefusal != nil && $0.kernelMerge != false }
+        guard unsettled.isEmpty else {
+            return "merging is not yet off for \(unsettled.map(\.identity.name).sorted().joined(separator: ", ")), outside the kernel's trust group"
         }
-        guard let reply = monitor(#"{"execute":"query-memdev"}"#), let backends = Self.memoryBackends(fromQueryMemdev: reply) else {
-            logger.warning("guest \(guest.identity.name): cannot list its memory backends over QEMU's monitor; kernel merging left as it is")
+        return nil
+    }
+
+    /// Sets `merge` on every memory backend of the guest's QEMU; remembers each backend's
+    /// value before samepaged first changed it, to put back when samepaged stops. Returns
+    /// whether every backend now has `value`; an answer that lists no backend, or one that
+    /// cannot be read, is a failure.
+    func setKernelMerge(_ guest: TrackedGuest, to value: Bool, connection: LibvirtConnection) -> Bool {
+        guard let reply = monitor(guest.uuid, #"{"execute":"query-memdev"}"#, connection: connection),
+            let backends = Self.memoryBackends(fromQueryMemdev: reply), !backends.isEmpty
+        else {
+            logger.warning("guest \(guest.identity.name): cannot list its memory backends over QEMU's monitor; its kernel merging is not changed")
             return false
         }
+        var originals = originalMerge[guest.uuid]
+        if originals?.domainID != guest.domainID { originals = (guest.domainID, [:]) }
         var done = true
         for (id, merge) in backends where merge != value {
-            if guest.originalMerge[id] == nil { guest.originalMerge[id] = merge }
-            let command = #"{"execute":"qom-set","arguments":{"path":"/objects/\#(id)","property":"merge","value":\#(value)}}"#
-            guard let reply = monitor(command), !reply.contains(#""error""#) else {
+            if originals?.backends[id] == nil { originals?.backends[id] = merge }
+            guard monitor(guest.uuid, Self.qomSetMerge(backend: id, value), connection: connection).map({ !$0.contains(#""error""#) }) == true else {
                 logger.warning("guest \(guest.identity.name): cannot set merge=\(value) on memory backend \(id)")
                 done = false
                 continue
             }
         }
+        originalMerge[guest.uuid] = originals
         return done
     }
 
-    /// Puts back the `merge` property samepaged changed on each guest's backends.
+    /// Puts back the `merge` property samepaged changed on each running guest's backends
+    /// (ksmd is stopped first). What cannot be put back is logged.
     func restoreKernelMerge() {
-        guard let connection else { return }
-        for guest in guests.values where !guest.originalMerge.isEmpty {
-            for (id, merge) in guest.originalMerge {
-                let command = #"{"execute":"qom-set","arguments":{"path":"/objects/\#(id)","property":"merge","value":\#(merge)}}"#
-                let uuid = guest.uuid
-                _ = LibvirtCall({ () throws(LibvirtError) in try connection.qemuMonitorCommand(uuid: uuid, command) }).wait(configuration.libvirtCallTimeout)
+        defer { originalMerge = [:] }
+        guard !originalMerge.isEmpty else { return }
+        guard let connection else {
+            logger.error("kernel_ksm: libvirt is not connected: the merge property of \(originalMerge.count) guest(s) stays as samepaged set it")
+            return
+        }
+        for (uuid, originals) in originalMerge {
+            guard let guest = guests[uuid], guest.domainID == originals.domainID else { continue }
+            for (id, merge) in originals.backends {
+                if monitor(uuid, Self.qomSetMerge(backend: id, merge), connection: connection).map({ !$0.contains(#""error""#) }) != true {
+                    logger.error("guest \(guest.identity.name): cannot put merge=\(merge) back on memory backend \(id)")
+                }
             }
-            guest.originalMerge = [:]
             guest.kernelMerge = nil
         }
     }
 
+    private func monitor(_ uuid: UUID, _ command: String, connection: LibvirtConnection) -> String? {
+        guard case .success(let reply)? = LibvirtCall({ () throws(LibvirtError) in try connection.qemuMonitorCommand(uuid: uuid, command) })
+            .wait(configuration.libvirtCallTimeout)
+        else { return nil }
+        return reply
+    }
+
+    /// A `qom-set` of a memory backend's `merge` property. The id comes from QEMU's own
+    /// `query-memdev` and QEMU ids are `[A-Za-z][A-Za-z0-9._-]*`; anything else is not sent.
+    static func qomSetMerge(backend id: String, _ value: Bool) -> String {
+        guard id.first?.isLetter == true, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+            return #"{"execute":"query-memdev"}"#
+        }
+        return #"{"execute":"qom-set","arguments":{"path":"/objects/\#(id)","property":"merge","value":\#(value)}}"#
+    }
+
     /// The backends of a `query-memdev` reply, each with its `merge` property; nil when the
-    /// reply is not one. Backends without an `id` (QEMU before 2.11) cannot be addressed
-    /// and are left out.
+    /// reply is not one or lists a backend without an `id` or `merge` (QEMU before 2.11):
+    /// a backend that cannot be addressed must not be taken for one that is not mergeable.
     static func memoryBackends(fromQueryMemdev reply: String) -> [(id: String, merge: Bool)]? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(reply.utf8)) as? [String: Any],
             let list = object["return"] as? [[String: Any]]
         else { return nil }
-        return list.compactMap { backend in
+        var backends: [(id: String, merge: Bool)] = []
+        for backend in list {
             guard let id = backend["id"] as? String, let merge = backend["merge"] as? Bool else { return nil }
-            return (id, merge)
+            backends.append((id, merge))
         }
+        return backends
     }
 
     /// The kernel's figures for the guest, as its status shows them.

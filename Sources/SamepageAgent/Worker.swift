@@ -58,22 +58,26 @@ final class Worker {
     var kernelGovernor: KernelKSMGovernor?
     /// The kernel's figures when samepaged does not govern ksmd, read at each reconcile.
     var ungovernedKernelKSM = KernelKSMStatus()
+    /// The `merge` values samepaged changed, by guest UUID and domain id, then backend id: kept
+    /// by the worker so that a guest mapped again (a device change) keeps its originals.
+    var originalMerge: [UUID: (domainID: UInt32?, backends: [String: Bool])] = [:]
 
     init(agent: Agent) throws {
         self.agent = agent
         engine = try Engine(tunables: agent.configuration.tunables)
         engine.run = agent.configuration.run
         journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
-        if agent.configuration.kernelKSM.enabled {
-            kernelGovernor = try KernelKSMGovernor(
-                configuration: agent.configuration.kernelKSM, ksm: KernelKSM(root: agent.configuration.kernelKSMRoot),
-                savedPath: agent.configuration.kernelKSMSaved, logger: agent.logger)
-        }
         if let journal {
             unresumed = try journal.entries().map { PendingResume(entry: $0, fromEarlierRun: true) }
             if !unresumed.isEmpty {
                 agent.logger.warning("\(unresumed.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
             }
+        }
+        // Last: nothing after it may fail, or ksmd's settings would stay changed.
+        if agent.configuration.kernelKSM.enabled {
+            kernelGovernor = try KernelKSMGovernor(
+                configuration: agent.configuration.kernelKSM, ksm: KernelKSM(root: agent.configuration.kernelKSMRoot),
+                savedPath: agent.configuration.kernelKSMSaved, logger: agent.logger)
         }
     }
 
@@ -113,7 +117,7 @@ final class Worker {
             for failure in report.failures { slotFailed(failure) }
             readCPUPressure()
             // ksmd's run follows memory even while libvirtd is away (every 5 s).
-            kernelGovernor?.tick(now: ContinuousClock.now)
+            kernelGovernor?.tick(now: ContinuousClock.now, holdBack: kernelMergeHoldBack())
             reclaimIfDue()
             completePauseRecords()
             checkRefaults()
@@ -128,6 +132,7 @@ final class Worker {
         finishPauses()
         for guest in guests.values { completePauseRecord(of: guest, force: true) }
         // The host's KSM as it was: each guest's merge property, then ksmd's settings.
+        kernelGovernor?.stopKsmd()
         restoreKernelMerge()
         kernelGovernor?.restore()
         for guest in guests.values { detach(guest, reason: "agent stopped") }

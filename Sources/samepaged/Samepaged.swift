@@ -72,13 +72,20 @@ struct Samepaged: AsyncParsableCommand {
             throw ExitCode.failure
         }
         if resumePaused {
+            // ksmd's settings first, whatever the pauses' replay does, if a samepaged that
+            // governed ksmd did not put them back.
+            var kernelFailed = false
             do {
-                let left = try Agent.resumePaused(journal: settings.pauseJournal, uri: settings.libvirtURI, logger: logger)
-                // ksmd's settings too, if a samepaged that governed it did not put them back.
                 if try Agent.restoreKernelKSM(savedPath: Self.kernelKSMSaved(settings), logger: logger) {
                     logger.notice("kernel_ksm: the host's ksmd settings were put back after samepaged stopped")
                 }
-                if left > 0 { throw ExitCode.failure }
+            } catch {
+                logger.critical("kernel_ksm: \(error)")
+                kernelFailed = true
+            }
+            do {
+                let left = try Agent.resumePaused(journal: settings.pauseJournal, uri: settings.libvirtURI, logger: logger)
+                if left > 0 || kernelFailed { throw ExitCode.failure }
                 return
             } catch let exit as ExitCode {
                 throw exit

@@ -46,10 +46,20 @@ private let host: [String: String] = [
         #expect(FileManager.default.fileExists(atPath: saved))
         #expect(sysfs.read("use_zero_pages") == "1\n")
         #expect(sysfs.read("sleep_millisecs") == "50\n")
+        // Held stopped until the agent has seen every guest (fail closed).
+        #expect(sysfs.read("run") == "0\n")
+        #expect(governor.status.why?.hasPrefix("held back") == true)
+        governor.tick(now: .now, force: true)
         #expect(sysfs.read("run") == "1\n")
         #expect(governor.status.governed)
         #expect(governor.status.run == 1)
         #expect(governor.status.why?.contains("always") == true)
+        // A guest whose merging cannot be switched off stops ksmd at once.
+        governor.tick(now: .now, holdBack: "merging is not yet off for g")
+        #expect(sysfs.read("run") == "0\n")
+        #expect(governor.status.why == "held back: merging is not yet off for g")
+        governor.tick(now: .now, force: true)
+        #expect(sysfs.read("run") == "1\n")
 
         governor.restore()
         #expect(sysfs.read("use_zero_pages") == "0\n")
@@ -103,10 +113,30 @@ private let host: [String: String] = [
     }
 
     @Test func readsTheBackendsOfAQueryMemdevReply() throws {
-        let reply = #"{"return":[{"id":"pc.ram","size":268435456,"merge":true,"dump":true,"prealloc":false,"share":false,"host-nodes":[],"policy":"default"},{"size":1024,"merge":false}],"id":"libvirt-17"}"#
+        let reply = #"{"return":[{"id":"pc.ram","size":268435456,"merge":true,"dump":true,"prealloc":false,"share":false,"host-nodes":[],"policy":"default"},{"id":"ram-node1","size":1024,"merge":false}],"id":"libvirt-17"}"#
         let backends = try #require(Worker.memoryBackends(fromQueryMemdev: reply))
-        #expect(backends.map(\.id) == ["pc.ram"])  // the one without an id cannot be addressed
-        #expect(backends.map(\.merge) == [true])
+        #expect(backends.map(\.id) == ["pc.ram", "ram-node1"])
+        #expect(backends.map(\.merge) == [true, false])
+        // A backend that cannot be addressed (no id) makes the whole answer unusable: it
+        // must not be taken for a backend that is not mergeable.
+        #expect(Worker.memoryBackends(fromQueryMemdev: #"{"return":[{"id":"pc.ram","merge":true},{"size":1024,"merge":true}]}"#) == nil)
         #expect(Worker.memoryBackends(fromQueryMemdev: #"{"error":{"class":"CommandNotFound"}}"#) == nil)
+        #expect(Worker.memoryBackends(fromQueryMemdev: #"{"return":[]}"#)?.isEmpty == true)
+    }
+
+    @Test func qomSetIsBuiltOnlyForQEMUIds() {
+        #expect(Worker.qomSetMerge(backend: "pc.ram", false)
+            == #"{"execute":"qom-set","arguments":{"path":"/objects/pc.ram","property":"merge","value":false}}"#)
+        #expect(Worker.qomSetMerge(backend: "ram-node0_1", true).contains(#""path":"/objects/ram-node0_1""#))
+        // Anything that could escape the JSON string or the path is not sent as a qom-set.
+        for id in [#"x","property":"prealloc"#, "a/b", "0ram", "", "pc ram"] {
+            #expect(!Worker.qomSetMerge(backend: id, false).contains("qom-set"), "\(id)")
+        }
+    }
+
+    @Test func aGuestAskingForNoSharedPagesIsNeverMerged() {
+        let kernel = governing(threshold: 20)
+        #expect(KernelKSMGovernor.mergeRefusal(policy: GuestPolicy(mode: .merge, trustGroup: "tenant-a"), kernel: kernel, noSharePages: true)
+            == "its domain XML asks for no page sharing (<nosharepages/>)")
     }
 }
