@@ -18,8 +18,9 @@ EXTRA="${2:-3000}"
 WORK=$(mktemp -d /tmp/samepage-cpu-bench.XXXXXX)
 GUESTS=(sp-bench-cpu-1 sp-bench-cpu-2)
 SLEEPERS=()
+PID=
 cleanup() {
-    kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
+    [ -z "$PID" ] || { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; } || true
     [ ${#SLEEPERS[@]} -eq 0 ] || kill "${SLEEPERS[@]}" 2>/dev/null || true
     for g in "${GUESTS[@]}"; do scripts/testhost/guest.sh undefine "$g" >/dev/null 2>&1 || true; done
 }
