@@ -16,6 +16,16 @@ extension Worker {
             cpuPressure = stall
             cpuPressureWindow.add(total: stall.some.totalMicroseconds, at: now)
             pressureUnavailable = nil
+            if let times = try? CPUTimes.read() {
+                if let start = cpuTimesWindowStart {
+                    if now - start.at >= .seconds(1) {
+                        cpuIdlePercent = times.idlePercent(since: start.times)
+                        cpuTimesWindowStart = (now, times)
+                    }
+                } else {
+                    cpuTimesWindowStart = (now, times)
+                }
+            }
         } catch {
             if pressureUnavailable == nil {
                 logger.warning("cannot read the host's CPU pressure (\(error)): reclaim is not deferred for it")
@@ -37,9 +47,18 @@ extension Worker {
     /// each start of a wait, or change of its reason, is counted and logged once, and so is
     /// its end. Returns true when the pause may go ahead.
     func pauseFitsBudget(_ guest: TrackedGuest, at now: ContinuousClock.Instant) -> Bool {
-        let deferral = guest.reclaimState.deferral(
+        // Until a first window of a second is measured, the host's load is not known: wait.
+        // (max_cpu_pressure = 100 never waits, for either.)
+        let waits = configuration.reclaimMaxCPUPressure < 100
+        guard !waits || cpuPressure == nil || (cpuPressureWindow.percent != nil && cpuIdlePercent != nil) else { return false }
+        var deferral = guest.reclaimState.deferral(
             maxPauseMs: guest.policy.maxPauseMs, cpuPressure: hostCPUPressure,
             pressureLimit: configuration.reclaimMaxCPUPressure, at: now)
+        // Every CPU busy: libvirtd and QEMU would wait for a slice as soon as they wake.
+        if waits, deferral == nil, let idle = cpuIdlePercent, idle < Self.minimumIdlePercent {
+            deferral = ReclaimDeferral(
+                .cpuPressure, detail: String(format: "the CPUs were %.1f%% busy over the last second (reclaim waits above %.0f%%)", 100 - idle, 100 - Self.minimumIdlePercent))
+        }
         let previous = guest.reclaimState.status.deferred
         if let deferral {
             if previous?.reason != deferral.reason {
@@ -55,6 +74,9 @@ extension Worker {
         }
         return true
     }
+
+    /// Reclaim waits while the CPUs were idle less than this share of the last second.
+    static let minimumIdlePercent = 10.0
 
     /// Clears a deferral that no longer applies because nothing is due (no pending page).
     func clearDeferralIfIdle(_ guest: TrackedGuest) {

@@ -53,6 +53,10 @@ final class Worker {
     /// The latest reading of `/proc/pressure/cpu`, nil when it cannot be read.
     var cpuPressure: PressureStall?
     var nextPressureReading = ContinuousClock.now
+    /// The host's CPU times at the start of the current idle window, and the idle share over
+    /// the last complete window (at least a second).
+    var cpuTimesWindowStart: (at: ContinuousClock.Instant, times: CPUTimes)?
+    var cpuIdlePercent: Double?
     var pressureUnavailable: String?
     /// samepaged's hold on ksmd, while `[kernel_ksm] enabled`.
     var kernelGovernor: KernelKSMGovernor?
