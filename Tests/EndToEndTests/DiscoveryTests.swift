@@ -39,12 +39,13 @@ struct EndToEndTests {
         let log = CapturedLog()
         // The file-backed guest (a disk file here) is in a group of its own: page-cache
         // residency of a disk file moves even while the guest is paused (readahead, eviction),
-        // so the exact count below is made over the two memfd guests.
-        let agent = makeAgent(guests: Set(names), log: log, groups: ["sp-e2e-a3": "e2e-file"])
+        // so the exact count below is made over the two memfd guests. The private-RAM guest
+        // is in a group of its own too: it is not paused for the count.
+        let agent = makeAgent(guests: Set(names), log: log, groups: ["sp-e2e-a3": "e2e-file", "sp-e2e-anon": "e2e-private"])
         agent.start()
         defer { agent.stop() }
 
-        // Every guest is listed within seconds: three mapped, the anonymous one with its reason.
+        // Every guest is listed within seconds and mapped.
         #expect(eventually { names.allSatisfy { agent.snapshot.guest($0) != nil } })
         let listed = agent.snapshot
         for name in mappedNames {
@@ -58,9 +59,11 @@ struct EndToEndTests {
             #expect(guest.regions.first?.path == mapping.path.replacingOccurrences(of: " (deleted)", with: ""))
             #expect(guest.regions.first?.kind == (name == "sp-e2e-a3" ? guest.regions.first?.kind : "memfd"))
         }
+        // Private RAM is accounted too, read in place in QEMU (never reclaimed).
         let anonymous = try #require(listed.guest("sp-e2e-anon"))
-        #expect(!anonymous.mapped)
-        #expect(anonymous.reason?.contains("anonymous") == true, "\(anonymous.reason ?? "nil")")
+        #expect(anonymous.mapped, "\(anonymous.reason ?? "nil")")
+        #expect(anonymous.regions.first?.kind.hasPrefix("anonymous") == true, "\(anonymous.regions)")
+        #expect(anonymous.regions.first?.bytes == guestRAM)
         // The listing matches libvirt's own.
         let libvirt = try LibvirtConnection()
         let active = try libvirt.activeDomains().filter { names.contains($0.name) }
