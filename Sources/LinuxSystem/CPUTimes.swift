@@ -29,11 +29,7 @@ public struct CPUTimes: Sendable, Equatable {
 
     /// Reads `/proc/stat`.
     public static func read() throws(SystemError) -> CPUTimes {
-        let bytes = try readWholeFile("/proc/stat", limit: 1 << 20)
-        guard let times = CPUTimes(parsing: String(decoding: bytes, as: UTF8.self)) else {
-            throw SystemError(errno: .invalidArgument, operation: "parse /proc/stat")
-        }
-        return times
+        try readParsedFile("/proc/stat", limit: 1 << 20) { CPUTimes(parsing: $0) }
     }
 
     /// The idle share, in percent, of the time from `earlier` to this reading; nil when no

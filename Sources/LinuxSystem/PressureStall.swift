@@ -76,7 +76,7 @@ public struct PressureStall: Sendable, Equatable {
 
 /// The pressure over the time between two readings of a `some` total: what share of those
 /// microseconds some task spent waiting. Fresher than the kernel's 10-second average.
-public struct PressureWindow: Sendable, Equatable {
+public struct PressureWindow: Sendable {
     /// When the window's first reading was taken and what its total was.
     public private(set) var start: (at: ContinuousClock.Instant, total: UInt64)?
     /// The pressure, in percent, over the last complete window; nil before one completed.
@@ -104,8 +104,4 @@ public struct PressureWindow: Sendable, Equatable {
         self.start = (now, total)
     }
 
-    public static func == (a: PressureWindow, b: PressureWindow) -> Bool {
-        a.percent == b.percent && a.minimumSpan == b.minimumSpan && a.start?.at == b.start?.at
-            && a.start?.total == b.start?.total
-    }
 }

@@ -25,6 +25,8 @@ final class KernelKSMGovernor {
     let saved: KernelKSMSettings
     private var policy: KernelKSMRunPolicy
     private var nextDecision = ContinuousClock.now
+    /// ksmd was stopped for a hold (see ``tick(now:force:holdBack:)``) and the hold lasts.
+    private var heldStopped = false
     private(set) var status = KernelKSMStatus()
 
     /// How often memory is looked at to decide whether ksmd runs.
@@ -77,9 +79,14 @@ final class KernelKSMGovernor {
     ///   until it is nil. Checked at every call, not only every interval.
     func tick(now: ContinuousClock.Instant, force: Bool = false, holdBack: String? = nil) {
         if let holdBack {
-            if (try? ksm.read(.run)) != .stop {
-                try? ksm.write(.run, .stop)
-                logger.warning("kernel_ksm: ksmd stopped: \(holdBack)")
+            // Written once when the hold starts (and again at each interval, should someone
+            // have set run meanwhile), not read at every batch of the agent's loop.
+            if !heldStopped || force || now >= nextDecision {
+                if (try? ksm.read(.run)) != .stop {
+                    try? ksm.write(.run, .stop)
+                    logger.warning("kernel_ksm: ksmd stopped: \(holdBack)")
+                }
+                heldStopped = true
             }
             status.why = "held back: \(holdBack)"
             if force || now >= nextDecision {
@@ -88,7 +95,9 @@ final class KernelKSMGovernor {
             }
             return
         }
-        guard force || now >= nextDecision else { return }
+        // A hold just ended: decide at once.
+        guard force || now >= nextDecision || heldStopped else { return }
+        heldStopped = false
         nextDecision = now + Self.decisionInterval
         do {
             let decision = policy.decide(memory: try MemoryInfo.read(), pressure: try? PressureStall.read("memory"), now: now)

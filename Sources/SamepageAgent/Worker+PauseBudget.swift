@@ -10,6 +10,16 @@ extension Worker {
     func readCPUPressure() {
         let now = ContinuousClock.now
         guard now >= nextPressureReading else { return }
+        // Only while some guest has zero pages waiting for a pause: a host with no reclaiming
+        // guest reads nothing. (The first pause after idle then waits for a one-second window.)
+        guard guests.values.contains(where: { $0.reclaimState.pendingPages > 0 }) else {
+            nextPressureReading = now + .milliseconds(500)
+            cpuPressure = nil
+            cpuPressureWindow = PressureWindow()
+            cpuTimesWindowStart = nil
+            cpuIdlePercent = nil
+            return
+        }
         nextPressureReading = now + .milliseconds(500)
         do {
             let stall = try PressureStall.read("cpu")
@@ -50,7 +60,9 @@ extension Worker {
         // Until a first window of a second is measured, the host's load is not known: wait.
         // (max_cpu_pressure = 100 never waits, for either.)
         let waits = configuration.reclaimMaxCPUPressure < 100
-        guard !waits || cpuPressure == nil || (cpuPressureWindow.percent != nil && cpuIdlePercent != nil) else { return false }
+        // Not read yet is not the same as no PSI on this kernel (`pressureUnavailable`).
+        guard !waits || pressureUnavailable != nil || (cpuPressure != nil && cpuPressureWindow.percent != nil && cpuIdlePercent != nil)
+        else { return false }
         var deferral = guest.reclaimState.deferral(
             maxPauseMs: guest.policy.maxPauseMs, cpuPressure: hostCPUPressure,
             pressureLimit: configuration.reclaimMaxCPUPressure, at: now)

@@ -1,3 +1,5 @@
+import SamepageCore
+
 /// What the kernel's own KSM does with one guest: whether samepaged lets it merge the guest
 /// (governing ksmd only), and what it merged, from `/proc/PID/ksm_stat` of the guest's QEMU.
 public struct GuestKernelKSM: Sendable, Equatable, Codable {
@@ -22,8 +24,8 @@ public struct GuestKernelKSM: Sendable, Equatable, Codable {
         self.processProfit = processProfit
     }
 
-    /// Bytes the kernel merged: its merging pages and zero pages, in pages of 4 KiB.
-    public var mergedBytes: Int { ((mergingPages ?? 0) + (zeroPages ?? 0)) * 4096 }
+    /// Bytes the kernel merged: its merging pages and zero pages, in pages of ``pageSize``.
+    public var mergedBytes: Int { ((mergingPages ?? 0) + (zeroPages ?? 0)) * pageSize }
 
     public enum CodingKeys: String, CodingKey {
         case mergeable, refused
