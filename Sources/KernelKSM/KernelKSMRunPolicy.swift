@@ -38,7 +38,7 @@ public struct KernelKSMRunPolicy: Sendable, Equatable {
 
     /// ksmd runs while `MemAvailable` is below this share of `MemTotal`, in percent (1 to
     /// 100; 100 always runs).
-    public let availableThresholdPercent: Int
+    public var availableThresholdPercent: Int
     /// The answer of the last decision (or the state the policy was started in).
     public private(set) var isRunning: Bool
     /// Since when every sample has been calm, while ksmd runs; nil otherwise.

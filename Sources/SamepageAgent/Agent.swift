@@ -75,6 +75,8 @@ public final class Agent: Sendable {
         /// The knobs as last set: those asked for, even before the thread applied them, with
         /// the advisor's `pages_to_scan` as the thread last settled it.
         var tunables = Tunables.daemonDefaults
+        /// The `[kernel_ksm]` settings as last asked for.
+        var kernelKSM = KernelKSMConfiguration()
         /// When the latest lifecycle events of each guest arrived: how the agent tells its
         /// own pause from someone else's, and sees an outside resume during a batch.
         var stateEvents: [UUID: StateEvents] = [:]
@@ -100,17 +102,30 @@ public final class Agent: Sendable {
         case run(RunMode)
         case reloadPolicies
         case refresh
-        case sharing(SharingReply)
+        case sharing(Reply<SharingMatrix>)
+        case kernelKSM(KernelKSMConfiguration, Reply<Result<KernelKSMStatus, KernelKSMRefusal>>)
 
         var isTunables: Bool {
             if case .tunables = self { true } else { false }
         }
     }
 
-    /// Where the agent's thread leaves the sharing matrix for the thread that asked.
-    final class SharingReply: Sendable {
-        let result = Mutex<SharingMatrix?>(nil)
+    /// Where the agent's thread leaves an answer (the sharing matrix, ksmd's new state) for
+    /// the thread that asked, which waits on `done`.
+    final class Reply<Value: Sendable>: Sendable {
+        let result = Mutex<Value?>(nil)
         let done = DispatchSemaphore(value: 0)
+
+        func send(_ value: Value) {
+            result.withLock { $0 = value }
+            done.signal()
+        }
+
+        /// The answer, or nil when none came within `timeout`.
+        func wait(_ timeout: Duration) -> Value? {
+            guard done.wait(timeout: .now() + timeout.inSeconds) == .success else { return nil }
+            return result.withLock { $0 }
+        }
     }
 
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "samepage.agent")) {
@@ -120,6 +135,7 @@ public final class Agent: Sendable {
             $0.snapshot.tunables = configuration.tunables
             $0.tunables = configuration.tunables
             $0.snapshot.run = configuration.run
+            $0.kernelKSM = configuration.kernelKSM
         }
     }
 
@@ -205,10 +221,33 @@ public final class Agent: Sendable {
     /// answer within `timeout`.
     @available(*, noasync, message: "waits for the agent's thread; call it from a thread of your own")
     public func sharingMatrix(timeout: Duration = .seconds(10)) -> SharingMatrix? {
-        let reply = SharingReply()
+        let reply = Reply<SharingMatrix>()
         post(.sharing(reply))
-        guard reply.done.wait(timeout: .now() + timeout.inSeconds) == .success else { return nil }
-        return reply.result.withLock { $0 }
+        return reply.wait(timeout)
+    }
+
+    /// Governs ksmd as `configuration` asks, from the agent's thread between two batches:
+    /// takes hold of ksmd (saving the host's settings) when it becomes enabled, changes its
+    /// settings while it stays so, and puts the host's settings back when it no longer is.
+    /// Returns the kernel's KSM as it is then, or why that could not be done (the kernel has
+    /// no KSM, the host's settings cannot be saved, the thread did not answer in `timeout`);
+    /// what was in force stays so then.
+    @available(*, noasync, message: "waits for the agent's thread; call it from a thread of your own")
+    public func setKernelKSM(
+        _ configuration: KernelKSMConfiguration, timeout: Duration = .seconds(30)
+    ) -> Result<KernelKSMStatus, KernelKSMRefusal> {
+        let reply = Reply<Result<KernelKSMStatus, KernelKSMRefusal>>()
+        shared.withLock { state in
+            state.requests.append(.kernelKSM(configuration, reply))
+            state.kernelKSM = configuration
+        }
+        return reply.wait(timeout) ?? .failure(KernelKSMRefusal("the agent did not answer within \(timeout); it applies the change when it can"))
+    }
+
+    /// The `[kernel_ksm]` settings as last set (at start, by a reload, by `tune --kernel-…`):
+    /// changes count once asked, so two quick requests build on each other.
+    public var currentKernelKSM: KernelKSMConfiguration {
+        shared.withLock { $0.kernelKSM }
     }
 
     private func post(_ request: Request) { shared.withLock { $0.requests.append(request) } }
@@ -320,6 +359,12 @@ public final class Agent: Sendable {
     }
 
     func connectionDidClose() { shared.withLock { $0.connectionClosed = true } }
+}
+
+/// Why the kernel's KSM could not be governed as asked.
+public struct KernelKSMRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// How the agent's thread ended.

@@ -18,7 +18,7 @@ import SamepageModel
 /// Lives on the agent's thread; sysfs reads and writes are blocking calls made there.
 final class KernelKSMGovernor {
     let ksm: KernelKSM
-    let configuration: KernelKSMConfiguration
+    private(set) var configuration: KernelKSMConfiguration
     let savedPath: String
     let logger: Logger
     /// The host's own settings, put back at the end.
@@ -56,14 +56,37 @@ final class KernelKSMGovernor {
         }
         policy = KernelKSMRunPolicy(availableThresholdPercent: configuration.availableThresholdPercent, running: false)
         status.governed = true
+        let governing = apply(configuration)
+        logger.notice("kernel_ksm: samepaged governs ksmd (\(governing)); the host's settings were \(saved)")
+        // Stopped until every guest outside the trust group is known to have merging off.
+        tick(now: ContinuousClock.now, force: true, holdBack: "samepaged has not yet seen every guest")
+    }
+
+    /// Sets ksmd as `configuration` asks and records it as the one in force; returns the
+    /// settings written. A knob the kernel refuses is logged and listed in the status.
+    @discardableResult
+    private func apply(_ configuration: KernelKSMConfiguration) -> KernelKSMSettings {
+        self.configuration = configuration
+        policy.availableThresholdPercent = configuration.availableThresholdPercent
         status.trustGroup = configuration.trustGroup
+        status.configuration = configuration
         let governing = KernelKSMSettings(governing: configuration, on: saved)
         let failures = ksm.apply(governing)
         for failure in failures { logger.error("kernel_ksm: cannot set \(failure)") }
         status.failures = failures.map(\.description)
-        logger.notice("kernel_ksm: samepaged governs ksmd (\(governing)); the host's settings were \(saved)")
-        // Stopped until every guest outside the trust group is known to have merging off.
-        tick(now: ContinuousClock.now, force: true, holdBack: "samepaged has not yet seen every guest")
+        return governing
+    }
+
+    /// Governs ksmd with new settings (a reload, or `samepage tune --kernel-…`); the host's
+    /// saved settings stay those found at start. The run decision is taken again at once.
+    /// A new trust group stops ksmd first: the caller decides each guest's merging again
+    /// before ksmd may run (``tick(now:force:holdBack:)`` with its hold).
+    func reconfigure(_ configuration: KernelKSMConfiguration) {
+        if configuration.trustGroup != self.configuration.trustGroup { stopKsmd() }
+        let governing = apply(configuration)
+        logger.notice("kernel_ksm: ksmd settings changed (\(governing))")
+        nextDecision = ContinuousClock.now
+        readStatus()
     }
 
     /// Stops ksmd (run = 0) before anything is put back at the end: no merging while the

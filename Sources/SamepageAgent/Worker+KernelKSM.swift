@@ -84,6 +84,55 @@ extension Worker {
         return done
     }
 
+    func makeKernelGovernor(_ kernel: KernelKSMConfiguration) throws -> KernelKSMGovernor {
+        try KernelKSMGovernor(
+            configuration: kernel, ksm: KernelKSM(root: configuration.kernelKSMRoot),
+            savedPath: configuration.kernelKSMSaved, logger: logger)
+    }
+
+    /// Governs ksmd as `kernel` asks (a reload, `samepage tune --kernel-…`): takes hold of it,
+    /// changes its settings, or lets it go. A new trust group is applied to every guest at
+    /// once, with ksmd stopped meanwhile, so that no guest newly outside it is merged.
+    func governKernelKSM(_ kernel: KernelKSMConfiguration) -> Result<KernelKSMStatus, KernelKSMRefusal> {
+        switch (kernelGovernor, kernel.enabled) {
+        case (nil, false):
+            break
+        case (let governor?, true):
+            let groupChanged = governor.configuration.trustGroup != kernel.trustGroup
+            governor.reconfigure(kernel)
+            if groupChanged, let connection, reconciledOnce { reconcileKernelKSM(connection: connection) }
+        case (nil, true):
+            do {
+                kernelGovernor = try makeKernelGovernor(kernel)
+            } catch {
+                logger.error("kernel_ksm: not governing ksmd: \(error)")
+                return .failure(KernelKSMRefusal("\(error)"))
+            }
+            if let connection, reconciledOnce { reconcileKernelKSM(connection: connection) }
+        case (_?, false):
+            releaseKernelKSM()
+            logger.notice("kernel_ksm: samepaged no longer governs ksmd ([kernel_ksm] enabled = false)")
+        }
+        kernelGovernor?.tick(now: ContinuousClock.now, force: true, holdBack: kernelMergeHoldBack())
+        if kernelGovernor == nil { KernelKSMGovernor.read(KernelKSM(root: configuration.kernelKSMRoot), into: &ungovernedKernelKSM) }
+        publish()
+        return .success(kernelGovernor?.status ?? ungovernedKernelKSM)
+    }
+
+    /// Gives the host's KSM back as it was: ksmd stopped, each guest's `merge` property put
+    /// back, then ksmd's own settings. At stop, and when a reload turns governing off.
+    func releaseKernelKSM() {
+        guard let governor = kernelGovernor else { return }
+        governor.stopKsmd()
+        restoreKernelMerge()
+        governor.restore()
+        kernelGovernor = nil
+        for guest in guests.values {
+            guest.kernelMerge = nil
+            guest.kernelMergeRefusal = nil
+        }
+    }
+
     /// Puts back the `merge` property samepaged changed on each running guest's backends
     /// (ksmd is stopped first). What cannot be put back is logged.
     func restoreKernelMerge() {

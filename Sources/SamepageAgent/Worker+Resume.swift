@@ -68,6 +68,8 @@ extension Worker {
             case .success(let outcome)?:
                 logger.notice("\(name): \(outcome)")
                 if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaimState.status.resumeFailure = nil }
+                // The journal is clear already: show it now, not at the next 250 ms publish.
+                publish()
                 continue
             case .failure(let error)?:
                 pending.failure = "resume failed: \(error)"

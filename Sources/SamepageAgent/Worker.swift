@@ -79,9 +79,7 @@ final class Worker {
         }
         // Last: nothing after it may fail, or ksmd's settings would stay changed.
         if agent.configuration.kernelKSM.enabled {
-            kernelGovernor = try KernelKSMGovernor(
-                configuration: agent.configuration.kernelKSM, ksm: KernelKSM(root: agent.configuration.kernelKSMRoot),
-                savedPath: agent.configuration.kernelKSMSaved, logger: agent.logger)
+            kernelGovernor = try makeKernelGovernor(agent.configuration.kernelKSM)
         }
     }
 
@@ -101,9 +99,8 @@ final class Worker {
                     }
                 case .reloadPolicies: reloadPolicies()
                 case .refresh: reconcileNow = true
-                case .sharing(let reply):
-                    reply.result.withLock { $0 = sharingMatrix() }
-                    reply.done.signal()
+                case .sharing(let reply): reply.send(sharingMatrix())
+                case .kernelKSM(let configuration, let reply): reply.send(governKernelKSM(configuration))
                 }
             }
             if inbox.requests.contains(where: \.isTunables) { agent.settle(engine.tunables) }
@@ -135,10 +132,7 @@ final class Worker {
         }
         finishPauses()
         for guest in guests.values { completePauseRecord(of: guest, force: true) }
-        // The host's KSM as it was: each guest's merge property, then ksmd's settings.
-        kernelGovernor?.stopKsmd()
-        restoreKernelMerge()
-        kernelGovernor?.restore()
+        releaseKernelKSM()
         for guest in guests.values { detach(guest, reason: "agent stopped") }
         guests = [:]
         subscription = nil

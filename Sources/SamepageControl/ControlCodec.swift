@@ -1,5 +1,6 @@
 import Foundation
 import SamepageCore
+import SamepageModel
 
 /// Encodes and decodes the protocol's lines: one JSON object per line, UTF-8, ending in `\n`.
 ///
@@ -164,6 +165,18 @@ private struct RequestLine: Encodable {
             try t.encodeIfPresent(changes.advisorMaxCPU, forKey: .advisorMaxCPU)
             try t.encodeIfPresent(changes.advisorMinPagesToScan, forKey: .advisorMinPagesToScan)
             try t.encodeIfPresent(changes.advisorMaxPagesToScan, forKey: .advisorMaxPagesToScan)
+        case .ksmTune(let changes):
+            // The arguments are [kernel_ksm]'s own keys, each only when it changes.
+            var k = encoder.container(keyedBy: KernelKSMConfiguration.CodingKeys.self)
+            try k.encodeIfPresent(changes.availableThresholdPercent, forKey: .availableThresholdPercent)
+            try k.encodeIfPresent(changes.advisorMode, forKey: .advisorMode)
+            try k.encodeIfPresent(changes.advisorTargetScanTime, forKey: .advisorTargetScanTime)
+            try k.encodeIfPresent(changes.advisorMaxCPU, forKey: .advisorMaxCPU)
+            try k.encodeIfPresent(changes.pagesToScan, forKey: .pagesToScan)
+            try k.encodeIfPresent(changes.sleepMillisecs, forKey: .sleepMillisecs)
+            try k.encodeIfPresent(changes.maxPageSharing, forKey: .maxPageSharing)
+            try k.encodeIfPresent(changes.useZeroPages, forKey: .useZeroPages)
+            try k.encodeIfPresent(changes.smartScan, forKey: .smartScan)
         case .policyShow(let guest):
             try c.encodeIfPresent(guest, forKey: "guest")
         }
@@ -240,6 +253,40 @@ extension RequestLine: Decodable {
             }
             try changes.validate()
             request = .tune(changes)
+        case .ksmTune:
+            typealias Key = KernelKSMConfiguration.CodingKeys
+            func knob<T: Decodable>(_ key: Key, _ type: T.Type, _ expected: String) throws(ControlFailure) -> T? {
+                try Self.field(c, key.stringValue, type, expected)
+            }
+            for key in [Key.enabled, .trustGroup] where c.contains(WireKey(key.stringValue)) {
+                throw ControlFailure(
+                    .invalidArgument,
+                    "kernel_ksm.\(key.stringValue) changes in the configuration file only (then reload samepaged: SIGHUP)")
+            }
+            let modes = KernelKSMAdvisorMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            var advisorMode: KernelKSMAdvisorMode?
+            if let name = try knob(.advisorMode, String.self, "a string: \(modes)") {
+                guard let mode = KernelKSMAdvisorMode(rawValue: name) else {
+                    throw ControlFailure(.invalidArgument, "advisor_mode \"\(name)\" is not one of \(modes)")
+                }
+                advisorMode = mode
+            }
+            let changes = KernelKSMChanges(
+                availableThresholdPercent: try knob(.availableThresholdPercent, Int.self, "an integer"),
+                advisorMode: advisorMode,
+                advisorTargetScanTime: try knob(.advisorTargetScanTime, Int.self, "an integer"),
+                advisorMaxCPU: try knob(.advisorMaxCPU, Int.self, "an integer"),
+                pagesToScan: try knob(.pagesToScan, Int.self, "an integer"),
+                sleepMillisecs: try knob(.sleepMillisecs, Int.self, "an integer"),
+                maxPageSharing: try knob(.maxPageSharing, Int.self, "an integer"),
+                useZeroPages: try knob(.useZeroPages, Bool.self, "true or false"),
+                smartScan: try knob(.smartScan, Bool.self, "true or false"))
+            guard !changes.isEmpty else {
+                let names = KernelKSMChanges.keys.map(\.stringValue).joined(separator: ", ")
+                throw ControlFailure(.badRequest, "ksm.tune needs at least one of \(names)")
+            }
+            try changes.validate()
+            request = .ksmTune(changes)
         }
     }
 

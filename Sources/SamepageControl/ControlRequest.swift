@@ -19,6 +19,7 @@ public enum ControlCommand: String, Sendable, Hashable, Codable, CaseIterable {
     case stats
     case run
     case tune
+    case ksmTune = "ksm.tune"
     case policyShow = "policy.show"
     case policyReload = "policy.reload"
     case sharing
@@ -167,6 +168,9 @@ public enum ControlRequest: Sendable, Equatable {
     case run(RunMode)
     /// Changes some tunables, live.
     case tune(TunableChanges)
+    /// Changes to ksmd's settings while samepaged governs it; answered with the kernel's KSM
+    /// as it is after the change.
+    case ksmTune(KernelKSMChanges)
     /// The policy in force for one guest (by name or UUID) or, with nil, for every guest.
     case policyShow(guest: String?)
     /// Re-reads the policy directory.
@@ -184,6 +188,7 @@ public enum ControlRequest: Sendable, Equatable {
         case .stats: .stats
         case .run: .run
         case .tune: .tune
+        case .ksmTune: .ksmTune
         case .policyShow: .policyShow
         case .policyReload: .policyReload
         case .sharing: .sharing

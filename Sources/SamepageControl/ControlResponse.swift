@@ -81,6 +81,8 @@ public enum ControlResult: Sendable, Equatable {
     case run(RunMode)
     /// `tune`: all tunables as they are after the change.
     case tunables(Tunables)
+    /// `ksm.tune`: the kernel's KSM after the change, with the `[kernel_ksm]` settings in force.
+    case kernelKSM(KernelKSMStatus)
     /// `policy.show`: the policy of each guest asked for.
     case policies([GuestPolicyInfo])
     /// `policy.reload`: what went wrong reading the policy files, if anything.
@@ -100,6 +102,7 @@ public enum ControlResult: Sendable, Equatable {
         case .stats: .stats
         case .run: .run
         case .tunables: .tune
+        case .kernelKSM: .ksmTune
         case .policies: .policyShow
         case .policyReload: .policyReload
         case .sharing: .sharing

@@ -27,6 +27,7 @@ extension ControlResult {
         case .stats(let stats): stats
         case .run(let mode): mode
         case .tunables(let tunables): tunables
+        case .kernelKSM(let status): status
         case .policies(let policies): policies
         case .policyReload(let report): report
         case .sharing(let matrix): matrix
@@ -42,6 +43,7 @@ extension ControlResult {
         case .stats: self = .stats(try DaemonStats(from: decoder))
         case .run: self = .run(try RunMode(from: decoder))
         case .tune: self = .tunables(try Tunables(from: decoder))
+        case .ksmTune: self = .kernelKSM(try KernelKSMStatus(from: decoder))
         case .policyShow: self = .policies(try decoder.singleValueContainer().decode([GuestPolicyInfo].self))
         case .policyReload: self = .policyReload(try PolicyReloadReport(from: decoder))
         case .sharing: self = .sharing(try SharingMatrix(from: decoder))

@@ -25,11 +25,14 @@ public struct KernelKSMStatus: Sendable, Equatable, Codable {
     public var sleepMillisecs: Int?
     /// `advisor_mode`: "none" or "scan-time"; nil on a kernel without the advisor.
     public var advisorMode: String?
+    /// The `[kernel_ksm]` settings in force, as the configuration file and `samepage tune
+    /// --kernel-…` made them (governed only).
+    public var configuration: KernelKSMConfiguration?
 
     public init() {}
 
     public enum CodingKeys: String, CodingKey {
-        case governed, run, why, failures
+        case governed, run, why, failures, configuration
         case trustGroup = "trust_group"
         case pagesShared = "pages_shared"
         case pagesSharing = "pages_sharing"

@@ -23,22 +23,39 @@ struct KSMCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(k), as: UTF8.self))
             return
         }
-        func value(_ number: Int?) -> String { number.map(String.init) ?? "-" }
-        var lines = [
-            "governed         \(k.governed ? "yes, [kernel_ksm] trust_group \(k.trustGroup.map { "\"\($0)\"" } ?? "(none: no guest is merged)")" : "no ([kernel_ksm] enabled = false)")",
-            "run              \(value(k.run))\(k.why.map { " (\($0))" } ?? "")",
-        ]
-        let merged = ((k.pagesSharing ?? 0) + (k.ksmZeroPages ?? 0)) * pageSize
-        lines.append("merged           \(Savings.format(bytes: merged)) (pages_sharing + ksm_zero_pages)")
-        for (name, number) in [
-            ("pages_shared", k.pagesShared), ("pages_sharing", k.pagesSharing), ("pages_unshared", k.pagesUnshared),
-            ("pages_volatile", k.pagesVolatile), ("full_scans", k.fullScans), ("ksm_zero_pages", k.ksmZeroPages),
-            ("general_profit", k.generalProfit), ("pages_to_scan", k.pagesToScan), ("sleep_millisecs", k.sleepMillisecs),
-        ] {
-            lines.append("\(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(value(number))")
-        }
-        lines.append("advisor_mode     \(k.advisorMode ?? "-")")
-        lines += k.failures.map { "FAILED           \($0)" }
-        print(lines.joined(separator: "\n"))
+        print(kernelKSMLines(k).joined(separator: "\n"))
     }
+}
+
+/// The kernel's KSM in words, as `samepage ksm` and `samepage tune --kernel-…` show it.
+func kernelKSMLines(_ k: KernelKSMStatus) -> [String] {
+    func value(_ number: Int?) -> String { number.map(String.init) ?? "-" }
+    var lines = [
+        "governed         \(k.governed ? "yes, [kernel_ksm] trust_group \(k.trustGroup.map { "\"\($0)\"" } ?? "(none: no guest is merged)")" : "no ([kernel_ksm] enabled = false)")",
+        "run              \(value(k.run))\(k.why.map { " (\($0))" } ?? "")",
+    ]
+    let merged = ((k.pagesSharing ?? 0) + (k.ksmZeroPages ?? 0)) * pageSize
+    lines.append("merged           \(Savings.format(bytes: merged)) (pages_sharing + ksm_zero_pages)")
+    for (name, number) in [
+        ("pages_shared", k.pagesShared), ("pages_sharing", k.pagesSharing), ("pages_unshared", k.pagesUnshared),
+        ("pages_volatile", k.pagesVolatile), ("full_scans", k.fullScans), ("ksm_zero_pages", k.ksmZeroPages),
+        ("general_profit", k.generalProfit), ("pages_to_scan", k.pagesToScan), ("sleep_millisecs", k.sleepMillisecs),
+    ] {
+        lines.append("\(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(value(number))")
+    }
+    lines.append("advisor_mode     \(k.advisorMode ?? "-")")
+    lines += k.failures.map { "FAILED           \($0)" }
+    if let c = k.configuration {
+        lines.append("[kernel_ksm] in force:")
+        for (name, setting) in [
+            ("available_threshold_percent", "\(c.availableThresholdPercent)%"), ("advisor_mode", c.advisorMode.rawValue),
+            ("advisor_target_scan_time", "\(c.advisorTargetScanTime) s"), ("advisor_max_cpu", "\(c.advisorMaxCPU)%"),
+            ("pages_to_scan", "\(c.pagesToScan)"), ("sleep_millisecs", "\(c.sleepMillisecs)"),
+            ("max_page_sharing", "\(c.maxPageSharing)"), ("use_zero_pages", c.useZeroPages ? "1" : "0"),
+            ("smart_scan", c.smartScan ? "1" : "0"),
+        ] {
+            lines.append("  \(name.padding(toLength: 27, withPad: " ", startingAt: 0)) \(setting)")
+        }
+    }
+    return lines
 }

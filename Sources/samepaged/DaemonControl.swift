@@ -35,6 +35,21 @@ struct DaemonControl: Sendable {
             } catch {
                 return .failure(.invalidArgument, "\(error)")
             }
+        case .ksmTune(let changes):
+            let current = agent.currentKernelKSM
+            guard current.enabled else {
+                return .failure(
+                    .unavailable,
+                    "samepaged does not govern ksmd ([kernel_ksm] enabled = false): set enabled = true in its configuration file and reload it (SIGHUP)")
+            }
+            do {
+                switch agent.setKernelKSM(try changes.applied(to: current)) {
+                case .success(let status): return .success(.kernelKSM(status))
+                case .failure(let refusal): return .failure(.unavailable, refusal.description)
+                }
+            } catch {
+                return .failure(error)
+            }
         case .policyShow(let name):
             let snapshot = agent.snapshot
             var guests = snapshot.guests

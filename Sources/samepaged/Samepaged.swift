@@ -259,6 +259,10 @@ struct HangupService: Service {
         } catch {
             logger.error("configuration: \(error)")
         }
+        // [kernel_ksm]: what the file says now, over any `tune --kernel-…` since.
+        if settings.kernelKSM != agent.currentKernelKSM, case .failure(let refusal) = agent.setKernelKSM(settings.kernelKSM) {
+            logger.error("configuration: kernel_ksm: \(refusal)")
+        }
         for error in policies.reconfigure(directory: settings.policyDirectory, defaultPolicy: settings.defaultPolicy) {
             logger.error("policy rejected: \(error)")
         }

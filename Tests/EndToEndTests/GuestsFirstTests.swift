@@ -234,8 +234,12 @@ struct GuestsFirstEndToEndTests {
         }
         #expect(landed, "no SIGSTOP landed inside a libvirt call of a pause:\n\(daemon.log.suffix(3000))")
         #expect(kill(daemon.pid, 0) == 0)
-        let guest = try daemon.guest(name)
-        #expect(reclaim(guest)["resume_failure"] == nil)
+        // The status follows the journal within a publish (the journal is cleared first).
+        #expect(eventually(timeout: .seconds(5)) {
+            guard let guest = try? daemon.guest(name) else { return false }
+            return reclaim(guest)["resume_failure"] == nil
+        },
+                "\(daemon.log.suffix(3000))")
         #expect(daemon.stop() == 0)
         #expect(eventually(timeout: .seconds(30)) { datasetIntact(name, expected: expected, after: checksAtStart + 1) })
     }

@@ -172,4 +172,58 @@ struct PrivateRAMEndToEndTests {
         #expect(daemon.stop() == 0)
         #expect(try ksm.settings() == hostSettings)
     }
+
+    @Test("samepage tune --kernel-… changes ksmd live; a reload (SIGHUP) lets go of ksmd, putting the host's settings back, and takes hold again")
+    func kernelSettingsChangeLive() throws {
+        let ksm = KernelKSM()
+        var hostSettings = try ksm.settings()
+        defer { _ = ksm.apply(hostSettings) }
+        // A host value samepaged's own would not be, to see which is in force.
+        try ksm.write(.sleepMillisecs, 33)
+        hostSettings.sleepMillisecs = 33
+        func sysfs(_ name: String) -> String {
+            ((try? String(contentsOfFile: "/sys/kernel/mm/ksm/\(name)", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let governing = daemonConfig + "\n[kernel_ksm]\nenabled = true\ntrust_group = \"k\"\nsleep_millisecs = 20\n"
+        let daemon = try DaemonProcess(config: governing)
+        let saved = "\(daemon.directory)/kernel-ksm.json"
+        try daemon.start()
+        func kernel() throws -> [String: Any] { try #require(try daemon.json("ksm") as? [String: Any]) }
+        #expect(sysfs("sleep_millisecs") == "20")
+
+        let tuned = try daemon.cli("tune", "--kernel-sleep-millisecs", "77", "--kernel-smart-scan", "off")
+        #expect(tuned.status == 0, "\(tuned.output)")
+        #expect(tuned.output.contains("sleep_millisecs             77"), "\(tuned.output)")
+        #expect(sysfs("sleep_millisecs") == "77")
+        #expect(sysfs("smart_scan") == "0")
+        let configuration = try #require(try kernel()["configuration"] as? [String: Any])
+        #expect(int(configuration["sleep_millisecs"]) == 77 && configuration["trust_group"] as? String == "k")
+        // Refused with the reason, and nothing changes.
+        let byHand = try daemon.cli("tune", "--kernel-pages-to-scan", "5")
+        #expect(byHand.status != 0 && byHand.output.contains("--kernel-advisor-mode none"), "\(byHand.output)")
+        let both = try daemon.cli("tune", "--kernel-sleep-millisecs", "5", "--sleep-millisecs", "5")
+        #expect(both.status != 0 && both.output.contains("not both"), "\(both.output)")
+        #expect(sysfs("sleep_millisecs") == "77")
+
+        // The file says enabled = false: the host's settings come back, the saved file goes.
+        try (daemonConfig + "\n[kernel_ksm]\nenabled = false\n").write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        #expect(eventually(timeout: .seconds(15)) { (try? kernel()["governed"] as? Bool) == false }, "\(daemon.log.suffix(2000))")
+        #expect(try ksm.settings() == hostSettings)
+        #expect(!FileManager.default.fileExists(atPath: saved))
+        let ungoverned = try daemon.cli("tune", "--kernel-sleep-millisecs", "50")
+        #expect(ungoverned.status != 0 && ungoverned.output.contains("does not govern ksmd"), "\(ungoverned.output)")
+        #expect(sysfs("sleep_millisecs") == "33")
+
+        // And back: samepaged takes hold again with the file's settings (not the tune's).
+        try governing.write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        #expect(eventually(timeout: .seconds(15)) { (try? kernel()["governed"] as? Bool) == true }, "\(daemon.log.suffix(2000))")
+        #expect(sysfs("sleep_millisecs") == "20")
+        #expect(sysfs("smart_scan") == "1")
+        #expect(FileManager.default.fileExists(atPath: saved))
+        #expect(daemon.stop() == 0)
+        #expect(try ksm.settings() == hostSettings)
+        #expect(!FileManager.default.fileExists(atPath: saved))
+    }
 }

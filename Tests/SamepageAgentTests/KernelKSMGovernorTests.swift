@@ -68,6 +68,40 @@ private let host: [String: String] = [
         #expect(!FileManager.default.fileExists(atPath: saved))
     }
 
+    @Test func newSettingsApplyLiveAndTheHostsStayTheOnesToPutBack() throws {
+        let sysfs = try FakeSysfs(host)
+        let saved = sysfs.path + "/../governor-saved-\(UInt32.random(in: 0...UInt32.max)).json"
+        defer { try? FileManager.default.removeItem(atPath: saved) }
+        let governor = try KernelKSMGovernor(
+            configuration: governing(threshold: 100), ksm: KernelKSM(root: sysfs.path), savedPath: saved, logger: Logger(label: "test"))
+        governor.tick(now: .now, force: true)
+        #expect(sysfs.read("run") == "1\n")
+        // The same trust group: ksmd keeps running with its new settings.
+        var tuned = governing(threshold: 100)
+        tuned.sleepMillisecs = 80
+        tuned.advisorMode = .none
+        tuned.pagesToScan = 1234
+        governor.reconfigure(tuned)
+        #expect(sysfs.read("sleep_millisecs") == "80\n")
+        #expect(sysfs.read("advisor_mode") == "none\n")
+        #expect(sysfs.read("pages_to_scan") == "1234\n")
+        #expect(sysfs.read("run") == "1\n")
+        #expect(governor.status.configuration == tuned)
+        // A new trust group stops ksmd at once, until the caller has decided every guest again.
+        tuned.trustGroup = "tenant-b"
+        governor.reconfigure(tuned)
+        #expect(sysfs.read("run") == "0\n")
+        #expect(governor.status.trustGroup == "tenant-b")
+        // Once it has, the run policy decides again (threshold 100: ksmd runs).
+        governor.tick(now: .now, force: true)
+        #expect(sysfs.read("run") == "1\n")
+        // What goes back at the end is what the host had at start.
+        governor.restore()
+        #expect(sysfs.read("sleep_millisecs") == "20\n")
+        #expect(sysfs.read("pages_to_scan") == "100\n")
+        #expect(sysfs.read("use_zero_pages") == "0\n")
+    }
+
     @Test func anEarlierRunsSavedSettingsAreTheHostsAndRestoreSavedPutsThemBack() throws {
         let sysfs = try FakeSysfs(host)
         let saved = sysfs.path + "/../governor-saved-\(UInt32.random(in: 0...UInt32.max)).json"

@@ -83,6 +83,7 @@ enum Sample {
 final class FakeDaemon: ControlHandler {
     let requests = Mutex<[ControlRequest]>([])
     let tunables = Mutex(Sample.stats.tunables)
+    let kernelKSM = Mutex(KernelKSMConfiguration(enabled: true, trustGroup: "web"))
 
     func handle(_ request: ControlRequest, from peer: ControlPeer) -> ControlResponse {
         requests.withLock { $0.append(request) }
@@ -104,6 +105,17 @@ final class FakeDaemon: ControlHandler {
                     tunables = try changes.applied(to: tunables)
                     return tunables
                 }))
+            } catch {
+                return .failure(error)
+            }
+        case .ksmTune(let changes):
+            do {
+                var status = Sample.stats.kernelKSM
+                status.configuration = try kernelKSM.withLock { configuration throws(ControlFailure) in
+                    configuration = try changes.applied(to: configuration)
+                    return configuration
+                }
+                return .success(.kernelKSM(status))
             } catch {
                 return .failure(error)
             }

@@ -25,12 +25,16 @@ struct ControlGoldenTests {
         reclaiming.reclaim.guestSeenPauses = 3
         reclaiming.reclaim.guestSeenPauseMillisecondsTotal = 12.25
         reclaiming.reclaim.guestSeenPauseHistogram = [0, 0, 3, 0, 0, 0, 0, 0]
+        var kernelTuned = Sample.stats.kernelKSM
+        kernelTuned.configuration = KernelKSMConfiguration(
+            enabled: true, trustGroup: "web", availableThresholdPercent: 30, advisorMode: .none, pagesToScan: 500)
         return [
             ("list", .success(.guests([Sample.alpha, Sample.beta]))),
             ("dominfo", .success(.guest(reclaiming))),
             ("stats", .success(.stats(Sample.stats))),
             ("run", .success(.run(.unmerge))),
             ("tune", .success(.tunables(Sample.stats.tunables))),
+            ("ksm.tune", .success(.kernelKSM(kernelTuned))),
             ("policy show", .success(.policies(Sample.policies))),
             ("policy reload", .success(.policyReload(Sample.reload))),
             ("sharing", .success(.sharing(Sample.sharing))),

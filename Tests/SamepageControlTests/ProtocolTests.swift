@@ -14,6 +14,10 @@ let everyRequest: [ControlRequest] = [
         advisorMaxPagesToScan: 4000)),
     // The advisor off again, so the requests after these may set pages_to_scan.
     .tune(TunableChanges(pagesToScan: 64, advisorMode: .off)),
+    .ksmTune(KernelKSMChanges(sleepMillisecs: 50)),
+    .ksmTune(KernelKSMChanges(
+        availableThresholdPercent: 100, advisorMode: KernelKSMAdvisorMode.none, advisorTargetScanTime: 30, advisorMaxCPU: 20, pagesToScan: 2000,
+        maxPageSharing: 512, useZeroPages: false, smartScan: true)),
     .policyShow(guest: nil), .policyShow(guest: "beta"), .policyReload, .sharing, .version,
 ]
 
@@ -25,6 +29,12 @@ let everyResult: [ControlResult] = [
         pagesToScan: 2750, advisorMode: .scanTime, advisorTargetScanTime: 90, advisorMaxCPU: 40, advisorMinPagesToScan: 64,
         advisorMaxPagesToScan: 9000)),
     .stats(DaemonStats(tunables: Tunables(advisorMode: .scanTime), lastFullScan: FullScanTime(seconds: 0.75, cpuPercent: 12.5))),
+    .kernelKSM(Sample.stats.kernelKSM),
+    .kernelKSM({
+        var tuned = Sample.stats.kernelKSM
+        tuned.configuration = KernelKSMConfiguration(enabled: true, trustGroup: nil, advisorMode: .none, pagesToScan: 3000)
+        return tuned
+    }()),
     .policies(Sample.policies), .policyReload(Sample.reload), .policyReload(PolicyReloadReport()),
     .sharing(Sample.sharing), .version(VersionInfo(daemon: "0.1")),
 ]
@@ -191,6 +201,40 @@ private func failureOf(_ text: String) -> ControlFailure? {
         }
         #expect(try TunableChanges(advisorMinPagesToScan: 100, advisorMaxPagesToScan: 400).applied(to: advised)
             .advisorMaxPagesToScan == 400)
+    }
+
+    @Test("ksm.tune: [kernel_ksm]'s keys; enabled and trust_group stay the file's; pages_to_scan only with the advisor off")
+    func kernelTune() throws {
+        #expect(try decode(#"{"version":1,"id":1,"command":"ksm.tune","sleep_millisecs":5,"use_zero_pages":false}"#).request.get()
+            == .ksmTune(KernelKSMChanges(sleepMillisecs: 5, useZeroPages: false)))
+        let refused: [(String, ControlErrorCode, String)] = [
+            (#""enabled":false"#, .invalidArgument, "kernel_ksm.enabled changes in the configuration file only"),
+            (#""trust_group":"web","sleep_millisecs":5"#, .invalidArgument, "kernel_ksm.trust_group changes in the configuration file only"),
+            (#""available_threshold_percent":0"#, .invalidArgument, "kernel_ksm.available_threshold_percent is 0: expected 1 to 100"),
+            (#""advisor_max_cpu":101"#, .invalidArgument, "kernel_ksm.advisor_max_cpu is 101: expected 1 to 100"),
+            (#""max_page_sharing":1"#, .invalidArgument, "kernel_ksm.max_page_sharing is 1: expected at least 2"),
+            (#""pages_to_scan":4294967296"#, .invalidArgument, "kernel_ksm.pages_to_scan is 4294967296"),
+            (#""advisor_mode":"auto""#, .invalidArgument, "advisor_mode \"auto\" is not one of \"none\", \"scan-time\""),
+            (#""smart_scan":1"#, .badRequest, "\"smart_scan\" must be true or false"),
+            (#""pages_to_scan":"many""#, .badRequest, "\"pages_to_scan\" must be an integer"),
+            (#""unknown":1"#, .badRequest, "ksm.tune needs at least one of available_threshold_percent, advisor_mode"),
+        ]
+        for (arguments, code, message) in refused {
+            let failure = try #require(failureOf(#"{"version":1,"id":1,"command":"ksm.tune",\#(arguments)}"#), "accepted \(arguments)")
+            #expect(failure.code == code, "\(arguments): \(failure)")
+            #expect(failure.message.hasPrefix(message), "\(arguments): \(failure.message)")
+        }
+        // Against the settings in force: the advisor decides who sets pages_to_scan.
+        let advised = KernelKSMConfiguration(enabled: true, trustGroup: "web")
+        #expect(throws: ControlFailure(.invalidArgument, KernelKSMChanges.pagesToScanFollowsAdvisor)) {
+            try KernelKSMChanges(pagesToScan: 500).applied(to: advised)
+        }
+        let byHand = try KernelKSMChanges(advisorMode: KernelKSMAdvisorMode.none, pagesToScan: 500).applied(to: advised)
+        #expect(byHand == KernelKSMConfiguration(enabled: true, trustGroup: "web", advisorMode: .none, pagesToScan: 500))
+        #expect(try KernelKSMChanges(pagesToScan: 50).applied(to: byHand).pagesToScan == 50)
+        // What is not asked stays, the file's enabled and trust group included.
+        let tuned = try KernelKSMChanges(availableThresholdPercent: 100, smartScan: false).applied(to: advised)
+        #expect(tuned == KernelKSMConfiguration(enabled: true, trustGroup: "web", availableThresholdPercent: 100, smartScan: false))
     }
 
     @Test("policy.show, sharing and version objects")

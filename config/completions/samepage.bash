@@ -235,7 +235,7 @@ _samepage_tune() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--pages-to-scan --sleep-millisecs --max-kernel-pages --max-page-sharing --advisor-mode --advisor-target-scan-time --advisor-max-cpu --advisor-min-pages-to-scan --advisor-max-pages-to-scan)
+    non_repeating_options=(--pages-to-scan --sleep-millisecs --max-kernel-pages --max-page-sharing --advisor-mode --advisor-target-scan-time --advisor-max-cpu --advisor-min-pages-to-scan --advisor-max-pages-to-scan --kernel-available-threshold-percent --kernel-advisor-mode --kernel-advisor-target-scan-time --kernel-advisor-max-cpu --kernel-pages-to-scan --kernel-sleep-millisecs --kernel-max-page-sharing --kernel-use-zero-pages --kernel-smart-scan)
     __samepage_offer_flags_options 0
 
     # Offer option value completions
@@ -266,6 +266,36 @@ _samepage_tune() {
         return
         ;;
     '--advisor-max-pages-to-scan')
+        return
+        ;;
+    '--kernel-available-threshold-percent')
+        return
+        ;;
+    '--kernel-advisor-mode')
+        __samepage_add_completions -W 'none'$'\n''scan-time'
+        return
+        ;;
+    '--kernel-advisor-target-scan-time')
+        return
+        ;;
+    '--kernel-advisor-max-cpu')
+        return
+        ;;
+    '--kernel-pages-to-scan')
+        return
+        ;;
+    '--kernel-sleep-millisecs')
+        return
+        ;;
+    '--kernel-max-page-sharing')
+        return
+        ;;
+    '--kernel-use-zero-pages')
+        __samepage_add_completions -W 'on'$'\n''off'
+        return
+        ;;
+    '--kernel-smart-scan')
+        __samepage_add_completions -W 'on'$'\n''off'
         return
         ;;
     esac

@@ -131,6 +131,9 @@ _samepage_run() {
 _samepage_tune() {
     local -i ret=1
     local -ar ___advisor_mode=('none' 'scan-time')
+    local -ar ___kernel_advisor_mode=('none' 'scan-time')
+    local -ar ___kernel_use_zero_pages=('on' 'off')
+    local -ar ___kernel_smart_scan=('on' 'off')
     local -ar arg_specs=(
         '--pages-to-scan[Pages per batch (only with the advisor off\: advisor_mode none).]:pages-to-scan:'
         '--sleep-millisecs[Pause between batches.]:sleep-millisecs:'
@@ -141,6 +144,15 @@ _samepage_tune() {
         '--advisor-max-cpu[The advisor'\''s CPU cap, percent of one core (1 to 100).]:advisor-max-cpu:'
         '--advisor-min-pages-to-scan[The pages_to_scan the advisor starts from.]:advisor-min-pages-to-scan:'
         '--advisor-max-pages-to-scan[The advisor'\''s cap on pages_to_scan.]:advisor-max-pages-to-scan:'
+        '--kernel-available-threshold-percent[ksmd runs while MemAvailable is below this share of MemTotal (1 to 100; 100 always runs).]:kernel-available-threshold-percent:'
+        '--kernel-advisor-mode[Who sets ksmd'\''s pages_to_scan\: none (by hand) or scan-time (the kernel'\''s advisor).]:kernel-advisor-mode:{__samepage_complete "${___kernel_advisor_mode[@]}"}'
+        '--kernel-advisor-target-scan-time[The kernel advisor'\''s target time for one full scan, in seconds.]:kernel-advisor-target-scan-time:'
+        '--kernel-advisor-max-cpu[The kernel advisor'\''s cap on ksmd'\''s CPU, percent (1 to 100).]:kernel-advisor-max-cpu:'
+        '--kernel-pages-to-scan[ksmd'\''s pages per batch (only with --kernel-advisor-mode none).]:kernel-pages-to-scan:'
+        '--kernel-sleep-millisecs[ksmd'\''s pause between batches.]:kernel-sleep-millisecs:'
+        '--kernel-max-page-sharing[Cap on pages sharing one KSM page (at least 2; changes only while none is shared).]:kernel-max-page-sharing:'
+        '--kernel-use-zero-pages[Merge zero pages with the kernel'\''s zero page\: on or off.]:kernel-use-zero-pages:{__samepage_complete "${___kernel_use_zero_pages[@]}"}'
+        '--kernel-smart-scan[Skip pages that keep failing to merge\: on or off.]:kernel-smart-scan:{__samepage_complete "${___kernel_smart_scan[@]}"}'
         '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
