@@ -58,9 +58,10 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
     public var memPath: String?
     /// `-mem-prealloc`: all of RAM is touched at start.
     public var memPrealloc: Bool
-    /// `-overcommit mem-lock=on` (or `on-fault`), or `-realtime` with `mlock` on (its default
-    /// there): QEMU mlocks guest RAM. Locked pages cannot be merged by the kernel's KSM, and
-    /// a punched hole is faulted back in by `mlock`'s `MCL_FUTURE`.
+    /// `-overcommit mem-lock=on` (or `on-fault`), or `-realtime` with `mlock` on (QEMU's
+    /// default for `-realtime`): QEMU `mlockall`s its memory, guest RAM included. Whoever
+    /// started it asked for guest RAM to stay resident, which giving zero pages back to the
+    /// host works against; what to do about it is the caller's policy.
     public var memoryLocked: Bool
     /// The devices that reach guest RAM behind QEMU's back (``QEMUGuestDevice``).
     public var devices: [QEMUGuestDevice]

@@ -5,15 +5,22 @@ import Testing
 
 @Suite("QEMU guest command lines")
 struct QEMUGuestCommandLineTests {
+    /// How qemu-server begins every guest's command line: its VMID, name, QMP socket and
+    /// qmeventd's, pid file, in its run directory (`/var/run/qemu-server/` or `/run/…`).
+    static func proxmoxHead(vmid: Int, name: String, run: String) -> [String] {
+        [
+            "/usr/bin/kvm", "-id", "\(vmid)", "-name", "\(name),debug-threads=on", "-no-shutdown",
+            "-chardev", "socket,id=qmp,path=\(run)/\(vmid).qmp,server=on,wait=off",
+            "-mon", "chardev=qmp,mode=control",
+            "-chardev", "socket,id=qmp-event,path=/var/run/qmeventd.sock,reconnect=5",
+            "-mon", "chardev=qmp-event,mode=control",
+            "-pidfile", "\(run)/\(vmid).pid", "-daemonize",
+        ]
+    }
+
     /// As Proxmox VE 8's qemu-server starts a guest with a virtiofs share (its RAM in a
     /// shared memfd), abridged.
-    static let proxmoxMemfd = [
-        "/usr/bin/kvm", "-id", "101", "-name", "web,debug-threads=on", "-no-shutdown",
-        "-chardev", "socket,id=qmp,path=/var/run/qemu-server/101.qmp,server=on,wait=off",
-        "-mon", "chardev=qmp,mode=control",
-        "-chardev", "socket,id=qmp-event,path=/var/run/qmeventd.sock,reconnect=5",
-        "-mon", "chardev=qmp-event,mode=control",
-        "-pidfile", "/var/run/qemu-server/101.pid", "-daemonize",
+    static let proxmoxMemfd = proxmoxHead(vmid: 101, name: "web", run: "/var/run/qemu-server") + [
         "-smbios", "type=1,uuid=6f2c3a4e-1b2d-4c5e-9f80-a1b2c3d4e5f6",
         "-smp", "2,sockets=1,cores=2,maxcpus=2", "-nodefaults",
         "-boot", "menu=on,strict=on,reboot-timeout=1000,splash=/usr/share/qemu-server/bootsplash.jpg",
@@ -32,13 +39,7 @@ struct QEMUGuestCommandLineTests {
 
     /// A Proxmox guest on 2 MiB huge pages with a passed-through PCI device and memory
     /// hotplug, no smbios1 (so no UUID), in /run rather than /var/run.
-    static let proxmoxHugepages = [
-        "/usr/bin/kvm", "-id", "102", "-name", "db,,prod,debug-threads=on", "-no-shutdown",
-        "-chardev", "socket,id=qmp,path=/run/qemu-server/102.qmp,server=on,wait=off",
-        "-mon", "chardev=qmp,mode=control",
-        "-chardev", "socket,id=qmp-event,path=/var/run/qmeventd.sock,reconnect=5",
-        "-mon", "chardev=qmp-event,mode=control",
-        "-pidfile", "/run/qemu-server/102.pid", "-daemonize",
+    static let proxmoxHugepages = proxmoxHead(vmid: 102, name: "db,,prod", run: "/run/qemu-server") + [
         "-m", "size=4096,slots=255,maxmem=524288M",
         "-object", "memory-backend-file,id=ram-node0,size=4096M,mem-path=/run/hugepages/kvm/2048kB,share=on,prealloc=yes",
         "-numa", "node,nodeid=0,cpus=0-3,memdev=ram-node0",
