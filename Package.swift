@@ -48,6 +48,10 @@ let package = Package(
             dependencies: ["SamepageCore", "LinuxSystem", "CLinux", .product(name: "SystemPackage", package: "swift-system")]
         ),
 
+        // QEMU guests libvirt does not manage (Proxmox VE, plain QEMU): found in /proc, named
+        // and described from their command lines; Proxmox's VM config; libvirt's own told apart.
+        .target(name: "QEMUGuests", dependencies: ["GuestMemory", "LinuxSystem"]),
+
         // The kernel's own KSM, governed: ksmd's sysfs knobs and counters, typed; the host's
         // settings saved and restored; /proc/PID/ksm_stat; when ksmd runs (a pure policy).
         .target(name: "KernelKSM", dependencies: ["LinuxSystem", "SamepageModel", "SamepageCore"]),
@@ -148,6 +152,7 @@ let package = Package(
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
+        .testTarget(name: "QEMUGuestsTests", dependencies: ["QEMUGuests", "GuestMemory", "LinuxSystem"]),
         .testTarget(name: "KernelKSMTests", dependencies: ["KernelKSM", "LinuxSystem", "SamepageModel", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageModelTests", dependencies: ["SamepageModel", "SamepageCore"]),

@@ -63,7 +63,7 @@ public final class ProcessMappingIndex {
         passes += 1
         var pass = Pass()
         var seen = Set<pid_t>()
-        for pid in processIDs() {
+        for pid in Self.processIDs(procRoot: procRoot) {
             pass.processes += 1
             seen.insert(pid)
             let status: (startTime: UInt64, virtualSize: UInt64)
@@ -108,7 +108,7 @@ public final class ProcessMappingIndex {
 
     /// Whether a failure to read a process's files is the kernel refusing to show it to us
     /// (skipped), rather than a failure that leaves us not knowing (fail closed).
-    static func isRefusal(_ error: SystemError) -> Bool {
+    package static func isRefusal(_ error: SystemError) -> Bool {
         error.errno == .permissionDenied || error.errno == .notPermitted
     }
 
@@ -123,8 +123,9 @@ public final class ProcessMappingIndex {
         return result
     }
 
-    /// The numeric entries of the proc root.
-    private func processIDs() -> [pid_t] {
+    /// The numeric entries of the proc root: the processes (thread group leaders; threads are
+    /// not listed), in directory order. One `readdir` pass, nothing opened per process.
+    package static func processIDs(procRoot: String) -> [pid_t] {
         guard let directory = opendir(procRoot) else { return [] }
         defer { closedir(directory) }
         var pids: [pid_t] = []
@@ -148,7 +149,7 @@ public final class ProcessMappingIndex {
     /// `starttime` (field 22) and `vsize` (field 23) of a `/proc/PID/stat` line. The command
     /// (field 2) is in parentheses and may itself hold spaces and parentheses, so fields are
     /// counted from the last `)`.
-    static func startAndSize(_ stat: [UInt8]) -> (startTime: UInt64, virtualSize: UInt64)? {
+    package static func startAndSize(_ stat: [UInt8]) -> (startTime: UInt64, virtualSize: UInt64)? {
         guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
         var field = 2
         var startTime: UInt64?

@@ -83,7 +83,7 @@ public enum QEMUCommandLine {
         return Set(vhostUserChardevs.compactMap { chardevPaths[$0] })
     }
 
-    static func jsonChardevSocketPath(_ text: String) -> (String, String)? {
+    package static func jsonChardevSocketPath(_ text: String) -> (String, String)? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let id = object["id"] as? String,
               let backend = object["backend"] as? [String: Any], backend["type"] as? String == "socket",
@@ -95,7 +95,7 @@ public enum QEMUCommandLine {
     }
 
     /// A JSON object's top-level strings (other members are left out).
-    static func flatJSONProperties(_ text: String) -> [String: String] {
+    package static func flatJSONProperties(_ text: String) -> [String: String] {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { return [:] }
         return object.compactMapValues { $0 as? String }
     }
@@ -146,8 +146,10 @@ public enum QEMUCommandLine {
     }
 
     /// QemuOpts, `VALUE,key=value,...` with `,,` standing for a literal comma; a leading
-    /// value without a key is returned under the key `""`.
-    static func optsProperties(_ text: String) -> [String: String] {
+    /// value without a key is returned under the key `""`. A later part without `=` is a
+    /// flag in QemuOpts' old short form, as QEMU still reads it: `server` is `server=on`,
+    /// `nowait` is `wait=off` (`no` and the key).
+    package static func optsProperties(_ text: String) -> [String: String] {
         var parts: [String] = []
         var current = ""
         var characters = text[...]
@@ -171,13 +173,17 @@ public enum QEMUCommandLine {
                 properties[String(part[..<equals])] = String(part[part.index(after: equals)...])
             } else if index == 0 {
                 properties[""] = part  // The implied first key (the type of an -object).
+            } else if part.hasPrefix("no") {
+                properties[String(part.dropFirst(2))] = "off"
+            } else if !part.isEmpty {
+                properties[part] = "on"
             }
         }
         return properties
     }
 
     /// QEMU's size syntax: bytes, or a number with a binary suffix `K`, `M`, `G`, `T`, `P`, `E`.
-    static func parseSize(_ text: String) -> Int? {
+    package static func parseSize(_ text: String) -> Int? {
         if let bytes = Int(text) { return bytes }
         guard let suffix = text.last?.uppercased(), let number = Double(text.dropLast()) else { return nil }
         guard let power = ["B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6][suffix] else { return nil }
@@ -185,7 +191,7 @@ public enum QEMUCommandLine {
         return bytes < Double(Int.max) ? Int(bytes) : nil
     }
 
-    static func parseBool(_ text: String) -> Bool? {
+    package static func parseBool(_ text: String) -> Bool? {
         switch text {
         case "on", "yes", "true", "y": true
         case "off", "no", "false", "n": false

@@ -52,6 +52,14 @@ import Testing
         ])
     }
 
+    /// QemuOpts' old flags: `server` for `server=on`, `nowait` for `wait=off`; the first part
+    /// without `=` stays the implied key's value.
+    @Test func bareFlags() {
+        #expect(QEMUCommandLine.optsProperties("/tmp/q.sock,server,nowait") == ["": "/tmp/q.sock", "server": "on", "wait": "off"])
+        #expect(QEMUCommandLine.memoryBackends(arguments: ["-object", "memory-backend-file,id=m,size=1M,mem-path=/dev/shm/m,share"])
+            == [MemoryBackendObject(id: "m", kind: .file, size: 1 << 20, shared: true, memPath: "/dev/shm/m")])
+    }
+
     @Test func sizes() {
         #expect(QEMUCommandLine.parseSize("4096") == 4096)
         #expect(QEMUCommandLine.parseSize("4k") == 4096)

@@ -1,0 +1,213 @@
+import Glibc
+import GuestMemory
+import LinuxSystem
+
+/// A QEMU process found in /proc, with what its command line says.
+public struct DiscoveredQEMU: Sendable, Hashable {
+    public var pid: pid_t
+    /// `starttime` of `/proc/PID/stat` (clock ticks after boot): with the pid, the process.
+    public var startTime: UInt64
+    /// The binary it runs (`/proc/PID/exe`), without the kernel's ` (deleted)`.
+    public var executable: String
+    /// The binary was unlinked since QEMU started (a package upgrade): a restart of the
+    /// guest runs a newer QEMU.
+    public var executableDeleted: Bool
+    public var commandLine: QEMUGuestCommandLine
+    /// Why libvirt manages it (then it is found through libvirt, not here), or nil.
+    public var managedByLibvirt: LibvirtOwnership?
+
+    public init(pid: pid_t, startTime: UInt64, executable: String, executableDeleted: Bool = false,
+                commandLine: QEMUGuestCommandLine, managedByLibvirt: LibvirtOwnership? = nil) {
+        self.pid = pid
+        self.startTime = startTime
+        self.executable = executable
+        self.executableDeleted = executableDeleted
+        self.commandLine = commandLine
+        self.managedByLibvirt = managedByLibvirt
+    }
+}
+
+/// The QEMU processes of the host, found in /proc pass after pass without reading every
+/// process's files every time.
+///
+/// A host runs thousands of processes and a handful of QEMUs. Each pass reads the proc
+/// root's directory and every process's `stat`, a short line read without any lock of the
+/// process, for two fields: the start time and the command name (`comm`). A process whose
+/// pid, start time and command name are those of the last pass is the same program as then,
+/// and nothing more of it is read. A new process, or one that is not the same, gets one
+/// `readlink` of `exe` to learn its binary (``QEMUExecutableNames``); only a QEMU has its
+/// `cmdline` and `cgroup` read, then its `stat` again to make sure the arguments are of the
+/// process that was looked at. The command name is in the key because `execve` keeps the
+/// pid and the start time: a wrapper script that ends in `exec qemu-system-x86_64 …` is the
+/// same process before and after, but its `comm` turns from the script's name to QEMU's.
+///
+/// Processes come and go during a pass. A process whose files vanish while it is read
+/// (`ENOENT`, `ESRCH`) has exited and is passed over, and so is one whose `cmdline` is empty
+/// (a zombie); one the kernel refuses to show (`EACCES`, `EPERM`) is listed in
+/// ``Pass/refused``, and one that cannot be read for another reason in ``Pass/unreadable``.
+/// Neither is remembered, so each is tried again at the next pass.
+///
+/// Which QEMUs are libvirt's (``DiscoveredQEMU/managedByLibvirt``) is decided every pass by
+/// ``LibvirtOwnership/owner(pid:arguments:cgroup:libvirtPIDFiles:runDirectory:)``, from the
+/// remembered arguments and cgroup and libvirt's pid files read afresh: a pid file written
+/// after QEMU was first seen counts from the pass after.
+///
+/// Not thread-safe: one owner calls ``refresh()``.
+public final class QEMUGuestDiscovery {
+    /// What one pass read.
+    public struct Pass: Sendable {
+        /// Processes whose `stat` was read.
+        public var processes = 0
+        /// `exe` links read (new or changed processes).
+        public var executablesRead = 0
+        /// `cmdline` files read (new or changed QEMUs).
+        public var commandLinesRead = 0
+        /// Processes the kernel refused to show (`EACCES`, `EPERM`).
+        public var refused: [pid_t] = []
+        /// Processes that could not be read, with the error.
+        public var unreadable: [pid_t: SystemError] = [:]
+    }
+
+    /// What identifies a process from one pass to the next: its start time and command name
+    /// (the pid is the record's key).
+    private struct ProcessKey: Hashable {
+        var startTime: UInt64
+        var command: [UInt8]
+    }
+
+    private enum Record {
+        /// Not a QEMU (or a kernel thread, which has no `exe`).
+        case other(ProcessKey)
+        case qemu(ProcessKey, QEMURecord)
+    }
+
+    private struct QEMURecord {
+        var linkTarget: String
+        var arguments: [String]
+        var commandLine: QEMUGuestCommandLine
+        var cgroup: String?
+    }
+
+    private let procRoot: String
+    private let libvirtRunDirectory: String
+    private let executableNames: QEMUExecutableNames
+    private var records: [pid_t: Record] = [:]
+    /// The latest pass's reads.
+    public private(set) var lastPass = Pass()
+
+    /// - Parameters:
+    ///   - procRoot: where proc is mounted (a fake tree in tests).
+    ///   - libvirtRunDirectory: libvirt's QEMU run directory, with its `NAME.pid` files.
+    ///   - executableNames: which binaries are QEMU.
+    public init(procRoot: String = "/proc", libvirtRunDirectory: String = "/run/libvirt/qemu",
+                executableNames: QEMUExecutableNames = .default) {
+        self.procRoot = procRoot
+        self.libvirtRunDirectory = libvirtRunDirectory
+        self.executableNames = executableNames
+    }
+
+    /// One pass over the processes: the QEMUs running now, by pid, libvirt's among them
+    /// (marked).
+    ///
+    /// - Complexity: one `readdir` of the proc root and one `stat` read per process; an `exe`
+    ///   `readlink` per new process, and per new QEMU its `cmdline`, `cgroup` and `stat`;
+    ///   libvirt's pid files when there is a QEMU.
+    @discardableResult
+    public func refresh() -> [DiscoveredQEMU] {
+        var pass = Pass()
+        var seen = Set<pid_t>()
+        for pid in ProcessMappingIndex.processIDs(procRoot: procRoot) {
+            pass.processes += 1
+            guard let key = readKey(pid, into: &pass) else { continue }
+            seen.insert(pid)
+            switch records[pid] {
+            case .other(let old) where old == key, .qemu(let old, _) where old == key:
+                continue
+            default:
+                records[pid] = inspect(pid, key: key, into: &pass)
+            }
+        }
+        for pid in records.keys where !seen.contains(pid) { records[pid] = nil }
+        lastPass = pass
+
+        var found: [DiscoveredQEMU] = []
+        var pidFiles: [pid_t: String]?
+        for (pid, record) in records {
+            guard case .qemu(let key, let qemu) = record else { continue }
+            if pidFiles == nil { pidFiles = LibvirtOwnership.readPIDFiles(runDirectory: libvirtRunDirectory) }
+            let executable = QEMUExecutableNames.executable(linkTarget: qemu.linkTarget)
+            found.append(DiscoveredQEMU(
+                pid: pid, startTime: key.startTime, executable: executable.path, executableDeleted: executable.deleted,
+                commandLine: qemu.commandLine,
+                managedByLibvirt: LibvirtOwnership.owner(
+                    pid: pid, arguments: qemu.arguments, cgroup: qemu.cgroup, libvirtPIDFiles: pidFiles ?? [:],
+                    runDirectory: libvirtRunDirectory)))
+        }
+        return found.sorted { $0.pid < $1.pid }
+    }
+
+    /// The record of a process not seen as it is now: not a QEMU, or a QEMU with its command
+    /// line; nil when it could not be read (gone, refused, unreadable: tried again next pass).
+    private func inspect(_ pid: pid_t, key: ProcessKey, into pass: inout Pass) -> Record? {
+        pass.executablesRead += 1
+        let linkTarget: String
+        do { linkTarget = try readSymbolicLink("\(procRoot)/\(pid)/exe") } catch {
+            // A kernel thread has no exe (ENOENT); a process that exited is dropped at the
+            // next pass, when its directory is gone.
+            if error.errno == .noSuchFileOrDirectory { return .other(key) }
+            note(error, of: pid, in: &pass)
+            return nil
+        }
+        guard executableNames.matches(linkTarget: linkTarget) else { return .other(key) }
+
+        pass.commandLinesRead += 1
+        let arguments: [String]
+        do { arguments = QEMUCommandLine.arguments(cmdline: try readWholeFile("\(procRoot)/\(pid)/cmdline")) } catch {
+            note(error, of: pid, in: &pass)
+            return nil
+        }
+        // A zombie has an empty command line; a process that changed since its stat was read
+        // (exited and replaced, or exec'd) is not the one the arguments are of.
+        guard !arguments.isEmpty, readKey(pid, into: &pass) == key else { return nil }
+        let cgroup = try? readWholeFile("\(procRoot)/\(pid)/cgroup", limit: 64 << 10)
+        return .qemu(key, QEMURecord(
+            linkTarget: linkTarget, arguments: arguments, commandLine: QEMUGuestCommandLine(arguments: arguments),
+            cgroup: cgroup.map { String(decoding: $0, as: UTF8.self) }))
+    }
+
+    /// The start time and command name of `pid` from its `stat`; nil when it is gone or
+    /// cannot be read (noted in `pass`).
+    private func readKey(_ pid: pid_t, into pass: inout Pass) -> ProcessKey? {
+        let path = "\(procRoot)/\(pid)/stat"
+        let stat: [UInt8]
+        do { stat = try readWholeFile(path, limit: 4096) } catch {
+            note(error, of: pid, in: &pass)
+            return nil
+        }
+        guard let key = Self.processKey(stat: stat) else {
+            pass.unreadable[pid] = SystemError(errno: .ioError, operation: "parse \(path)")
+            return nil
+        }
+        return key
+    }
+
+    /// `starttime` (field 22) and `comm` (field 2, between the first `(` and the last `)`:
+    /// it may hold both) of a `/proc/PID/stat` line.
+    private static func processKey(stat: [UInt8]) -> ProcessKey? {
+        guard let open = stat.firstIndex(of: UInt8(ascii: "(")), let close = stat.lastIndex(of: UInt8(ascii: ")")),
+              open < close, let fields = ProcessMappingIndex.startAndSize(stat)
+        else { return nil }
+        return ProcessKey(startTime: fields.startTime, command: Array(stat[(open + 1)..<close]))
+    }
+
+    /// Files of a process that exited vanish (`ENOENT`, `ESRCH`): passed over. The rest is
+    /// a refusal or a failure.
+    private func note(_ error: SystemError, of pid: pid_t, in pass: inout Pass) {
+        if error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess { return }
+        if ProcessMappingIndex.isRefusal(error) {
+            pass.refused.append(pid)
+        } else {
+            pass.unreadable[pid] = error
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Glibc
+@testable import QEMUGuests
+import Testing
+
+/// A fake proc root: `ROOT/PID/{stat,cmdline,cgroup}` files and an `exe` link, as the test
+/// writes them.
+private final class FakeProc {
+    let directory = TemporaryDirectory()
+    var root: String { directory.path }
+
+    /// `stat` with the command `comm` and start time `start`; field 2 holds a space, as a
+    /// command may.
+    func stat(_ pid: pid_t, comm: String, start: UInt64) {
+        directory.write("\(pid)/stat",
+            "\(pid) (\(comm)) S 1 \(pid) \(pid) 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 \(start) 123456 300 18446744073709551615 1 1 0\n")
+    }
+
+    func exe(_ pid: pid_t, _ target: String) {
+        unlink("\(root)/\(pid)/exe")
+        symlink(target, "\(root)/\(pid)/exe")
+    }
+
+    func cmdline(_ pid: pid_t, _ arguments: [String]) {
+        directory.write("\(pid)/cmdline", arguments.map { $0 + "\0" }.joined())
+    }
+
+    func process(_ pid: pid_t, comm: String, start: UInt64, exe: String, arguments: [String], cgroup: String = "0::/user.slice\n") {
+        stat(pid, comm: comm, start: start)
+        self.exe(pid, exe)
+        cmdline(pid, arguments)
+        directory.write("\(pid)/cgroup", cgroup)
+    }
+}
+
+@Suite("QEMU guest discovery")
+struct QEMUGuestDiscoveryTests {
+    @Test("QEMUs found, others not; vanished, deleted binary, libvirt's; a second pass reads nothing unchanged")
+    func discovery() {
+        let proc = FakeProc()
+        let run = TemporaryDirectory()
+        proc.process(100, comm: "kvm", start: 1000, exe: "/usr/bin/qemu-system-x86_64",
+                     arguments: QEMUGuestCommandLineTests.proxmoxMemfd, cgroup: "0::/qemu.slice/101.scope\n")
+        proc.process(200, comm: "bash", start: 2000, exe: "/usr/bin/bash", arguments: ["bash", "-c", "exec qemu"])
+        proc.stat(2, comm: "kthreadd", start: 1)  // A kernel thread: no exe.
+        proc.directory.write("300/status", "")  // Exited: its directory lingers without stat.
+        proc.stat(301, comm: "qemu-system-x86", start: 3010)  // Exits between its exe and its cmdline.
+        proc.exe(301, "/usr/bin/qemu-system-x86_64")
+        proc.process(400, comm: "qemu-system-x86", start: 4000, exe: "/usr/bin/qemu-system-x86_64 (deleted)",
+                     arguments: ["/usr/bin/qemu-system-x86_64", "-name", "upgraded", "-qmp", "unix:/run/u.sock,server,nowait"])
+        proc.process(500, comm: "qemu-system-x86", start: 5000, exe: "/usr/bin/qemu-system-x86_64",
+                     arguments: ["/usr/bin/qemu-system-x86_64", "-name", "guest=lv", "-uuid", "0f5e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"])
+        run.write("lv.pid", "500\n")
+
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: run.path)
+        let first = discovery.refresh()
+        #expect(first.map(\.pid) == [100, 400, 500])
+        #expect(first[0].commandLine.name == "web")
+        #expect(first[0].commandLine.source == .proxmox(vmid: 101))
+        #expect(first[0].executable == "/usr/bin/qemu-system-x86_64")
+        #expect(first[0].executableDeleted == false)
+        #expect(first[0].startTime == 1000)
+        #expect(first[0].managedByLibvirt == nil)
+        #expect(first[1].executable == "/usr/bin/qemu-system-x86_64")
+        #expect(first[1].executableDeleted)
+        #expect(first[1].commandLine.monitors == [.unixServer("/run/u.sock")])
+        #expect(first[2].managedByLibvirt == .pidFile("\(run.path)/lv.pid"))
+        #expect(discovery.lastPass.processes == 7)
+        #expect(discovery.lastPass.executablesRead == 6)  // All but 300, which has no stat.
+        #expect(discovery.lastPass.commandLinesRead == 4)  // 100, 301 (gone), 400, 500.
+        #expect(discovery.lastPass.refused.isEmpty)
+        #expect(discovery.lastPass.unreadable.isEmpty)
+
+        // The same processes: nothing read again but the one that could not be read (301),
+        // and a changed cmdline under an unchanged start time is not looked at.
+        proc.cmdline(100, ["/usr/bin/kvm", "-name", "changed"])
+        let second = discovery.refresh()
+        #expect(second == first)
+        #expect(discovery.lastPass.executablesRead == 1)
+        #expect(discovery.lastPass.commandLinesRead == 1)
+
+        // 301 got its cmdline; 100 restarted (a new start time) and is read again; 500 lost its
+        // pid file, 400 got one, without a read of either's cmdline.
+        proc.cmdline(301, ["qemu-system-x86_64", "-name", "late"])
+        proc.stat(100, comm: "kvm", start: 1001)
+        run.remove("lv.pid")
+        run.write("up.pid", "400")
+        let third = discovery.refresh()
+        #expect(third.map(\.pid) == [100, 301, 400, 500])
+        #expect(third[0].commandLine.name == "changed")
+        #expect(third[0].startTime == 1001)
+        #expect(third[1].commandLine.name == "late")
+        #expect(third[2].managedByLibvirt == .pidFile("\(run.path)/up.pid"))
+        #expect(third[3].managedByLibvirt == nil)
+        #expect(discovery.lastPass.commandLinesRead == 2)
+    }
+
+    @Test("A script that execs QEMU keeps its pid and start time; its new comm gets it read again")
+    func execKeepsPid() {
+        let proc = FakeProc()
+        proc.process(200, comm: "start-vm.sh", start: 2000, exe: "/usr/bin/bash", arguments: ["/bin/sh", "./start-vm.sh"])
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none")
+        #expect(discovery.refresh().isEmpty)
+        proc.process(200, comm: "qemu-system-x86", start: 2000, exe: "/usr/bin/qemu-system-x86_64",
+                     arguments: ["qemu-system-x86_64", "-name", "scripted"])
+        let found = discovery.refresh()
+        #expect(found.map(\.commandLine.name) == ["scripted"])
+        #expect(discovery.lastPass.executablesRead == 1)
+    }
+
+    @Test("An exited process is forgotten: its pid, reused by another program, is read anew")
+    func pidReuse() {
+        let proc = FakeProc()
+        proc.process(100, comm: "kvm", start: 1000, exe: "/usr/bin/kvm", arguments: ["/usr/bin/kvm", "-name", "a"])
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none")
+        #expect(discovery.refresh().count == 1)
+        proc.directory.remove("100")
+        #expect(discovery.refresh().isEmpty)
+        proc.process(100, comm: "kvm", start: 1000, exe: "/usr/bin/kvm", arguments: ["/usr/bin/kvm", "-name", "b"])
+        #expect(discovery.refresh().map(\.commandLine.name) == ["b"])
+    }
+}
