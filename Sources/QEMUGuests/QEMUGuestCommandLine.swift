@@ -70,7 +70,10 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
     public var vhostUserSockets: Set<String>
 
     /// Reads a command line (`/proc/PID/cmdline`'s arguments, `argv[0]` first).
-    public init(arguments: [String]) {
+    ///
+    /// - Parameter proxmoxRunDirectories: where qemu-server keeps pid files and QMP sockets
+    ///   (``defaultProxmoxRunDirectories``; another one in tests).
+    public init(arguments: [String], proxmoxRunDirectories: [String] = Self.defaultProxmoxRunDirectories) {
         let options = QEMUOptions(arguments: arguments)
         program = arguments.first ?? ""
         name = options.last("-name").flatMap { value in
@@ -80,7 +83,8 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
         uuid = Self.uuid(options)
         pidFile = options.last("-pidfile")
         monitors = Self.monitors(options)
-        source = Self.proxmoxVMID(options, pidFile: pidFile, monitors: monitors).map { .proxmox(vmid: $0) } ?? .qemu
+        source = Self.proxmoxVMID(options, pidFile: pidFile, monitors: monitors, runDirectories: proxmoxRunDirectories)
+            .map { .proxmox(vmid: $0) } ?? .qemu
         let normalized = options.normalizedArguments
         memoryBackends = QEMUCommandLine.memoryBackends(arguments: normalized)
         vhostUserSockets = QEMUCommandLine.vhostUserSocketPaths(arguments: normalized)
@@ -171,16 +175,28 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
 
     /// The directories qemu-server keeps a guest's pid file and QMP socket in (`/var/run` is
     /// a link to `/run` on Proxmox VE hosts; either is written).
-    static let proxmoxRunDirectories = ["/var/run/qemu-server/", "/run/qemu-server/"]
+    public static let defaultProxmoxRunDirectories = ["/var/run/qemu-server", "/run/qemu-server"]
 
     /// A Proxmox VE guest's VMID: `-id VMID` (an option of Proxmox's own QEMU build), borne
     /// out by a pid file or QMP socket `VMID.pid` / `VMID.qmp` in qemu-server's run
-    /// directory. Either alone is not enough: another QEMU build may know `-id`, and a script
-    /// may borrow the directory.
-    private static func proxmoxVMID(_ options: QEMUOptions, pidFile: String?, monitors: [QMPEndpoint]) -> Int? {
-        guard let vmid = options.last("-id").flatMap({ Int($0) }), vmid > 0 else { return nil }
-        let paths = [pidFile].compactMap { $0 } + serverPaths(monitors)
-        let expected = proxmoxRunDirectories.flatMap { ["\($0)\(vmid).pid", "\($0)\(vmid).qmp"] }
-        return paths.contains(where: expected.contains) ? vmid : nil
+    /// directory; or, for a QEMU without `-id` (upstream QEMU started as qemu-server starts
+    /// it), both the pid file and the QMP socket there under one VMID. One path alone is not
+    /// enough: a script may borrow the directory, and another QEMU build may know `-id`.
+    private static func proxmoxVMID(
+        _ options: QEMUOptions, pidFile: String?, monitors: [QMPEndpoint], runDirectories: [String]
+    ) -> Int? {
+        let directories = runDirectories.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
+        func vmid(of path: String, suffix: String) -> Int? {
+            guard let directory = directories.first(where: path.hasPrefix), path.hasSuffix(suffix) else { return nil }
+            let stem = path.dropFirst(directory.count).dropLast(suffix.count)
+            return stem.allSatisfy(\.isNumber) ? Int(stem).flatMap { $0 > 0 ? $0 : nil } : nil
+        }
+        let fromPidFile = pidFile.flatMap { vmid(of: $0, suffix: ".pid") }
+        let fromSockets = serverPaths(monitors).compactMap { vmid(of: $0, suffix: ".qmp") }
+        if let id = options.last("-id").flatMap({ Int($0) }), id > 0 {
+            return fromPidFile == id || fromSockets.contains(id) ? id : nil
+        }
+        guard let id = fromPidFile, fromSockets.contains(id) else { return nil }
+        return id
     }
 }

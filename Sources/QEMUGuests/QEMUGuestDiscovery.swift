@@ -92,6 +92,7 @@ public final class QEMUGuestDiscovery {
     private let libvirtRunDirectory: String
     private let executableNames: QEMUExecutableNames
     private var records: [pid_t: Record] = [:]
+    private let proxmoxRunDirectories: [String]
     /// The latest pass's reads.
     public private(set) var lastPass = Pass()
 
@@ -99,11 +100,14 @@ public final class QEMUGuestDiscovery {
     ///   - procRoot: where proc is mounted (a fake tree in tests).
     ///   - libvirtRunDirectory: libvirt's QEMU run directory, with its `NAME.pid` files.
     ///   - executableNames: which binaries are QEMU.
+    ///   - proxmoxRunDirectories: where qemu-server keeps pid files and QMP sockets.
     public init(procRoot: String = "/proc", libvirtRunDirectory: String = "/run/libvirt/qemu",
-                executableNames: QEMUExecutableNames = .default) {
+                executableNames: QEMUExecutableNames = .default,
+                proxmoxRunDirectories: [String] = QEMUGuestCommandLine.defaultProxmoxRunDirectories) {
         self.procRoot = procRoot
         self.libvirtRunDirectory = libvirtRunDirectory
         self.executableNames = executableNames
+        self.proxmoxRunDirectories = proxmoxRunDirectories
     }
 
     /// One pass over the processes: the QEMUs running now, by pid, libvirt's among them
@@ -171,7 +175,7 @@ public final class QEMUGuestDiscovery {
         guard !arguments.isEmpty, readKey(pid, into: &pass) == key else { return nil }
         let cgroup = try? readWholeFile("\(procRoot)/\(pid)/cgroup", limit: 64 << 10)
         return .qemu(key, QEMURecord(
-            linkTarget: linkTarget, arguments: arguments, commandLine: QEMUGuestCommandLine(arguments: arguments),
+            linkTarget: linkTarget, arguments: arguments, commandLine: QEMUGuestCommandLine(arguments: arguments, proxmoxRunDirectories: proxmoxRunDirectories),
             cgroup: cgroup.map { String(decoding: $0, as: UTF8.self) }))
     }
 

@@ -89,6 +89,16 @@ struct QEMUGuestCommandLineTests {
         #expect(QEMUGuestCommandLine(arguments: ["kvm", "-id", "7", "-pidfile", "/run/qemu-server/8.pid"]).source == .qemu)
         #expect(QEMUGuestCommandLine(arguments: ["kvm", "-pidfile", "/run/qemu-server/8.pid"]).source == .qemu)
         #expect(QEMUGuestCommandLine(arguments: ["kvm", "-id", "8", "-pidfile", "/run/qemu-server/8.pid"]).source == .proxmox(vmid: 8))
+        // Upstream QEMU has no -id: its pid file and QMP socket in the run directory, under one
+        // VMID, are both needed then.
+        let qmp = ["-chardev", "socket,id=qmp,path=/run/qemu-server/9.qmp,server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
+        #expect(QEMUGuestCommandLine(arguments: ["qemu-system-x86_64", "-pidfile", "/run/qemu-server/9.pid"] + qmp).source == .proxmox(vmid: 9))
+        #expect(QEMUGuestCommandLine(arguments: ["qemu-system-x86_64", "-pidfile", "/run/qemu-server/10.pid"] + qmp).source == .qemu)
+        #expect(QEMUGuestCommandLine(arguments: ["qemu-system-x86_64", "-pidfile", "/run/qemu-server/x9.pid"] + qmp).source == .qemu)
+        // Another run directory, as a test host has it.
+        let elsewhere = ["qemu-system-x86_64", "-pidfile", "/srv/pve/run/9.pid", "-qmp", "unix:/srv/pve/run/9.qmp,server=on,wait=off"]
+        #expect(QEMUGuestCommandLine(arguments: elsewhere).source == .qemu)
+        #expect(QEMUGuestCommandLine(arguments: elsewhere, proxmoxRunDirectories: ["/srv/pve/run"]).source == .proxmox(vmid: 9))
     }
 
     @Test("Plain QEMU: -qmp unix server, double-dash options, locked memory, name as key without a UUID")
