@@ -152,6 +152,7 @@ let package = Package(
 
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "KernelKSMTests", dependencies: ["KernelKSM", "LinuxSystem", "SamepageModel", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
