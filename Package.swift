@@ -39,6 +39,11 @@ let package = Package(
         // error type of a failed call (errno read first), the one whole-file reader.
         .target(name: "LinuxSystem", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
 
+        // A blocking client of QEMU's QMP monitor socket, for guests libvirt does not manage
+        // (Proxmox VE, plain QEMU): greeting, commands with ids and deadlines, events, typed
+        // replies, over a JSON value type of its own.
+        .target(name: "QMP", dependencies: ["LinuxSystem"]),
+
         // The engine: slots, rmap items, stable and unstable trees, cursor, counters. No I/O.
         .target(name: "SamepageCore", dependencies: ["CXXHash"]),
 
@@ -151,6 +156,7 @@ let package = Package(
 
         .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
         .testTarget(name: "QEMUGuestsTests", dependencies: ["QEMUGuests", "GuestMemory", "LinuxSystem"]),
         .testTarget(name: "KernelKSMTests", dependencies: ["KernelKSM", "LinuxSystem", "SamepageModel", "SamepageCore"]),
