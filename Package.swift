@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "SamepageAgent",
             dependencies: [
-                "SamepageModel", "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt", "KernelKSM",
+                "SamepageModel", "SamepageCore", "GuestMemory", "LinuxSystem", "Libvirt", "KernelKSM", "QMP", "QEMUGuests",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

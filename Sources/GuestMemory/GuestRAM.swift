@@ -39,7 +39,7 @@ public enum UnmappableReason: Error, Sendable, Hashable, CustomStringConvertible
     /// Any other failed system call.
     case failed(SystemError)
 
-    init(_ error: SystemError) {
+    package init(_ error: SystemError) {
         self = error.errno == .permissionDenied || error.errno == .notPermitted ? .noPermission(error) : .failed(error)
     }
 

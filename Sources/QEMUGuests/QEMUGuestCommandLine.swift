@@ -63,6 +63,9 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
     /// started it asked for guest RAM to stay resident, which giving zero pages back to the
     /// host works against; what to do about it is the caller's policy.
     public var memoryLocked: Bool
+    /// `-machine …,mem-merge=off`: guest RAM is not to be merged by the kernel's KSM (what
+    /// libvirt's `<nosharepages/>` writes).
+    public var memMergeOff: Bool
     /// The devices that reach guest RAM behind QEMU's back (``QEMUGuestDevice``).
     public var devices: [QEMUGuestDevice]
     /// The Unix sockets of its vhost-user devices (``GuestMemory/QEMUCommandLine/vhostUserSocketPaths(arguments:)``):
@@ -103,6 +106,9 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
         }
         memoryLocked = overcommitLocks || realtimeLocks
         devices = QEMUGuestDevice.devices(in: options)
+        memMergeOff = options.values(of: "-machine").contains { value in
+            QEMUCommandLine.optsProperties(value)["mem-merge"].map { QEMUCommandLine.parseBool($0) == false } ?? false
+        }
     }
 
     /// The key policies select this guest by (``QEMUGuestKey``): its UUID, else its Proxmox

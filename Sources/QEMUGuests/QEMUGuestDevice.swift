@@ -80,7 +80,8 @@ public struct QEMUGuestDevice: Sendable, Hashable, CustomStringConvertible {
         value.hasPrefix("{") ? QEMUCommandLine.flatJSONProperties(value) : QEMUCommandLine.optsProperties(value)
     }
 
-    static func kind(ofDevice driver: String) -> Kind? {
+    /// The kind of a device driver (a QOM type) of interest, or nil.
+    public static func kind(ofDevice driver: String) -> Kind? {
         if driver.hasPrefix("vfio-") { return .vfio }
         if driver.hasPrefix("vhost-vdpa-device") { return .vhostVDPA }
         if driver.hasPrefix("ivshmem") { return .ivshmem }

@@ -42,6 +42,10 @@ public struct AgentConfiguration: Sendable {
     public var reclaimMaxCPUPressure = 10.0
     /// The kernel's own KSM: when `enabled`, samepaged governs ksmd (see `KernelKSMGovernor`).
     public var kernelKSM = KernelKSMConfiguration()
+    /// QEMU guests outside libvirt (Proxmox VE, plain QEMU): found in /proc, paused over QMP.
+    public var qemuGuests = QEMUGuestsConfiguration()
+    /// Where proc is mounted (a fake tree in tests of discovery).
+    public var procRoot = "/proc"
     /// Where the host's ksmd settings are kept while samepaged governs ksmd.
     public var kernelKSMSaved = HostDefaults.kernelKSMSaved
     /// ksmd's sysfs directory (a fake one in tests).

@@ -26,17 +26,41 @@ public struct PauseJournal: Sendable {
         /// The domain id of the QEMU run that was paused: a guest restarted since then (a new
         /// id) is not in our pause. Nil in entries of the first format.
         public var domainID: UInt32?
+        /// For a guest outside libvirt, paused over QMP: what finds it again (its socket) and
+        /// tells its QEMU from a new one (pid and start time). Nil for libvirt's guests.
+        public var qmp: QMPTarget?
 
-        public init(uuid: String, name: String, since: Double, domainID: UInt32?) {
+        public init(uuid: String, name: String, since: Double, domainID: UInt32?, qmp: QMPTarget? = nil) {
             self.uuid = uuid
             self.name = name
             self.since = since
             self.domainID = domainID
+            self.qmp = qmp
         }
 
         enum CodingKeys: String, CodingKey {
-            case uuid, name, since
+            case uuid, name, since, qmp
             case domainID = "domain_id"
+        }
+    }
+
+    /// The QEMU of a pause made over QMP.
+    public struct QMPTarget: Codable, Sendable, Equatable {
+        /// Its QMP server socket.
+        public var socket: String
+        public var pid: Int32
+        /// Field 22 of `/proc/PID/stat` when it was paused: a recycled pid has another.
+        public var startTime: UInt64
+
+        public init(socket: String, pid: Int32, startTime: UInt64) {
+            self.socket = socket
+            self.pid = pid
+            self.startTime = startTime
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case socket, pid
+            case startTime = "start_time"
         }
     }
 
@@ -82,10 +106,10 @@ public struct PauseJournal: Sendable {
 
     /// Records a pause before it happens. Throws if it cannot be made durable: then the guest
     /// must not be paused.
-    public func willPause(uuid: String, name: String, domainID: UInt32?) throws(JournalError) {
+    public func willPause(uuid: String, name: String, domainID: UInt32?, qmp: QMPTarget? = nil) throws(JournalError) {
         try Self.writers.withLock { _ throws(JournalError) in
             var entries = try entries().filter { $0.uuid != uuid }
-            entries.append(Entry(uuid: uuid, name: name, since: Date().timeIntervalSince1970, domainID: domainID))
+            entries.append(Entry(uuid: uuid, name: name, since: Date().timeIntervalSince1970, domainID: domainID, qmp: qmp))
             try write(entries)
         }
     }

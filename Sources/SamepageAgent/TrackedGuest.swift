@@ -12,6 +12,10 @@ import Synchronization
 final class TrackedGuest {
     var identity: GuestIdentity
     let uuid: UUID
+    /// Where it was found: libvirt, or a QEMU outside libvirt (then ``qemu`` says how to reach it).
+    let source: GuestSource
+    /// A guest outside libvirt: its QEMU as found, and its QMP socket.
+    var qemu: QEMUGuestHandle?
     var domainID: UInt32?
     var state: DomainState
     var definition: DomainDefinition?
@@ -44,8 +48,18 @@ final class TrackedGuest {
     init(_ info: DomainInfo) {
         identity = GuestIdentity(name: info.name, uuid: info.uuid.uuidString.lowercased())
         uuid = info.uuid
+        source = .libvirt
         domainID = info.id
         state = info.state
+    }
+
+    /// A guest outside libvirt; its state is QEMU's until QMP says otherwise.
+    init(_ handle: QEMUGuestHandle) {
+        identity = GuestIdentity(name: handle.name, uuid: handle.uuid.uuidString.lowercased())
+        uuid = handle.uuid
+        source = handle.source
+        qemu = handle
+        state = .running
     }
 
     var mapped: Bool { !slots.isEmpty }

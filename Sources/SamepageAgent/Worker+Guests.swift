@@ -87,21 +87,20 @@ extension Worker {
 
     /// Opens the guest's RAM backends and puts them on the scan list.
     func map(_ guest: TrackedGuest) {
-        guard let definition = guest.definition else { return }
         do {
-            let process = try QEMUProcess.libvirtGuest(
-                name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
-            let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
-            // Regions of guests whose zero pages may be reclaimed are opened read-write, for
-            // fallocate; everything else read-only.
-            // Shared backends are opened (read-write where zero pages may be reclaimed);
-            // private RAM is read in place, through QEMU's page map, and never changed.
-            let opened = try process.openRAM(expecting: expected, access: Self.access(for: guest.policy.mode))
-            guest.regions = opened.compactMap(\.sharedRegion)
-            guest.privateRegions = opened.compactMap { if case .private(let region) = $0 { region } else { nil } }
-            guest.vhostUserSockets = Self.vhostUserSockets(definition, commandLine: try? process.commandLine())
-            guest.process = consume process
-            refreshMappers([guest])
+            if let handle = guest.qemu {
+                // Outside libvirt: the QEMU found, its regions as QMP listed them (else its
+                // command line's backends), its vhost-user sockets from its command line.
+                try openRAM(of: guest, in: Self.openQEMU(handle), expected: handle.expected,
+                            vhostUserSockets: handle.commandLine.vhostUserSockets)
+            } else {
+                guard let definition = guest.definition else { return }
+                let process = try QEMUProcess.libvirtGuest(
+                    name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
+                let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
+                let sockets = Self.vhostUserSockets(definition, commandLine: try? process.commandLine())
+                try openRAM(of: guest, in: process, expected: expected, vhostUserSockets: sockets)
+            }
         } catch {
             guest.regions = []
             guest.privateRegions = []
@@ -129,6 +128,20 @@ extension Worker {
         let kinds = Set(guest.regions.map(\.kind.description) + guest.privateRegions.map(\.kind.description)).sorted().joined(separator: ", ")
         let bytes = guest.regions.reduce(0) { $0 + $1.size } + guest.privateRegions.reduce(0) { $0 + $1.size }
         logger.info("guest \(guest.identity.name) mapped: \(guest.regions.count + guest.privateRegions.count) region(s), \(kinds), \(bytes >> 20) MiB")
+    }
+
+    /// Opens the guest's RAM in its QEMU: shared backends (read-write where zero pages may be
+    /// reclaimed, for fallocate; read-only everywhere else), and private RAM, read in place
+    /// through QEMU's page map and never changed.
+    private func openRAM(
+        of guest: TrackedGuest, in process: consuming QEMUProcess, expected: [ExpectedRegion], vhostUserSockets: Set<String>
+    ) throws(UnmappableReason) {
+        let opened = try process.openRAM(expecting: expected, access: Self.access(for: guest.policy.mode))
+        guest.regions = opened.compactMap(\.sharedRegion)
+        guest.privateRegions = opened.compactMap { if case .private(let region) = $0 { region } else { nil } }
+        guest.vhostUserSockets = vhostUserSockets
+        guest.process = consume process
+        refreshMappers([guest])
     }
 
     /// How a guest's backends are opened in `mode`: read-write only where zero pages may be
@@ -223,7 +236,7 @@ extension Worker {
         }
         // Who the kernel may merge follows at once, not at the next reconcile; ksmd is held
         // stopped meanwhile if a guest's merging could not be switched off.
-        if let connection { reconcileKernelKSM(connection: connection) }
+        reconcileKernelKSM(connection: connection)
         publish()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import GuestMemory
 import KernelKSM
 import Libvirt
+import QMP
 import SamepageCore
 import SamepageModel
 
@@ -15,9 +16,11 @@ extension Worker {
     /// Reads the kernel's figures for every guest whose QEMU is known and, governing, makes
     /// each guest's `merge` property what its policy allows. At every reconcile and policy
     /// reload.
-    func reconcileKernelKSM(connection: LibvirtConnection) {
+    func reconcileKernelKSM(connection: LibvirtConnection?) {
         for guest in guests.values {
-            if guest.process == nil && guest.qemuPID == nil {
+            if guest.process == nil && guest.qemuPID == nil, let handle = guest.qemu {
+                guest.qemuPID = handle.pid
+            } else if guest.process == nil && guest.qemuPID == nil {
                 do {
                     let process = try QEMUProcess.libvirtGuest(name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
                     guest.qemuPID = process.pid
@@ -25,10 +28,16 @@ extension Worker {
             }
             if let pid = guest.process?.pid ?? guest.qemuPID { guest.kernelStat = try? ProcessKSMStat.read(pid: pid) }
             guard let governor = kernelGovernor else { continue }
-            let refusal = guest.definition == nil
-                ? "its domain XML could not be read"
-                : KernelKSMGovernor.mergeRefusal(
+            let refusal: String?
+            if let handle = guest.qemu {
+                refusal = KernelKSMGovernor.mergeRefusal(
+                    policy: guest.policy, kernel: governor.configuration, noSharePages: handle.commandLine.memMergeOff)
+            } else if guest.definition == nil {
+                refusal = "its domain XML could not be read"
+            } else {
+                refusal = KernelKSMGovernor.mergeRefusal(
                     policy: guest.policy, kernel: governor.configuration, noSharePages: guest.definition?.memoryBacking.noSharePages ?? true)
+            }
             guest.kernelMergeRefusal = refusal
             let wanted = refusal == nil
             guard guest.kernelMerge != wanted else { continue }
@@ -36,7 +45,12 @@ extension Worker {
             // its merging is known to be off, ksmd stays stopped (kernelMergeHoldBack).
             guard !guest.facts.activeJob else { continue }
             guest.kernelMerge = nil
-            if setKernelMerge(guest, to: wanted, connection: connection) {
+            let monitor: (String) -> String? = { [unowned self] command in
+                if guest.qemu != nil { return self.qmpCommand(guest, command) }
+                guard let connection else { return nil }
+                return self.monitor(guest.uuid, command, connection: connection)
+            }
+            if setKernelMerge(guest, to: wanted, monitor: monitor) {
                 guest.kernelMerge = wanted
                 logger.notice("guest \(guest.identity.name): kernel merging \(wanted ? "on" : "off")\(refusal.map { " (\($0))" } ?? "")")
             }
@@ -62,8 +76,8 @@ extension Worker {
     /// value before samepaged first changed it, to put back when samepaged stops. Returns
     /// whether every backend now has `value`; an answer that lists no backend, or one that
     /// cannot be read, is a failure.
-    func setKernelMerge(_ guest: TrackedGuest, to value: Bool, connection: LibvirtConnection) -> Bool {
-        guard let reply = monitor(guest.uuid, #"{"execute":"query-memdev"}"#, connection: connection),
+    func setKernelMerge(_ guest: TrackedGuest, to value: Bool, monitor: (String) -> String?) -> Bool {
+        guard let reply = monitor(#"{"execute":"query-memdev"}"#),
             let backends = Self.memoryBackends(fromQueryMemdev: reply), !backends.isEmpty
         else {
             logger.warning("guest \(guest.identity.name): cannot list its memory backends over QEMU's monitor; its kernel merging is not changed")
@@ -74,7 +88,7 @@ extension Worker {
         var done = true
         for (id, merge) in backends where merge != value {
             if originals?.backends[id] == nil { originals?.backends[id] = merge }
-            guard monitor(guest.uuid, Self.qomSetMerge(backend: id, value), connection: connection).map({ !$0.contains(#""error""#) }) == true else {
+            guard monitor(Self.qomSetMerge(backend: id, value)).map({ !$0.contains(#""error""#) }) == true else {
                 logger.warning("guest \(guest.identity.name): cannot set merge=\(value) on memory backend \(id)")
                 done = false
                 continue
@@ -100,7 +114,7 @@ extension Worker {
         case (let governor?, true):
             let groupChanged = governor.configuration.trustGroup != kernel.trustGroup
             governor.reconfigure(kernel)
-            if groupChanged, let connection, reconciledOnce { reconcileKernelKSM(connection: connection) }
+            if groupChanged, reconciledOnce { reconcileKernelKSM(connection: connection) }
         case (nil, true):
             do {
                 kernelGovernor = try makeKernelGovernor(kernel)
@@ -108,7 +122,7 @@ extension Worker {
                 logger.error("kernel_ksm: not governing ksmd: \(error)")
                 return .failure(KernelKSMRefusal("\(error)"))
             }
-            if let connection, reconciledOnce { reconcileKernelKSM(connection: connection) }
+            if reconciledOnce { reconcileKernelKSM(connection: connection) }
         case (_?, false):
             releaseKernelKSM()
             logger.notice("kernel_ksm: samepaged no longer governs ksmd ([kernel_ksm] enabled = false)")
@@ -138,18 +152,40 @@ extension Worker {
     func restoreKernelMerge() {
         defer { originalMerge = [:] }
         guard !originalMerge.isEmpty else { return }
-        guard let connection else {
-            logger.error("kernel_ksm: libvirt is not connected: the merge property of \(originalMerge.count) guest(s) stays as samepaged set it")
-            return
-        }
         for (uuid, originals) in originalMerge {
             guard let guest = guests[uuid], guest.domainID == originals.domainID else { continue }
+            if guest.qemu == nil && connection == nil {
+                logger.error("kernel_ksm: libvirt is not connected: the merge property of guest \(guest.identity.name) stays as samepaged set it")
+                continue
+            }
             for (id, merge) in originals.backends {
-                if monitor(uuid, Self.qomSetMerge(backend: id, merge), connection: connection).map({ !$0.contains(#""error""#) }) != true {
+                let command = Self.qomSetMerge(backend: id, merge)
+                let reply = guest.qemu != nil ? qmpCommand(guest, command) : connection.flatMap { monitor(uuid, command, connection: $0) }
+                if reply.map({ !$0.contains(#""error""#) }) != true {
                     logger.error("guest \(guest.identity.name): cannot put merge=\(merge) back on memory backend \(id)")
                 }
             }
             guest.kernelMerge = nil
+        }
+    }
+
+    /// One command (QMP's JSON) over the QMP socket of a guest outside libvirt, in a
+    /// connection of its own; its reply as JSON text, nil when the monitor is busy or does
+    /// not answer.
+    private func qmpCommand(_ guest: TrackedGuest, _ command: String) -> String? {
+        guard let socket = guest.qemu?.qmpSocket,
+            case .object(let request)? = try? QMPValue(parsing: Array(command.utf8)),
+            case .string(let name)? = request["execute"]
+        else { return nil }
+        let timeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
+        guard var qmp = try? QMPConnection.connect(path: socket, timeout: timeout) else { return nil }
+        let arguments: [String: QMPValue]? = if case .object(let arguments)? = request["arguments"] { arguments } else { nil }
+        do {
+            let reply = try qmp.execute(name, arguments: arguments, timeout: timeout)
+            return String(decoding: QMPValue.object(["return": reply]).serialized(), as: UTF8.self)
+        } catch {
+            if case .commandFailed = error { return #"{"error":{}}"# }
+            return nil
         }
     }
 

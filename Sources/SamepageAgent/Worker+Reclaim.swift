@@ -32,6 +32,8 @@ extension Worker {
         if facts.activeJob { return "a job (migration, snapshot, dump) is running" }
         if !facts.dmaDescriptors.isEmpty { return "devices that DMA into guest RAM: \(facts.dmaDescriptors.joined(separator: ", "))" }
         if facts.definitionUnknown { return "its domain XML could not be read again at the last reconcile" }
+        if let why = facts.qmpUnreachable { return "it cannot be paused: \(why)" }
+        if let lock = facts.proxmoxLock { return "Proxmox VE lock: \(lock) (an operation of Proxmox's is under way)" }
         if let failure = unresumed.first(where: { $0.entry.uuid == guest.identity.uuid })?.failure ?? guest.reclaimState.status.resumeFailure {
             return "a pause of ours has not ended yet (\(failure))"
         }
@@ -60,7 +62,7 @@ extension Worker {
 
     /// Pauses at most one guest per call, the one whose pending pages are due.
     func reclaimIfDue() {
-        guard connection != nil, journal != nil, engine.run == .merge, !repopulating else { return }
+        guard journal != nil, engine.run == .merge, !repopulating else { return }
         // The host-wide cap: pages that may still be held back, over all guests.
         var capRoom = Int.max
         if configuration.reclaimMaxBytes > 0 {
@@ -70,6 +72,8 @@ extension Worker {
         }
         let now = ContinuousClock.now
         for guest in guests.values {
+            // libvirt's guests are paused through libvirtd; the others over their own QMP.
+            if guest.source == .libvirt && connection == nil { continue }
             clearDeferralIfIdle(guest)
             guard guest.reclaimState.isDue(at: now, batchMinimum: configuration.reclaimBatchMinimum, delay: configuration.reclaimDelay)
             else { continue }
@@ -162,30 +166,50 @@ extension Worker {
     /// 4. resume, unless someone else already did; a failed resume is retried with backoff
     ///    until it succeeds, and the journal holds the pause meanwhile.
     func reclaim(_ guest: TrackedGuest, limit: Int) {
-        guard let connection, let journal else { return }
+        guard let journal else { return }
         let batch = takeBatch(guest, limit: limit)
         guard !batch.isEmpty else {
             // Nothing whole to punch (partial huge pages): no pause until more pages come.
             guest.reclaimState.batchMayFreeSomething = false
             return
         }
+        guard readyToPause(guest, batch: batch) else { return }
+        if guest.qemu != nil {
+            reclaimOverQMP(guest, batch: batch, journal: journal)
+        } else if let connection {
+            reclaimOverLibvirt(guest, batch: batch, connection: connection, journal: journal)
+        }
+    }
+
+    /// What is checked before any pause, whoever pauses: no device that DMAs into guest RAM,
+    /// no other process mapping it (the index at most a second old), and each backend still
+    /// the file that was opened.
+    private func readyToPause(_ guest: TrackedGuest, batch: [(region: Int, pages: [Int])]) -> Bool {
         let name = guest.identity.name
-        guard checkDMADescriptors(guest) else { return }
+        guard checkDMADescriptors(guest) else { return false }
         // A process that mapped the backend since the last look is found before the pause:
         // the index is at most a second old when a pause starts.
         if ContinuousClock.now - lastMapperRefresh > .seconds(1) {
             refreshMappers(guests.values.filter(\.mapped))
             guard guest.facts.otherMappers.isEmpty else {
                 logger.warning("guest \(name): \(reclaimIneligibility(guest) ?? "another process maps its RAM"); not pausing")
-                return
+                return false
             }
         }
         for (region, _) in batch {
             do { try guest.regions[region].ensureStillSameBackend() } catch {
                 logger.warning("guest \(name): \(error); not pausing")
-                return
+                return false
             }
         }
+        return true
+    }
+
+    /// The libvirt pause (see ``reclaim(_:limit:)``).
+    private func reclaimOverLibvirt(
+        _ guest: TrackedGuest, batch: [(region: Int, pages: [Int])], connection: LibvirtConnection, journal: PauseJournal
+    ) {
+        let name = guest.identity.name
         let timeout = configuration.libvirtCallTimeout
         let uuid = guest.uuid
         let checked = ContinuousClock.now
@@ -275,19 +299,7 @@ extension Worker {
             if let at = events.other, at > start { outsideChange = true }
             return !outsideChange && ContinuousClock.now < deadline
         }
-        var outcome = ZeroPageReclaim()
-        for (region, pages) in batch {
-            guard shouldContinue() else { break }
-            do {
-                let result = try guest.regions[region].reclaimZeroPages(pages, while: shouldContinue)
-                let regionPages = guest.regions[region].pageCount
-                for range in result.punched { guest.reclaimState.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
-                outcome.add(result)
-            } catch {
-                logger.error("guest \(name): reclaim in \(guest.regions[region].backendID) stopped: \(error)")
-                break
-            }
-        }
+        let outcome = punch(guest, batch: batch, while: shouldContinue)
         let stoppedEarly = outcome.stoppedEarly || outsideChange || ContinuousClock.now >= deadline
         let punched = ContinuousClock.now
         // Our suspend made one suspended event, and the pause's end one resumed event (ours, or
@@ -323,6 +335,35 @@ extension Worker {
         } else {
             endPause(guest, start: start)
         }
+        recordPause(guest, start: start, suspended: suspended, punched: punched, wallStart: wallStart, outcome: outcome, stoppedEarly: stoppedEarly)
+    }
+
+    /// Verifies and punches the batch's pages, region by region, while `shouldContinue`
+    /// says so (it is asked again before every run of pages); the punched ranges are held.
+    func punch(_ guest: TrackedGuest, batch: [(region: Int, pages: [Int])], while shouldContinue: () -> Bool) -> ZeroPageReclaim {
+        var outcome = ZeroPageReclaim()
+        for (region, pages) in batch {
+            guard shouldContinue() else { break }
+            do {
+                let result = try guest.regions[region].reclaimZeroPages(pages, while: shouldContinue)
+                let regionPages = guest.regions[region].pageCount
+                for range in result.punched { guest.reclaimState.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
+                outcome.add(result)
+            } catch {
+                logger.error("guest \(guest.identity.name): reclaim in \(guest.regions[region].backendID) stopped: \(error)")
+                break
+            }
+        }
+        return outcome
+    }
+
+    /// Counts a pause that has ended (now): its costs learned, its length recorded, a backoff
+    /// after an overrun, the audit line once QEMU's STOP and RESUME events are in.
+    func recordPause(
+        _ guest: TrackedGuest, start: ContinuousClock.Instant, suspended: ContinuousClock.Instant,
+        punched: ContinuousClock.Instant, wallStart: Double, outcome: ZeroPageReclaim, stoppedEarly: Bool
+    ) {
+        let name = guest.identity.name
         let end = ContinuousClock.now
         let wallEnd = Date().timeIntervalSince1970
 

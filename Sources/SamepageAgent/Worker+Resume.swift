@@ -2,6 +2,7 @@ import Foundation
 import GuestMemory
 import Libvirt
 import Logging
+import QMP
 import SamepageCore
 import SamepageModel
 import Synchronization
@@ -36,7 +37,8 @@ extension Worker {
     /// Puts a pause of ours on the list of pauses to end, retried with backoff.
     func awaitResume(_ guest: TrackedGuest, call: (any PendingCall)?, failure: String) {
         let entry = PauseJournal.Entry(uuid: guest.identity.uuid, name: guest.identity.name,
-                                       since: Date().timeIntervalSince1970, domainID: guest.domainID)
+                                       since: Date().timeIntervalSince1970, domainID: guest.domainID,
+                                       qmp: guest.qemu?.journalTarget)
         var pending = PendingResume(entry: entry, fromEarlierRun: false)
         pending.outstanding = call
         pending.failure = failure
@@ -49,22 +51,36 @@ extension Worker {
     /// Ends the pauses still to end (ours from this run, or journalled by an earlier run)
     /// whose next attempt is due, each only if the guest is still in our pause.
     func resumePending() {
-        guard let connection, let journal else { return }
+        guard let journal else { return }
         let now = ContinuousClock.now
         var left: [PendingResume] = []
         for var pending in unresumed {
-            if now < pending.nextAttempt || !(pending.outstanding?.isFinished ?? true) {
+            // libvirt's guests wait for libvirtd; those paused over QMP need only their QEMU.
+            if now < pending.nextAttempt || !(pending.outstanding?.isFinished ?? true)
+                || (pending.entry.qmp == nil && connection == nil) {
                 left.append(pending)
                 continue
             }
             pending.outstanding = nil
             let timeout = configuration.libvirtCallTimeout
             let entry = pending.entry
-            let call = LibvirtCall { () throws(LibvirtError) in
-                try endJournalledPause(entry, connection: connection, journal: journal)
-            }
             let name = pending.entry.name
-            switch call.wait(timeout) {
+            let result: Result<PauseEnd, any Error>?
+            if let target = entry.qmp {
+                // Bounded by the QMP timeout of each step: on this thread.
+                let qmpTimeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
+                result = Result { () throws(QMPError) in try endJournalledQMPPause(entry, target: target, journal: journal, timeout: qmpTimeout) }
+                    .mapError { $0 as any Error }
+            } else if let connection {
+                let call = LibvirtCall { () throws(LibvirtError) in
+                    try endJournalledPause(entry, connection: connection, journal: journal)
+                }
+                result = call.wait(timeout).map { $0.mapError { $0 as any Error } }
+                if result == nil { pending.outstanding = call }
+            } else {
+                result = nil
+            }
+            switch result {
             case .success(let outcome)?:
                 logger.notice("\(name): \(outcome)")
                 if let uuid = UUID(uuidString: pending.entry.uuid), let guest = guests[uuid] { guest.reclaimState.status.resumeFailure = nil }
@@ -75,7 +91,6 @@ extension Worker {
                 pending.failure = "resume failed: \(error)"
             case nil:
                 pending.failure = "resume did not return within \(timeout)"
-                pending.outstanding = call
             }
             logger.critical("\(name), paused by samepaged: \(pending.failure!); next attempt in \(pending.delay)")
             pending.nextAttempt = now + pending.delay
@@ -169,12 +184,42 @@ func endJournalledPause(_ entry: PauseJournal.Entry, connection: LibvirtConnecti
     return outcome
 }
 
+/// Ends one pause journalled for a guest outside libvirt, over its QMP socket, if the guest
+/// is still in it, and clears the entry: the same QEMU (pid and start time), paused by a
+/// client (`paused`); any other state (an I/O error, a migration's end, a panic) is not
+/// ours. Throws (keeping the entry) when the monitor cannot be reached or does not answer:
+/// busy with another client, or QEMU hung.
+func endJournalledQMPPause(
+    _ entry: PauseJournal.Entry, target: PauseJournal.QMPTarget, journal: PauseJournal, timeout: Duration
+) throws(QMPError) -> PauseEnd {
+    guard QEMUGuestHandle.startTime(of: target.pid) == target.startTime else {
+        try? journal.didResume(uuid: entry.uuid)
+        return .gone
+    }
+    var qmp = try QMPConnection.connect(path: target.socket, timeout: timeout)
+    let status = try qmp.queryStatus(timeout: timeout)
+    let outcome: PauseEnd
+    switch status.status {
+    case .running:
+        outcome = .alreadyRunning
+    case .paused:
+        try qmp.cont(timeout: timeout)
+        outcome = .resumed
+    default:
+        outcome = .notOurs("its QEMU is \(status.status), a state of QEMU's own")
+    }
+    try? journal.didResume(uuid: entry.uuid)
+    return outcome
+}
+
 extension Agent {
     /// `samepaged --resume-paused`: ends every pause the journals say samepaged made and the
     /// guest is still in, for the service manager to run after the daemon stopped, however it
     /// stopped. Replays `journal`, the default journal and every journal in the index. Returns
     /// how many entries could not be ended; throws when a journal cannot be read.
-    public static func resumePaused(journal path: String, uri: String, index: JournalIndex = JournalIndex(), logger: Logger) throws -> Int {
+    public static func resumePaused(
+        journal path: String, uri: String, index: JournalIndex = JournalIndex(), qmpTimeout: Duration = .seconds(1), logger: Logger
+    ) throws -> Int {
         var unreadable: [JournalError] = []
         var work: [(PauseJournal, [PauseJournal.Entry])] = []
         for journalPath in try index.journalsToReplay(configured: path) {
@@ -188,17 +233,22 @@ extension Agent {
             }
         }
         var left = 0
-        if !work.isEmpty {
-            let connection = try LibvirtConnection(uri: uri)
-            for (journal, entries) in work {
-                for entry in entries {
-                    do {
-                        let outcome = try endJournalledPause(entry, connection: connection, journal: journal)
-                        logger.notice("\(entry.name): \(outcome)")
-                    } catch {
-                        logger.critical("cannot resume \(entry.name), paused by samepaged: \(error)")
-                        left += 1
+        // Pauses over QMP need no libvirtd (a Proxmox VE host has none).
+        let needsLibvirt = work.contains { $0.1.contains { $0.qmp == nil } }
+        let connection = needsLibvirt ? try LibvirtConnection(uri: uri) : nil
+        for (journal, entries) in work {
+            for entry in entries {
+                do {
+                    let outcome: PauseEnd
+                    if let target = entry.qmp {
+                        outcome = try endJournalledQMPPause(entry, target: target, journal: journal, timeout: qmpTimeout)
+                    } else {
+                        outcome = try endJournalledPause(entry, connection: connection!, journal: journal)
                     }
+                    logger.notice("\(entry.name): \(outcome)")
+                } catch {
+                    logger.critical("cannot resume \(entry.name), paused by samepaged: \(error)")
+                    left += 1
                 }
             }
         }

@@ -47,10 +47,13 @@ extension Worker {
         reclaim.pendingPages = guest.reclaimState.pendingPages
         reclaim.pagesHeld = guest.reclaimState.heldPages
         reclaim.pagesToRepopulate = repopulating ? reclaim.pagesHeld : 0
-        return GuestStatus(
+        var status = GuestStatus(
             name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
             mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,
             backend: regions.isEmpty ? nil : Set(regions.map(\.kind)).sorted().joined(separator: ", "),
             counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim, kernelKSM: kernelStatus(guest))
+        status.source = guest.source
+        status.vmid = guest.qemu?.vmid
+        return status
     }
 }

@@ -5,6 +5,7 @@ import KernelKSM
 import Libvirt
 import LinuxSystem
 import Logging
+import QEMUGuests
 import SamepageCore
 import SamepageModel
 import Synchronization
@@ -35,6 +36,12 @@ final class Worker {
     var stopwatch = FullScanStopwatch()
     var lastFullScan: FullScanTime?
     var cpuClockFailed = false
+
+    /// QEMU processes outside libvirt, while `[qemu] enabled` (Worker+QEMUGuests.swift).
+    let qemuDiscovery: QEMUGuestDiscovery?
+    var nextQEMUReconcile = ContinuousClock.now
+    /// QEMUs outside libvirt already warned about (no identity of their own).
+    var unnamedQEMUWarned = Set<pid_t>()
 
     var guests: [UUID: TrackedGuest] = [:]
     var slotOwners: [SlotID: UUID] = [:]
@@ -71,6 +78,12 @@ final class Worker {
         engine = try Engine(tunables: agent.configuration.tunables)
         engine.run = agent.configuration.run
         journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
+        let qemu = agent.configuration.qemuGuests
+        qemuDiscovery = qemu.enabled
+            ? QEMUGuestDiscovery(
+                procRoot: agent.configuration.procRoot, libvirtRunDirectory: agent.configuration.libvirtRunDirectory,
+                proxmoxRunDirectories: Set([qemu.proxmoxRunDirectory] + QEMUGuestCommandLine.defaultProxmoxRunDirectories).sorted())
+            : nil
         if let journal {
             unresumed = try journal.entries().map { PendingResume(entry: $0, fromEarlierRun: true) }
             if !unresumed.isEmpty {
@@ -108,9 +121,13 @@ final class Worker {
             if connection == nil && ContinuousClock.now >= nextConnectAttempt { connect() }
             for notification in inbox.events { handle(notification, reconcile: &reconcileNow) }
             if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
+            if qemuDiscovery != nil && (reconcileNow || ContinuousClock.now >= nextQEMUReconcile) {
+                reconcileQEMUGuests()
+                publish()
+            }
             releaseExitedGuests()
 
-            if connection != nil && !unresumed.isEmpty { resumePending() }
+            if !unresumed.isEmpty { resumePending() }
             // A batch ends with its full scan, as ksmd's does: the advisor measures each alone.
             let report = engine.scanBatch(endingFullScans: true)
             let scanCompleted = measureBatch(report)
@@ -214,11 +231,16 @@ final class Worker {
         }
         reconciledOnce = true
         let active = Set(domains.map(\.uuid))
-        for (uuid, guest) in guests where !active.contains(uuid) {
+        for (uuid, guest) in guests where guest.source == .libvirt && !active.contains(uuid) {
             guests[uuid] = nil
             detach(guest, reason: "guest stopped")
         }
         for info in domains {
+            if let guest = guests[info.uuid], guest.source != .libvirt {
+                // libvirt's own guest, taken for one outside it: libvirt's it is.
+                guests[info.uuid] = nil
+                detach(guest, reason: "libvirt manages it")
+            }
             if let guest = guests[info.uuid] {
                 guest.state = info.state
                 if guest.domainID != info.id {
@@ -234,7 +256,15 @@ final class Worker {
                 attach(info, connection: connection)
             }
         }
-        let mapped = guests.values.filter(\.mapped)
+        checkMapped(guests.values.filter { $0.mapped && $0.source == .libvirt })
+        reconcileKernelKSM(connection: connection)
+        publish()
+    }
+
+    /// At every reconcile, for each mapped guest: who else maps its RAM, the DMA descriptors
+    /// of its processes, and whether its private RAM is still where it was.
+    func checkMapped(_ mapped: [TrackedGuest]) {
+        guard !mapped.isEmpty else { return }
         refreshMappers(mapped)
         for guest in mapped where guest.policy.mode.reclaims { _ = checkDMADescriptors(guest) }
         for guest in mapped where guest.hasPrivateRAM {
@@ -248,8 +278,6 @@ final class Worker {
                 }
             }
         }
-        reconcileKernelKSM(connection: connection)
-        publish()
     }
 
     /// Re-reads a mapped guest's XML at every reconcile, not only on events (events are lost

@@ -115,6 +115,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
     public var pauseJournal = HostDefaults.pauseJournal
 
+    // MARK: [qemu]
+
+    /// QEMU guests outside libvirt, found by their processes and paused over QMP (`[qemu]`).
+    public var qemuGuests = QEMUGuestsConfiguration()
+
     // MARK: [kernel_ksm]
 
     /// How samepaged governs the kernel's own KSM (`[kernel_ksm]`); off by default.
@@ -212,6 +217,20 @@ public struct DaemonConfiguration: Sendable, Equatable {
             }
             if let journal = section.string("journal", checkedBy: Self.pathProblem) {
                 pauseJournal = journal
+            }
+        }
+        root.section("qemu") { section in
+            if let enabled = section.bool("enabled") { qemuGuests.enabled = enabled }
+            if let directory = section.string("proxmox_run_directory", checkedBy: Self.pathProblem) {
+                qemuGuests.proxmoxRunDirectory = directory
+            }
+            if let directory = section.string("proxmox_config_directory", checkedBy: Self.pathProblem) {
+                qemuGuests.proxmoxConfigDirectory = directory
+            }
+            if let timeout = section.integer(
+                "qmp_timeout_ms", in: QEMUGuestsConfiguration.qmpTimeoutRange, describedAs: "10 to 5000 (milliseconds)")
+            {
+                qemuGuests.qmpTimeoutMs = timeout
             }
         }
         root.section("kernel_ksm") { readKernelKSM(&$0) }

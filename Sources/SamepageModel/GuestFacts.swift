@@ -39,6 +39,13 @@ public struct GuestFacts: Sendable, Equatable {
     /// The XML could not be read again at the last reconcile: what the guest has now is not
     /// known, so nothing is reclaimed until it is.
     public var definitionUnknown = false
+    /// A guest outside libvirt that cannot be paused over QMP, and why: no QMP server socket
+    /// (a monitor passed in as a descriptor, as Kata's shim does; a client-mode monitor), or
+    /// one samepaged could not talk to. Accounted only.
+    @ExplicitNull public var qmpUnreachable: String? = nil
+    /// A Proxmox VE guest's `lock:` (backup, migrate, snapshot, suspending, ...): an operation
+    /// of Proxmox's is under way, and nothing pauses the guest meanwhile.
+    @ExplicitNull public var proxmoxLock: String? = nil
 
     /// Nothing known yet.
     public init() {}
@@ -59,6 +66,8 @@ extension GuestFacts: Codable {
         case activeJob = "active_job"
         case dmaDescriptors = "dma_descriptors"
         case definitionUnknown = "definition_unknown"
+        case qmpUnreachable = "qmp_unreachable"
+        case proxmoxLock = "proxmox_lock"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -80,6 +89,8 @@ extension GuestFacts: Codable {
         activeJob = try c.decode(.activeJob, or: activeJob)
         dmaDescriptors = try c.decode(.dmaDescriptors, or: dmaDescriptors)
         definitionUnknown = try c.decode(.definitionUnknown, or: definitionUnknown)
+        qmpUnreachable = try c.decodeIfPresent(String.self, forKey: .qmpUnreachable)
+        proxmoxLock = try c.decodeIfPresent(String.self, forKey: .proxmoxLock)
     }
 }
 

@@ -5,7 +5,12 @@ import SamepageCore
 public struct GuestStatus: Sendable, Equatable {
     public var name: String
     public var uuid: String
-    /// libvirt's state: running, paused, ...
+    /// Where samepaged found it: libvirt, or a QEMU outside libvirt (proxmox, qemu).
+    public var source: GuestSource = .libvirt
+    /// A Proxmox VE guest's VMID.
+    public var vmid: Int?
+    /// libvirt's state: running, paused, ... (for a guest outside libvirt, QEMU's run state in
+    /// libvirt's words).
     public var state: String
     /// Whether its RAM is mapped and on the engine's scan list.
     public var mapped: Bool
@@ -55,7 +60,7 @@ public struct GuestStatus: Sendable, Equatable {
 /// state, `mapped`, mode and the counters are required; the rest may be missing.
 extension GuestStatus: Codable {
     public enum CodingKeys: String, CodingKey {
-        case name, uuid, state, mapped, reason, mode, backend, regions, facts, reclaim
+        case name, uuid, source, vmid, state, mapped, reason, mode, backend, regions, facts, reclaim
         case trustGroup = "trust_group"
         case kernelKSM = "kernel_ksm"
     }
@@ -64,6 +69,8 @@ extension GuestStatus: Codable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .name)
         try c.encode(uuid, forKey: .uuid)
+        try c.encode(source, forKey: .source)
+        try c.encodeIfPresent(vmid, forKey: .vmid)
         try c.encode(state, forKey: .state)
         try c.encode(mapped, forKey: .mapped)
         try c.encode(reason, forKey: .reason)
@@ -90,6 +97,8 @@ extension GuestStatus: Codable {
             trustGroup: try c.decodeIfPresent(String.self, forKey: .trustGroup),
             backend: try c.decodeIfPresent(String.self, forKey: .backend),
             counters: try Counters(from: decoder))
+        source = try c.decode(.source, or: source)
+        vmid = try c.decodeIfPresent(Int.self, forKey: .vmid)
         regions = try c.decode(.regions, or: regions)
         // A `"facts": null` is not a guest's facts: only a missing key takes the defaults.
         if c.contains(.facts) { facts = try c.decode(GuestFacts.self, forKey: .facts) }

@@ -39,6 +39,7 @@ public struct ReclaimStatus: Sendable, Equatable {
     /// Times a due reclaim began to wait, for each reason.
     public var deferralsForCPUPressure = 0
     public var deferralsForPauseCost = 0
+    public var deferralsForMonitorBusy = 0
 
     /// Pauses whose length the guest saw is known: QEMU's own STOP and RESUME timestamps.
     public var guestSeenPauses = 0
@@ -78,6 +79,7 @@ public struct ReclaimStatus: Sendable, Equatable {
         switch reason {
         case .cpuPressure: deferralsForCPUPressure += 1
         case .pauseCost: deferralsForPauseCost += 1
+        case .monitorBusy: deferralsForMonitorBusy += 1
         }
     }
 
@@ -86,6 +88,7 @@ public struct ReclaimStatus: Sendable, Equatable {
         switch reason {
         case .cpuPressure: deferralsForCPUPressure
         case .pauseCost: deferralsForPauseCost
+        case .monitorBusy: deferralsForMonitorBusy
         }
     }
 
@@ -108,6 +111,9 @@ public struct ReclaimDeferral: Sendable, Equatable, Codable {
         case cpuPressure = "cpu_pressure"
         /// The guest's recent suspend and resume calls alone took most of its budget.
         case pauseCost = "pause_cost"
+        /// A guest outside libvirt whose QMP socket serves another client (QEMU serves one at
+        /// a time): samepaged does not wait for it, and tries again later.
+        case monitorBusy = "monitor_busy"
     }
 
     public var reason: Reason
@@ -141,6 +147,7 @@ extension ReclaimStatus: Codable {
         case deferred
         case deferralsForCPUPressure = "deferrals_cpu_pressure"
         case deferralsForPauseCost = "deferrals_pause_cost"
+        case deferralsForMonitorBusy = "deferrals_monitor_busy"
         case guestSeenPauses = "guest_seen_pauses"
         case guestSeenPauseMillisecondsTotal = "guest_seen_pause_ms_total"
         case guestSeenOverruns = "guest_seen_overruns"
@@ -161,6 +168,7 @@ extension ReclaimStatus: Codable {
         (.pausesStoppedEarly, \.pausesStoppedEarly),
         (.deferralsForCPUPressure, \.deferralsForCPUPressure),
         (.deferralsForPauseCost, \.deferralsForPauseCost),
+        (.deferralsForMonitorBusy, \.deferralsForMonitorBusy),
         (.guestSeenPauses, \.guestSeenPauses),
         (.guestSeenOverruns, \.guestSeenOverruns),
     ]

@@ -40,7 +40,7 @@ func reclaimLines(_ r: ReclaimStatus) -> [String] {
         "guest_seen       \(r.guestSeenPauses) (\(String(format: "%.1f", r.guestSeenPauseMillisecondsTotal)) ms, \(r.guestSeenOverruns) over budget)",
         "guest_seen_ms    \(buckets(r.guestSeenPauseHistogram))",
         "pauses_stopped_early \(r.pausesStoppedEarly)",
-        "deferrals        cpu_pressure \(r.deferralsForCPUPressure), pause_cost \(r.deferralsForPauseCost)",
+        "deferrals        cpu_pressure \(r.deferralsForCPUPressure), pause_cost \(r.deferralsForPauseCost), monitor_busy \(r.deferralsForMonitorBusy)",
     ] + (r.deferred.map { ["DEFERRED         \($0.reason.rawValue): \($0.detail)"] } ?? [])
         + (r.resumeFailure.map { ["RESUME FAILING   \($0) (retried with backoff)"] } ?? [])
 }
@@ -70,9 +70,9 @@ func guestTable(_ guests: [GuestStatus]) -> String {
     if guests.count > 1 { lines.append("total: \(guests.map { Savings($0) }.reduce(.zero, +).summary)") }
     if !guests.isEmpty { lines.append("") }
     lines.append(table(
-        ["Name", "UUID", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
+        ["Name", "UUID", "Source", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
         guests.map { g in
-            [g.name, g.uuid, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
+            [g.name, g.uuid, g.vmid.map { "\(g.source) \($0)" } ?? g.source.rawValue, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
              g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
              "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)", "\(g.reclaim.zeroPagesReclaimed)"]
         }))
@@ -118,7 +118,8 @@ struct DominfoCommand: ParsableCommand {
     func run() throws {
         guard case .guest(let g) = try output.answer(root.socket, .dominfo(guest: guest)) else { return }
         var lines = [
-            "Name:            \(g.name)", "UUID:            \(g.uuid)", "Saves:           \(Savings(g).summary)",
+            "Name:            \(g.name)", "UUID:            \(g.uuid)",
+            "Source:          \(g.source)\(g.vmid.map { " (VMID \($0))" } ?? "")", "Saves:           \(Savings(g).summary)",
             "State:           \(g.state)",
             "Mapped:          \(g.mapped ? "yes" : "no, \(g.reason ?? "")")",
             "Mode:            \(g.mode.rawValue)", "Trust group:     \(g.trustGroup ?? "(its own)")",

@@ -84,7 +84,9 @@ struct Samepaged: AsyncParsableCommand {
                 kernelFailed = true
             }
             do {
-                let left = try Agent.resumePaused(journal: settings.pauseJournal, uri: settings.libvirtURI, logger: logger)
+                let left = try Agent.resumePaused(
+                    journal: settings.pauseJournal, uri: settings.libvirtURI,
+                    qmpTimeout: .milliseconds(max(settings.qemuGuests.qmpTimeoutMs, 1000)), logger: logger)
                 if left > 0 || kernelFailed { throw ExitCode.failure }
                 return
             } catch let exit as ExitCode {
@@ -118,6 +120,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
         agentConfiguration.reclaimMaxCPUPressure = Double(settings.reclaimMaxCPUPressure)
         agentConfiguration.kernelKSM = settings.kernelKSM
+        agentConfiguration.qemuGuests = settings.qemuGuests
         agentConfiguration.kernelKSMSaved = Self.kernelKSMSaved(settings)
         let exporter = MetricsExporter(version: SamepageRelease.version)
         agentConfiguration.pauseObserver = { exporter.record($0) }

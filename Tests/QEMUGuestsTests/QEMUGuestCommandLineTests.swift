@@ -101,6 +101,14 @@ struct QEMUGuestCommandLineTests {
         #expect(QEMUGuestCommandLine(arguments: elsewhere, proxmoxRunDirectories: ["/srv/pve/run"]).source == .proxmox(vmid: 9))
     }
 
+    @Test("-machine mem-merge=off asks the kernel not to merge guest RAM")
+    func memMerge() {
+        #expect(QEMUGuestCommandLine(arguments: ["qemu-system-x86_64", "-machine", "pc,mem-merge=off"]).memMergeOff)
+        #expect(QEMUGuestCommandLine(arguments: ["qemu-system-x86_64", "-machine", "type=q35,mem-merge=no"]).memMergeOff)
+        #expect(!QEMUGuestCommandLine(arguments: ["qemu-system-x86_64", "-machine", "pc,mem-merge=on"]).memMergeOff)
+        #expect(!QEMUGuestCommandLine(arguments: ["qemu-system-x86_64", "-machine", "pc"]).memMergeOff)
+    }
+
     @Test("Plain QEMU: -qmp unix server, double-dash options, locked memory, name as key without a UUID")
     func plainQEMU() {
         let line = QEMUGuestCommandLine(arguments: [

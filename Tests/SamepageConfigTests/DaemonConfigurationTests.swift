@@ -49,7 +49,7 @@ import Testing
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let keys = text.split(separator: "\n").filter { $0.contains(" = ") && !$0.hasPrefix("#") }
         #expect(keys.map { $0.split(separator: " ").first! }.sorted() == [
-            "address", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "group", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
+            "address", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
         ])
         // pages_to_scan is documented, commented out: with the advisor on, the file may not set it.
         #expect(text.contains("\n# pages_to_scan = 1000\n"))
@@ -99,8 +99,15 @@ import Testing
             max_bytes = 1073741824
             max_cpu_pressure = 35
             journal = "/srv/samepage/paused.json"
+            [qemu]
+            enabled = false
+            proxmox_run_directory = "/srv/pve/run"
+            proxmox_config_directory = "/srv/pve/etc"
+            qmp_timeout_ms = 500
             """
         var expected = DaemonConfiguration()
+        expected.qemuGuests = QEMUGuestsConfiguration(
+            enabled: false, proxmoxRunDirectory: "/srv/pve/run", proxmoxConfigDirectory: "/srv/pve/etc", qmpTimeoutMs: 500)
         expected.libvirtURI = "qemu+ssh://root@host/system"
         expected.controlSocket = "/tmp/samepage.sock"
         expected.controlGroup = "libvirt"
@@ -148,6 +155,8 @@ import Testing
         ("[scan]\nmax_kernel_pages = -5", 3, "max_kernel_pages = -5 is out of range: expected 0 (unlimited) or more"),
         ("[scan]\nmax_page_sharing = 1", 3, "max_page_sharing = 1 is out of range: expected 0 (unlimited) or at least 2"),
         ("[scan]\npages_to_scan = \"many\"", 3, "scan.pages_to_scan must be an integer, not a string"),
+        ("[qemu]\nqmp_timeout_ms = 5", 3, "qemu.qmp_timeout_ms = 5 is out of range: expected 10 to 5000 (milliseconds)"),
+        ("[qemu]\nproxmox_run_directory = \"run/qemu-server\"", 3, "qemu.proxmox_run_directory"),
         ("[scan]\nsmart_scan = 1", 3, "scan.smart_scan must be a boolean (true or false), not an integer"),
         ("[scan]\nrun = \"go\"", 3, "scan.run = \"go\" is not valid: expected one of \"stop\", \"merge\", \"unmerge\""),
         ("[scan]\nrun = 1", 3, "scan.run must be a string, not an integer"),
@@ -192,7 +201,7 @@ import Testing
         ("[reclaim]\nmax_cpu_pressure = 101", 3, "reclaim.max_cpu_pressure = 101 is out of range: expected 1 to 100 (percent; 100 never waits)"),
         ("[reclaim]\njournal = \"paused.json\"", 3, "reclaim.journal = \"paused.json\" is not an absolute path"),
         ("[scan]\n[scan]", 3, "syntax error: "),
-        ("verbose = true", 2, "unknown key \"verbose\" (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\", \"kernel_ksm\")"),
+        ("verbose = true", 2, "unknown key \"verbose\" (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\", \"qemu\", \"kernel_ksm\")"),
     ])
     func errors(body: String, line: Int, message: String) {
         let error = onlyError("# samepaged\n\(body)\n")
@@ -255,7 +264,7 @@ import Testing
         #expect(try DaemonConfiguration.load(path: missing).run == .stop)
 
         try directory.write("samepaged.toml", "[scan]\nrun = \"stop\"\n[bad]\n")
-        let unknown = "unknown section [bad] (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\", \"kernel_ksm\")"
+        let unknown = "unknown section [bad] (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\", \"qemu\", \"kernel_ksm\")"
         #expect(throws: ConfigError(file: missing, line: 3, column: 1, message: unknown)) {
             try DaemonConfiguration.loadIfPresent(path: missing)
         }

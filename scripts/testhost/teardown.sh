@@ -4,6 +4,7 @@
 # Undoes setup.sh / guest.sh:
 #   - destroys and undefines the domains recorded in $STATE/domains (and only those), and
 #     stops the external virtiofsd guest.sh started for them ($STATE/virtiofs/NAME.pid),
+#     and stops the QEMU guests outside libvirt that qemu-guest.sh started,
 #   - unless --guests-only: stops the libvirtd and virtlogd that setup.sh started, identified
 #     by the pid and start time recorded in $STATE/{libvirtd,virtlogd}.pid (never by name).
 #     Daemons it did not start are left running.
@@ -49,6 +50,11 @@ if [ "${#names[@]}" -gt 0 ]; then
     [ "$failed" -eq 0 ] || die "some guests could not be removed (still listed in $STATE/domains)"
 else
     log "no recorded guests"
+fi
+
+# QEMU guests outside libvirt that qemu-guest.sh started.
+if ls "$STATE"/qemu/*.env >/dev/null 2>&1; then
+    "$TESTHOST_SCRIPTS/qemu-guest.sh" stop-all
 fi
 
 [ "$guests_only" -eq 0 ] || exit 0
