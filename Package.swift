@@ -174,7 +174,7 @@ let package = Package(
         .testTarget(name: "PackagingTests"),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent", "KernelKSM"]
+            dependencies: ["Libvirt", "GuestMemory", "SamepageCore", "SamepageModel", "SamepageAgent", "KernelKSM", "QMP"]
         ),
     ],
     swiftLanguageModes: [.v6]
