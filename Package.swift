@@ -162,7 +162,7 @@ let package = Package(
         .testTarget(name: "KernelKSMTests", dependencies: ["KernelKSM", "LinuxSystem", "SamepageModel", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageModelTests", dependencies: ["SamepageModel", "SamepageCore"]),
-        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore", "KernelKSM"]),
+        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore", "KernelKSM", "QEMUGuests", "QMP"]),
         .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
         .testTarget(
             name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore"],

@@ -86,9 +86,15 @@ struct QEMUGuestHandle: Sendable, Equatable {
         qmpSocket.map { PauseJournal.QMPTarget(socket: $0, pid: pid, startTime: startTime) }
     }
 
-    /// The start time of process `pid` (field 22 of its stat), nil when it is gone.
-    static func startTime(of pid: pid_t) -> UInt64? {
-        guard let stat = try? readWholeFile("/proc/\(pid)/stat", limit: 4096) else { return nil }
+    /// The start time of process `pid` (field 22 of its stat), nil when there is no such
+    /// process. Throws when its stat cannot be read for another reason (then whether it is
+    /// gone is not known).
+    static func startTime(of pid: pid_t) throws(SystemError) -> UInt64? {
+        let stat: [UInt8]
+        do { stat = try readWholeFile("/proc/\(pid)/stat", limit: 4096) } catch {
+            if error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess { return nil }
+            throw error
+        }
         return ProcessMappingIndex.startAndSize(stat)?.startTime
     }
 

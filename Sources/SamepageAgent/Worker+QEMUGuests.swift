@@ -40,6 +40,9 @@ extension Worker {
                     attachQEMU(handle)
                 } else {
                     refreshProxmoxLock(guest)
+                    // A guest last seen paused or busy with a job is asked again (a pause
+                    // attempt only asks guests that look pausable).
+                    if guest.state != .running || guest.facts.activeJob { refreshRunState(guest) }
                 }
             } else {
                 attachQEMU(handle)
@@ -81,6 +84,11 @@ extension Worker {
         let timeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
         do {
             var qmp = try QMPConnection.connect(path: socket, timeout: timeout)
+            if let handle = guest.qemu, let mismatch = try Self.identityMismatch(&qmp, handle: handle, timeout: timeout) {
+                logger.error("guest \(guest.identity.name): \(mismatch); it is accounted, never paused")
+                guest.facts.qmpUnreachable = mismatch
+                return
+            }
             let status = try qmp.queryStatus(timeout: timeout)
             guest.state = Self.domainState(status)
             let backends = try qmp.queryMemdev(timeout: timeout)
@@ -99,6 +107,34 @@ extension Worker {
             guest.facts.activeJob = try Self.hasActiveJob(&qmp, timeout: timeout)
         } catch {
             logger.info("guest \(guest.identity.name): QMP at \(socket): \(error); its command line's facts stand until its next pause asks again")
+        }
+    }
+
+    /// Whether the QEMU behind the socket is another guest than `handle` (its UUID, or for a
+    /// guest without one its name, as QMP's `query-uuid` and `query-name` give them); nil
+    /// when it is this one. A socket path can outlive its QEMU and be taken by another.
+    static func identityMismatch(_ qmp: inout QMPConnection, handle: QEMUGuestHandle, timeout: Duration) throws(QMPError) -> String? {
+        if handle.uuidDerived {
+            let name = try qmp.queryName(timeout: timeout)
+            guard let name, name != handle.name, handle.commandLine.name != nil else { return nil }
+            return "its QMP socket \(handle.qmpSocket ?? "") answers for a guest named \(name), not \(handle.name)"
+        }
+        let uuid = try qmp.queryUUID(timeout: timeout)
+        guard UUID(uuidString: uuid) != handle.uuid else { return nil }
+        return "its QMP socket \(handle.qmpSocket ?? "") answers for the guest with UUID \(uuid), not \(handle.uuid.uuidString.lowercased())"
+    }
+
+    /// Asks a guest's QMP for its run state and jobs again; a busy or silent monitor leaves
+    /// them as they were.
+    func refreshRunState(_ guest: TrackedGuest) {
+        guard let socket = guest.qemu?.qmpSocket else { return }
+        let timeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
+        do {
+            var qmp = try QMPConnection.connect(path: socket, timeout: timeout)
+            guest.state = Self.domainState(try qmp.queryStatus(timeout: timeout))
+            guest.facts.activeJob = try Self.hasActiveJob(&qmp, timeout: timeout)
+        } catch {
+            logger.debug("guest \(guest.identity.name): QMP at \(socket): \(error)")
         }
     }
 
@@ -155,7 +191,7 @@ extension Worker {
         do { process = try QEMUProcess(pid: handle.pid) } catch {
             throw error.errno == .noSuchProcess ? .processGone : UnmappableReason(error)
         }
-        guard QEMUGuestHandle.startTime(of: handle.pid) == handle.startTime else { throw .processGone }
+        guard (try? QEMUGuestHandle.startTime(of: handle.pid)) == handle.startTime else { throw .processGone }
         return process
     }
 }

@@ -192,7 +192,9 @@ func endJournalledPause(_ entry: PauseJournal.Entry, connection: LibvirtConnecti
 func endJournalledQMPPause(
     _ entry: PauseJournal.Entry, target: PauseJournal.QMPTarget, journal: PauseJournal, timeout: Duration
 ) throws(QMPError) -> PauseEnd {
-    guard QEMUGuestHandle.startTime(of: target.pid) == target.startTime else {
+    let startTime: UInt64?
+    do { startTime = try QEMUGuestHandle.startTime(of: target.pid) } catch { throw .system(error) }
+    guard startTime == target.startTime else {
         try? journal.didResume(uuid: entry.uuid)
         return .gone
     }
@@ -233,17 +235,23 @@ extension Agent {
             }
         }
         var left = 0
-        // Pauses over QMP need no libvirtd (a Proxmox VE host has none).
-        let needsLibvirt = work.contains { $0.1.contains { $0.qmp == nil } }
-        let connection = needsLibvirt ? try LibvirtConnection(uri: uri) : nil
+        // Pauses over QMP need no libvirtd (a Proxmox VE host has none): they are ended even
+        // when libvirtd cannot be reached, and libvirt's entries then count as left.
+        var connection: LibvirtConnection?
+        var unreachable: (any Error)?
+        if work.contains(where: { $0.1.contains { $0.qmp == nil } }) {
+            do { connection = try LibvirtConnection(uri: uri) } catch { unreachable = error }
+        }
         for (journal, entries) in work {
             for entry in entries {
                 do {
                     let outcome: PauseEnd
                     if let target = entry.qmp {
                         outcome = try endJournalledQMPPause(entry, target: target, journal: journal, timeout: qmpTimeout)
+                    } else if let connection {
+                        outcome = try endJournalledPause(entry, connection: connection, journal: journal)
                     } else {
-                        outcome = try endJournalledPause(entry, connection: connection!, journal: journal)
+                        throw unreachable!
                     }
                     logger.notice("\(entry.name): \(outcome)")
                 } catch {

@@ -188,4 +188,60 @@ struct QMPGuestsEndToEndTests {
         #expect(eventually(timeout: .seconds(30)) { checks(name).count > before })
         #expect(checks(name).allSatisfy { $0.contains(expected) }, "\(TestHost.serial(name).suffix(1000))")
     }
+
+    @Test("Over QMP as over libvirt: a pause by someone else is never ended by samepaged; an outside cont during our pause stops the punching")
+    func someoneElsesPause() throws {
+        let name = "sp-e2e-qo"
+        QEMUGuest.stop([name])
+        defer { QEMUGuest.stop([name]) }
+        try QEMUGuest.start(name, ["--layout", "plain", "--memory", "256", "--workload", "dataset", "--second-qmp"])
+        let expected = try datasetHash()
+        // The operator's monitor: QEMU's second QMP socket.
+        let socket = try QEMUGuest.value("qmp2", name)
+        func operatorCommand(_ command: String) throws {
+            var qmp = try QMPConnection.connect(path: socket, timeout: .seconds(5))
+            _ = try qmp.execute(command)
+        }
+        try operatorCommand("stop")
+        let daemon = try DaemonProcess(config: qmpDaemonConfig)
+        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms = 400\nmax_pause_ms_per_minute = 30000\n")
+        try daemon.start()
+        func reclaim() -> [String: Any] { ((try? daemon.guest(name))?["reclaim"] as? [String: Any]) ?? [:] }
+        #expect(eventually(timeout: .seconds(20)) { int(((try? daemon.guest(name))?["zero_pages"])) > 1000 }, "\(daemon.log.suffix(2000))")
+        usleep(5_000_000)
+        #expect(QEMUGuest.status(name) == .paused)
+        #expect(int(reclaim()["pauses"]) == 0)
+        #expect((reclaim()["reason"] as? String)?.contains("not running (paused)") == true, "\(reclaim())")
+        // Resumed by its operator: samepaged sees it running again and reclaims.
+        try operatorCommand("cont")
+        #expect(eventually(timeout: .seconds(30)) { int(reclaim()["zero_pages_reclaimed"]) > 0 }, "\(daemon.log.suffix(3000))")
+
+        // The operator sends cont again and again: one lands inside a pause of ours, which then
+        // stops punching and is not ended by samepaged a second time.
+        var caught = false
+        for _ in 0..<8 where !caught {
+            let end = ContinuousClock.now + .seconds(4)
+            var qmp = try QMPConnection.connect(path: socket, timeout: .seconds(5))
+            while ContinuousClock.now < end {
+                _ = try? qmp.execute("cont")
+                usleep(300)
+            }
+            caught = daemon.log.contains("during our pause (QEMU now running); punching stopped, not resuming it")
+        }
+        #expect(caught, "no outside cont landed inside a pause:\n\(daemon.log.suffix(3000))")
+        #expect(int(reclaim()["pauses_stopped_early"]) > 0 || !caught)
+
+        // Paused again by the operator while samepaged runs: it stays paused.
+        try operatorCommand("stop")
+        let pauses = int(reclaim()["pauses"])
+        usleep(6_000_000)
+        #expect(QEMUGuest.status(name) == .paused)
+        #expect(int(reclaim()["pauses"]) == pauses)
+        try operatorCommand("cont")
+        #expect(daemon.stop() == 0)
+        #expect(QEMUGuest.status(name) == .running)
+        let before = checks(name).count
+        #expect(eventually(timeout: .seconds(30)) { checks(name).count > before })
+        #expect(checks(name).allSatisfy { $0.contains(expected) }, "\(TestHost.serial(name).suffix(1000))")
+    }
 }

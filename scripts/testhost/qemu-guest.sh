@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Usage:
 #   qemu-guest.sh start NAME --layout proxmox|plain [--vmid N] [--memory MiB] [--ram memfd|file]
-#                 [--workload idle|dataset] [--fill MB] [--virtiofs DIR] [--lock WORD]
+#                 [--workload idle|dataset] [--fill MB] [--virtiofs DIR] [--lock WORD] [--second-qmp]
 #   qemu-guest.sh stop NAME          quit QEMU (QMP quit, then SIGKILL), stop its virtiofsd
 #   qemu-guest.sh lock NAME [WORD]   set (or, without WORD, clear) the Proxmox VM's lock: line
-#   qemu-guest.sh pid NAME | qmp NAME | uuid NAME | serial NAME | conf NAME
+#   qemu-guest.sh pid NAME | qmp NAME | qmp2 NAME | uuid NAME | serial NAME | conf NAME
 #   qemu-guest.sh wait-ready NAME [TIMEOUT_S]     wait for SAMEPAGE-GUEST-READY (default 60 s)
 #   qemu-guest.sh wait-for NAME PATTERN [TIMEOUT_S]
 #   qemu-guest.sh list | stop-all
@@ -21,6 +21,8 @@
 #   plain    -name NAME -uuid UUID -qmp unix:$STATE/qemu/NAME.qmp,server=on,wait=off,
 #            -pidfile $STATE/qemu/NAME.pid, -daemonize, RAM in memory-backend-memfd (share=on)
 #            or memory-backend-file under $STATE/qemu (share=on).
+# --second-qmp gives a plain guest a second QMP server socket, $STATE/qemu/NAME-2.qmp (qmp2),
+# for another client (an operator, a manager) while samepaged uses the first.
 # --virtiofs DIR starts a virtiofsd (--socket-path=$STATE/qemu/NAME-fs.sock -o source=DIR) and
 # gives the guest a vhost-user-fs-pci device on it (tag samepagefs; the guest mounts it).
 # State of each guest: $STATE/qemu/NAME.env. Run setup.sh first (it builds the image).
@@ -53,7 +55,7 @@ alive_pid() {
 
 cmd_start() {
     local name="${1:-}"; need_name "$name"; shift
-    local layout="" vmid="" memory=192 ram=memfd workload=idle fill=0 vfs_dir="" lock=""
+    local layout="" vmid="" memory=192 ram=memfd workload=idle fill=0 vfs_dir="" lock="" second=0
     while [ $# -gt 0 ]; do
         case "$1" in
         --layout) layout="${2:-}"; shift 2 || die "--layout needs a value" ;;
@@ -64,6 +66,7 @@ cmd_start() {
         --fill) fill="${2:-}"; shift 2 || die "--fill needs a value" ;;
         --virtiofs) vfs_dir="${2:-}"; shift 2 || die "--virtiofs needs a directory" ;;
         --lock) lock="${2:-}"; shift 2 || die "--lock needs a word" ;;
+        --second-qmp) second=1; shift ;;
         *) die "start: unknown option '$1'" ;;
         esac
     done
@@ -91,7 +94,7 @@ cmd_start() {
     local args=(-nodefaults -no-user-config -display none -vga none -accel tcg -smp 1 -m "$memory"
                 -kernel "$STATE/vmlinuz" -initrd "$STATE/guest-initrd.img"
                 -serial "file:$log" -no-reboot -daemonize)
-    local qmp pidfile
+    local qmp pidfile qmp2=""
     if [ "$layout" = proxmox ]; then
         qmp="$PROXMOX_RUN/$vmid.qmp"; pidfile="$PROXMOX_RUN/$vmid.pid"
         # qemu-server also passes -id VMID, an option of Proxmox's own QEMU build only.
@@ -111,6 +114,11 @@ cmd_start() {
         [ "$ram" = memfd ] || backend="memory-backend-file,id=mem,size=${memory}M,mem-path=$QDIR/$name.ram,share=on"
         args=(-name "$name" -uuid "$uuid" -qmp "unix:$qmp,server=on,wait=off" -pidfile "$pidfile" "${args[@]}"
               -object "$backend" -machine "type=pc,memory-backend=mem")
+        if [ "$second" -eq 1 ]; then
+            qmp2="$QDIR/$name-2.qmp"
+            rm -f "$qmp2"
+            args+=(-qmp "unix:$qmp2,server=on,wait=off")
+        fi
     fi
     local vfs_socket="" vfs_pid=""
     if [ -n "$vfs_dir" ]; then
@@ -134,7 +142,7 @@ cmd_start() {
     }
     local pid; pid="$(cat "$pidfile")"
     {
-        printf 'layout=%s\nvmid=%s\nuuid=%s\nqmp=%s\npidfile=%s\n' "$layout" "$vmid" "$uuid" "$qmp" "$pidfile"
+        printf 'layout=%s\nvmid=%s\nuuid=%s\nqmp=%s\nqmp2=%s\npidfile=%s\n' "$layout" "$vmid" "$uuid" "$qmp" "$qmp2" "$pidfile"
         printf 'starttime=%s\nvirtiofsd=%s\nvirtiofsd_socket=%s\n' "$(proc_starttime "$pid")" "$vfs_pid" "$vfs_socket"
     } >"$(env_file "$name")"
     log "started $name ($layout${vmid:+ VMID $vmid}, pid $pid, QMP $qmp, serial $log)"
@@ -167,7 +175,7 @@ cmd_stop() {
     fi
     local vfs; vfs="$(field "$name" virtiofsd)"
     [ -z "$vfs" ] || { pkill -KILL -s "$vfs" 2>/dev/null || true; kill -KILL "$vfs" 2>/dev/null || true; }
-    rm -f "$(field "$name" qmp)" "$(field "$name" pidfile)" "$QDIR/$name.ram" "$(field "$name" virtiofsd_socket)"
+    rm -f "$(field "$name" qmp)" "$(field "$name" qmp2)" "$(field "$name" pidfile)" "$QDIR/$name.ram" "$(field "$name" virtiofsd_socket)"
     local vmid; vmid="$(field "$name" vmid)"
     [ -z "$vmid" ] || rm -f "$PROXMOX_ETC/$vmid.conf"
     rm -f "$(env_file "$name")"
@@ -214,6 +222,7 @@ stop) shift; cmd_stop "${1:-}" ;;
 lock) shift; cmd_lock "${1:-}" "${2:-}" ;;
 pid) shift; need_name "${1:-}"; alive_pid "$1" || die "$1 is not running" ;;
 qmp) shift; need_name "${1:-}"; field "$1" qmp ;;
+qmp2) shift; need_name "${1:-}"; v="$(field "$1" qmp2)"; [ -n "$v" ] || die "$1 has no second QMP socket (--second-qmp)"; printf '%s\n' "$v" ;;
 uuid) shift; need_name "${1:-}"; field "$1" uuid ;;
 conf) shift; need_name "${1:-}"; v="$(field "$1" vmid)"; [ -n "$v" ] || die "$1 is not a Proxmox-style VM"; printf '%s\n' "$PROXMOX_ETC/$v.conf" ;;
 serial) shift; need_name "${1:-}"; printf '%s\n' "$STATE/serial/$1.log" ;;
