@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: Benchmarks/reclaim-pauses.sh [SECONDS] [--hogs]
+# Usage: Benchmarks/reclaim-pauses.sh [SECONDS] [--hogs] [--qmp]
 #
 # Pause time of zero-page reclaim on the demo guests: starts the three demo guests
 # (scripts/testhost/demo-guests.sh), runs samepaged (release) with all three in policy mode
@@ -11,13 +11,23 @@
 #
 # --hogs: a CPU hog per core runs for the first SECONDS, then stops, and samepaged runs 60 s
 # more: pauses are reported apart for the time with hogs and the time after, with the
-# deferrals the daemon counted. Run as root; the guests stay up afterwards.
+# deferrals the daemon counted.
+# --qmp: three 256 MiB plain QEMU guests outside libvirt (scripts/testhost/qemu-guest.sh,
+# samepage-qdemo-1..3) instead, paused over their QMP sockets. Run as root; the guests stay
+# up afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
-SECONDS_TO_RUN="${1:-120}"
+SECONDS_TO_RUN=120
 HOGS=0
-[ "${2:-}" = "--hogs" ] && HOGS=1
+QMP=0
+for argument in "$@"; do
+    case "$argument" in
+    --hogs) HOGS=1 ;;
+    --qmp) QMP=1 ;;
+    *) SECONDS_TO_RUN="$argument" ;;
+    esac
+done
 WORK=$(mktemp -d /tmp/samepage-reclaim-bench.XXXXXX)
 HOG_PIDS=()
 PID=
@@ -29,12 +39,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-scripts/testhost/demo-guests.sh >/dev/null
+GUEST=samepage-demo
+if [ "$QMP" = 1 ]; then
+    GUEST=samepage-qdemo
+    for n in 1 2 3; do
+        [ -n "$(scripts/testhost/qemu-guest.sh pid "$GUEST-$n" 2>/dev/null)" ] ||
+            scripts/testhost/qemu-guest.sh start "$GUEST-$n" --layout plain --memory 256 >/dev/null
+    done
+    for n in 1 2 3; do scripts/testhost/qemu-guest.sh wait-ready "$GUEST-$n" 120; done
+else
+    scripts/testhost/demo-guests.sh >/dev/null
+fi
 swift build -c release --product samepaged >/dev/null 2>&1
 swift build -c release --product samepage >/dev/null 2>&1
 mkdir -p "$WORK/guests.d"
 printf '[metrics]\naddress = ""\n[scan]\nadvisor_mode = "none"\npages_to_scan = 4000\nsleep_millisecs = 10\n[policy.default]\nmode = "off"\n' > "$WORK/samepaged.toml"
-for n in 1 2 3; do printf 'mode = "zero"\n' > "$WORK/guests.d/samepage-demo-$n.toml"; done
+for n in 1 2 3; do printf 'mode = "zero"\n' > "$WORK/guests.d/$GUEST-$n.toml"; done
 
 if [ "$HOGS" = 1 ]; then
     for _ in $(seq "$(nproc)"); do sh -c 'while :; do :; done' & HOG_PIDS+=($!); done

@@ -53,7 +53,7 @@ extension Worker {
             detach(guest, reason: "its QEMU exited")
         }
         checkMapped(guests.values.filter { $0.mapped && $0.source != .libvirt })
-        if kernelGovernor != nil { reconcileKernelKSM(connection: connection) }
+        if kernelGovernor != nil, guests.values.contains(where: { $0.source != .libvirt }) { reconcileKernelKSM(connection: connection) }
     }
 
     /// Starts following a guest outside libvirt: its facts from the command line and one QMP
@@ -104,6 +104,10 @@ extension Worker {
                     guest.facts.assignedDevices.append(named)
                 }
             }
+            for node in try Self.userspaceNVMeNodes(&qmp, timeout: timeout) {
+                let named = "userspace NVMe block node \(node)"
+                if !guest.facts.assignedDevices.contains(named) { guest.facts.assignedDevices.append(named) }
+            }
             guest.facts.activeJob = try Self.hasActiveJob(&qmp, timeout: timeout)
         } catch {
             logger.info("guest \(guest.identity.name): QMP at \(socket): \(error); its command line's facts stand until its next pause asks again")
@@ -152,6 +156,19 @@ extension Worker {
             }
         }
         return found
+    }
+
+    /// The block nodes of QEMU's own userspace NVMe driver (`driver=nvme`, which maps guest
+    /// RAM for the device's DMA through VFIO), hot-plugged ones included
+    /// (`query-named-block-nodes`).
+    static func userspaceNVMeNodes(_ qmp: inout QMPConnection, timeout: Duration) throws(QMPError) -> [String] {
+        guard case .array(let nodes) = try qmp.execute("query-named-block-nodes", arguments: ["flat": .bool(true)], timeout: timeout)
+        else { return [] }
+        return nodes.compactMap { node in
+            guard case .object(let fields) = node, case .string("nvme")? = fields["drv"] else { return nil }
+            if case .string(let name)? = fields["node-name"] { return name }
+            return "(unnamed)"
+        }
     }
 
     /// Whether a job (backup, mirror, ...) or a migration is running.
