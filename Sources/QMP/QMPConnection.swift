@@ -280,7 +280,7 @@ public struct QMPConnection: ~Copyable, Sendable {
 
 /// Splits the byte stream from QEMU into messages: one JSON object a line, each ended by
 /// "\r\n", any number of them (or part of one) in one `recv`.
-private struct MessageReader: ~Copyable, @unchecked Sendable {
+@usableFromInline struct MessageReader: ~Copyable, @unchecked Sendable {
     /// The bytes received and not yet taken as messages, from `start`.
     private var buffer: [UInt8] = []
     private var start = 0
