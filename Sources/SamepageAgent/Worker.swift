@@ -101,6 +101,9 @@ final class Worker {
             let inbox = agent.takeInbox()
             if inbox.stopping { break }
             var reconcileNow = false
+            // libvirt's events are of libvirt's guests: the QEMUs outside it are looked for at
+            // their own interval, or when asked (`.refresh`).
+            var lookForQEMUsNow = false
             for request in inbox.requests {
                 switch request {
                 case .tunables(let tunables): applyTunables(tunables)
@@ -111,7 +114,9 @@ final class Worker {
                         startRepopulating()
                     }
                 case .reloadPolicies: reloadPolicies()
-                case .refresh: reconcileNow = true
+                case .refresh:
+                    reconcileNow = true
+                    lookForQEMUsNow = true
                 case .sharing(let reply): reply.send(sharingMatrix())
                 case .kernelKSM(let configuration, let reply): reply.send(governKernelKSM(configuration))
                 }
@@ -121,7 +126,7 @@ final class Worker {
             if connection == nil && ContinuousClock.now >= nextConnectAttempt { connect() }
             for notification in inbox.events { handle(notification, reconcile: &reconcileNow) }
             if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
-            if qemuDiscovery != nil && (reconcileNow || ContinuousClock.now >= nextQEMUReconcile) {
+            if qemuDiscovery != nil && (lookForQEMUsNow || ContinuousClock.now >= nextQEMUReconcile) {
                 reconcileQEMUGuests()
                 publish()
             }
@@ -265,7 +270,10 @@ final class Worker {
     /// of its processes, and whether its private RAM is still where it was.
     func checkMapped(_ mapped: [TrackedGuest]) {
         guard !mapped.isEmpty else { return }
-        refreshMappers(mapped)
+        // At most once a second, for every mapped guest: each pause makes libvirt events and
+        // so a reconcile, and a pass over /proc costs with every process on the host. The
+        // pause itself looks again when the index is over a second old.
+        if ContinuousClock.now - lastMapperRefresh >= .seconds(1) { refreshMappers(guests.values.filter(\.mapped)) }
         for guest in mapped where guest.policy.mode.reclaims { _ = checkDMADescriptors(guest) }
         for guest in mapped where guest.hasPrivateRAM {
             // Private RAM has no file whose identity can be checked: its mapping must still be there.
