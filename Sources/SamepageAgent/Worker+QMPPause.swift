@@ -110,7 +110,11 @@ extension Worker {
             return
         }
         guard events.contains(where: { $0.name == "STOP" }), afterStop.status == .paused else {
-            let why = afterStop.status == .paused ? "someone else paused it just before our stop" : "QEMU stopped it itself (\(afterStop.status))"
+            let why = switch afterStop.status {
+            case .paused: "someone else paused it just before our stop"
+            case .running: "someone else resumed it right after our stop"
+            default: "QEMU stopped it itself (\(afterStop.status))"
+            }
             logger.warning("guest \(name): the pause is not ours (\(why)); nothing punched, left as it is")
             clearJournal(guest, journal)
             return
