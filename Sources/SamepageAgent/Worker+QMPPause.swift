@@ -1,5 +1,6 @@
 import Glibc
 import Foundation
+import GuestMemory
 import Libvirt
 import QMP
 import SamepageCore
@@ -117,6 +118,12 @@ extension Worker {
             }
             logger.warning("guest \(name): the pause is not ours (\(why)); nothing punched, left as it is")
             clearJournal(guest, journal)
+            if events.contains(where: { $0.name == "STOP" }), afterStop.status == .running {
+                // Our stop paused it, and someone else's cont ended that: a pause of ours, cut short.
+                qmp.close()
+                recordPause(guest, start: start, suspended: suspended, punched: ContinuousClock.now, wallStart: wallStart,
+                            outcome: ZeroPageReclaim(), stoppedEarly: true)
+            }
             return
         }
 
