@@ -17,13 +17,12 @@ import Foundation
 ///    one key for both; Samepage does not make that better by guessing.
 ///
 /// A guest with none of these (no UUID, not Proxmox's, no `-name`) has no key: it is found and
-/// reported, but no policy can select it, and nothing about it is remembered across its
-/// restarts. No key is derived by hashing something else (the QMP socket path, the pid
-/// file): such a key changes when an unrelated detail does, and a policy written against it
-/// would stop applying without a word.
+/// reported, but no policy can select it. The key is never taken from something that changes
+/// with an unrelated detail (the QMP socket path, the pid file).
 ///
-/// Policies select such guests by name (`name:NAME`) or by VMID (`proxmox:VMID`), as they do
-/// libvirt's by name or UUID.
+/// Policies select guests by name or UUID, as libvirt's. A guest whose key is not a UUID gets
+/// a UUID derived from the key, stable across its restarts (the agent's
+/// `QEMUGuestHandle.derivedUUID`).
 public enum QEMUGuestKey: Sendable, Hashable, CustomStringConvertible {
     case uuid(UUID)
     case proxmox(vmid: Int)

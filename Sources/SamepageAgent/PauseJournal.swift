@@ -66,6 +66,10 @@ public struct PauseJournal: Sendable {
 
     /// The format this build writes.
     public static let format = 2
+    /// The format of a journal that holds a pause over QMP (an entry with `qmp`): a samepaged
+    /// that knows only format 2 would take such an entry for a libvirt guest's and drop it,
+    /// so it is told apart and refused loudly there. A journal of libvirt pauses stays format 2.
+    public static let qmpFormat = 3
 
     /// Where the default journal lives; `--resume-paused` always replays it.
     public static let defaultPath = HostDefaults.pauseJournal
@@ -95,8 +99,8 @@ public struct PauseJournal: Sendable {
         }
         if data.isEmpty { return [] }
         if let file = try? JSONDecoder().decode(File.self, from: data) {
-            guard file.format == Self.format else {
-                throw JournalError(path: path, problem: "has format \(file.format); this samepaged reads formats 1 and \(Self.format)")
+            guard file.format == Self.format || file.format == Self.qmpFormat else {
+                throw JournalError(path: path, problem: "has format \(file.format); this samepaged reads formats 1, \(Self.format) and \(Self.qmpFormat)")
             }
             return file.pauses
         }
@@ -131,7 +135,8 @@ public struct PauseJournal: Sendable {
     /// the directory.
     private func write(_ entries: [Entry]) throws(JournalError) {
         let data: Data
-        do { data = try JSONEncoder().encode(File(format: Self.format, pauses: entries)) } catch {
+        let format = entries.contains { $0.qmp != nil } ? Self.qmpFormat : Self.format
+        do { data = try JSONEncoder().encode(File(format: format, pauses: entries)) } catch {
             throw JournalError(path: path, problem: "cannot be encoded: \(error)")
         }
         try Self.writeDurably(data, to: path)

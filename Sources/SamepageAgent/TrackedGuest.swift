@@ -63,6 +63,12 @@ final class TrackedGuest {
     }
 
     var mapped: Bool { !slots.isEmpty }
+    /// Which run of its QEMU this is: libvirt's domain id, or for a guest outside libvirt its
+    /// QEMU's pid and start time. What was saved of one run never applies to the next.
+    var run: String? {
+        if let qemu { return "\(qemu.pid)@\(qemu.startTime)" }
+        return domainID.map { "domain \($0)" }
+    }
     /// Whether any of its RAM is private to QEMU.
     var hasPrivateRAM: Bool { !privateRegions.isEmpty }
 }

@@ -18,13 +18,13 @@ extension Worker {
     /// reload.
     func reconcileKernelKSM(connection: LibvirtConnection?) {
         for guest in guests.values {
-            if guest.process == nil && guest.qemuPID == nil, let handle = guest.qemu {
-                guest.qemuPID = handle.pid
-            } else if guest.process == nil && guest.qemuPID == nil {
-                do {
-                    let process = try QEMUProcess.libvirtGuest(name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
+            if guest.process == nil && guest.qemuPID == nil {
+                if let handle = guest.qemu {
+                    guest.qemuPID = handle.pid
+                } else if let process = try? QEMUProcess.libvirtGuest(
+                    name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory) {
                     guest.qemuPID = process.pid
-                } catch {}
+                }
             }
             if let pid = guest.process?.pid ?? guest.qemuPID { guest.kernelStat = try? ProcessKSMStat.read(pid: pid) }
             guard let governor = kernelGovernor else { continue }
@@ -84,7 +84,7 @@ extension Worker {
             return false
         }
         var originals = originalMerge[guest.uuid]
-        if originals?.domainID != guest.domainID { originals = (guest.domainID, [:]) }
+        if originals?.run != guest.run { originals = (guest.run, [:]) }
         var done = true
         for (id, merge) in backends where merge != value {
             if originals?.backends[id] == nil { originals?.backends[id] = merge }
@@ -153,7 +153,7 @@ extension Worker {
         defer { originalMerge = [:] }
         guard !originalMerge.isEmpty else { return }
         for (uuid, originals) in originalMerge {
-            guard let guest = guests[uuid], guest.domainID == originals.domainID else { continue }
+            guard let guest = guests[uuid], guest.run == originals.run else { continue }
             if guest.qemu == nil && connection == nil {
                 logger.error("kernel_ksm: libvirt is not connected: the merge property of guest \(guest.identity.name) stays as samepaged set it")
                 continue

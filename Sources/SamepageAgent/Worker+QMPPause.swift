@@ -216,14 +216,6 @@ extension Worker {
         }
     }
 
-    /// Clears the guest's journal entry once its pause is over or known not to be ours; a
-    /// journal that cannot be written is said loudly (its stale entry would be replayed).
-    func clearJournal(_ guest: TrackedGuest, _ journal: PauseJournal) {
-        do { try journal.didResume(uuid: guest.identity.uuid) } catch {
-            logger.critical("guest \(guest.identity.name): cannot clear its pause from the journal: \(error)")
-        }
-    }
-
     /// How long a `stop` that timed out is waited for still (the guest may be stopped meanwhile).
     static let lateStopTimeout: Duration = .seconds(30)
 

@@ -244,7 +244,7 @@ extension Worker {
             } else {
                 // libvirt refused: nothing was paused by this call.
                 logger.warning("guest \(name): suspend failed, nothing reclaimed: \(error)")
-                try? journal.didResume(uuid: guest.identity.uuid)
+                clearJournal(guest, journal)
             }
             return
         case .success?:
@@ -280,7 +280,7 @@ extension Worker {
         }
         if let notOurs {
             logger.warning("guest \(name): the pause is not ours (\(notOurs)); nothing punched, left as it is")
-            try? journal.didResume(uuid: guest.identity.uuid)
+            clearJournal(guest, journal)
             // Events our suspend may have caused are awaited before the next pause.
             guest.reclaimState.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount, ContinuousClock.now + .seconds(5))
             return
@@ -319,14 +319,14 @@ extension Worker {
             let after = resumedSince ? nil : LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
             if resumedSince {
                 logger.warning("guest \(name): resumed by someone else during our pause; punching stopped, not resuming it")
-                try? journal.didResume(uuid: guest.identity.uuid)
+                clearJournal(guest, journal)
             } else if case .success(let info)? = after {
                 if info.state == .paused, info.pausedReason == .user, info.id == before.id {
                     logger.warning("guest \(name): a lifecycle event arrived during our pause; punching stopped; ending our pause")
                     endPause(guest, start: start)
                 } else {
                     logger.warning("guest \(name): its state changed during our pause (\(info.state)); punching stopped, not resuming it")
-                    try? journal.didResume(uuid: guest.identity.uuid)
+                    clearJournal(guest, journal)
                 }
             } else {
                 logger.warning("guest \(name): a lifecycle event arrived during our pause and its state cannot be read; punching stopped, ending our pause once it can be")

@@ -21,16 +21,24 @@ extension Worker {
         let call = LibvirtCall { () throws(LibvirtError) in try connection.resume(uuid: uuid) }
         switch call.wait(configuration.libvirtCallTimeout) {
         case .success?:
-            try? journal?.didResume(uuid: guest.identity.uuid)
+            if let journal { clearJournal(guest, journal) }
         case .failure(let error)? where error.isOperationInvalid || error.isNoDomain:
             // Not paused any more (resumed by someone, or gone): nothing left to undo.
-            try? journal?.didResume(uuid: guest.identity.uuid)
+            if let journal { clearJournal(guest, journal) }
         case .failure(let error)?:
             logger.critical("guest \(guest.identity.name): resume failed: \(error); retrying with backoff")
             awaitResume(guest, call: nil, failure: "resume failed: \(error)")
         case nil:
             logger.critical("guest \(guest.identity.name): resume did not return within \(configuration.libvirtCallTimeout); retrying once libvirtd answers")
             awaitResume(guest, call: call, failure: "resume did not return within \(configuration.libvirtCallTimeout)")
+        }
+    }
+
+    /// Clears the guest's journal entry once its pause is over or known not to be ours; a
+    /// journal that cannot be written is said loudly (its stale entry would be replayed).
+    func clearJournal(_ guest: TrackedGuest, _ journal: PauseJournal) {
+        do { try journal.didResume(uuid: guest.identity.uuid) } catch {
+            logger.critical("guest \(guest.identity.name): cannot clear its pause from the journal: \(error)")
         }
     }
 
@@ -113,7 +121,8 @@ extension Worker {
             return ContinuousClock.now >= start + (outstanding ? .seconds(35) : .seconds(5))
         }
         while !unresumed.isEmpty && !deadlineReached() {
-            if connection == nil { self.connect() }
+            // libvirtd only for libvirt's pauses: a host of QMP guests may have none.
+            if connection == nil && unresumed.contains(where: { $0.entry.qmp == nil }) { self.connect() }
             resumePending()
             if !unresumed.isEmpty { usleep(50_000) }
         }

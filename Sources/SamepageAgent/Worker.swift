@@ -69,9 +69,10 @@ final class Worker {
     var kernelGovernor: KernelKSMGovernor?
     /// The kernel's figures when samepaged does not govern ksmd, read at each reconcile.
     var ungovernedKernelKSM = KernelKSMStatus()
-    /// The `merge` values samepaged changed, by guest UUID and domain id, then backend id: kept
-    /// by the worker so that a guest mapped again (a device change) keeps its originals.
-    var originalMerge: [UUID: (domainID: UInt32?, backends: [String: Bool])] = [:]
+    /// The `merge` values samepaged changed, by guest UUID and QEMU run (`TrackedGuest.run`),
+    /// then backend id: kept by the worker so that a guest mapped again (a device change)
+    /// keeps its originals, and never put back on another run.
+    var originalMerge: [UUID: (run: String?, backends: [String: Bool])] = [:]
 
     init(agent: Agent) throws {
         self.agent = agent

@@ -14,7 +14,7 @@ extension DaemonConfiguration {
         }
         if let percent = section.integer(
             Key.availableThresholdPercent.rawValue, in: Range.availableThresholdPercent,
-            describedAs: "1 to 100 (percent; 100 always runs)")
+            describedAs: Range.availableThresholdPercentWords)
         {
             kernelKSM.availableThresholdPercent = percent
         }
@@ -22,11 +22,11 @@ extension DaemonConfiguration {
             kernelKSM.advisorMode = mode
         }
         if let seconds = section.integer(
-            Key.advisorTargetScanTime.rawValue, in: Range.advisorTargetScanTime, describedAs: "1 or more (seconds)")
+            Key.advisorTargetScanTime.rawValue, in: Range.advisorTargetScanTime, describedAs: Range.advisorTargetScanTimeWords)
         {
             kernelKSM.advisorTargetScanTime = seconds
         }
-        if let percent = section.integer(Key.advisorMaxCPU.rawValue, in: Range.advisorMaxCPU, describedAs: "1 to 100 (percent)") {
+        if let percent = section.integer(Key.advisorMaxCPU.rawValue, in: Range.advisorMaxCPU, describedAs: Range.advisorMaxCPUWords) {
             kernelKSM.advisorMaxCPU = percent
         }
         if let pages = section.integer(Key.pagesToScan.rawValue, in: Range.pagesToScan) {
@@ -36,7 +36,7 @@ extension DaemonConfiguration {
             kernelKSM.sleepMillisecs = milliseconds
         }
         if let sharing = section.integer(
-            Key.maxPageSharing.rawValue, in: Range.maxPageSharing, describedAs: "at least 2 (the kernel has no unlimited)")
+            Key.maxPageSharing.rawValue, in: Range.maxPageSharing, describedAs: Range.maxPageSharingWords)
         {
             kernelKSM.maxPageSharing = sharing
         }

@@ -59,12 +59,12 @@ public struct KernelKSMChanges: Sendable, Equatable {
     var integers: [(key: Key, value: Int?, range: ClosedRange<Int>, expected: String, keyPath: WritableKeyPath<KernelKSMConfiguration, Int>)] {
         [
             (.availableThresholdPercent, availableThresholdPercent, Range.availableThresholdPercent,
-             "1 to 100 (percent; 100 always runs)", \.availableThresholdPercent),
-            (.advisorTargetScanTime, advisorTargetScanTime, Range.advisorTargetScanTime, "1 or more (seconds)", \.advisorTargetScanTime),
-            (.advisorMaxCPU, advisorMaxCPU, Range.advisorMaxCPU, "1 to 100 (percent)", \.advisorMaxCPU),
+             Range.availableThresholdPercentWords, \.availableThresholdPercent),
+            (.advisorTargetScanTime, advisorTargetScanTime, Range.advisorTargetScanTime, Range.advisorTargetScanTimeWords, \.advisorTargetScanTime),
+            (.advisorMaxCPU, advisorMaxCPU, Range.advisorMaxCPU, Range.advisorMaxCPUWords, \.advisorMaxCPU),
             (.pagesToScan, pagesToScan, Range.pagesToScan, "1 to \(Range.pagesToScan.upperBound)", \.pagesToScan),
             (.sleepMillisecs, sleepMillisecs, Range.sleepMillisecs, "0 to \(Range.sleepMillisecs.upperBound)", \.sleepMillisecs),
-            (.maxPageSharing, maxPageSharing, Range.maxPageSharing, "at least 2 (the kernel has no unlimited)", \.maxPageSharing),
+            (.maxPageSharing, maxPageSharing, Range.maxPageSharing, Range.maxPageSharingWords, \.maxPageSharing),
         ]
     }
 

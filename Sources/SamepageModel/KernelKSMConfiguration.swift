@@ -77,6 +77,12 @@ public struct KernelKSMConfiguration: Sendable, Equatable {
         public static let pagesToScan = 1...Int(UInt32.max)
         public static let sleepMillisecs = 0...Int(UInt32.max)
         public static let maxPageSharing = 2...Int(Int32.max)
+
+        /// How an error names each range: one wording for the configuration file and `ksm.tune`.
+        public static let availableThresholdPercentWords = "1 to 100 (percent; 100 always runs)"
+        public static let advisorTargetScanTimeWords = "1 or more (seconds)"
+        public static let advisorMaxCPUWords = "1 to 100 (percent)"
+        public static let maxPageSharingWords = "at least 2 (the kernel has no unlimited)"
     }
 
     /// The configuration; each setting left out takes its default (an empty section's).

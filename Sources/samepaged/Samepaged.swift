@@ -262,8 +262,9 @@ struct HangupService: Service {
         } catch {
             logger.error("configuration: \(error)")
         }
-        // [kernel_ksm]: what the file says now, over any `tune --kernel-…` since.
-        if settings.kernelKSM != agent.currentKernelKSM, case .failure(let refusal) = agent.setKernelKSM(settings.kernelKSM) {
+        // [kernel_ksm]: what the file says now, over any `tune --kernel-…` since; sent at every
+        // reload, so that one that could not take hold of ksmd before is tried again.
+        if case .failure(let refusal) = agent.setKernelKSM(settings.kernelKSM) {
             logger.error("configuration: kernel_ksm: \(refusal)")
         }
         for error in policies.reconfigure(directory: settings.policyDirectory, defaultPolicy: settings.defaultPolicy) {

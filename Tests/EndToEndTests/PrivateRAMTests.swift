@@ -101,9 +101,8 @@ struct PrivateRAMEndToEndTests {
         // ksmd runs once every guest is known to be as its policy allows.
         #expect(eventually(timeout: .seconds(15)) { (try? String(contentsOfFile: "/sys/kernel/mm/ksm/run", encoding: .utf8)) == "1\n" })
         #expect(try String(contentsOfFile: "/sys/kernel/mm/ksm/use_zero_pages", encoding: .utf8) == "1\n")
-        // Smart scan
-        // is off, as in the estimate: with it the kernel skips pages that did not merge at
-        // first for exponentially more passes, and settles much later.
+        // Smart scan is off, as in the estimate: with it the kernel skips pages that did not
+        // merge at first for exponentially more passes, and settles much later.
         func merged() -> Int {
             let sharing = Int((try? String(contentsOfFile: "/sys/kernel/mm/ksm/pages_sharing", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
             let zero = Int((try? String(contentsOfFile: "/sys/kernel/mm/ksm/ksm_zero_pages", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0

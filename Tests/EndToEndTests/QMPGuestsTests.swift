@@ -51,13 +51,6 @@ private var qmpDaemonConfig: String {
 private final class MonitorHolder {
     var connection: QMPConnection?
     init(socket: String) throws { connection = try QMPConnection.connect(path: socket, timeout: .seconds(5)) }
-    /// The events QEMU sent the holder so far.
-    func events() -> [String] {
-        guard var held = connection.take() else { return [] }
-        let events = ((try? held.readEvents(until: .now + .milliseconds(100))) ?? []).map(\.name)
-        connection = consume held
-        return events
-    }
 }
 
 @Suite("End to end: QEMU guests outside libvirt, over QMP", .serialized)
@@ -136,7 +129,7 @@ struct QMPGuestsEndToEndTests {
         #expect(pages[i][j] > 1000, "\(sharing)")
 
         #expect(daemon.stop() == 0)
-        #expect(holder.events().contains("STOP") == false)
+        withExtendedLifetime(holder) {}  // the socket stays held until samepaged is gone
         #expect((try? PauseJournal(path: "\(daemon.directory)/paused.json").entries().isEmpty) == true)
         for name in [proxmox, plain, virtiofs] { #expect(QEMUGuest.status(name) == .running, "\(name)") }
         // The data sets held through every pause (a check runs every few seconds).
@@ -232,7 +225,7 @@ struct QMPGuestsEndToEndTests {
                 || daemon.log.contains("the pause is not ours (someone else resumed it right after our stop)")
         }
         #expect(caught, "no outside cont landed inside a pause:\n\(daemon.log.suffix(3000))")
-        #expect(int(reclaim()["pauses_stopped_early"]) > 0 || !caught)
+        #expect(int(reclaim()["pauses_stopped_early"]) > 0)
 
         // Paused again by the operator while samepaged runs: it stays paused.
         try operatorCommand("stop")

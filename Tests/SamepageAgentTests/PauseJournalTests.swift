@@ -29,6 +29,22 @@ struct PauseJournalTests {
         #expect(try journal.entries().map(\.uuid) == ["b"])
     }
 
+    @Test("A pause over QMP is journalled as format 3 with what finds its QEMU again; format 2 once it is gone")
+    func qmpPausesMakeFormatThree() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = PauseJournal(path: "\(directory)/paused.json")
+        try journal.willPause(uuid: "a", name: "libvirt-guest", domainID: 3)
+        let target = PauseJournal.QMPTarget(socket: "/run/qemu-server/101.qmp", pid: 4242, startTime: 777)
+        try journal.willPause(uuid: "b", name: "proxmox-guest", domainID: nil, qmp: target)
+        let text = try String(contentsOfFile: journal.path, encoding: .utf8)
+        #expect(text.contains("\"format\":3"))
+        #expect(text.contains("\"start_time\":777"))
+        #expect(try journal.entries().map(\.qmp) == [nil, target])
+        try journal.didResume(uuid: "b")
+        #expect(try String(contentsOfFile: journal.path, encoding: .utf8).contains("\"format\":2"))
+    }
+
     @Test("The first format, a bare array, is still read")
     func firstFormat() throws {
         let directory = temporaryDirectory()
@@ -40,7 +56,7 @@ struct PauseJournalTests {
     }
 
     @Test("Corrupt and unknown-format journals throw, naming the file", arguments: [
-        "{ not json", "{\"format\": 3, \"pauses\": []}", "[{\"uuid\": 1}]", "{\"pauses\": []}",
+        "{ not json", "{\"format\": 4, \"pauses\": []}", "[{\"uuid\": 1}]", "{\"pauses\": []}",
     ])
     func corrupt(content: String) throws {
         let directory = temporaryDirectory()
