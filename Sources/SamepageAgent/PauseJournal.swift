@@ -13,8 +13,8 @@ import SamepageModel
 /// the pause it made: the same QEMU run (domain id), paused by a client (`PAUSED_USER`). A
 /// guest paused by someone else, or for another reason (an I/O error, a migration), is theirs.
 ///
-/// The file is JSON, `{"format": 2, "pauses": [...]}`; the first format, a bare array of
-/// entries, is still read. Anything else (corrupt, unreadable, an unknown format) throws:
+/// The file is JSON, `{"format": 2, "pauses": [...]}` (3 while it holds a pause over QMP);
+/// the first format, a bare array of entries, is still read. Anything else (corrupt, unreadable, an unknown format) throws:
 /// forgetting a pause is worse than refusing to start.
 public struct PauseJournal: Sendable {
     /// One pause under way.
