@@ -23,25 +23,53 @@ public struct PauseJournal: Sendable {
         public var name: String
         /// When the pause began (seconds since 1970).
         public var since: Double
-        /// The domain id of the QEMU run that was paused: a guest restarted since then (a new
-        /// id) is not in our pause. Nil in entries of the first format.
-        public var domainID: UInt32?
-        /// For a guest outside libvirt, paused over QMP: what finds it again (its socket) and
-        /// tells its QEMU from a new one (pid and start time). Nil for libvirt's guests.
-        public var qmp: QMPTarget?
+        /// How the guest was paused, and what tells the QEMU run that was paused from a later one.
+        public var target: Target
 
-        public init(uuid: String, name: String, since: Double, domainID: UInt32?, qmp: QMPTarget? = nil) {
+        public init(uuid: String, name: String, since: Double, target: Target) {
             self.uuid = uuid
             self.name = name
             self.since = since
-            self.domainID = domainID
-            self.qmp = qmp
+            self.target = target
         }
 
         enum CodingKeys: String, CodingKey {
             case uuid, name, since, qmp
             case domainID = "domain_id"
         }
+
+        // The wire form stays that of formats 1 to 3: `domain_id` for libvirt's pauses, `qmp`
+        // for pauses over QMP.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            uuid = try container.decode(String.self, forKey: .uuid)
+            name = try container.decode(String.self, forKey: .name)
+            since = try container.decode(Double.self, forKey: .since)
+            if let qmp = try container.decodeIfPresent(QMPTarget.self, forKey: .qmp) {
+                target = .qmp(qmp)
+            } else {
+                target = .libvirt(domainID: try container.decodeIfPresent(UInt32.self, forKey: .domainID))
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(uuid, forKey: .uuid)
+            try container.encode(name, forKey: .name)
+            try container.encode(since, forKey: .since)
+            switch target {
+            case .libvirt(let domainID): try container.encodeIfPresent(domainID, forKey: .domainID)
+            case .qmp(let qmp): try container.encode(qmp, forKey: .qmp)
+            }
+        }
+    }
+
+    /// How a journalled pause was made: the transport, and what identifies the QEMU run paused.
+    public enum Target: Sendable, Equatable {
+        /// libvirt's suspend; the domain id of the QEMU run (nil in entries of the first format).
+        case libvirt(domainID: UInt32?)
+        /// QEMU's `stop` over its QMP socket.
+        case qmp(QMPTarget)
     }
 
     /// The QEMU of a pause made over QMP.
@@ -110,10 +138,10 @@ public struct PauseJournal: Sendable {
 
     /// Records a pause before it happens. Throws if it cannot be made durable: then the guest
     /// must not be paused.
-    public func willPause(uuid: String, name: String, domainID: UInt32?, qmp: QMPTarget? = nil) throws(JournalError) {
+    public func willPause(_ entry: Entry) throws(JournalError) {
         try Self.writers.withLock { _ throws(JournalError) in
-            var entries = try entries().filter { $0.uuid != uuid }
-            entries.append(Entry(uuid: uuid, name: name, since: Date().timeIntervalSince1970, domainID: domainID, qmp: qmp))
+            var entries = try entries().filter { $0.uuid != entry.uuid }
+            entries.append(entry)
             try write(entries)
         }
     }
@@ -135,7 +163,7 @@ public struct PauseJournal: Sendable {
     /// the directory.
     private func write(_ entries: [Entry]) throws(JournalError) {
         let data: Data
-        let format = entries.contains { $0.qmp != nil } ? Self.qmpFormat : Self.format
+        let format = entries.contains { if case .qmp = $0.target { true } else { false } } ? Self.qmpFormat : Self.format
         do { data = try JSONEncoder().encode(File(format: format, pauses: entries)) } catch {
             throw JournalError(path: path, problem: "cannot be encoded: \(error)")
         }
@@ -229,3 +257,4 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { "pause journal \(path) \(problem)" }
 }
+extension PauseJournal: PauseJournaling {}

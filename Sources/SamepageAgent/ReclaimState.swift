@@ -43,8 +43,11 @@ struct ReclaimState {
     var ownEvents: (suspended: Int, resumed: Int, until: ContinuousClock.Instant)?
     /// Recent pauses, for the per-minute duty cycle; forgotten a minute after they ended.
     var recentPauses: [(end: ContinuousClock.Instant, milliseconds: Double)] = []
-    /// No pause before this (after an overrun, or many refaults).
+    /// No pause before this (after an overrun, many refaults, a busy or faulty peer).
     var backoffUntil: ContinuousClock.Instant?
+    /// Pauses in a row that could not start for a fault of the guest's peer (its QMP monitor
+    /// hangs, floods, breaks the protocol): the backoff grows with them.
+    var peerFaults = 0
 
     /// Per region: pages reclaimed and still holes, and pages that refaulted after a reclaim
     /// (never reclaimed again while the guest runs).
@@ -107,13 +110,12 @@ struct ReclaimState {
     /// than 64 pages, the smallest batch the per-page cost is learned from.
     func batchSize(maxPauseMs: Int) -> Int {
         guard pausesMeasured > 0 else { return Self.probePages }
-        let room = max(0, Double(maxPauseMs) * 700 - pauseFixedMicros)
-        return max(Self.probePages, Int(room / max(pausePerPageMicros, 0.5)))
+        return PauseBudget(maxPauseMs: maxPauseMs).batchPages(fixedMicros: pauseFixedMicros, perPageMicros: pausePerPageMicros)
     }
 
     /// The batch of a probe: the first pause of a guest, whose costs are not known yet, and
     /// a pause after a deferral for cost.
-    static let probePages = 64
+    static let probePages = PauseBudget.minimumBatchPages
 
     /// How long after its last pause a guest deferred for its pause cost is probed again.
     static let costProbeInterval: Duration = .seconds(60)
@@ -135,7 +137,7 @@ struct ReclaimState {
                 detail: "host CPU pressure \(Self.format(cpuPressure))% (limit \(Self.format(pressureLimit))%)")
         }
         let fixedMs = pauseFixedMicros / 1000
-        guard pausesMeasured > 0, fixedMs > Double(maxPauseMs) * 0.8 else { return nil }
+        guard pausesMeasured > 0, PauseBudget(maxPauseMs: maxPauseMs).fixedCostLeavesNoRoom(fixedMicros: pauseFixedMicros) else { return nil }
         if let last = lastPauseEnd, now - last >= Self.costProbeInterval { return nil }
         return ReclaimDeferral(
             .pauseCost,

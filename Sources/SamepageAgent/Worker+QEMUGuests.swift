@@ -84,7 +84,7 @@ extension Worker {
         let timeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
         do {
             var qmp = try QMPConnection.connect(path: socket, timeout: timeout)
-            if let handle = guest.qemu, let mismatch = try Self.identityMismatch(&qmp, handle: handle, timeout: timeout) {
+            if let handle = guest.qemu, let mismatch = try QMPPauseTransport.identityMismatch(&qmp, handle: handle, timeout: timeout) {
                 logger.error("guest \(guest.identity.name): \(mismatch); it is accounted, never paused")
                 guest.facts.qmpUnreachable = mismatch
                 return
@@ -108,24 +108,10 @@ extension Worker {
                 let named = "userspace NVMe block node \(node)"
                 if !guest.facts.assignedDevices.contains(named) { guest.facts.assignedDevices.append(named) }
             }
-            guest.facts.activeJob = try Self.hasActiveJob(&qmp, timeout: timeout)
+            guest.facts.activeJob = try QMPPauseTransport.hasActiveJob(&qmp, timeout: timeout)
         } catch {
             logger.info("guest \(guest.identity.name): QMP at \(socket): \(error); its command line's facts stand until its next pause asks again")
         }
-    }
-
-    /// Whether the QEMU behind the socket is another guest than `handle` (its UUID, or for a
-    /// guest without one its name, as QMP's `query-uuid` and `query-name` give them); nil
-    /// when it is this one. A socket path can outlive its QEMU and be taken by another.
-    static func identityMismatch(_ qmp: inout QMPConnection, handle: QEMUGuestHandle, timeout: Duration) throws(QMPError) -> String? {
-        if handle.uuidDerived {
-            let name = try qmp.queryName(timeout: timeout)
-            guard let name, name != handle.name, handle.commandLine.name != nil else { return nil }
-            return "its QMP socket \(handle.qmpSocket ?? "") answers for a guest named \(name), not \(handle.name)"
-        }
-        let uuid = try qmp.queryUUID(timeout: timeout)
-        guard UUID(uuidString: uuid) != handle.uuid else { return nil }
-        return "its QMP socket \(handle.qmpSocket ?? "") answers for the guest with UUID \(uuid), not \(handle.uuid.uuidString.lowercased())"
     }
 
     /// Asks a guest's QMP for its run state and jobs again; a busy or silent monitor leaves
@@ -136,7 +122,7 @@ extension Worker {
         do {
             var qmp = try QMPConnection.connect(path: socket, timeout: timeout)
             guest.state = Self.domainState(try qmp.queryStatus(timeout: timeout))
-            guest.facts.activeJob = try Self.hasActiveJob(&qmp, timeout: timeout)
+            guest.facts.activeJob = try QMPPauseTransport.hasActiveJob(&qmp, timeout: timeout)
         } catch {
             logger.debug("guest \(guest.identity.name): QMP at \(socket): \(error)")
         }
@@ -169,13 +155,6 @@ extension Worker {
             if case .string(let name)? = fields["node-name"] { return name }
             return "(unnamed)"
         }
-    }
-
-    /// Whether a job (backup, mirror, ...) or a migration is running.
-    static func hasActiveJob(_ qmp: inout QMPConnection, timeout: Duration) throws(QMPError) -> Bool {
-        let jobs = try qmp.queryJobs(timeout: timeout)
-        let migration = try qmp.queryMigrate(timeout: timeout)
-        return jobs.contains(where: \.isActive) || migration.status.isInProgress
     }
 
     /// QEMU's run state in libvirt's words, as `list` shows every guest's.

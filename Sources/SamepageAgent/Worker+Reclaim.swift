@@ -7,8 +7,8 @@ import SamepageModel
 import Synchronization
 
 /// Zero-page reclaim: confirmed zero pages are gathered per guest and given back to the host
-/// in short pauses of that guest (libvirt suspend, verify each page is still zero, punch holes,
-/// resume), within the guest's pause budget. See "What merge means here" in DESIGN.md.
+/// in short pauses of that guest (``PauseSession``: suspend, verify each page is still zero,
+/// punch holes, resume), within the guest's pause budget, each on a pause thread of its own.
 extension Worker {
     /// Why the guest's zero pages may not be reclaimed now; nil when they may.
     func reclaimIneligibility(_ guest: TrackedGuest) -> String? {
@@ -72,8 +72,8 @@ extension Worker {
         }
         let now = ContinuousClock.now
         for guest in guests.values {
-            // libvirt's guests are paused through libvirtd; the others over their own QMP.
-            if guest.source == .libvirt && connection == nil { continue }
+            // One pause of a guest at a time; others go on while it runs.
+            guard pausesInFlight[guest.uuid] == nil else { continue }
             clearDeferralIfIdle(guest)
             guard guest.reclaimState.isDue(at: now, batchMinimum: configuration.reclaimBatchMinimum, delay: configuration.reclaimDelay)
             else { continue }
@@ -113,17 +113,6 @@ extension Worker {
         return false
     }
 
-    /// Waits (briefly, polling) for a suspended event beyond the `count`th: the one our own
-    /// suspend causes if it paused the guest.
-    private func ownSuspendEventArrives(_ uuid: UUID, after count: Int, within limit: Duration) -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if agent.stateEvents(of: uuid).suspendedCount > count { return true }
-            usleep(1_000)
-        }
-        return agent.stateEvents(of: uuid).suspendedCount > count
-    }
-
     /// Takes up to `limit` pending pages of the guest, region by region; on hugetlbfs only
     /// pages that make up whole huge pages (a smaller punch frees nothing), the others stay
     /// pending.
@@ -156,17 +145,10 @@ extension Worker {
         return batch
     }
 
-    /// One reclaim pause, ours alone and bounded:
-    /// 1. everything that can be checked is checked before the suspend (mode, writable
-    ///    backends, DMA descriptors, the backend's identity, the guest running);
-    /// 2. after the suspend, the pause must be ours: paused by a client, the same QEMU run,
-    ///    and no suspend event delivered between our check and our call (someone else's);
-    /// 3. verify and punch until the batch is done, the deadline comes, or any lifecycle
-    ///    event of the guest arrives (an outside resume): then stop at once;
-    /// 4. resume, unless someone else already did; a failed resume is retried with backoff
-    ///    until it succeeds, and the journal holds the pause meanwhile.
+    /// Starts one reclaim pause of `guest` on a pause thread (``PauseSession``): the agent's
+    /// thread goes on scanning while it runs, and ``collectPauses()`` applies its outcome.
     func reclaim(_ guest: TrackedGuest, limit: Int) {
-        guard let journal else { return }
+        guard let journal, let (transport, timeouts) = pauseTransport(for: guest) else { return }
         let batch = takeBatch(guest, limit: limit)
         guard !batch.isEmpty else {
             // Nothing whole to punch (partial huge pages): no pause until more pages come.
@@ -174,16 +156,138 @@ extension Worker {
             return
         }
         guard readyToPause(guest, batch: batch) else { return }
-        if guest.qemu != nil {
-            reclaimOverQMP(guest, batch: batch, journal: journal)
-        } else if let connection {
-            reclaimOverLibvirt(guest, batch: batch, connection: connection, journal: journal)
+        // The previous pause's record is complete by now (its events were awaited).
+        completePauseRecord(of: guest, force: true)
+        let session = PauseSession(
+            guest: guest.identity, transport: transport, journal: journal,
+            punch: BatchPunch(regions: batch.map { ($0.region, guest.regions[$0.region], $0.pages) }),
+            budget: PauseBudget(maxPauseMs: guest.policy.maxPauseMs), expectedResumeMicros: guest.reclaimState.resumeMicros,
+            timeouts: timeouts, logger: logger)
+        pausesInFlight[guest.uuid] = PauseInFlight(
+            identity: guest.identity, tracked: ObjectIdentifier(guest), transport: transport, batch: batch,
+            call: BlockingCall { () throws(Never) in session.run() })
+    }
+
+    /// The one place that picks how a guest is paused: over its own QMP socket for a QEMU
+    /// outside libvirt, through libvirtd for libvirt's guests. nil when it cannot be paused now.
+    func pauseTransport(for guest: TrackedGuest) -> (any PauseTransport, PauseTimeouts)? {
+        let agent = self.agent
+        let uuid = guest.uuid
+        if let handle = guest.qemu {
+            let timeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
+            let transport = QMPPauseTransport(handle: handle, timeout: timeout) { events in
+                for event in events {
+                    agent.deliver(QemuMonitorEvent(uuid: uuid, name: event.name, timestamp: event.timestamp.secondsSinceEpoch))
+                }
+            }
+            return transport.map { ($0, PauseTimeouts(call: timeout, suspend: Self.stopTimeout)) }
+        }
+        guard let connection else { return nil }
+        let transport = LibvirtPauseTransport(connection: connection, uuid: uuid, domainID: guest.domainID) {
+            agent.stateEvents(of: uuid)
+        }
+        return (transport, PauseTimeouts(call: configuration.libvirtCallTimeout, suspend: configuration.libvirtCallTimeout))
+    }
+
+    /// How long `stop` over QMP may take: QEMU replies once block I/O is drained and flushed.
+    static let stopTimeout: Duration = .seconds(10)
+
+    /// How long reclaim waits for a guest whose QMP socket serves another client.
+    static let monitorBusyBackoff: Duration = .seconds(5)
+
+    /// How long reclaim waits, at first, for a guest whose pause could not start for a fault of
+    /// its peer (a QMP monitor that does not answer, floods or breaks the protocol); doubled
+    /// at each fault in a row, up to ``peerFaultBackoffLimit``.
+    static let peerFaultBackoff: Duration = .seconds(5)
+    static let peerFaultBackoffLimit: Duration = .seconds(300)
+
+    /// Applies the outcomes of the pauses that have ended.
+    func collectPauses() {
+        for (uuid, inFlight) in pausesInFlight {
+            guard case .success(let outcome)? = inFlight.call.result else { continue }
+            pausesInFlight[uuid] = nil
+            finishPause(inFlight, outcome, guest: guests[uuid].flatMap { ObjectIdentifier($0) == inFlight.tracked ? $0 : nil })
         }
     }
 
+    /// Applies what a pause did to its guest (if it is still followed) and to the retries.
+    func finishPause(_ inFlight: PauseInFlight, _ outcome: PauseOutcome, guest: TrackedGuest?) {
+        let name = inFlight.identity.name
+        if let guest, let before = outcome.before {
+            guest.facts.activeJob = before.jobRunning
+            if before.state != .running, guest.state == .running { guest.state = .paused }
+        }
+        switch outcome.verdict {
+        case .notPaused(let why, let busy):
+            guard let guest else { break }
+            if busy {
+                monitorBusy(guest, batch: inFlight.batch, detail: why)
+            } else if outcome.before == nil {
+                peerFault(guest, why)
+            } else {
+                guest.reclaimState.peerFaults = 0
+                logger.info("guest \(name): not pausing: \(why)")
+            }
+        case .wrongPeer(let why):
+            logger.error("guest \(name): \(why); not pausing")
+            guest?.facts.qmpUnreachable = why
+        case .notOurs, .ours:
+            guest?.reclaimState.peerFaults = 0
+        }
+        if case .unresolved(let failure)? = outcome.ending {
+            awaitResume(PauseJournal.Entry(
+                uuid: inFlight.identity.uuid, name: name, since: outcome.times?.wallStart ?? Date().timeIntervalSince1970,
+                target: inFlight.transport.journalTarget), failure: failure, outstanding: outcome.outstanding)
+        }
+        guard let guest else { return }
+        if outcome.suspendSent, let counts = inFlight.transport.eventCountsAfterPause(ended: outcome.times != nil && outcome.verdict == .ours) {
+            // Events our suspend and resume caused are awaited before the next pause.
+            guest.reclaimState.ownEvents = (counts.suspended, counts.resumed, ContinuousClock.now + .seconds(5))
+        }
+        for (region, ranges) in outcome.punch.punched where region < guest.regions.count {
+            let regionPages = guest.regions[region].pageCount
+            for range in ranges { guest.reclaimState.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
+        }
+        if let times = outcome.times {
+            recordPause(guest, times: times, outcome: outcome.punch.outcome, stoppedEarly: outcome.stoppedEarly)
+        }
+    }
+
+    /// A pause that could not start for a fault of the guest's peer: its pages wait, and the
+    /// guest is tried again after a backoff that grows while the faults go on (no reconnect
+    /// storm from a QEMU whose monitor floods or hangs). Logged at the first fault of a run.
+    private func peerFault(_ guest: TrackedGuest, _ why: String) {
+        guest.reclaimState.peerFaults += 1
+        let faults = guest.reclaimState.peerFaults
+        let backoff = min(Self.peerFaultBackoffLimit, Self.peerFaultBackoff * (1 << min(faults - 1, 10)))
+        guest.reclaimState.backoffUntil = ContinuousClock.now + backoff
+        if faults == 1 {
+            logger.warning("guest \(guest.identity.name): cannot pause it: \(why); trying again in \(backoff), backing off further while this lasts")
+        } else {
+            logger.debug("guest \(guest.identity.name): cannot pause it (\(faults) times in a row): \(why); next try in \(backoff)")
+        }
+    }
+
+    /// The guest's monitor serves someone else: its pages wait, and reclaim says so.
+    private func monitorBusy(_ guest: TrackedGuest, batch: [(region: Int, pages: [Int])], detail: String) {
+        let now = ContinuousClock.now
+        for (region, pages) in batch {
+            for page in pages { guest.reclaimState.addPending(page: page, region: region, at: now) }
+        }
+        guest.reclaimState.backoffUntil = now + Self.monitorBusyBackoff
+        let deferral = ReclaimDeferral(
+            .monitorBusy,
+            detail: "its QMP socket serves another client (QEMU serves one at a time: \(detail)); trying again in \(Self.monitorBusyBackoff)")
+        if guest.reclaimState.status.deferred?.reason != .monitorBusy {
+            guest.reclaimState.status.countDeferral(.monitorBusy)
+            logger.notice("guest \(guest.identity.name): reclaim waits: \(deferral.detail)")
+        }
+        guest.reclaimState.status.deferred = deferral
+    }
+
     /// What is checked before any pause, whoever pauses: no device that DMAs into guest RAM,
-    /// no other process mapping it (the index at most a second old), and each backend still
-    /// the file that was opened.
+    /// no other process mapping it (the index at most a second old), no Proxmox lock, and each
+    /// backend still the file that was opened.
     private func readyToPause(_ guest: TrackedGuest, batch: [(region: Int, pages: [Int])]) -> Bool {
         let name = guest.identity.name
         guard checkDMADescriptors(guest) else { return false }
@@ -196,6 +300,11 @@ extension Worker {
                 return false
             }
         }
+        refreshProxmoxLock(guest)
+        if let lock = guest.facts.proxmoxLock {
+            logger.info("guest \(name): Proxmox VE lock \(lock); not pausing")
+            return false
+        }
         for (region, _) in batch {
             do { try guest.regions[region].ensureStillSameBackend() } catch {
                 logger.warning("guest \(name): \(error); not pausing")
@@ -205,168 +314,13 @@ extension Worker {
         return true
     }
 
-    /// The libvirt pause (see ``reclaim(_:limit:)``).
-    private func reclaimOverLibvirt(
-        _ guest: TrackedGuest, batch: [(region: Int, pages: [Int])], connection: LibvirtConnection, journal: PauseJournal
-    ) {
-        let name = guest.identity.name
-        let timeout = configuration.libvirtCallTimeout
-        let uuid = guest.uuid
-        let checked = ContinuousClock.now
-        guard case .success(let before)? = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout),
-            before.state == .running, before.id == guest.domainID
-        else { return }
-        do {
-            try journal.willPause(uuid: guest.identity.uuid, name: name, domainID: before.id)
-        } catch {
-            logger.error("guest \(name): cannot record the pause, not pausing: \(error)")
-            return
-        }
-        // The previous pause's record is complete by now (its events were awaited above).
-        completePauseRecord(of: guest, force: true)
-        let eventsBefore = agent.stateEvents(of: uuid)
-        let wallStart = Date().timeIntervalSince1970
-        let start = ContinuousClock.now
-        let suspendCall = LibvirtCall { () throws(LibvirtError) in try connection.suspend(uuid: uuid) }
-        switch suspendCall.wait(timeout) {
-        case nil:
-            // libvirtd did not answer in time (its job lock, or it hangs): the suspend may
-            // still happen. The journal holds the pause; it is ended as soon as libvirtd
-            // answers, if it is ours.
-            logger.critical("guest \(name): suspend did not return within \(timeout); resuming it once libvirtd answers")
-            awaitResume(guest, call: suspendCall, failure: "suspend did not return within \(timeout)")
-            return
-        case .failure(let error)?:
-            if error.isConnectionFailure {
-                // A lost reply: the guest may be paused by us.
-                logger.critical("guest \(name): suspend failed on the connection: \(error); resuming it if it is paused by us")
-                awaitResume(guest, call: nil, failure: "suspend failed: \(error)")
-            } else {
-                // libvirt refused: nothing was paused by this call.
-                logger.warning("guest \(name): suspend failed, nothing reclaimed: \(error)")
-                clearJournal(guest, journal)
-            }
-            return
-        case .success?:
-            break
-        }
-        let suspended = ContinuousClock.now
-
-        // Is the pause ours? A suspend of an already paused guest succeeds without pausing.
-        let early = agent.stateEvents(of: uuid)
-        let afterSuspend = LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
-        var notOurs: String?
-        if let at = early.suspended, at >= checked, at < start, (early.resumed ?? at) <= at,
-            !ownSuspendEventArrives(uuid, after: early.suspendedCount, within: .milliseconds(200))
-        {
-            // Paused by someone between our check and our call, and no suspend of ours came
-            // after it: our suspend found the guest paused and changed nothing. (Had it paused
-            // the guest, libvirt would deliver a second suspended event: waited for above.)
-            notOurs = "someone else paused it just before our suspend"
-        } else if case .success(let info)? = afterSuspend {
-            if info.state != .paused {
-                notOurs = "it is \(info.state) right after our suspend (resumed by someone else)"
-            } else if info.pausedReason != .user {
-                notOurs = "it is paused for another reason (\(info.pausedReason.map(\.description) ?? "unknown"))"
-            } else if info.id != before.id {
-                notOurs = "its QEMU changed during the suspend"
-            }
-        } else {
-            // The state cannot be read: the pause is ours (the suspend succeeded) but nothing
-            // is punched without knowing more.
-            logger.warning("guest \(name): cannot read its state after the suspend; nothing punched")
-            endPause(guest, start: start)
-            return
-        }
-        if let notOurs {
-            logger.warning("guest \(name): the pause is not ours (\(notOurs)); nothing punched, left as it is")
-            clearJournal(guest, journal)
-            // Events our suspend may have caused are awaited before the next pause.
-            guest.reclaimState.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount, ContinuousClock.now + .seconds(5))
-            return
-        }
-
-        // Verify and punch, bounded: the resume's expected cost is kept out of the budget.
-        // At least a millisecond: a probe after a busy spell carries the busy spell's resume
-        // cost, and a probe that punches nothing learns nothing about the pages.
-        let budget = max(.milliseconds(1), Duration.microseconds(Int64(Double(guest.policy.maxPauseMs) * 1000 - guest.reclaimState.resumeMicros * 1.2)))
-        let deadline = start + budget
-        let agent = self.agent
-        var outsideChange = false
-        let shouldContinue: () -> Bool = {
-            let events = agent.stateEvents(of: uuid)
-            if let at = events.resumed, at > start { outsideChange = true }
-            if let at = events.other, at > start { outsideChange = true }
-            return !outsideChange && ContinuousClock.now < deadline
-        }
-        let outcome = punch(guest, batch: batch, while: shouldContinue)
-        let stoppedEarly = outcome.stoppedEarly || outsideChange || ContinuousClock.now >= deadline
-        let punched = ContinuousClock.now
-        // Our suspend made one suspended event, and the pause's end one resumed event (ours, or
-        // the outside resume's): wait for both before the next pause.
-        guest.reclaimState.ownEvents = (eventsBefore.suspendedCount + 1, eventsBefore.resumedCount + 1, ContinuousClock.now + .seconds(5))
-        if outsideChange {
-            // Someone else changed the guest's state while we held it: punching stopped at
-            // once. If their resume ended our pause, nothing of ours is left to end. If the
-            // guest is still paused by a client (the event was not a resume, or came late),
-            // the pause is still ours and is ended as every pause is: a pause of ours is
-            // never left behind on a doubt.
-            // A resumed event since our suspend means our pause ended: whatever holds the guest
-            // now is not ours. Otherwise (a device event, a stop) the pause is still ours if
-            // the guest is still paused by a client; if its state cannot be read, the pause is
-            // ended through the retry path, which reads the state before it resumes.
-            let resumedSince = agent.stateEvents(of: uuid).resumedCount > eventsBefore.resumedCount
-            let after = resumedSince ? nil : LibvirtCall({ () throws(LibvirtError) in try connection.domainInfo(uuid: uuid) }).wait(timeout)
-            if resumedSince {
-                logger.warning("guest \(name): resumed by someone else during our pause; punching stopped, not resuming it")
-                clearJournal(guest, journal)
-            } else if case .success(let info)? = after {
-                if info.state == .paused, info.pausedReason == .user, info.id == before.id {
-                    logger.warning("guest \(name): a lifecycle event arrived during our pause; punching stopped; ending our pause")
-                    endPause(guest, start: start)
-                } else {
-                    logger.warning("guest \(name): its state changed during our pause (\(info.state)); punching stopped, not resuming it")
-                    clearJournal(guest, journal)
-                }
-            } else {
-                logger.warning("guest \(name): a lifecycle event arrived during our pause and its state cannot be read; punching stopped, ending our pause once it can be")
-                awaitResume(guest, call: nil, failure: "state unknown after an event during our pause")
-            }
-        } else {
-            endPause(guest, start: start)
-        }
-        recordPause(guest, start: start, suspended: suspended, punched: punched, wallStart: wallStart, outcome: outcome, stoppedEarly: stoppedEarly)
-    }
-
-    /// Verifies and punches the batch's pages, region by region, while `shouldContinue`
-    /// says so (it is asked again before every run of pages); the punched ranges are held.
-    func punch(_ guest: TrackedGuest, batch: [(region: Int, pages: [Int])], while shouldContinue: () -> Bool) -> ZeroPageReclaim {
-        var outcome = ZeroPageReclaim()
-        for (region, pages) in batch {
-            guard shouldContinue() else { break }
-            do {
-                let result = try guest.regions[region].reclaimZeroPages(pages, while: shouldContinue)
-                let regionPages = guest.regions[region].pageCount
-                for range in result.punched { guest.reclaimState.held[region, default: PageSet(pageCount: regionPages)].insert(range) }
-                outcome.add(result)
-            } catch {
-                logger.error("guest \(guest.identity.name): reclaim in \(guest.regions[region].backendID) stopped: \(error)")
-                break
-            }
-        }
-        return outcome
-    }
-
-    /// Counts a pause that has ended (now): its costs learned, its length recorded, a backoff
+    /// Counts a pause that has ended: its costs learned, its length recorded, a backoff
     /// after an overrun, the audit line once QEMU's STOP and RESUME events are in.
-    func recordPause(
-        _ guest: TrackedGuest, start: ContinuousClock.Instant, suspended: ContinuousClock.Instant,
-        punched: ContinuousClock.Instant, wallStart: Double, outcome: ZeroPageReclaim, stoppedEarly: Bool
-    ) {
+    func recordPause(_ guest: TrackedGuest, times: PauseTimes, outcome: ZeroPageReclaim, stoppedEarly: Bool) {
         let name = guest.identity.name
-        let end = ContinuousClock.now
-        let wallEnd = Date().timeIntervalSince1970
-
+        let (start, suspended, punched, end) = (times.start, times.suspended, times.punched, times.end)
+        let wallStart = times.wallStart
+        let wallEnd = wallStart + (end - start).inSeconds
         let pauseMs = (end - start).inMilliseconds
         guest.reclaimState.learnCosts(
             start: start, suspended: suspended, punched: punched, end: end,

@@ -50,6 +50,8 @@ final class Worker {
     let journal: PauseJournal?
     /// Journal entries still to resume (from a previous run, or a failed resume).
     var unresumed: [PendingResume] = []
+    /// The pauses under way on pause threads, one per guest at most.
+    var pausesInFlight: [UUID: PauseInFlight] = [:]
     /// `run unmerge` is allocating reclaimed ranges again.
     var repopulating = false
     /// Which processes map which backends: re-read only where processes are new or changed.
@@ -142,6 +144,7 @@ final class Worker {
             readCPUPressure()
             // ksmd's run follows memory even while libvirtd is away (every 5 s).
             kernelGovernor?.tick(now: ContinuousClock.now, holdBack: kernelMergeHoldBack())
+            collectPauses()
             reclaimIfDue()
             completePauseRecords()
             checkRefaults()

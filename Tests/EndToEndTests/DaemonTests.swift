@@ -401,7 +401,7 @@ struct ReclaimEndToEndTests {
 
         // What samepaged's journal holds when it was killed (kill -9) inside a pause.
         let daemon = try DaemonProcess(config: daemonConfig)
-        try PauseJournal(path: "\(daemon.directory)/paused.json").willPause(uuid: ours.uuid.uuidString.lowercased(), name: ours.name, domainID: ours.id)
+        try PauseJournal(path: "\(daemon.directory)/paused.json").willPause(.init(uuid: ours.uuid.uuidString.lowercased(), name: ours.name, since: Date().timeIntervalSince1970, target: .libvirt(domainID: ours.id)))
         try daemon.start()
         #expect(eventually(timeout: .seconds(10)) { (try? libvirt.domainInfo(uuid: ours.uuid).state) == .running })
         #expect(try libvirt.domainInfo(uuid: theirs.uuid).state == .paused)
@@ -411,7 +411,7 @@ struct ReclaimEndToEndTests {
         // The same through `samepaged --resume-paused`, as the service manager runs it: with
         // the same configuration file and nothing else, the journal's path from reclaim.journal.
         try libvirt.suspend(uuid: ours.uuid)
-        try PauseJournal(path: "\(daemon.directory)/paused.json").willPause(uuid: ours.uuid.uuidString.lowercased(), name: ours.name, domainID: ours.id)
+        try PauseJournal(path: "\(daemon.directory)/paused.json").willPause(.init(uuid: ours.uuid.uuidString.lowercased(), name: ours.name, since: Date().timeIntervalSince1970, target: .libvirt(domainID: ours.id)))
         try daemonConfig.replacingOccurrences(of: "[reclaim]\n", with: "[reclaim]\njournal = \"\(daemon.directory)/paused.json\"\n")
             .write(toFile: daemon.configFile, atomically: true, encoding: .utf8)
         let result = try TestHost.run(DaemonProcess.samepaged, ["--config", daemon.configFile, "--resume-paused"])

@@ -17,11 +17,11 @@ struct PauseJournalTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let journal = PauseJournal(path: "\(directory)/paused.json")
         #expect(try journal.entries().isEmpty)
-        try journal.willPause(uuid: "a", name: "guest-a", domainID: 12)
-        try journal.willPause(uuid: "b", name: "guest-b", domainID: nil)
+        try journal.willPause(.init(uuid: "a", name: "guest-a", since: 1, target: .libvirt(domainID: 12)))
+        try journal.willPause(.init(uuid: "b", name: "guest-b", since: 2, target: .libvirt(domainID: nil)))
         let entries = try journal.entries()
         #expect(entries.map(\.uuid) == ["a", "b"])
-        #expect(entries.first?.domainID == 12)
+        #expect(entries.first?.target == .libvirt(domainID: 12))
         let text = try String(contentsOfFile: journal.path, encoding: .utf8)
         #expect(text.contains("\"format\":2"))
         #expect(text.contains("\"domain_id\":12"))
@@ -34,13 +34,13 @@ struct PauseJournalTests {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let journal = PauseJournal(path: "\(directory)/paused.json")
-        try journal.willPause(uuid: "a", name: "libvirt-guest", domainID: 3)
+        try journal.willPause(.init(uuid: "a", name: "libvirt-guest", since: 1, target: .libvirt(domainID: 3)))
         let target = PauseJournal.QMPTarget(socket: "/run/qemu-server/101.qmp", pid: 4242, startTime: 777)
-        try journal.willPause(uuid: "b", name: "proxmox-guest", domainID: nil, qmp: target)
+        try journal.willPause(.init(uuid: "b", name: "proxmox-guest", since: 2, target: .qmp(target)))
         let text = try String(contentsOfFile: journal.path, encoding: .utf8)
         #expect(text.contains("\"format\":3"))
         #expect(text.contains("\"start_time\":777"))
-        #expect(try journal.entries().map(\.qmp) == [nil, target])
+        #expect(try journal.entries().map(\.target) == [.libvirt(domainID: 3), .qmp(target)])
         try journal.didResume(uuid: "b")
         #expect(try String(contentsOfFile: journal.path, encoding: .utf8).contains("\"format\":2"))
     }
@@ -52,7 +52,7 @@ struct PauseJournalTests {
         let path = "\(directory)/paused.json"
         try "[{\"uuid\":\"u\",\"name\":\"old\",\"since\":1.5}]".write(toFile: path, atomically: true, encoding: .utf8)
         let entries = try PauseJournal(path: path).entries()
-        #expect(entries == [PauseJournal.Entry(uuid: "u", name: "old", since: 1.5, domainID: nil)])
+        #expect(entries == [PauseJournal.Entry(uuid: "u", name: "old", since: 1.5, target: .libvirt(domainID: nil))])
     }
 
     @Test("Corrupt and unknown-format journals throw, naming the file", arguments: [
@@ -66,7 +66,7 @@ struct PauseJournalTests {
         let error = #expect(throws: JournalError.self) { try PauseJournal(path: path).entries() }
         #expect(error?.description.contains(path) == true)
         // Nothing is written over a journal that cannot be read.
-        #expect(throws: JournalError.self) { try PauseJournal(path: path).willPause(uuid: "x", name: "x", domainID: 1) }
+        #expect(throws: JournalError.self) { try PauseJournal(path: path).willPause(.init(uuid: "x", name: "x", since: 1, target: .libvirt(domainID: 1))) }
         #expect(try String(contentsOfFile: path, encoding: .utf8) == content)
     }
 
@@ -76,8 +76,8 @@ struct PauseJournalTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let index = JournalIndex(path: "\(directory)/journals.json")
         let one = "\(directory)/one.json", two = "\(directory)/two.json"
-        try PauseJournal(path: one).willPause(uuid: "a", name: "a", domainID: 1)
-        try PauseJournal(path: two).willPause(uuid: "b", name: "b", domainID: 2)
+        try PauseJournal(path: one).willPause(.init(uuid: "a", name: "a", since: 1, target: .libvirt(domainID: 1)))
+        try PauseJournal(path: two).willPause(.init(uuid: "b", name: "b", since: 1, target: .libvirt(domainID: 2)))
         try index.register(one)
         try index.register(one)
         try index.register(PauseJournal.defaultPath)
