@@ -29,6 +29,9 @@ public struct QEMUGuestDevice: Sendable, Hashable, CustomStringConvertible {
         /// An inter-VM shared memory device (`-device ivshmem-plain`, `ivshmem-doorbell`,
         /// the old `ivshmem`): its region is shared with other processes.
         case ivshmem
+        /// Persistent memory given to the guest (`-device nvdimm`, `virtio-pmem-pci`): its
+        /// backend is the guest's storage, not RAM, and is never reclaimed.
+        case persistentMemory
     }
 
     public var kind: Kind
@@ -85,6 +88,7 @@ public struct QEMUGuestDevice: Sendable, Hashable, CustomStringConvertible {
         if driver.hasPrefix("vfio-") { return .vfio }
         if driver.hasPrefix("vhost-vdpa-device") { return .vhostVDPA }
         if driver.hasPrefix("ivshmem") { return .ivshmem }
+        if driver == "nvdimm" || driver.hasPrefix("virtio-pmem") { return .persistentMemory }
         return nil
     }
 

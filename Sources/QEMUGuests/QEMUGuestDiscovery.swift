@@ -79,6 +79,9 @@ public final class QEMUGuestDiscovery {
         /// Not a QEMU (or a kernel thread, which has no `exe`).
         case other(ProcessKey)
         case qemu(ProcessKey, QEMURecord)
+        /// Named like a QEMU, but not trusted as a hypervisor (``ProcessTrust``): never read
+        /// further, never listed.
+        case untrusted(ProcessKey, String)
     }
 
     private struct QEMURecord {
@@ -93,21 +96,29 @@ public final class QEMUGuestDiscovery {
     private let executableNames: QEMUExecutableNames
     private var records: [pid_t: Record] = [:]
     private let proxmoxRunDirectories: [String]
+    private let trust: ProcessTrust?
     /// The latest pass's reads.
     public private(set) var lastPass = Pass()
+    /// The processes named like a QEMU that are not trusted as one, with the reason, as of the
+    /// latest pass: not returned by ``refresh()``.
+    public private(set) var untrusted: [pid_t: String] = [:]
 
     /// - Parameters:
     ///   - procRoot: where proc is mounted (a fake tree in tests).
     ///   - libvirtRunDirectory: libvirt's QEMU run directory, with its `NAME.pid` files.
     ///   - executableNames: which binaries are QEMU.
     ///   - proxmoxRunDirectories: where qemu-server keeps pid files and QMP sockets.
+    ///   - trust: who may be a hypervisor (``ProcessTrust``); nil trusts every process named
+    ///     like a QEMU, for a fake proc tree in tests only.
     public init(procRoot: String = "/proc", libvirtRunDirectory: String = "/run/libvirt/qemu",
                 executableNames: QEMUExecutableNames = .default,
-                proxmoxRunDirectories: [String] = QEMUGuestCommandLine.defaultProxmoxRunDirectories) {
+                proxmoxRunDirectories: [String] = QEMUGuestCommandLine.defaultProxmoxRunDirectories,
+                trust: ProcessTrust?) {
         self.procRoot = procRoot
         self.libvirtRunDirectory = libvirtRunDirectory
         self.executableNames = executableNames
         self.proxmoxRunDirectories = proxmoxRunDirectories
+        self.trust = trust
     }
 
     /// One pass over the processes: the QEMUs running now, by pid, libvirt's among them
@@ -125,7 +136,7 @@ public final class QEMUGuestDiscovery {
             guard let key = readKey(pid, into: &pass) else { continue }
             seen.insert(pid)
             switch records[pid] {
-            case .other(let old) where old == key, .qemu(let old, _) where old == key:
+            case .other(let old) where old == key, .qemu(let old, _) where old == key, .untrusted(let old, _) where old == key:
                 continue
             default:
                 records[pid] = inspect(pid, key: key, into: &pass)
@@ -136,7 +147,9 @@ public final class QEMUGuestDiscovery {
 
         var found: [DiscoveredQEMU] = []
         var pidFiles: [pid_t: String]?
+        untrusted = [:]
         for (pid, record) in records {
+            if case .untrusted(_, let why) = record { untrusted[pid] = why }
             guard case .qemu(let key, let qemu) = record else { continue }
             if pidFiles == nil { pidFiles = LibvirtOwnership.readPIDFiles(runDirectory: libvirtRunDirectory) }
             let executable = QEMUExecutableNames.executable(linkTarget: qemu.linkTarget)
@@ -163,6 +176,17 @@ public final class QEMUGuestDiscovery {
             return nil
         }
         guard executableNames.matches(linkTarget: linkTarget) else { return .other(key) }
+        if let trust {
+            // Before anything of the process's own words is read.
+            let executable = QEMUExecutableNames.executable(linkTarget: linkTarget).path
+            do {
+                let facts = try ProcessTrust.facts(pid: pid, procRoot: procRoot, executable: executable)
+                if let why = trust.untrustedReason(facts, executable: executable) { return .untrusted(key, why) }
+            } catch {
+                if error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess { return nil }
+                return .untrusted(key, "its owner and executable cannot be checked: \(error)")
+            }
+        }
 
         pass.commandLinesRead += 1
         let arguments: [String]

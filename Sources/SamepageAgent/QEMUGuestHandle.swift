@@ -119,8 +119,9 @@ struct QEMUGuestHandle: Sendable, Equatable {
             || backends.contains { $0.memPath?.contains("hugepages") == true } || commandLine.memPath?.contains("hugepages") == true
         facts.preallocated = commandLine.memPrealloc || backends.contains(where: \.prealloc)
         facts.locked = commandLine.memoryLocked
-        facts.assignedDevices = commandLine.devices.filter { $0.kind != .ivshmem }.map(\.description)
+        facts.assignedDevices = commandLine.devices.filter { $0.kind != .ivshmem && $0.kind != .persistentMemory }.map(\.description)
         facts.ivshmem = commandLine.devices.filter { $0.kind == .ivshmem }.map(\.description)
+        facts.persistentMemory = commandLine.devices.filter { $0.kind == .persistentMemory }.map(\.description)
         facts.vhostUser = commandLine.vhostUserSockets.sorted()
         facts.qmpUnreachable = unreachable
         return facts

@@ -48,6 +48,12 @@ extension Worker {
                 attachQEMU(handle)
             }
         }
+        // Processes named like a QEMU that the kernel's facts do not make a hypervisor: said
+        // once each, never contacted, listed or read.
+        for (pid, why) in discovery.untrusted where untrustedQEMUWarned.insert(pid).inserted {
+            logger.warning("process \(pid) looks like a QEMU but is ignored: \(why)")
+        }
+        untrustedQEMUWarned.formIntersection(discovery.untrusted.keys)
         for (uuid, guest) in guests where guest.source != .libvirt && !seen.contains(uuid) {
             guests[uuid] = nil
             detach(guest, reason: "its QEMU exited")

@@ -175,11 +175,18 @@ extension Agent {
     ) throws -> Int {
         var unreadable: [JournalError] = []
         var work: [(PauseJournal, [PauseJournal.Entry])] = []
+        var locks: [JournalLock] = []
         for journalPath in try index.journalsToReplay(configured: path) {
             let journal = PauseJournal(path: journalPath)
             do {
                 let entries = try journal.entries()
-                if !entries.isEmpty { work.append((journal, entries)) }
+                guard !entries.isEmpty else { continue }
+                // A journal a running samepaged holds is its own to end: left alone.
+                do { locks.append(try JournalLock.acquire(journal: journalPath)) } catch {
+                    logger.notice("\(error); its pauses are that samepaged's to end")
+                    continue
+                }
+                work.append((journal, entries))
             } catch {
                 logger.critical("\(error)")
                 unreadable.append(error)
@@ -205,6 +212,7 @@ extension Agent {
                 }
             }
         }
+        withExtendedLifetime(locks) {}
         if let first = unreadable.first { throw first }
         return left
     }

@@ -42,12 +42,16 @@ final class Worker {
     var nextQEMUReconcile = ContinuousClock.now
     /// QEMUs outside libvirt already warned about (no identity of their own).
     var unnamedQEMUWarned = Set<pid_t>()
+    /// Processes named like a QEMU and ignored as untrusted, already warned about.
+    var untrustedQEMUWarned = Set<pid_t>()
 
     var guests: [UUID: TrackedGuest] = [:]
     var slotOwners: [SlotID: UUID] = [:]
     /// Reclaim totals of guests that are gone.
     var reclaimedByGoneGuests = ReclaimStatus()
     let journal: PauseJournal?
+    /// This process's hold on the journal: no other samepaged replays it meanwhile.
+    let journalLock: JournalLock?
     /// Journal entries still to resume (from a previous run, or a failed resume).
     var unresumed: [PendingResume] = []
     /// The pauses under way on pause threads, one per guest at most.
@@ -81,11 +85,17 @@ final class Worker {
         engine = try Engine(tunables: agent.configuration.tunables)
         engine.run = agent.configuration.run
         journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
+        if let path = agent.configuration.pauseJournal {
+            journalLock = try JournalLock.acquire(journal: path)
+        } else {
+            journalLock = nil
+        }
         let qemu = agent.configuration.qemuGuests
         qemuDiscovery = qemu.enabled
             ? QEMUGuestDiscovery(
                 procRoot: agent.configuration.procRoot, libvirtRunDirectory: agent.configuration.libvirtRunDirectory,
-                proxmoxRunDirectories: Set([qemu.proxmoxRunDirectory] + QEMUGuestCommandLine.defaultProxmoxRunDirectories).sorted())
+                proxmoxRunDirectories: Set([qemu.proxmoxRunDirectory] + QEMUGuestCommandLine.defaultProxmoxRunDirectories).sorted(),
+                trust: Self.hypervisorTrust(qemu.hypervisorUsers, logger: agent.logger))
             : nil
         if let journal {
             unresumed = try journal.entries().map { PendingResume(entry: $0, fromEarlierRun: true) }
@@ -97,6 +107,15 @@ final class Worker {
         if agent.configuration.kernelKSM.enabled {
             kernelGovernor = try makeKernelGovernor(agent.configuration.kernelKSM)
         }
+    }
+
+    /// Who may be a hypervisor: root and the configured users that exist here.
+    static func hypervisorTrust(_ users: [String], logger: Logger) -> ProcessTrust {
+        let (trust, unknown) = ProcessTrust.users(users)
+        if !unknown.isEmpty {
+            logger.notice("qemu.hypervisor_users: no such user on this host: \(unknown.joined(separator: ", ")) (ignored)")
+        }
+        return trust
     }
 
     func loop() {

@@ -120,6 +120,17 @@ struct TableReader {
         typed(key, .bool) { $0.bool }
     }
 
+    /// An array of strings; an array holding anything else is reported and ignored.
+    mutating func strings(_ key: String) -> [String]? {
+        guard let array = typed(key, .array, { $0.array }) else { return nil }
+        let strings = array.compactMap { $0.string }
+        guard strings.count == array.count else {
+            error(at: key, "\(name(key)) must be an array of strings")
+            return nil
+        }
+        return strings
+    }
+
     /// An integer that must lie in `range`; out-of-range values are reported and ignored.
     mutating func integer(_ key: String, in range: ClosedRange<Int>, describedAs expected: String? = nil) -> Int? {
         guard let value = integer(key) else { return nil }

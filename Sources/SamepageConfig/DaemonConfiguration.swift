@@ -232,6 +232,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
             {
                 qemuGuests.qmpTimeoutMs = timeout
             }
+            if let users = section.strings("hypervisor_users") {
+                if let bad = users.first(where: { $0.isEmpty || $0.contains(where: { $0 == ":" || $0 == "/" || $0.isWhitespace }) }) {
+                    section.error(at: "hypervisor_users", "\(section.name("hypervisor_users")) holds \(TableReader.quoted(bad)), which is not a user name")
+                } else {
+                    qemuGuests.hypervisorUsers = users
+                }
+            }
         }
         root.section("kernel_ksm") { readKernelKSM(&$0) }
     }

@@ -24,6 +24,10 @@ public struct QEMUGuestsConfiguration: Sendable, Equatable {
     /// (`qmp_timeout_ms`, 10 to 5000). A monitor that does not greet in time is busy with
     /// another client: samepaged defers and tries again later, never waits.
     public var qmpTimeoutMs: Int
+    /// The users a QEMU outside libvirt may run as to be taken for a guest's hypervisor, besides
+    /// root (`hypervisor_users`): Debian libvirt's `libvirt-qemu` by default. A process of
+    /// another user, or whose executable or its directories others could write, is ignored.
+    public var hypervisorUsers: [String] = ["root", "libvirt-qemu"]
 
     public static let qmpTimeoutRange = 10...5000
 

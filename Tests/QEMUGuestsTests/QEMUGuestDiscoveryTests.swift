@@ -52,7 +52,7 @@ struct QEMUGuestDiscoveryTests {
                      arguments: ["/usr/bin/qemu-system-x86_64", "-name", "guest=lv", "-uuid", "0f5e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"])
         run.write("lv.pid", "500\n")
 
-        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: run.path)
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: run.path, trust: nil)
         let first = discovery.refresh()
         #expect(first.map(\.pid) == [100, 400, 500])
         #expect(first[0].commandLine.name == "web")
@@ -99,7 +99,7 @@ struct QEMUGuestDiscoveryTests {
     func execKeepsPid() {
         let proc = FakeProc()
         proc.process(200, comm: "start-vm.sh", start: 2000, exe: "/usr/bin/bash", arguments: ["/bin/sh", "./start-vm.sh"])
-        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none")
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none", trust: nil)
         #expect(discovery.refresh().isEmpty)
         proc.process(200, comm: "qemu-system-x86", start: 2000, exe: "/usr/bin/qemu-system-x86_64",
                      arguments: ["qemu-system-x86_64", "-name", "scripted"])
@@ -112,11 +112,72 @@ struct QEMUGuestDiscoveryTests {
     func pidReuse() {
         let proc = FakeProc()
         proc.process(100, comm: "kvm", start: 1000, exe: "/usr/bin/kvm", arguments: ["/usr/bin/kvm", "-name", "a"])
-        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none")
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none", trust: nil)
         #expect(discovery.refresh().count == 1)
         proc.directory.remove("100")
         #expect(discovery.refresh().isEmpty)
         proc.process(100, comm: "kvm", start: 1000, exe: "/usr/bin/kvm", arguments: ["/usr/bin/kvm", "-name", "b"])
         #expect(discovery.refresh().map(\.commandLine.name) == ["b"])
+    }
+}
+
+@Suite("QEMU guest discovery: who may be a hypervisor")
+struct ProcessTrustTests {
+    private let root = ProcessTrust(allowedUIDs: [0, 64055])
+    private let system: [(path: String, owner: uid_t, mode: mode_t)] = [("/", 0, S_IFDIR | 0o755), ("/usr", 0, S_IFDIR | 0o755), ("/usr/bin", 0, S_IFDIR | 0o755)]
+
+    private func facts(uids: [uid_t] = [0, 0, 0, 0], owner: uid_t = 0, mode: mode_t = S_IFREG | 0o755,
+                       directories: [(path: String, owner: uid_t, mode: mode_t)]? = nil) -> ProcessTrust.Facts {
+        ProcessTrust.Facts(uids: uids, executableOwner: owner, executableMode: mode, directories: directories ?? system)
+    }
+
+    @Test("A root or hypervisor-user QEMU from root's own directories is trusted")
+    func trusted() {
+        #expect(root.untrustedReason(facts(), executable: "/usr/bin/qemu-system-x86_64") == nil)
+        #expect(root.untrustedReason(facts(uids: [64055, 64055, 64055, 64055]), executable: "/usr/bin/kvm") == nil)
+    }
+
+    @Test("Another user, a binary not root's or writable by others, a directory others may write: not trusted")
+    func untrusted() {
+        let exe = "/usr/bin/kvm"
+        #expect(root.untrustedReason(facts(uids: [65534, 65534, 65534, 65534]), executable: exe)?.contains("uid 65534") == true)
+        // Any one of the four uids counts: a setuid-root binary run by nobody keeps real uid 65534.
+        #expect(root.untrustedReason(facts(uids: [65534, 0, 0, 0]), executable: exe)?.contains("uid 65534") == true)
+        #expect(root.untrustedReason(facts(owner: 1000), executable: exe)?.contains("owned by uid 1000") == true)
+        #expect(root.untrustedReason(facts(mode: S_IFREG | 0o757), executable: exe)?.contains("writable by others") == true)
+        #expect(root.untrustedReason(facts(mode: S_IFREG | 0o775), executable: exe)?.contains("writable by others") == true)
+        let shm = [("/", uid_t(0), S_IFDIR | 0o755), ("/dev", 0, S_IFDIR | 0o755), ("/dev/shm", 0, S_IFDIR | 0o1777)]
+        #expect(root.untrustedReason(facts(directories: shm), executable: "/dev/shm/kvm") == "/dev/shm, on its executable's path, is writable by others (mode 1777)")
+        let home = [("/", uid_t(0), S_IFDIR | 0o755), ("/home", 0, S_IFDIR | 0o755), ("/home/eve", 1000, S_IFDIR | 0o755)]
+        #expect(root.untrustedReason(facts(directories: home), executable: "/home/eve/kvm")?.contains("/home/eve, on its executable's path, is owned by uid 1000") == true)
+    }
+
+    @Test("The facts of a real process: its uids, its executable and every directory above it")
+    func factsOfThisProcess() throws {
+        let executable = try #require(try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        let facts = try ProcessTrust.facts(pid: getpid(), executable: executable)
+        #expect(facts.uids == [getuid(), geteuid(), getuid(), geteuid()])
+        let expected = ["/"] + executable.split(separator: "/").dropLast().indices.map { index in
+            "/" + executable.split(separator: "/")[...index].joined(separator: "/")
+        }
+        #expect(facts.directories.map(\.path) == expected)
+        #expect(facts.executableMode & S_IFMT == S_IFREG)
+    }
+
+    @Test("A process named like a QEMU that is not trusted is never returned, and the reason is kept")
+    func discoveryLeavesUntrustedOut() {
+        let proc = FakeProc()
+        let binaries = TemporaryDirectory()
+        binaries.write("kvm", "#!/bin/sh\n")
+        proc.process(100, comm: "kvm", start: 1000, exe: "\(binaries.path)/kvm", arguments: ["kvm", "-name", "db1"])
+        proc.directory.write("100/status", "Name:\tkvm\nUid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\n")
+        proc.process(200, comm: "kvm", start: 2000, exe: "\(binaries.path)/kvm", arguments: ["kvm", "-name", "db2"])
+        proc.directory.write("200/status", "Name:\tkvm\nUid:\t0\t0\t0\t0\n")
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none", trust: ProcessTrust(allowedUIDs: [0]))
+        #expect(discovery.refresh().isEmpty)
+        #expect(discovery.untrusted[100]?.contains("uid 65534") == true, "\(discovery.untrusted)")
+        // Root's, but from a directory under /tmp, which others may write.
+        #expect(discovery.untrusted[200]?.contains("writable by others") == true, "\(discovery.untrusted)")
+        #expect(discovery.lastPass.commandLinesRead == 0)
     }
 }
