@@ -17,7 +17,9 @@
 #      samepage(1) from packaging/man, bash/zsh/fish completions from config/completions,
 #      /usr/share/doc/samepage/{README.md,control-protocol.md,copyright,changelog.Debian.gz},
 #      the Prometheus rules /usr/share/samepage/prometheus/samepage-rules.yml (from
-#      packaging/prometheus), and the maintainer scripts in packaging/debian;
+#      packaging/prometheus), the Grafana dashboard
+#      /usr/share/samepage/grafana/samepage-dashboard.json (from packaging/grafana), and the
+#      maintainer scripts in packaging/debian;
 #   4. derives Depends: from the binaries with dpkg-shlibdeps and builds the package with
 #      `dpkg-deb --root-owner-group --build`.
 # Needs swift (/opt/swift/usr/bin is added to PATH), dpkg-dev and binutils. Any user;
@@ -146,6 +148,7 @@ gzip -9n <"$CHANGELOG" >"$DOC/changelog.Debian.gz"
 install -D -m 0644 packaging/debian/lintian-overrides "$PKG/usr/share/lintian/overrides/samepage"
 # Recording and alerting rules for Prometheus's rule_files (not a conffile: a copy is edited).
 install -D -m 0644 packaging/prometheus/samepage-rules.yml "$PKG/usr/share/samepage/prometheus/samepage-rules.yml"
+install -D -m 0644 packaging/grafana/samepage-dashboard.json "$PKG/usr/share/samepage/grafana/samepage-dashboard.json"
 
 # ---- 4. control files ------------------------------------------------------------------------
 for script in postinst prerm postrm; do

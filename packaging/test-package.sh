@@ -5,7 +5,7 @@
 #   1. refuses (exit 1) if the package or any of its paths (/etc/samepage, /usr/sbin/samepaged,
 #      ...) is already on this machine, since its purge would delete them; SKIPS (exit 77)
 #      if a samepaged answers on /run/samepage/samepaged.sock, which it leaves alone, or
-#      something listens on the packaged metrics.address (127.0.0.1:9464). An
+#      something listens on the packaged metrics.address (127.0.0.1:10460). An
 #      existing /var/lib/samepage holding only an empty pause journal (as a samepaged run by
 #      hand leaves it) is moved aside and put back at the end; SKIPS if a samepaged runs then;
 #   2. builds the package with packaging/build-deb.sh (release unless --configuration), or
@@ -24,7 +24,7 @@
 #      systemd (clean environment, the unit's capability bounding set, no_new_privs,
 #      MemoryDenyWriteExecute through PR_SET_MDWE where the kernel has it); asserts
 #      `samepage stats` answers on /run/samepage/samepaged.sock, libvirt is connected, no
-#      guest is mapped (policy "off"), http://127.0.0.1:9464/metrics answers, SIGHUP is
+#      guest is mapped (policy "off"), http://127.0.0.1:10460/metrics answers, SIGHUP is
 #      survived, SIGTERM exits 0 and removes the socket, and the unit's ExecStopPost
 #      (samepaged --resume-paused) exits 0;
 #   5. dpkg -r: binaries, unit and man pages gone, the conffile kept; dpkg -P: /etc/samepage,
@@ -112,7 +112,7 @@ if [ -S "$SOCKET" ] && socket_answers "$SOCKET"; then
 fi
 # The packaged configuration (config/samepaged.toml) serves metrics; samepaged refuses to
 # start on a busy address.
-METRICS="$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("metrics", {}).get("address", "127.0.0.1:9464"))' config/samepaged.toml)" ||
+METRICS="$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("metrics", {}).get("address", "127.0.0.1:10460"))' config/samepaged.toml)" ||
     die "cannot read metrics.address from config/samepaged.toml"
 if [ -n "$METRICS" ] && tcp_answers "$METRICS"; then
     skip "something already listens on $METRICS, the packaged configuration's metrics.address,

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 DEMO="${SAMEPAGE_DEMO_DIR:-/var/lib/samepage-demo}"
 SOCKET="$DEMO/samepaged.sock"
-# The demo's Prometheus endpoint (not the default 9464, which an installed samepaged uses).
+# The demo's Prometheus endpoint (not the default 10460, which an installed samepaged uses).
 METRICS="${SAMEPAGE_DEMO_METRICS:-127.0.0.1:9469}"
 
 scripts/testhost/demo-guests.sh
@@ -79,9 +79,10 @@ echo "== Prometheus metrics (http://$METRICS/metrics), a few of them"
 python3 - "http://$METRICS/metrics" <<'PY'
 import sys, urllib.request
 text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
-wanted = ("samepage_pages_sharing", "samepage_pages_shared", "samepage_zero_pages_reclaimed_total",
+wanted = ("samepage_sharing_bytes", "samepage_shared_bytes", "samepage_reclaim_punched_bytes_total",
           "samepage_reclaimed_bytes_total", "samepage_reclaim_pause_seconds_count",
-          "samepage_scan_rate_pages_per_second", "samepage_tracking_bytes", "samepage_guest_pages_sharing")
+          "samepage_scanned_bytes_total", "samepage_tracking_bytes", "samepage_guest_sharing_bytes",
+          "samepage_guest_info")
 for line in text.splitlines():
     if line.split("{")[0].split(" ")[0] in wanted:
         print(line)

@@ -78,10 +78,10 @@ func measureDaemonPath(_ guests: [BenchGuest], engine: Engine, runs: Int) -> Dae
     checkSharing(matrix)
 
     // The first scrape of an exporter registers every series; later ones find them.
-    costs.firstScrape = median(runs) { _ = MetricsExporter(version: "bench").render(snap, residentBytes: 1 << 30, cpuSeconds: cpuSeconds()) }
+    costs.firstScrape = median(runs) { _ = MetricsExporter(version: "bench").render(snap, process: ProcessMetrics(cpuSeconds: cpuSeconds(), residentBytes: 1 << 30)) }
     let exporter = MetricsExporter(version: "bench")
-    _ = exporter.render(snap, residentBytes: 1 << 30, cpuSeconds: cpuSeconds())
-    costs.scrape = median(runs) { bytes = exporter.render(snap, residentBytes: 1 << 30, cpuSeconds: cpuSeconds()) }
+    _ = exporter.render(snap, process: ProcessMetrics(cpuSeconds: cpuSeconds(), residentBytes: 1 << 30))
+    costs.scrape = median(runs) { bytes = exporter.render(snap, process: ProcessMetrics(cpuSeconds: cpuSeconds(), residentBytes: 1 << 30)) }
     costs.scrapeBytes = bytes.count
     return costs
 }

@@ -15,7 +15,8 @@ import SamepageModel
 /// group = ""                  # "" = root only
 /// mode = ""                   # "" = "0600", or "0660" when group is set
 /// [metrics]
-/// address = "127.0.0.1:9464"  # "" disables
+/// address = "127.0.0.1:10460" # "" disables
+/// per_guest = true           # false: no per-guest series or status-page guests
 /// [scan]
 /// run = "merge"               # stop | merge | unmerge
 /// advisor_mode = "scan-time"  # none | scan-time: who sets pages_to_scan
@@ -86,7 +87,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     // MARK: [metrics]
 
     /// Where the Prometheus endpoint listens (`metrics.address`); nil when disabled.
-    public var metricsAddress: HostAndPort? = HostAndPort(host: "127.0.0.1", port: 9464)
+    public var metricsAddress: HostAndPort? = HostAndPort(host: "127.0.0.1", port: 10460)
+    /// Whether the endpoint shows single guests (`metrics.per_guest`): the per-guest series
+    /// and the status page's guests and sharing matrix. Off for an endpoint that tenants can
+    /// reach: per-guest sharing figures are a side channel.
+    public var metricsPerGuest = true
 
     // MARK: [scan]
 
@@ -196,10 +201,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
                     section.error(
                         at: "address",
                         "\(section.name("address")) = \(TableReader.quoted(address)) is not HOST:PORT "
-                            + "(like \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" disables metrics)"
+                            + "(like \"127.0.0.1:10460\" or \"[::1]:10460\"; \"\" disables metrics)"
                     )
                 }
             }
+            if let perGuest = section.bool("per_guest") { metricsPerGuest = perGuest }
         }
         root.section("scan") { readScan(&$0) }
         root.section("policy") { section in
@@ -426,7 +432,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 }
 
-/// A TCP endpoint written `HOST:PORT`, with an IPv6 host in brackets: `[::1]:9464`.
+/// A TCP endpoint written `HOST:PORT`, with an IPv6 host in brackets: `[::1]:10460`.
 public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
     /// A host name or address, without brackets.
     public var host: String

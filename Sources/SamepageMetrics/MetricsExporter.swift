@@ -3,37 +3,42 @@ import SamepageCore
 import SamepageModel
 import Synchronization
 
-/// The agent's state as Prometheus metrics.
+/// The agent's state as Prometheus metrics, by the conventions of node_exporter and the
+/// Prometheus naming guide.
 ///
-/// Counters and gauges are taken from the agent's snapshot at each scrape, so they agree with
-/// `samepage stats` and `samepage list` by construction: the global series carry the kernel's
-/// counter names under `samepage_`, the per-guest ones under `samepage_guest_` with the labels
-/// `guest`, `uuid` and `trust_group`; `pages_to_scan`, `advisor_mode` (0 none, 1 scan-time),
-/// the advisor's target and the last full scan's time and CPU are global gauges (the last
-/// two once a full scan completed). The pause histogram cannot be rebuilt from a snapshot
-/// (it needs each pause's length), so it is fed as pauses happen through ``record(_:)``, the
-/// agent's pause observer (`AgentConfiguration.pauseObserver`); its buckets are those of the snapshot's
-/// `pause_histogram`, in seconds.
+/// - Quantities of memory are in bytes (`samepage_sharing_bytes`, not pages); what only grows
+///   is a `_total` counter; an enum is one series per state, 1 for the state in force
+///   (`samepage_run_state{state="merge"} 1`).
+/// - Per-guest series (`samepage_guest_*`) carry one label, the guest's `uuid`, which never
+///   changes; what describes the guest (name, mode, trust group, source, VMID) is in
+///   `samepage_guest_info`, and its RAM in `samepage_guest_ram_bytes`, to be joined
+///   (`* on(uuid) group_left(name) samepage_guest_info`). A policy change moves no series.
+/// - samepaged's own cost is in the standard `process_*` series (``ProcessMetrics``).
 ///
-/// Series of a guest that left the snapshot are removed at the next scrape. The text itself is
-/// written by swift-prometheus.
+/// Values are taken from the agent's snapshot at each scrape, so they agree with
+/// `samepage stats` and `samepage list` by construction. The pause histograms cannot be
+/// rebuilt from a snapshot (they need each pause's length), so they are fed as pauses happen
+/// through ``record(_:)``, the agent's pause observer; their buckets are the snapshot's
+/// `pause_histogram`'s, in seconds. A guest's histograms go at the first scrape after it left
+/// the snapshot.
+///
+/// With `perGuest` false (`metrics.per_guest = false`), no per-guest series is written at all:
+/// an endpoint that tenants can reach then tells nothing of one guest (sharing figures are a
+/// side channel).
 public final class MetricsExporter: Sendable {
+    /// The histograms, which live across scrapes; every other series is written anew at each.
     private let registry = PrometheusCollectorRegistry()
-    private let state = Mutex(State())
+    private let guestHistograms = Mutex<[String: GuestHistograms]>([:])
     private let pauseSeconds: ValueHistogram
     private let guestSeenPauseSeconds: ValueHistogram
+    private let version: String
 
-    private struct State: ~Copyable {
-        /// Per guest (by UUID): its labels and every series registered under them.
-        var guests: [String: GuestSeries] = [:]
-    }
+    /// Whether per-guest series are written.
+    public let perGuest: Bool
 
-    private struct GuestSeries {
-        var labels: [(String, String)]
-        var counters: [ObjectIdentifier: Counter] = [:]
-        var gauges: [ObjectIdentifier: Gauge] = [:]
-        var histogram: ValueHistogram?
-        var guestSeenHistogram: ValueHistogram?
+    private struct GuestHistograms {
+        var pause: ValueHistogram
+        var guestSeen: ValueHistogram
     }
 
     /// The pause histogram's bucket bounds in seconds: the snapshot's millisecond bounds,
@@ -41,277 +46,200 @@ public final class MetricsExporter: Sendable {
     public static let pauseBucketsSeconds: [Double] =
         ReclaimStatus.histogramBoundsMs.filter(\.isFinite).map { $0 / 1000 }
 
-    public init(version: String) {
-        registry.makeGauge(descriptor: Name.buildInfo, labels: [("version", version)]).set(1.0)
-        pauseSeconds = registry.makeValueHistogram(descriptor: Name.pauseSeconds, buckets: Self.pauseBucketsSeconds)
-        guestSeenPauseSeconds = registry.makeValueHistogram(descriptor: Name.guestSeenPauseSeconds, buckets: Self.pauseBucketsSeconds)
+    /// An exporter for samepaged `version`, with or without per-guest series.
+    public init(version: String, perGuest: Bool = true) {
+        self.version = version
+        self.perGuest = perGuest
+        pauseSeconds = registry.makeValueHistogram(
+            name: Families.pauseSeconds.name, labels: [], buckets: Self.pauseBucketsSeconds, help: Families.pauseSeconds.help)
+        guestSeenPauseSeconds = registry.makeValueHistogram(
+            name: Families.guestSeenPauseSeconds.name, labels: [], buckets: Self.pauseBucketsSeconds,
+            help: Families.guestSeenPauseSeconds.help)
     }
 
-    /// Records one reclaim pause, globally and for its guest: its length from the calls, and
-    /// what the guest saw when that is known.
+    /// Records one reclaim pause, globally and (with per-guest series) for its guest: its
+    /// length from the calls, and what the guest saw when that is known.
     public func record(_ pause: ReclaimPause) {
         let seconds = pause.milliseconds / 1000
-        pauseSeconds.record(seconds)
         let guestSeenSeconds = pause.guestSeenMilliseconds.map { $0 / 1000 }
+        pauseSeconds.record(seconds)
         if let guestSeenSeconds { guestSeenPauseSeconds.record(guestSeenSeconds) }
-        let labels = Self.labels(pause.guest, trustGroup: pause.trustGroup)
-        let guestSeries = state.withLock { state in
-            series(for: pause.guest.uuid, labels: labels, in: &state)
+        guard perGuest else { return }
+        let histograms = guestHistograms.withLock { all -> GuestHistograms in self.histograms(for: pause.guest.uuid, in: &all) }
+        histograms.pause.record(seconds)
+        if let guestSeenSeconds { histograms.guestSeen.record(guestSeenSeconds) }
+    }
+
+    /// The metrics text (Prometheus exposition format 0.0.4) for this snapshot, with the
+    /// daemon's `process` figures when given.
+    public func render(_ snapshot: AgentSnapshot, process: ProcessMetrics? = nil) -> [UInt8] {
+        let registry = PrometheusCollectorRegistry()
+        var out = Writer(registry: registry)
+        out.gauge(Families.buildInfo, 1, [("version", version)])
+        writeDaemon(snapshot, &out)
+        writeKernelKSM(snapshot.kernelKSM, &out)
+        if let process { writeProcess(process, &out) }
+        for key in Counters.CodingKeys.allCases {
+            out.engine(key, snapshot.counters, [])
         }
-        guestSeries.histogram?.record(seconds)
-        if let guestSeenSeconds { guestSeries.guestSeenHistogram?.record(guestSeenSeconds) }
+        writeReclaim(snapshot.reclaim, prefix: nil, [], &out)
+        for reason in ReclaimDeferral.Reason.allCases {
+            let waiting = snapshot.guests.count { $0.reclaim.deferred?.reason == reason }
+            out.gauge(Families.deferredGuests, Double(waiting), [("reason", reason.rawValue)])
+        }
+        if perGuest {
+            for guest in snapshot.guests { writeGuest(guest, &out) }
+        }
+        // The histograms of guests gone (or all of them, without per-guest series) go now.
+        let present = perGuest ? Set(snapshot.guests.map(\.uuid)) : []
+        guestHistograms.withLock { all in
+            for guest in snapshot.guests where present.contains(guest.uuid) { _ = histograms(for: guest.uuid, in: &all) }
+            for (uuid, gone) in all where !present.contains(uuid) {
+                self.registry.unregisterValueHistogram(gone.pause)
+                self.registry.unregisterValueHistogram(gone.guestSeen)
+                all[uuid] = nil
+            }
+        }
+        var bytes = registry.emitToBuffer()
+        self.registry.emit(into: &bytes)
+        return bytes
     }
 
-    /// The metrics text (Prometheus exposition format 0.0.4) for this snapshot.
-    /// - Parameters:
-    ///   - residentBytes: the daemon's resident memory, when known.
-    ///   - cpuSeconds: the daemon's user and system CPU time since it started, all threads,
-    ///     when known (``processCPUSeconds()``).
-    public func render(_ snapshot: AgentSnapshot, residentBytes: Int? = nil, cpuSeconds: Double? = nil) -> [UInt8] {
-        state.withLock { state in
-            var global: GuestSeries? = nil
-            set(Name.engine, snapshot.counters, labels: [], series: &global)
-            set(Name.reclaim, snapshot.reclaim, labels: [], series: &global)
-            set(gauge: Name.trackingBytes, Double(snapshot.trackingBytes), labels: [], series: &global)
-            set(gauge: Name.scanRate, snapshot.scanRate, labels: [], series: &global)
-            set(gauge: Name.guests, Double(snapshot.guests.count), labels: [], series: &global)
-            set(gauge: Name.guestsMapped, Double(snapshot.guests.count(where: \.mapped)), labels: [], series: &global)
-            set(gauge: Name.connected, snapshot.connected ? 1 : 0, labels: [], series: &global)
-            set(gauge: Name.runMode, Double(snapshot.run.rawValue), labels: [], series: &global)
-            set(gauge: Name.pagesToScan, Double(snapshot.tunables.pagesToScan), labels: [], series: &global)
-            set(gauge: Name.advisorMode, Double(snapshot.tunables.advisorMode.number), labels: [], series: &global)
-            set(gauge: Name.advisorTarget, Double(snapshot.tunables.advisorTargetScanTime), labels: [], series: &global)
-            if let scan = snapshot.lastFullScan {
-                set(gauge: Name.lastFullScanSeconds, scan.seconds, labels: [], series: &global)
-                set(gauge: Name.lastFullScanCPU, scan.cpuPercent / 100, labels: [], series: &global)
-            }
-            set(gauge: Name.unresumedPauses, Double(snapshot.unresumedPauses), labels: [], series: &global)
-            if let residentBytes { set(gauge: Name.residentBytes, Double(residentBytes), labels: [], series: &global) }
-            for reason in ReclaimDeferral.Reason.allCases {
-                let waiting = snapshot.guests.count { $0.reclaim.deferred?.reason == reason }
-                set(gauge: Name.deferredGuests, Double(waiting), labels: [("reason", reason.rawValue)], series: &global)
-            }
-            if let cpuSeconds { set(counter: Name.cpuSeconds, cpuSeconds, labels: [], series: &global) }
-            // The kernel's own KSM, beside Samepage's counters: never blurred with them.
-            let kernel = snapshot.kernelKSM
-            set(gauge: Name.kernelGoverned, kernel.governed ? 1 : 0, labels: [], series: &global)
-            for (name, value) in [(Name.kernelRun, kernel.run), (Name.kernelPagesSharing, kernel.pagesSharing),
-                                  (Name.kernelPagesShared, kernel.pagesShared), (Name.kernelZeroPages, kernel.ksmZeroPages),
-                                  (Name.kernelGeneralProfit, kernel.generalProfit)] {
-                if let value { set(gauge: name, Double(value), labels: [], series: &global) }
-            }
+    // MARK: Groups of series
 
-            var present = Set<String>()
-            for guest in snapshot.guests {
-                present.insert(guest.uuid)
-                let labels = Self.labels(guest.identity, trustGroup: guest.trustGroup)
-                var guestSeries: GuestSeries? = series(for: guest.uuid, labels: labels, in: &state)
-                set(Name.guestEngine, guest.counters, labels: labels, series: &guestSeries)
-                set(Name.guestReclaim, guest.reclaim, labels: labels, series: &guestSeries)
-                set(gauge: Name.guestMapped, guest.mapped ? 1 : 0, labels: labels, series: &guestSeries)
-                set(gauge: Name.guestReclaimEligible, guest.reclaim.eligible ? 1 : 0, labels: labels, series: &guestSeries)
-                set(gauge: Name.guestResumeFailing, guest.reclaim.resumeFailure == nil ? 0 : 1, labels: labels, series: &guestSeries)
-                set(gauge: Name.guestReclaimDeferred, guest.reclaim.deferred == nil ? 0 : 1, labels: labels, series: &guestSeries)
-                if let kernel = guest.kernelKSM {
-                    if let mergeable = kernel.mergeable { set(gauge: Name.guestKernelMergeable, mergeable ? 1 : 0, labels: labels, series: &guestSeries) }
-                    for (name, value) in [(Name.guestKernelMergingPages, kernel.mergingPages), (Name.guestKernelZeroPages, kernel.zeroPages),
-                                          (Name.guestKernelProfit, kernel.processProfit)] {
-                        if let value { set(gauge: name, Double(value), labels: labels, series: &guestSeries) }
-                    }
-                }
-                state.guests[guest.uuid] = guestSeries
+    private func writeDaemon(_ snapshot: AgentSnapshot, _ out: inout Writer) {
+        out.gauge(Families.tracking, Double(snapshot.trackingBytes))
+        out.gauge(Families.guests, Double(snapshot.guests.count))
+        out.gauge(Families.guestsMapped, Double(snapshot.guests.count(where: \.mapped)))
+        out.gauge(Families.mappedRAM, Double(snapshot.guests.filter(\.mapped).reduce(0) { $0 + Self.ramBytes($1) }))
+        out.gauge(Families.connected, snapshot.connected ? 1 : 0)
+        for mode in RunMode.allCases {
+            out.gauge(Families.runState, snapshot.run == mode ? 1 : 0, [("state", mode.name)])
+        }
+        out.gauge(Families.pagesToScan, Double(snapshot.tunables.pagesToScan))
+        for mode in AdvisorMode.allCases {
+            out.gauge(Families.advisorState, snapshot.tunables.advisorMode == mode ? 1 : 0, [("state", mode.name)])
+        }
+        out.gauge(Families.advisorTarget, Double(snapshot.tunables.advisorTargetScanTime))
+        if let scan = snapshot.lastFullScan {
+            out.gauge(Families.lastFullScan, scan.seconds)
+            out.gauge(Families.lastFullScanCPU, scan.cpuPercent / 100)
+        }
+        out.gauge(Families.unresumed, Double(snapshot.unresumedPauses))
+    }
+
+    /// The kernel's own KSM, beside Samepage's figures: never blurred with them.
+    private func writeKernelKSM(_ kernel: KernelKSMStatus, _ out: inout Writer) {
+        out.gauge(Families.kernelGoverned, kernel.governed ? 1 : 0)
+        if let run = kernel.run {
+            for mode in RunMode.allCases {
+                out.gauge(Families.kernelRunState, run == mode.rawValue ? 1 : 0, [("state", mode.name)])
             }
-            for (uuid, series) in state.guests where !present.contains(uuid) {
-                unregister(series)
-                state.guests[uuid] = nil
-            }
-            return registry.emitToBuffer()
+        }
+        for (family, pages) in [(Families.kernelSharing, kernel.pagesSharing), (Families.kernelShared, kernel.pagesShared),
+                                (Families.kernelZero, kernel.ksmZeroPages)] {
+            if let pages { out.gauge(family, Double(pages * pageSize)) }
+        }
+        if let profit = kernel.generalProfit { out.gauge(Families.kernelProfit, Double(profit)) }
+    }
+
+    private func writeProcess(_ process: ProcessMetrics, _ out: inout Writer) {
+        if let cpu = process.cpuSeconds { out.counter(Families.processCPU, cpu) }
+        for (family, value) in [(Families.processResident, process.residentBytes), (Families.processVirtual, process.virtualBytes),
+                                (Families.processOpenFDs, process.openFDs), (Families.processMaxFDs, process.maxFDs)] {
+            if let value { out.gauge(family, Double(value)) }
+        }
+        if let start = process.startTimeSeconds { out.gauge(Families.processStart, start) }
+    }
+
+    /// Reclaim's figures, globally (`perGuest` false) or for one guest.
+    private func writeReclaim(_ r: ReclaimStatus, prefix guest: Bool?, _ labels: [(String, String)], _ out: inout Writer) {
+        let f = { (family: Family) in guest == true ? family.perGuest : family }
+        out.counter(f(Families.punched), r.zeroPagesReclaimed * pageSize, labels)
+        out.counter(f(Families.reclaimed), r.bytesReclaimed, labels)
+        out.counter(f(Families.pauses), r.pauses, labels)
+        out.counter(f(Families.pauseOverruns), r.pauseOverruns, labels)
+        out.counter(f(Families.guestSeenOverruns), r.guestSeenOverruns, labels)
+        out.counter(f(Families.refaulted), r.zeroPagesRefaulted * pageSize, labels)
+        out.gauge(f(Families.pending), Double(r.pendingPages * pageSize), labels)
+        out.gauge(f(Families.held), Double(r.pagesHeld * pageSize), labels)
+        out.counter(f(Families.stoppedEarly), r.pausesStoppedEarly, labels)
+        for reason in ReclaimDeferral.Reason.allCases {
+            out.counter(f(Families.deferrals), r.deferrals(reason), labels + [("reason", reason.rawValue)])
         }
     }
 
-    // MARK: Series
-
-    private static func labels(_ guest: GuestIdentity, trustGroup: String?) -> [(String, String)] {
-        [("guest", guest.name), ("uuid", guest.uuid), ("trust_group", trustGroup ?? "")]
-    }
-
-    /// The guest's series; if its labels changed (a new name or trust group), the old series
-    /// go and new ones start.
-    private func series(for uuid: String, labels: [(String, String)], in state: inout State) -> GuestSeries {
-        if let existing = state.guests[uuid] {
-            if existing.labels.elementsEqual(labels, by: { $0.0 == $1.0 && $0.1 == $1.1 }) { return existing }
-            unregister(existing)
+    private func writeGuest(_ guest: GuestStatus, _ out: inout Writer) {
+        let labels = [("uuid", guest.uuid)]
+        out.gauge(Families.guestInfo, 1, labels + [
+            ("name", guest.name), ("mode", guest.mode.rawValue), ("trust_group", guest.trustGroup ?? ""),
+            ("source", guest.source.rawValue), ("vmid", guest.vmid.map(String.init) ?? ""),
+        ])
+        out.gauge(Families.guestRAM, Double(Self.ramBytes(guest)), labels)
+        for key in Counters.CodingKeys.allCases {
+            out.engine(key, guest.counters, labels, perGuest: true)
         }
-        var series = GuestSeries(labels: labels)
-        series.histogram = registry.makeValueHistogram(
-            descriptor: Name.guestPauseSeconds, labels: labels, buckets: Self.pauseBucketsSeconds)
-        series.guestSeenHistogram = registry.makeValueHistogram(
-            descriptor: Name.guestGuestSeenPauseSeconds, labels: labels, buckets: Self.pauseBucketsSeconds)
-        state.guests[uuid] = series
-        return series
+        writeReclaim(guest.reclaim, prefix: true, labels, &out)
+        out.gauge(Families.guestMapped, guest.mapped ? 1 : 0, labels)
+        out.gauge(Families.guestEligible, guest.reclaim.eligible ? 1 : 0, labels)
+        out.gauge(Families.guestResumeFailing, guest.reclaim.resumeFailure == nil ? 0 : 1, labels)
+        out.gauge(Families.guestDeferred, guest.reclaim.deferred == nil ? 0 : 1, labels)
+        if let kernel = guest.kernelKSM {
+            if let mergeable = kernel.mergeable { out.gauge(Families.guestKernelMergeable, mergeable ? 1 : 0, labels) }
+            for (family, pages) in [(Families.guestKernelMerging, kernel.mergingPages), (Families.guestKernelZero, kernel.zeroPages)] {
+                if let pages { out.gauge(family, Double(pages * pageSize), labels) }
+            }
+            if let profit = kernel.processProfit { out.gauge(Families.guestKernelProfit, Double(profit), labels) }
+        }
     }
 
-    private func unregister(_ series: GuestSeries) {
-        for counter in series.counters.values { registry.unregisterCounter(counter) }
-        for gauge in series.gauges.values { registry.unregisterGauge(gauge) }
-        if let histogram = series.histogram { registry.unregisterValueHistogram(histogram) }
-        if let histogram = series.guestSeenHistogram { registry.unregisterValueHistogram(histogram) }
+    private static func ramBytes(_ guest: GuestStatus) -> Int {
+        guest.regions.reduce(0) { $0 + $1.bytes }
     }
 
-    /// Sets a counter to an absolute value: the agent keeps the totals. (A total that went
-    /// down, because a guest's slots started over, reads as a counter reset, which Prometheus
-    /// handles.) The global series (no guest series to keep them in) are never removed.
-    private func set(counter name: MetricNameDescriptor, _ value: Int, labels: [(String, String)], series: inout GuestSeries?) {
-        zeroed(counter: name, labels: labels, series: &series).increment(by: Int64(max(0, value)))
+    /// The guest's histograms, made on first use.
+    private func histograms(for uuid: String, in all: inout [String: GuestHistograms]) -> GuestHistograms {
+        if let existing = all[uuid] { return existing }
+        let labels = [("uuid", uuid)]
+        let pause = Families.pauseSeconds.perGuest
+        let seen = Families.guestSeenPauseSeconds.perGuest
+        let made = GuestHistograms(
+            pause: registry.makeValueHistogram(name: pause.name, labels: labels, buckets: Self.pauseBucketsSeconds, help: pause.help),
+            guestSeen: registry.makeValueHistogram(name: seen.name, labels: labels, buckets: Self.pauseBucketsSeconds, help: seen.help))
+        all[uuid] = made
+        return made
+    }
+}
+
+/// Writes series into one scrape's registry.
+private struct Writer {
+    let registry: PrometheusCollectorRegistry
+
+    func gauge(_ family: Family, _ value: Double, _ labels: [(String, String)] = []) {
+        registry.makeGauge(name: family.name, labels: labels, help: family.help).set(value)
+    }
+
+    /// A counter at an absolute value: the agent keeps the totals. (A total that went down,
+    /// because a guest's slots started over, reads as a counter reset, which Prometheus
+    /// handles.)
+    func counter(_ family: Family, _ value: Int, _ labels: [(String, String)] = []) {
+        registry.makeCounter(name: family.name, labels: labels, help: family.help).increment(by: Int64(max(0, value)))
     }
 
     /// The same for a total in seconds (written with a fraction: `12.5`).
-    private func set(counter name: MetricNameDescriptor, _ value: Double, labels: [(String, String)], series: inout GuestSeries?) {
-        zeroed(counter: name, labels: labels, series: &series).increment(by: max(0, value))
+    func counter(_ family: Family, _ value: Double, _ labels: [(String, String)] = []) {
+        registry.makeCounter(name: family.name, labels: labels, help: family.help).increment(by: max(0, value))
     }
 
-    private func zeroed(counter name: MetricNameDescriptor, labels: [(String, String)], series: inout GuestSeries?) -> Counter {
-        let counter = labels.isEmpty ? registry.makeCounter(descriptor: name) : registry.makeCounter(descriptor: name, labels: labels)
-        series?.counters[ObjectIdentifier(counter)] = counter
-        counter.reset()
-        return counter
-    }
-
-    private func set(gauge name: MetricNameDescriptor, _ value: Double, labels: [(String, String)], series: inout GuestSeries?) {
-        let gauge = labels.isEmpty ? registry.makeGauge(descriptor: name) : registry.makeGauge(descriptor: name, labels: labels)
-        series?.gauges[ObjectIdentifier(gauge)] = gauge
-        gauge.set(value)
-    }
-
-    private func set(_ names: EngineNames, _ c: Counters, labels: [(String, String)], series: inout GuestSeries?) {
-        for (key, name) in names.descriptors {
-            if key.isCumulative {
-                set(counter: name, c[key], labels: labels, series: &series)
-            } else {
-                set(gauge: name, Double(c[key]), labels: labels, series: &series)
-            }
+    /// One of the engine's counters, in bytes where it counts pages.
+    func engine(_ key: Counters.CodingKeys, _ counters: Counters, _ labels: [(String, String)], perGuest: Bool = false) {
+        let base = EngineFamily.family(key)
+        let family = perGuest ? base.perGuest : base
+        let value = counters[key] * (EngineFamily.inPages(key) ? pageSize : 1)
+        if key.isCumulative {
+            counter(family, value, labels)
+        } else {
+            gauge(family, Double(value), labels)
         }
     }
-
-    private func set(_ names: ReclaimNames, _ r: ReclaimStatus, labels: [(String, String)], series: inout GuestSeries?) {
-        set(counter: names.zeroPagesReclaimed, r.zeroPagesReclaimed, labels: labels, series: &series)
-        set(counter: names.bytesReclaimed, r.bytesReclaimed, labels: labels, series: &series)
-        set(counter: names.pauses, r.pauses, labels: labels, series: &series)
-        set(counter: names.pauseOverruns, r.pauseOverruns, labels: labels, series: &series)
-        set(counter: names.zeroPagesRefaulted, r.zeroPagesRefaulted, labels: labels, series: &series)
-        set(gauge: names.pendingPages, Double(r.pendingPages), labels: labels, series: &series)
-        set(gauge: names.heldPages, Double(r.pagesHeld), labels: labels, series: &series)
-        set(counter: names.pausesStoppedEarly, r.pausesStoppedEarly, labels: labels, series: &series)
-        set(counter: names.guestSeenOverruns, r.guestSeenOverruns, labels: labels, series: &series)
-        for reason in ReclaimDeferral.Reason.allCases {
-            set(counter: names.deferrals, r.deferrals(reason), labels: labels + [("reason", reason.rawValue)], series: &series)
-        }
-    }
-}
-
-// MARK: - Names
-
-/// The engine's counters under their kernel names (`/sys/kernel/mm/ksm/*`, the names of
-/// ``Counters/CodingKeys``): a gauge for pages in some state now, a counter (`_total`) for
-/// what only grows.
-struct EngineNames {
-    let descriptors: [(Counters.CodingKeys, MetricNameDescriptor)]
-
-    init(subsystem: String?, of whom: String) {
-        descriptors = Counters.CodingKeys.allCases.map { key in
-            (key, Name.d(subsystem, key.rawValue, key.isCumulative ? "total" : "", Self.help(key) + " (\(whom))"))
-        }
-    }
-
-    static func help(_ key: Counters.CodingKeys) -> String {
-        switch key {
-        case .pagesShared: "Distinct merged contents: stable-tree nodes, as KSM's pages_shared"
-        case .pagesSharing: "Pages merged into a stable node beyond its first, as KSM's pages_sharing"
-        case .pagesUnshared: "Pages in the unstable tree, unchanged and unique, as KSM's pages_unshared"
-        case .pagesVolatile: "Tracked pages changing too fast to merge, as KSM's pages_volatile"
-        case .zeroPages: "Pages found all zero on two visits in a row"
-        case .fullScans: "Completed passes over the guest pages, as KSM's full_scans"
-        case .pagesScanned: "Pages read and classified"
-        case .pagesSkipped: "Pages passed over by smart scan"
-        case .mergesRefused: "Merges refused by max_kernel_pages or a guest's max_pages"
-        }
-    }
-}
-
-extension Counters.CodingKeys {
-    /// Whether the counter only grows (a Prometheus counter) rather than telling how many
-    /// pages are in some state now (a gauge).
-    var isCumulative: Bool {
-        switch self {
-        case .fullScans, .pagesScanned, .pagesSkipped, .mergesRefused: true
-        case .pagesShared, .pagesSharing, .pagesUnshared, .pagesVolatile, .zeroPages: false
-        }
-    }
-}
-
-/// Reclaim's counters.
-struct ReclaimNames {
-    let zeroPagesReclaimed, bytesReclaimed, pauses, pauseOverruns, zeroPagesRefaulted: MetricNameDescriptor
-    let pendingPages, heldPages, pausesStoppedEarly, guestSeenOverruns, deferrals: MetricNameDescriptor
-
-    init(subsystem: String?, of whom: String) {
-        let d = { Name.d(subsystem, $0, $1, $2 + " (\(whom))") }
-        zeroPagesReclaimed = d("zero_pages_reclaimed", "total", "Zero pages punched out of guest RAM backends")
-        bytesReclaimed = d("reclaimed_bytes", "total", "Bytes the backends gave back, from their allocated blocks")
-        pauses = d("reclaim_pauses", "total", "Guest pauses made for reclaim")
-        pauseOverruns = d("reclaim_pause_overruns", "total", "Pauses longer than the policy's max_pause_ms")
-        zeroPagesRefaulted = d("zero_pages_refaulted", "total", "Reclaimed pages the guest touched again")
-        pendingPages = d("reclaim_pending_pages", "", "Confirmed zero pages waiting for a pause")
-        heldPages = d("reclaim_held_pages", "", "Pages reclaimed and still holes: memory the host holds back")
-        pausesStoppedEarly = d("reclaim_pauses_stopped_early", "total", "Pauses whose punching stopped at the deadline or on an outside state change")
-        guestSeenOverruns = d("reclaim_guest_seen_overruns", "total", "Pauses the guest saw (QEMU STOP to RESUME) longer than the policy's max_pause_ms")
-        deferrals = d("reclaim_deferrals", "total", "Times a due reclaim began to wait, by reason (cpu_pressure, pause_cost)")
-    }
-}
-
-/// Descriptors are built on use: swift-prometheus's `MetricNameDescriptor` is not Sendable.
-enum Name {
-    static var engine: EngineNames { EngineNames(subsystem: nil, of: "all guests") }
-    static var guestEngine: EngineNames { EngineNames(subsystem: "guest", of: "per guest") }
-    static var reclaim: ReclaimNames { ReclaimNames(subsystem: nil, of: "all guests, those gone included") }
-    static var guestReclaim: ReclaimNames { ReclaimNames(subsystem: "guest", of: "per guest") }
-
-    static func d(_ subsystem: String?, _ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
-        MetricNameDescriptor(namespace: "samepage", subsystem: subsystem, metricName: name, unitName: unit, helpText: help)
-    }
-
-    static var pauseSeconds: MetricNameDescriptor { d(nil, "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (all guests)") }
-    static var guestPauseSeconds: MetricNameDescriptor { d("guest", "reclaim_pause", "seconds", "Length of reclaim pauses, suspend call to resumed (per guest)") }
-    static var kernelGoverned: MetricNameDescriptor { d("kernel_ksm", "governed", "", "1 while samepaged governs the kernel's ksmd ([kernel_ksm] enabled)") }
-    static var kernelRun: MetricNameDescriptor { d("kernel_ksm", "run", "", "The kernel's /sys/kernel/mm/ksm/run: 0 stopped, 1 running, 2 unmerging") }
-    static var kernelPagesSharing: MetricNameDescriptor { d("kernel_ksm", "pages_sharing", "", "The kernel's pages_sharing: pages merged for real beyond the first of each KSM page") }
-    static var kernelPagesShared: MetricNameDescriptor { d("kernel_ksm", "pages_shared", "", "The kernel's pages_shared: KSM pages in use") }
-    static var kernelZeroPages: MetricNameDescriptor { d("kernel_ksm", "zero_pages", "", "The kernel's ksm_zero_pages: pages merged with the zero page (use_zero_pages)") }
-    static var kernelGeneralProfit: MetricNameDescriptor { d("kernel_ksm", "general_profit", "bytes", "The kernel's general_profit: bytes KSM saves, less its own tracking") }
-    static var guestKernelMergeable: MetricNameDescriptor { d("guest", "kernel_mergeable", "", "1 while samepaged lets the kernel merge the guest (its backends' merge property)") }
-    static var guestKernelMergingPages: MetricNameDescriptor { d("guest", "kernel_merging_pages", "", "The guest's QEMU pages merged by the kernel (ksm_stat ksm_merging_pages)") }
-    static var guestKernelZeroPages: MetricNameDescriptor { d("guest", "kernel_zero_pages", "", "The guest's QEMU pages merged with the zero page by the kernel (ksm_stat ksm_zero_pages)") }
-    static var guestKernelProfit: MetricNameDescriptor { d("guest", "kernel_profit", "bytes", "Bytes the kernel saves on the guest's QEMU, less its tracking (ksm_stat ksm_process_profit)") }
-    static var guestSeenPauseSeconds: MetricNameDescriptor { d(nil, "reclaim_guest_seen_pause", "seconds", "Length of reclaim pauses as the guest saw them, QEMU STOP to RESUME (all guests)") }
-    static var guestGuestSeenPauseSeconds: MetricNameDescriptor { d("guest", "reclaim_guest_seen_pause", "seconds", "Length of reclaim pauses as the guest saw them, QEMU STOP to RESUME (per guest)") }
-    static var deferredGuests: MetricNameDescriptor { d(nil, "reclaim_deferred_guests", "", "Guests whose due reclaim waits now, by reason (cpu_pressure, pause_cost)") }
-    static var guestReclaimDeferred: MetricNameDescriptor { d("guest", "reclaim_deferred", "", "1 while the guest's due reclaim waits for the host to calm or its pause cost to fall") }
-    static var trackingBytes: MetricNameDescriptor { d(nil, "tracking", "bytes", "Memory the engine holds to track guest pages (rmap items and trees)") }
-    static var residentBytes: MetricNameDescriptor { d("process", "resident_memory", "bytes", "samepaged's resident memory") }
-    static var cpuSeconds: MetricNameDescriptor { d("process", "cpu_seconds", "total", "samepaged's user and system CPU time, all threads") }
-    static var scanRate: MetricNameDescriptor { d(nil, "scan_rate", "pages_per_second", "Pages scanned per second over the last 10 seconds") }
-    static var guests: MetricNameDescriptor { d(nil, "guests", "", "Guests known on the libvirt connection") }
-    static var guestsMapped: MetricNameDescriptor { d(nil, "guests_mapped", "", "Guests whose RAM backends are mapped and scanned") }
-    static var connected: MetricNameDescriptor { d(nil, "libvirt_connected", "", "1 while the libvirt connection is up") }
-    static var runMode: MetricNameDescriptor { d(nil, "run", "", "The run mode: 0 stop, 1 merge, 2 unmerge, as /sys/kernel/mm/ksm/run") }
-    static var pagesToScan: MetricNameDescriptor { d(nil, "pages_to_scan", "", "Pages visited per batch (pages_to_scan); the scan-time advisor's while it is on") }
-    static var advisorMode: MetricNameDescriptor { d(nil, "advisor_mode", "", "Who sets pages_to_scan: 0 none (by hand), 1 scan-time (the advisor), as advisor_mode") }
-    static var advisorTarget: MetricNameDescriptor { d(nil, "advisor_target_scan_time", "seconds", "The scan-time advisor's target for one full scan (advisor_target_scan_time)") }
-    static var lastFullScanSeconds: MetricNameDescriptor { d(nil, "last_full_scan", "seconds", "Wall time of the last full scan, time with nothing to scan left out") }
-    static var lastFullScanCPU: MetricNameDescriptor { d(nil, "last_full_scan_cpu", "ratio", "The agent thread's CPU over the last full scan, in cores") }
-    static var buildInfo: MetricNameDescriptor { d(nil, "build", "info", "samepaged's version") }
-    static var guestMapped: MetricNameDescriptor { d("guest", "mapped", "", "1 while the guest's RAM backends are mapped and scanned") }
-    static var guestReclaimEligible: MetricNameDescriptor { d("guest", "reclaim_eligible", "", "1 while the guest's zero pages may be reclaimed") }
-    static var guestResumeFailing: MetricNameDescriptor { d("guest", "resume_failing", "", "1 while a pause of samepaged's could not be ended and its resume is retried") }
-    static var unresumedPauses: MetricNameDescriptor { d(nil, "unresumed_pauses", "", "Pauses of samepaged's (this run's or an earlier one's) whose resume has not succeeded yet") }
 }

@@ -1,4 +1,3 @@
-import Glibc
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -6,29 +5,57 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// The Prometheus endpoint: `GET /metrics` over HTTP/1.1, served by SwiftNIO on its shared
-/// event loops. Each scrape calls `render` for a fresh text.
+/// The metrics listener: `GET /metrics` (Prometheus's text) and `GET /` (the status page)
+/// over HTTP/1.1, served by SwiftNIO on its shared event loops.
 ///
-/// Every connection holds one of samepaged's descriptors, so the server bounds them: at most
-/// ``Limits/maximumConnections`` are served at once (one more is closed as soon as it is
-/// accepted, before anything is read from it), and a connection that sends nothing for
-/// ``Limits/idleTimeout`` is closed. A scraper that keeps its connection alive and scrapes
-/// more often than that keeps it.
+/// Its peers are untrusted, so each holds bounded time and memory:
+/// - at most ``Limits/maximumConnections`` connections are served at once (one more is closed
+///   as soon as it is accepted, before anything is read from it);
+/// - deadlines are absolute: a request must have arrived whole within
+///   ``Limits/requestTimeout`` of the connection's start or of the previous response's being
+///   taken, and a response must be rendered and taken by the client within
+///   ``Limits/responseTimeout``. Bytes that trickle in extend neither;
+/// - one response at a time, and the next only once the previous was taken (written to the
+///   socket, not merely queued): while a response is unsent nothing more is read, so a client
+///   that pipelines requests and never reads stops being read, and nothing more is rendered
+///   for it. Requests that arrived in the same reads queue up to
+///   ``Limits/maximumPipelinedRequests``; one more closes the connection.
+/// Rendering runs on NIO's blocking thread pool, never on an event loop.
 ///
 /// A swift-service-lifecycle `Service`: `init` validates the address and binds it (the kernel
 /// queues connections from then on), ``run()`` is its life: it accepts and serves until
-/// graceful shutdown, then closes the listener. Nothing blocks a thread: NIO's event loops do
-/// the I/O.
+/// graceful shutdown, then closes the listener.
 public final class MetricsServer: Service, Sendable {
     /// Bounds on what the peers of the endpoint can hold.
     public struct Limits: Sendable {
         /// Connections served at once; one more is closed on accept.
         public var maximumConnections = 16
-        /// A connection that sends nothing for this long (no request, or no byte of one) is
-        /// closed.
-        public var idleTimeout: Duration = .seconds(10)
+        /// How long a request may take to arrive whole, from the connection's start or from
+        /// the previous response's being taken; absolute (bytes received do not extend it).
+        public var requestTimeout: Duration = .seconds(10)
+        /// How long a response may take to be rendered and taken by the client.
+        public var responseTimeout: Duration = .seconds(10)
+        /// Requests a connection may have waiting (received whole, not answered yet), the one
+        /// being answered included; one more closes the connection.
+        public var maximumPipelinedRequests = 8
 
+        /// The defaults: 16 connections, 10 s deadlines, 8 requests in the pipeline.
         public init() {}
+    }
+
+    /// What the listener serves, each rendered anew for each request (on a thread of NIO's
+    /// blocking pool: a renderer may block briefly).
+    public struct Content: Sendable {
+        /// The metrics text (`/metrics`).
+        public var metrics: @Sendable () -> [UInt8]
+        /// The status page's HTML (`/`); nil serves a pointer to `/metrics` there instead.
+        public var statusPage: (@Sendable () -> [UInt8])?
+
+        /// The metrics, and optionally a status page.
+        public init(metrics: @escaping @Sendable () -> [UInt8], statusPage: (@Sendable () -> [UInt8])? = nil) {
+            self.metrics = metrics
+            self.statusPage = statusPage
+        }
     }
 
     private let channel: any Channel
@@ -41,16 +68,15 @@ public final class MetricsServer: Service, Sendable {
 
     /// Binds and listens; accepting starts with ``run()`` (or ``start()``). Throws when the
     /// address cannot be bound (in use, not a local address, not permitted).
-    public init(
-        host: String, port: Int, limits: Limits = Limits(), render: @escaping @Sendable () -> [UInt8]
-    ) async throws {
+    public init(host: String, port: Int, limits: Limits = Limits(), content: Content) async throws {
         let gate = ConnectionGate(maximum: limits.maximumConnections)
-        let idleTimeout = TimeAmount(limits.idleTimeout)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // Nothing is accepted before start(): init only binds.
             .serverChannelOption(.autoRead, value: false)
+            // Each connection reads only when its handler asks: the backpressure.
+            .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard gate.admit(channel) else {
@@ -59,15 +85,22 @@ public final class MetricsServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(CloseOnActive())
                         return
                     }
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(render: render))
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        MetricsConnection(limits: limits, content: content, pool: NIOThreadPool.singleton))
                 }
             }
         channel = try await bootstrap.bind(host: host, port: port).get()
         boundAddress = channel.localAddress.map(Self.describe) ?? "\(host):\(port)"
         self.limits = limits
+    }
+
+    /// A server of the metrics alone, rendered by `render`.
+    public convenience init(
+        host: String, port: Int, limits: Limits = Limits(), render: @escaping @Sendable () -> [UInt8]
+    ) async throws {
+        try await self.init(host: host, port: port, limits: limits, content: Content(metrics: render))
     }
 
     /// Starts accepting connections; idempotent. For callers outside a service group.
@@ -126,93 +159,4 @@ private final class CloseOnActive: ChannelInboundHandler, Sendable {
     func channelActive(context: ChannelHandlerContext) {
         context.close(promise: nil)
     }
-}
-
-/// Closes the connection when ``IdleStateHandler`` reports that nothing was read for the
-/// idle timeout.
-private final class CloseWhenIdle: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case IdleStateHandler.IdleStateEvent.read? = event as? IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-}
-
-/// Answers one request at a time on a connection: `/metrics` with the text, `/` with a
-/// pointer to it, anything else 404; methods other than GET and HEAD, 405.
-private final class MetricsHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
-
-    let render: @Sendable () -> [UInt8]
-
-    init(render: @escaping @Sendable () -> [UInt8]) {
-        self.render = render
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(let head) = unwrapInboundIn(data) else { return }
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let status: HTTPResponseStatus
-        var body: [UInt8]
-        var contentType = "text/plain; charset=utf-8"
-        switch (head.method, path) {
-        case (.GET, "/metrics"), (.HEAD, "/metrics"):
-            status = .ok
-            body = render()
-            contentType = Self.contentType
-        case (.GET, "/"), (.HEAD, "/"):
-            status = .ok
-            body = Array("samepaged: metrics at /metrics\n".utf8)
-        case (.GET, _), (.HEAD, _):
-            status = .notFound
-            body = Array("not found; metrics are at /metrics\n".utf8)
-        default:
-            status = .methodNotAllowed
-            body = Array("only GET and HEAD\n".utf8)
-        }
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: contentType)
-        headers.add(name: "Content-Length", value: "\(body.count)")
-        if status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
-        if head.method == .HEAD { body = [] }
-        let keepAlive = head.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if !body.isEmpty {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        }
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
-            let channel = context.channel
-            done.whenComplete { _ in channel.close(promise: nil) }
-        }
-    }
-}
-
-/// The calling process's resident memory, from `/proc/self/statm`; nil if unreadable.
-public func processResidentBytes() -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
-    let fields = text.split(separator: " ")
-    guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
-
-/// The calling process's user and system CPU time in seconds, all its threads together.
-///
-/// The corresponding C function is `getrusage` (`RUSAGE_SELF`), whose microseconds are finer
-/// than `/proc/self/stat`'s clock ticks; nil if it fails.
-public func processCPUSeconds() -> Double? {
-    var usage = rusage()
-    guard getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage) == 0 else { return nil }
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }

@@ -122,7 +122,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.kernelKSM = settings.kernelKSM
         agentConfiguration.qemuGuests = settings.qemuGuests
         agentConfiguration.kernelKSMSaved = Self.kernelKSMSaved(settings)
-        let exporter = MetricsExporter(version: SamepageRelease.version)
+        let exporter = MetricsExporter(version: SamepageRelease.version, perGuest: settings.metricsPerGuest)
         agentConfiguration.pauseObserver = { exporter.record($0) }
         let agent = Agent(configuration: agentConfiguration, logger: Logger(label: "samepaged.agent"))
 
@@ -139,9 +139,17 @@ struct Samepaged: AsyncParsableCommand {
         var metrics: MetricsServer?
         if let address = settings.metricsAddress {
             do {
-                metrics = try await MetricsServer(host: address.host, port: Int(address.port)) {
-                    exporter.render(agent.snapshot, residentBytes: processResidentBytes(), cpuSeconds: processCPUSeconds())
-                }
+                // Both run on NIO's blocking pool: the matrix waits (briefly) for the agent's thread.
+                let perGuest = settings.metricsPerGuest
+                let sharing = RecentValue(maximumAge: .seconds(10)) { perGuest ? agent.sharingMatrix(timeout: .seconds(2)) : nil }
+                let content = MetricsServer.Content(
+                    metrics: { exporter.render(agent.snapshot, process: .current()) },
+                    statusPage: {
+                        StatusPage.render(
+                            agent.snapshot, sharing: sharing.value,
+                            perGuest: perGuest, version: SamepageRelease.version)
+                    })
+                metrics = try await MetricsServer(host: address.host, port: Int(address.port), content: content)
             } catch {
                 // The control socket was bound, not served: closing it removes the file.
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -151,7 +159,7 @@ struct Samepaged: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
-        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics" } ?? "off")")
+        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics, status page at /" } ?? "off")")
 
         // One lifecycle: each component's run() is its life, and graceful shutdown ends them in
         // the reverse order: the hangup handler, the metrics endpoint, the control socket,

@@ -57,9 +57,9 @@ struct Scrape {
         types = (object["types"] as? [String: String]) ?? [:]
     }
 
-    /// A guest's series: the labels sorted as the script writes them.
-    func guest(_ name: String, _ metric: String, uuid: String, group: String) -> Double? {
-        samples["\(metric){guest=\"\(name)\",trust_group=\"\(group)\",uuid=\"\(uuid)\"}"]
+    /// A per-guest series, labelled by the guest's UUID alone.
+    func guest(_ metric: String, uuid: String) -> Double? {
+        samples["\(metric){uuid=\"\(uuid)\"}"]
     }
 }
 
@@ -112,25 +112,30 @@ struct MetricsEndToEndTests {
         #expect(metrics.status == 200)
         #expect(metrics.contentType?.hasPrefix("text/plain; version=0.0.4") == true)
 
-        // Global: the kernel-named counters, reclaim and the daemon's own figures.
-        for key in ["pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "zero_pages"] {
-            #expect(metrics.samples["samepage_\(key)"] == Double(int(stats[key])), "\(key)")
-            #expect(metrics.types["samepage_\(key)"] == "gauge", "\(key)")
+        // Global: the kernel-named counters in bytes, reclaim and the daemon's own figures.
+        let page = 4096.0
+        for (key, name) in [("pages_shared", "shared_bytes"), ("pages_sharing", "sharing_bytes"), ("pages_unshared", "unshared_bytes"),
+                            ("pages_volatile", "volatile_bytes"), ("zero_pages", "zero_page_bytes")] {
+            #expect(metrics.samples["samepage_\(name)"] == Double(int(stats[key])) * page, "\(key)")
+            #expect(metrics.types["samepage_\(name)"] == "gauge", "\(key)")
         }
-        for key in ["full_scans", "pages_scanned", "pages_skipped", "merges_refused", "zero_pages_reclaimed"] {
-            #expect(metrics.samples["samepage_\(key)_total"] == Double(int(stats[key])), "\(key)")
-            #expect(metrics.types["samepage_\(key)"] == "counter", "\(key)")
+        for (key, name, unit) in [("full_scans", "full_scans", 1.0), ("pages_scanned", "scanned_bytes", page), ("pages_skipped", "skipped_bytes", page),
+                                  ("merges_refused", "merges_refused", 1.0), ("zero_pages_reclaimed", "reclaim_punched_bytes", page)] {
+            #expect(metrics.samples["samepage_\(name)_total"] == Double(int(stats[key])) * unit, "\(key)")
+            #expect(metrics.types["samepage_\(name)"] == "counter", "\(key)")
         }
         #expect(int(stats["pages_sharing"]) > 0 && int(stats["zero_pages_reclaimed"]) > 0)
         #expect(metrics.samples["samepage_reclaimed_bytes_total"] == Double(int(stats["bytes_reclaimed"])))
         #expect(metrics.samples["samepage_reclaim_pauses_total"] == Double(int(stats["pauses"])))
         #expect(metrics.samples["samepage_tracking_bytes"] == Double(int(stats["tracking_bytes"])))
         #expect(metrics.samples["samepage_guests"] == Double(int(stats["guests"])))
-        #expect(metrics.samples["samepage_run"] == Double(int(stats["run"])) && int(stats["run"]) == 0)
+        #expect(metrics.samples["samepage_run_state{state=\"stop\"}"] == 1 && int(stats["run"]) == 0)
+        #expect(metrics.samples["samepage_run_state{state=\"merge\"}"] == 0)
         #expect(metrics.samples["samepage_libvirt_connected"] == 1)
-        #expect((metrics.samples["samepage_process_resident_memory_bytes"] ?? 0) > Double(int(stats["tracking_bytes"])))
-        #expect((metrics.samples["samepage_process_cpu_seconds_total"] ?? 0) > 0)
-        #expect(metrics.types["samepage_process_cpu_seconds"] == "counter")  // prometheus_client drops _total
+        #expect((metrics.samples["process_resident_memory_bytes"] ?? 0) > Double(int(stats["tracking_bytes"])))
+        #expect((metrics.samples["process_cpu_seconds_total"] ?? 0) > 0)
+        #expect(metrics.types["process_cpu_seconds"] == "counter")  // prometheus_client drops _total
+        #expect((metrics.samples["process_open_fds"] ?? 0) > 0)
         #expect(metrics.samples["samepage_build_info{version=\"0.1.0\"}"] == 1)
 
         // The pause histogram: cumulative buckets equal the CLI's per-bucket counts, summed.
@@ -149,18 +154,23 @@ struct MetricsEndToEndTests {
         #expect(abs(sum * 1000 - totalMs) < 0.01, "histogram sum \(sum) s, CLI \(totalMs) ms")
         #expect(metrics.types["samepage_reclaim_pause_seconds"] == "histogram")
 
-        // Per guest, labelled by name, UUID and trust group.
+        // Per guest, labelled by UUID alone; name, mode and trust group in samepage_guest_info.
         for guest in guests where names.contains(guest["name"] as! String) {
             let name = guest["name"] as! String, uuid = guest["uuid"] as! String
-            for key in ["pages_shared", "pages_sharing", "pages_unshared", "zero_pages"] {
-                #expect(metrics.guest(name, "samepage_guest_\(key)", uuid: uuid, group: "metrics") == Double(int(guest[key])), "\(name) \(key)")
+            for (key, series) in [("pages_shared", "shared_bytes"), ("pages_sharing", "sharing_bytes"), ("pages_unshared", "unshared_bytes"),
+                                  ("zero_pages", "zero_page_bytes")] {
+                #expect(metrics.guest("samepage_guest_\(series)", uuid: uuid) == Double(int(guest[key])) * page, "\(name) \(key)")
             }
-            for key in ["full_scans", "pages_scanned", "zero_pages_reclaimed"] {
-                #expect(metrics.guest(name, "samepage_guest_\(key)_total", uuid: uuid, group: "metrics") == Double(int(guest[key])), "\(name) \(key)")
+            for (key, series, unit) in [("full_scans", "full_scans", 1.0), ("pages_scanned", "scanned_bytes", page),
+                                        ("zero_pages_reclaimed", "reclaim_punched_bytes", page)] {
+                #expect(metrics.guest("samepage_guest_\(series)_total", uuid: uuid) == Double(int(guest[key])) * unit, "\(name) \(key)")
             }
             let guestReclaim = try #require(guest["reclaim"] as? [String: Any])
-            #expect(metrics.guest(name, "samepage_guest_reclaim_pause_seconds_count", uuid: uuid, group: "metrics") == Double(int(guestReclaim["pauses"])))
-            #expect(metrics.guest(name, "samepage_guest_mapped", uuid: uuid, group: "metrics") == 1)
+            #expect(metrics.guest("samepage_guest_reclaim_pause_seconds_count", uuid: uuid) == Double(int(guestReclaim["pauses"])))
+            #expect(metrics.guest("samepage_guest_mapped", uuid: uuid) == 1)
+            let mode = guest["mode"] as! String
+            let info = "samepage_guest_info{mode=\"\(mode)\",name=\"\(name)\",source=\"libvirt\",trust_group=\"metrics\",uuid=\"\(uuid)\",vmid=\"\"}"
+            #expect(metrics.samples[info] == 1, "\(info)")
         }
 
         // Other paths and methods; a second daemon on the same address fails clearly.

@@ -42,8 +42,8 @@ struct PrometheusRulesTests {
 
     @Test("A copy with a wrong threshold still loads but fails the shipped tests")
     func wrongThresholdFailsTests() throws {
-        let threshold = "/ (rate(samepage_reclaim_pauses_total[5m]) > 0) > 0.05"
-        try Self.withCopy(replacing: threshold, by: "/ (rate(samepage_reclaim_pauses_total[5m]) > 0) > 0.5") { copy in
+        let threshold = "/ (rate(samepage_reclaim_guest_seen_pause_seconds_count[5m]) > 0) > 0.05"
+        try Self.withCopy(replacing: threshold, by: "/ (rate(samepage_reclaim_guest_seen_pause_seconds_count[5m]) > 0) > 0.5") { copy in
             let check = try Promtool.run(["check", "rules", copy.appendingPathComponent("samepage-rules.yml").path])
             #expect(check.status == 0, "\(check.output)")
             let result = try Promtool.run(["test", "rules", "samepage-rules.test.yml"], in: copy)
@@ -91,18 +91,20 @@ struct PrometheusRulesTests {
         }
     }
 
-    /// `samepage_…` words that are series names, not parts of a recorded name
-    /// (`instance:samepage_process_cpu:rate5m`).
-    static func seriesNames(in text: String) -> Set<String> {
+    /// `samepage_…` and `process_…` words that are series names, not parts of a recorded name
+    /// (`instance:samepage_process_cpu:rate5m`) or of another word.
+    static func seriesNames(in text: String, prefixes: [String] = ["samepage_", "process_"]) -> Set<String> {
         let word = { (c: Character) in c.isLetter || c.isNumber || c == "_" || c == ":" }
         var names = Set<String>()
-        var rest = Substring(text)
-        while let start = rest.range(of: "samepage_") {
-            let before = rest[..<start.lowerBound].last
-            let token = rest[start.lowerBound...].prefix(while: word)
-            rest = rest[token.endIndex...]
-            if before.map(word) == true || token.contains(":") { continue }
-            names.insert(String(token))
+        for prefix in prefixes {
+            var rest = Substring(text)
+            while let start = rest.range(of: prefix) {
+                let before = rest[..<start.lowerBound].last
+                let token = rest[start.lowerBound...].prefix(while: word)
+                rest = rest[token.endIndex...]
+                if before.map(word) == true || token.contains(":") { continue }
+                names.insert(String(token))
+            }
         }
         return names
     }

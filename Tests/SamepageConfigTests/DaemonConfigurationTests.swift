@@ -23,7 +23,8 @@ import Testing
         #expect(defaults.controlGroup == nil)
         #expect(defaults.configuredControlSocketMode == nil)
         #expect(defaults.controlSocketMode == 0o600)
-        #expect(defaults.metricsAddress == HostAndPort(host: "127.0.0.1", port: 9464))
+        #expect(defaults.metricsAddress == HostAndPort(host: "127.0.0.1", port: 10460))
+        #expect(defaults.metricsPerGuest)
         #expect(defaults.run == .merge)
         // The advisor on, and pages_to_scan at its starting point, advisor_min_pages_to_scan.
         #expect(defaults.tunables == Tunables(
@@ -49,7 +50,7 @@ import Testing
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let keys = text.split(separator: "\n").filter { $0.contains(" = ") && !$0.hasPrefix("#") }
         #expect(keys.map { $0.split(separator: " ").first! }.sorted() == [
-            "address", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
+            "address", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "per_guest", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
         ])
         // pages_to_scan is documented, commented out: with the advisor on, the file may not set it.
         #expect(text.contains("\n# pages_to_scan = 1000\n"))
@@ -77,6 +78,7 @@ import Testing
             mode = "0640"
             [metrics]
             address = "[::1]:9100"
+            per_guest = false
             [scan]
             run = "stop"
             advisor_mode = "none"
@@ -113,6 +115,7 @@ import Testing
         expected.controlGroup = "libvirt"
         expected.configuredControlSocketMode = 0o640
         expected.metricsAddress = HostAndPort(host: "::1", port: 9100)
+        expected.metricsPerGuest = false
         expected.run = .stop
         expected.tunables = Tunables(
             pagesToScan: 250, sleepMillisecs: 0, maxKernelPages: 100000, maxPageSharing: 0, smartScan: false,
@@ -188,8 +191,8 @@ import Testing
         ("[control]\nmode = \"4600\"", 3, "control.mode = \"4600\" sets setuid, setgid or sticky bits, which a socket does not take"),
         ("[control]\nmode = \"0060\"", 3, "control.mode = \"0060\" must give the owner read and write access (0600)"),
         ("[control]\ngroup = \"-x\"", 3, "control.group = \"-x\" is not a group name (letters, digits, '.', '_', '-', at most 32 characters; \"\" for root only)"),
-        ("[metrics]\naddress = \"9464\"", 3, "metrics.address = \"9464\" is not HOST:PORT (like \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" disables metrics)"),
-        ("[metrics]\naddress = \"localhost:70000\"", 3, "metrics.address = \"localhost:70000\" is not HOST:PORT (like \"127.0.0.1:9464\" or \"[::1]:9464\"; \"\" disables metrics)"),
+        ("[metrics]\naddress = \"9464\"", 3, "metrics.address = \"9464\" is not HOST:PORT (like \"127.0.0.1:10460\" or \"[::1]:10460\"; \"\" disables metrics)"),
+        ("[metrics]\naddress = \"localhost:70000\"", 3, "metrics.address = \"localhost:70000\" is not HOST:PORT (like \"127.0.0.1:10460\" or \"[::1]:10460\"; \"\" disables metrics)"),
         ("[policy]\ndirectory = \"guests.d\"", 3, "policy.directory = \"guests.d\" is not an absolute path"),
         ("[policy.default]\nmax_pause_ms = 0", 3, "policy.default.max_pause_ms = 0 is out of range: expected 1 to 1000"),
         ("[policy.default]\nmode = \"all\"", 3, "policy.default.mode = \"all\" is not valid: expected one of \"off\", \"report\", \"zero\", \"merge\""),

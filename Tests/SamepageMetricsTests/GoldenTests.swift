@@ -6,7 +6,8 @@ import Testing
 
 /// The metrics' exposition, pinned: a fixed snapshot renders to the lines recorded in
 /// `Golden/metrics.txt` (compared as a sorted set of lines, since the registry's order of
-/// families is not part of the format). `SAMEPAGE_WRITE_GOLDEN=1` records it anew.
+/// families is not part of the format): names, types, HELP texts, labels and values.
+/// `SAMEPAGE_WRITE_GOLDEN=1` records it anew.
 @Suite("Metrics exposition, line for line")
 struct MetricsGoldenTests {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
@@ -30,7 +31,10 @@ struct MetricsGoldenTests {
         a.reclaim.deferralsForPauseCost = 1
         a.reclaim.guestSeenOverruns = 1
         a.kernelKSM = GuestKernelKSM(mergeable: true, mergingPages: 300, zeroPages: 40, processProfit: 1_200_000)
-        let b = guest("beta", uuid: "00000000-0000-0000-0000-00000000000b", group: nil, scanned: 500, shared: 0, reclaimed: 0)
+        var b = guest("beta", uuid: "00000000-0000-0000-0000-00000000000b", group: nil, scanned: 500, shared: 0, reclaimed: 0)
+        b.source = .proxmox
+        b.vmid = 104
+        b.mode = .report
         snapshot.guests = [a, b]
         snapshot.counters.pagesScanned = 1500
         snapshot.counters.pagesShared = 10
@@ -45,7 +49,9 @@ struct MetricsGoldenTests {
         let exporter = MetricsExporter(version: "0.1.0")
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 4))
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 30, guestSeenMilliseconds: 12))
-        let text = String(decoding: exporter.render(snapshot, residentBytes: 50 << 20, cpuSeconds: 12.5), as: UTF8.self)
+        let process = ProcessMetrics(
+            cpuSeconds: 12.5, residentBytes: 50 << 20, virtualBytes: 1 << 31, openFDs: 17, maxFDs: 1024, startTimeSeconds: 1_700_000_000.5)
+        let text = String(decoding: exporter.render(snapshot, process: process), as: UTF8.self)
         let lines = text.split(separator: "\n").map(String.init).sorted()
         let file = Self.directory.appendingPathComponent("metrics.txt")
         if ProcessInfo.processInfo.environment["SAMEPAGE_WRITE_GOLDEN"] == "1" {

@@ -50,6 +50,31 @@ final class TCPConnection {
         return bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
     }
 
+    /// Sends raw bytes; false if not all of them could be sent (the send timeout passed).
+    func send(bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard count > 0 else { return false }
+            sent += count
+        }
+        return true
+    }
+
+    /// Reads until `count` bytes came or the stream ended (or timed out): how many came, and
+    /// whether the stream ended.
+    func drain(upTo count: Int) -> (bytes: Int, ended: Bool) {
+        var total = pending.count
+        pending = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while total < count {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { total += n; continue }
+            return (total, n == 0 || errno == ECONNRESET)
+        }
+        return (total, false)
+    }
+
     func receive() -> Read {
         if !pending.isEmpty {
             defer { pending = [] }
@@ -98,7 +123,7 @@ final class TCPConnection {
     }
 }
 
-@Suite("Metrics endpoint: connection cap and idle timeout")
+@Suite("Metrics endpoint: connection cap and request deadline")
 struct MetricsServerTests {
     static let text = "samepage_test_metric 42\n"
 
@@ -149,10 +174,10 @@ struct MetricsServerTests {
         }
     }
 
-    @Test("A connection that sends nothing is closed after the idle timeout, not before")
+    @Test("A connection that sends nothing is closed at the request deadline, not before")
     func idleConnectionClosed() async throws {
         var limits = MetricsServer.Limits()
-        limits.idleTimeout = .milliseconds(300)
+        limits.requestTimeout = .milliseconds(300)
         try await withServer(limits) { port in
             let start = ContinuousClock.now
             let connection = try TCPConnection(port: port)
@@ -163,10 +188,10 @@ struct MetricsServerTests {
         }
     }
 
-    @Test("A connection that keeps requesting outlives many idle timeouts, then idles out")
+    @Test("A connection that keeps requesting (and reading) outlives many request deadlines, then is closed")
     func busyConnectionKept() async throws {
         var limits = MetricsServer.Limits()
-        limits.idleTimeout = .milliseconds(600)
+        limits.requestTimeout = .milliseconds(600)
         try await withServer(limits) { port in
             let connection = try TCPConnection(port: port)
             let start = ContinuousClock.now
