@@ -30,12 +30,7 @@ public final class JournalLock: Sendable {
     public static func acquire(journal: String) throws(JournalError) -> JournalLock {
         let path = journal + ".lock"
         try? FileManager.default.createDirectory(atPath: (journal as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let file: OwnedDescriptor
-        do {
-            file = try OwnedDescriptor.open(path, .readWrite, options: [.create], permissions: [.ownerReadWrite])
-        } catch {
-            throw JournalError(path: journal, problem: "cannot be locked: \(error)")
-        }
+        let file = try openLockFile(path, journal: journal)
         guard flock(file.descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else {
             let failure = errno
             if failure == EWOULDBLOCK {
@@ -51,5 +46,11 @@ public final class JournalLock: Sendable {
         let pid = "\(getpid())\n"
         _ = pid.withCString { pwrite(file.descriptor.rawValue, $0, strlen($0), 0) }
         return JournalLock(file: file, path: path)
+    }
+
+    private static func openLockFile(_ path: String, journal: String) throws(JournalError) -> OwnedDescriptor {
+        do { return try OwnedDescriptor.open(path, .readWrite, options: [.create], permissions: [.ownerReadWrite]) } catch {
+            throw JournalError(path: journal, problem: "cannot be locked: \(error)")
+        }
     }
 }

@@ -67,8 +67,12 @@ struct MetricsServerBoundsTests {
         // 24 MiB does not fit in loopback's socket buffers (a few MiB each way).
         let size = 24 << 20
         let renderer = CountingRenderer(size: size)
-        try await withServer(MetricsServer.Limits(), renderer) { port in
-            let client = try TCPConnection(port: port, timeout: .seconds(5))
+        // Deadlines far away: this is about backpressure, and a debug build on a loaded machine
+        // takes seconds to move 72 MiB.
+        var limits = MetricsServer.Limits()
+        limits.responseTimeout = .seconds(120)
+        try await withServer(limits, renderer) { port in
+            let client = try TCPConnection(port: port, timeout: .seconds(30))
             #expect(client.send(bytes: Array([Self.request, Self.request, Self.request].joined())))
             try await Task.sleep(for: .seconds(1))
             #expect(renderer.count == 1, "rendered \(renderer.count) times while the client read nothing")
