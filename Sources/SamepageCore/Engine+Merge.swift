@@ -46,6 +46,7 @@ extension Engine {
             }
             checksumPointer.pointee = zeroChecksum
             wordPointer.pointee = w.with(kind: .zero).raw
+            newZeroPages.append(SlotPage(slot: slot.id, page: page))
             return
         }
 

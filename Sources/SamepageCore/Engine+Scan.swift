@@ -25,6 +25,11 @@ public struct BatchReport: Sendable {
     /// allocation; one that keeps it keeps its own valid copy (copy-on-write), and the engine
     /// then starts a new buffer.
     public var confirmedZeroPages: [SlotPage] = []
+    /// Pages found all zero for the first time (after holding something else, or on their
+    /// first visit) during this batch, in scan order: the engine confirms them only at its
+    /// next visit, a full scan later, and a caller that wants them sooner may look again
+    /// after a short interval of its own. Same ownership as ``confirmedZeroPages``.
+    public var newZeroPages: [SlotPage] = []
     public init() {}
 }
 
@@ -38,6 +43,7 @@ extension Engine {
         var report = BatchReport()
         guard run == .merge else { return report }
         confirmedZeroPages.removeAll(keepingCapacity: true)
+        newZeroPages.removeAll(keepingCapacity: true)
         let scannedBefore = tally.pagesScanned
         var budget = tunables.pagesToScan
         while budget > 0 && !scanList.isEmpty {
@@ -62,6 +68,7 @@ extension Engine {
         report.failures = failures
         failures = []
         report.confirmedZeroPages = confirmedZeroPages
+        report.newZeroPages = newZeroPages
         report.pagesScanned = tally.pagesScanned - scannedBefore
         return report
     }

@@ -66,6 +66,8 @@ public final class Engine {
     /// This batch's confirmed zero pages; handed out in its report (see
     /// ``BatchReport/confirmedZeroPages`` for who owns the storage).
     var confirmedZeroPages: [SlotPage] = []
+    /// The pages of this batch seen zero for the first time (``BatchReport/newZeroPages``).
+    var newZeroPages: [SlotPage] = []
 
     // Scratch space, allocated once.
     static let readBatchPages = 32

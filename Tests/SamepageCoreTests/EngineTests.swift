@@ -345,6 +345,22 @@ struct EngineBehaviourTests {
         #expect(h.engine.scanBatch().confirmedZeroPages.isEmpty)
     }
 
+    @Test("A page seen zero for the first time is reported once as new, before its confirmation")
+    func newZeroPages() throws {
+        let region = FakeRegion([0, 1, 0, nil, 7])
+        let h = try Harness([region], tunables: Tunables(smartScan: false))
+        var new: [Int] = []
+        for _ in 0..<4 { new += h.engine.scanBatch(endingFullScans: true).newZeroPages.map(\.page) }
+        #expect(new == [0, 2])  // once each, on their first visit; never again while zero
+        region.pages[4] = 0  // a page that held data turns zero
+        region.pages[2] = 3  // and one that was zero holds data
+        var later: [Int] = []
+        for _ in 0..<2 { later += h.engine.scanBatch(endingFullScans: true).newZeroPages.map(\.page) }
+        #expect(later == [4])
+        region.pages[2] = 0  // zero again after holding data: new again
+        #expect(h.engine.scanBatch(endingFullScans: true).newZeroPages.map(\.page) == [2])
+    }
+
     @Test("run stop pauses scanning; run unmerge drops everything")
     func runModes() throws {
         let region = FakeRegion([1, 1, 0, 0, 2])
