@@ -162,7 +162,9 @@ let package = Package(
         .testTarget(name: "KernelKSMTests", dependencies: ["KernelKSM", "LinuxSystem", "SamepageModel", "SamepageCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageModelTests", dependencies: ["SamepageModel", "SamepageCore"]),
-        .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore", "KernelKSM", "QEMUGuests", "QMP"]),
+        .testTarget(
+            name: "SamepageAgentTests",
+            dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore", "KernelKSM", "QEMUGuests", "QMP", "LinuxSystem", "Libvirt"]),
         .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
         .testTarget(
             name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore"],

@@ -36,69 +36,20 @@ extension Worker {
         }
     }
 
-    /// The socket paths a guest's vhost-user backends are reached on: those the XML names, and,
-    /// when the XML has vhost-user devices, the vhost-user chardevs on QEMU's command line
-    /// (where the socket of a virtiofsd libvirt started itself is found).
-    static func vhostUserSockets(_ definition: DomainDefinition, commandLine: [String]?) -> Set<String> {
-        var sockets = Set(definition.vhostUserDevices.compactMap(\.socketPath) + definition.virtiofsFilesystems.compactMap(\.socketPath))
-        if !definition.vhostUserDevices.isEmpty || !definition.virtiofsFilesystems.isEmpty, let commandLine {
-            sockets.formUnion(QEMUCommandLine.vhostUserSocketPaths(arguments: commandLine))
-        }
-        return sockets
-    }
-
-    /// Finds the processes besides QEMU (and us) that map each guest's RAM backends, in one
-    /// pass over /proc, and sorts them into the guest's vhost-user backends and others. Run at
-    /// map time and at every reconcile, so a process that maps a backend later keeps reclaim
-    /// off within one reconcile interval.
-    func refreshMappers(_ guests: [TrackedGuest]) {
-        let files = Set(guests.flatMap { $0.regions.map(\.file) })
-        let pass = mappingIndex.refresh()
-        lastMapperRefresh = ContinuousClock.now
-        let mappers = mappingIndex.processes(mappingAny: files)
-        // A process that cannot be inspected might map any backend: it counts as a mapper of
-        // every guest (reclaim fails closed), named with why.
-        let unreadable = pass.unreadable.filter { $0.key != getpid() }.sorted { $0.key < $1.key }.map { pid, error in
-            MapperProcess(pid: pid, command: "cannot inspect: \(error)")
-        }
-        var table: UnixSocketTable?
-        var tableError: SystemError?
-        for guest in guests {
-            guard let qemu = guest.process?.pid else { continue }
-            let others = Set(guest.regions.flatMap { mappers[$0.file] ?? [] }).subtracting([qemu, getpid()]).sorted()
-            var backends: [pid_t: String] = [:]
-            if !others.isEmpty && !guest.vhostUserSockets.isEmpty {
-                if table == nil && tableError == nil {
-                    do { table = try UnixSocketTable.current() } catch { tableError = error }
-                }
-                if let table {
-                    backends = VhostUserBackends.identify(qemu: qemu, mappers: others, socketPaths: guest.vhostUserSockets, table: table)
-                } else if let tableError {
-                    logger.warning("guest \(guest.identity.name): cannot tell vhost-user backends from other mappers: \(tableError)")
-                }
-            }
-            guest.facts.vhostUserBackends = others.compactMap { pid in
-                backends[pid].map { MapperProcess(pid: pid, command: MapperProcess.command(of: pid), socket: $0) }
-            }
-            guest.facts.otherMappers = others.filter { backends[$0] == nil }.map { MapperProcess(pid: $0, command: MapperProcess.command(of: $0)) }
-                + unreadable
-        }
-    }
-
     /// Opens the guest's RAM backends and puts them on the scan list.
     func map(_ guest: TrackedGuest) {
         do {
             if let handle = guest.qemu {
                 // Outside libvirt: the QEMU found, its regions as QMP listed them (else its
                 // command line's backends), its vhost-user sockets from its command line.
-                try openRAM(of: guest, in: Self.openQEMU(handle), expected: handle.expected,
+                try openRAM(of: guest, in: QEMUGuestQueries.openQEMU(handle), expected: handle.expected,
                             vhostUserSockets: handle.commandLine.vhostUserSockets)
             } else {
                 guard let definition = guest.definition else { return }
                 let process = try QEMUProcess.libvirtGuest(
                     name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
                 let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
-                let sockets = Self.vhostUserSockets(definition, commandLine: try? process.commandLine())
+                let sockets = GuestMappers.vhostUserSockets(definition, commandLine: try? process.commandLine())
                 try openRAM(of: guest, in: process, expected: expected, vhostUserSockets: sockets)
             }
         } catch {
@@ -141,7 +92,7 @@ extension Worker {
         guest.privateRegions = opened.compactMap { if case .private(let region) = $0 { region } else { nil } }
         guest.vhostUserSockets = vhostUserSockets
         guest.process = consume process
-        refreshMappers([guest])
+        mappers.refresh([guest])
     }
 
     /// How a guest's backends are opened in `mode`: read-write only where zero pages may be
@@ -158,20 +109,13 @@ extension Worker {
         guest.regions = []
         guest.privateRegions = []
         guest.process = nil
-        guest.reclaimState.pending = [:]
-        guest.reclaimState.oldestPending = nil
-        guest.reclaimState.held = [:]
-        guest.reclaimState.hot = [:]
+        guest.reclaimState.forgetPages()
     }
 
     func detach(_ guest: TrackedGuest, reason: String) {
         if guest.mapped { logger.info("guest \(guest.identity.name) released: \(reason)") }
-        completePauseRecord(of: guest, force: true)
         unmap(guest)
-        var totals = guest.reclaimState.status
-        totals.pendingPages = 0
-        reclaimedByGoneGuests.add(totals)
-        guest.reclaimState.status = ReclaimStatus()
+        reclaimer.guestLeaves(guest)
         agent.forgetStateEvents(of: guest.uuid)
     }
 
@@ -207,6 +151,9 @@ extension Worker {
             } else if !guest.mapped {
                 if !guest.failed {
                     guest.reason = nil
+                    // Outside libvirt, its QMP socket is asked first now that its policy
+                    // asks for more than `off` (never before: see attachQEMU).
+                    if old.mode == .off, guest.qemu != nil { queries.askAtAttach(guest) }
                     map(guest)
                 }
             } else if guest.regions.contains(where: { $0.access != Self.access(for: policy.mode) }) {
@@ -216,10 +163,7 @@ extension Worker {
                 unmap(guest)
                 map(guest)
             } else {
-                if !policy.mode.reclaims {
-                    guest.reclaimState.pending = [:]
-                    guest.reclaimState.oldestPending = nil
-                }
+                if !policy.mode.reclaims { guest.reclaimState.forgetPending() }
                 // A trust group removed puts the guest in a group of its own again.
                 var group = engine.options(for: guest.slots[0])!.trustGroup
                 if policy.trustGroup != old.trustGroup {
@@ -236,7 +180,7 @@ extension Worker {
         }
         // Who the kernel may merge follows at once, not at the next reconcile; ksmd is held
         // stopped meanwhile if a guest's merging could not be switched off.
-        reconcileKernelKSM(connection: connection)
+        kernel.reconcile(guests, connection: connection)
         publish()
     }
 }

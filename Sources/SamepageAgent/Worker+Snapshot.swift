@@ -17,20 +17,20 @@ extension Worker {
         lastPublish = ContinuousClock.now
         var snapshot = AgentSnapshot()
         snapshot.connected = connection != nil
-        snapshot.connectionError = connectionError
+        snapshot.connectionError = link.error
         snapshot.counters = engine.counters
         snapshot.tunables = engine.tunables
         snapshot.run = engine.run
         snapshot.trackingBytes = engine.trackingBytes
         scanRate.add(engine.counters.pagesScanned, at: lastPublish)
         snapshot.scanRate = scanRate.perSecond
-        snapshot.lastFullScan = lastFullScan
+        snapshot.lastFullScan = advisor.lastFullScan
         snapshot.updatedOnce = reconciledOnce
         snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
-        snapshot.unresumedPauses = unresumed.count
-        snapshot.reclaim = reclaimedByGoneGuests
+        snapshot.unresumedPauses = reclaimer.retries.count
+        snapshot.reclaim = reclaimer.reclaimedByGoneGuests
         for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
-        snapshot.kernelKSM = kernelGovernor?.status ?? ungovernedKernelKSM
+        snapshot.kernelKSM = kernel.status
         agent.publish(snapshot)
     }
 
@@ -42,16 +42,16 @@ extension Worker {
             RegionStatus(backend: $0.backendID, kind: $0.kind.description, path: nil, bytes: $0.size, pages: $0.pageCount)
         }
         var reclaim = guest.reclaimState.status
-        reclaim.reason = reclaimIneligibility(guest)
+        reclaim.reason = reclaimer.ineligibility(guest)
         reclaim.eligible = reclaim.reason == nil
         reclaim.pendingPages = guest.reclaimState.pendingPages
         reclaim.pagesHeld = guest.reclaimState.heldPages
-        reclaim.pagesToRepopulate = repopulating ? reclaim.pagesHeld : 0
+        reclaim.pagesToRepopulate = reclaimer.repopulation.active ? reclaim.pagesHeld : 0
         var status = GuestStatus(
             name: guest.identity.name, uuid: guest.identity.uuid, state: guest.state.description,
             mapped: guest.mapped, reason: guest.reason, mode: guest.policy.mode, trustGroup: guest.policy.trustGroup,
             backend: regions.isEmpty ? nil : Set(regions.map(\.kind)).sorted().joined(separator: ", "),
-            counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim, kernelKSM: kernelStatus(guest))
+            counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim, kernelKSM: kernel.guestStatus(guest))
         status.source = guest.source
         status.vmid = guest.qemu?.vmid
         return status

@@ -10,112 +10,52 @@ import SamepageCore
 import SamepageModel
 import Synchronization
 
-/// The agent thread's state and loop.
+/// The agent's thread: its loop, and the table of the guests it follows (attached, mapped,
+/// released as libvirt and /proc say), which every part of the agent reads.
+///
+/// Everything else is a room of its own that the worker owns and hands the guest table to:
+/// libvirt's connection (``LibvirtLink``), QEMUs outside libvirt (``QEMUScanner``,
+/// ``QEMUGuestQueries``), the scan-time advisor (``AdvisorDriver``), the kernel's KSM
+/// (``KernelMergeControl``), who else maps guest RAM (``GuestMappers``) and zero-page
+/// reclaim (``Reclaimer``). They say what the worker must do next (publish, reconcile) by
+/// what they return; none calls back into it.
 final class Worker {
     let agent: Agent
     let engine: Engine
     var logger: Logger { agent.logger }
     var configuration: AgentConfiguration { agent.configuration }
 
-    var connection: LibvirtConnection?
-    var subscription: EventSubscription?
-    /// QEMU's STOP and RESUME events: what the guest saw of a pause. Optional: without them
-    /// pauses are measured from the calls only.
-    var monitorSubscription: QemuMonitorSubscription?
-    var connectionError: String?
-    var reconnectDelay: Duration = .milliseconds(500)
-    var nextConnectAttempt = ContinuousClock.now
+    var guests: [UUID: TrackedGuest] = [:]
+    /// Which guest each engine slot is of.
+    var slotOwners: [SlotID: UUID] = [:]
+    let link: LibvirtLink
+    var connection: LibvirtConnection? { link.connection }
     var nextReconcile = ContinuousClock.now
     var lastPublish = ContinuousClock.now - .seconds(1)
+    /// libvirt's guests were listed once since samepaged started.
     var reconciledOnce = false
     /// Pages scanned over the last seconds, for the published scan rate.
     var scanRate = RateWindow(span: .seconds(10))
-    /// The scan-time advisor (used while `advisor_mode = "scan-time"`) and the clocks of the
-    /// full scan under way (Worker+Advisor.swift).
-    var advisor = ScanTimeAdvisor()
-    var stopwatch = FullScanStopwatch()
-    var lastFullScan: FullScanTime?
-    var cpuClockFailed = false
-
-    /// QEMU processes outside libvirt, while `[qemu] enabled` (Worker+QEMUGuests.swift).
-    let qemuDiscovery: QEMUGuestDiscovery?
-    var nextQEMUReconcile = ContinuousClock.now
-    /// QEMUs outside libvirt already warned about (no identity of their own).
-    var unnamedQEMUWarned = Set<pid_t>()
-    /// Processes named like a QEMU and ignored as untrusted, already warned about.
-    var untrustedQEMUWarned = Set<pid_t>()
-
-    var guests: [UUID: TrackedGuest] = [:]
-    var slotOwners: [SlotID: UUID] = [:]
-    /// Reclaim totals of guests that are gone.
-    var reclaimedByGoneGuests = ReclaimStatus()
-    let journal: PauseJournal?
-    /// This process's hold on the journal: no other samepaged replays it meanwhile.
-    let journalLock: JournalLock?
-    /// Journal entries still to resume (from a previous run, or a failed resume).
-    var unresumed: [PendingResume] = []
-    /// The pauses under way on pause threads, one per guest at most.
-    var pausesInFlight: [UUID: PauseInFlight] = [:]
-    /// `run unmerge` is allocating reclaimed ranges again.
-    var repopulating = false
-    /// Which processes map which backends: re-read only where processes are new or changed.
-    let mappingIndex = ProcessMappingIndex()
-    var lastMapperRefresh = ContinuousClock.now - .seconds(60)
-    /// The host's CPU pressure over the last second, from `/proc/pressure/cpu`'s total.
-    var cpuPressureWindow = PressureWindow()
-    /// The latest reading of `/proc/pressure/cpu`, nil when it cannot be read.
-    var cpuPressure: PressureStall?
-    var nextPressureReading = ContinuousClock.now
-    /// The host's CPU times at the start of the current idle window, and the idle share over
-    /// the last complete window (at least a second).
-    var cpuTimesWindowStart: (at: ContinuousClock.Instant, times: CPUTimes)?
-    var cpuIdlePercent: Double?
-    var pressureUnavailable: String?
-    /// samepaged's hold on ksmd, while `[kernel_ksm] enabled`.
-    var kernelGovernor: KernelKSMGovernor?
-    /// The kernel's figures when samepaged does not govern ksmd, read at each reconcile.
-    var ungovernedKernelKSM = KernelKSMStatus()
-    /// The `merge` values samepaged changed, by guest UUID and QEMU run (`TrackedGuest.run`),
-    /// then backend id: kept by the worker so that a guest mapped again (a device change)
-    /// keeps its originals, and never put back on another run.
-    var originalMerge: [UUID: (run: String?, backends: [String: Bool])] = [:]
+    var advisor: AdvisorDriver
+    /// QEMU processes outside libvirt, while `[qemu] enabled`.
+    var qemuScanner: QEMUScanner?
+    let queries: QEMUGuestQueries
+    let mappers: GuestMappers
+    let reclaimer: Reclaimer
+    let kernel: KernelMergeControl
 
     init(agent: Agent) throws {
         self.agent = agent
         engine = try Engine(tunables: agent.configuration.tunables)
         engine.run = agent.configuration.run
-        journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
-        if let path = agent.configuration.pauseJournal {
-            journalLock = try JournalLock.acquire(journal: path)
-        } else {
-            journalLock = nil
-        }
-        let qemu = agent.configuration.qemuGuests
-        qemuDiscovery = qemu.enabled
-            ? QEMUGuestDiscovery(
-                procRoot: agent.configuration.procRoot, libvirtRunDirectory: agent.configuration.libvirtRunDirectory,
-                proxmoxRunDirectories: Set([qemu.proxmoxRunDirectory] + QEMUGuestCommandLine.defaultProxmoxRunDirectories).sorted(),
-                trust: Self.hypervisorTrust(qemu.hypervisorUsers, logger: agent.logger))
-            : nil
-        if let journal {
-            unresumed = try journal.entries().map { PendingResume(entry: $0, fromEarlierRun: true) }
-            if !unresumed.isEmpty {
-                agent.logger.warning("\(unresumed.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
-            }
-        }
+        link = LibvirtLink(agent: agent)
+        advisor = AdvisorDriver(logger: agent.logger)
+        qemuScanner = QEMUScanner(configuration: agent.configuration, logger: agent.logger)
+        queries = QEMUGuestQueries(configuration: agent.configuration, logger: agent.logger)
+        mappers = GuestMappers(logger: agent.logger)
+        reclaimer = try Reclaimer(agent: agent, mappers: mappers, queries: queries)
         // Last: nothing after it may fail, or ksmd's settings would stay changed.
-        if agent.configuration.kernelKSM.enabled {
-            kernelGovernor = try makeKernelGovernor(agent.configuration.kernelKSM)
-        }
-    }
-
-    /// Who may be a hypervisor: root and the configured users that exist here.
-    static func hypervisorTrust(_ users: [String], logger: Logger) -> ProcessTrust {
-        let (trust, unknown) = ProcessTrust.users(users)
-        if !unknown.isEmpty {
-            logger.notice("qemu.hypervisor_users: no such user on this host: \(unknown.joined(separator: ", ")) (ignored)")
-        }
-        return trust
+        kernel = try KernelMergeControl(configuration: agent.configuration, logger: agent.logger, queries: queries)
     }
 
     func loop() {
@@ -128,46 +68,48 @@ final class Worker {
             var lookForQEMUsNow = false
             for request in inbox.requests {
                 switch request {
-                case .tunables(let tunables): applyTunables(tunables)
+                case .tunables(let tunables): advisor.apply(tunables, to: engine)
                 case .run(let mode):
                     engine.run = mode
                     if mode == .unmerge {
-                        stopwatch.discardScan()
-                        startRepopulating()
+                        advisor.discardScan()
+                        reclaimer.startRepopulating(guests)
                     }
                 case .reloadPolicies: reloadPolicies()
                 case .refresh:
                     reconcileNow = true
                     lookForQEMUsNow = true
                 case .sharing(let reply): reply.send(sharingMatrix())
-                case .kernelKSM(let configuration, let reply): reply.send(governKernelKSM(configuration))
+                case .kernelKSM(let configuration, let reply):
+                    let result = kernel.govern(configuration, guests: guests, connection: connection, reconciledOnce: reconciledOnce)
+                    publish()
+                    reply.send(result)
                 }
             }
             if inbox.requests.contains(where: \.isTunables) { agent.settle(engine.tunables) }
             if inbox.closed { disconnect(reason: "libvirtd closed the connection") }
-            if connection == nil && ContinuousClock.now >= nextConnectAttempt { connect() }
+            if link.connectIsDue(at: ContinuousClock.now) { connect() }
             for notification in inbox.events { handle(notification, reconcile: &reconcileNow) }
             if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
-            if qemuDiscovery != nil && (lookForQEMUsNow || ContinuousClock.now >= nextQEMUReconcile) {
-                reconcileQEMUGuests()
+            if let handles = qemuScanner?.scan(at: ContinuousClock.now, force: lookForQEMUsNow) {
+                reconcileQEMUGuests(handles)
                 publish()
             }
             releaseExitedGuests()
 
-            if !unresumed.isEmpty { resumePending() }
+            if reclaimer.resumePending(guests, connection: connection) { publish() }
             // A batch ends with its full scan, as ksmd's does: the advisor measures each alone.
             let report = engine.scanBatch(endingFullScans: true)
-            let scanCompleted = measureBatch(report)
+            let scanCompleted = advisor.measureBatch(report, engine: engine)
+            if scanCompleted { agent.settle(engine.tunables) }
             for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
             for failure in report.failures { slotFailed(failure) }
-            readCPUPressure()
+            reclaimer.readLoad(guests)
             // ksmd's run follows memory even while libvirtd is away (every 5 s).
-            kernelGovernor?.tick(now: ContinuousClock.now, holdBack: kernelMergeHoldBack())
-            collectPauses()
-            reclaimIfDue()
-            completePauseRecords()
-            checkRefaults()
-            repopulateStep()
+            kernel.tick(guests, connected: connection != nil, reconciledOnce: reconciledOnce)
+            if reclaimer.collectPauses(guests) { publish() }
+            reclaimer.reclaimIfDue(guests, engine: engine, connection: connection)
+            if reclaimer.afterBatch(guests, engine: engine) { publish() }
 
             if ContinuousClock.now - lastPublish >= .milliseconds(250) { publish() }
             // A batch that only closed a full scan which read pages is not idle.
@@ -175,53 +117,29 @@ final class Worker {
             let pause = idle ? max(engine.tunables.sleepMillisecs, 50) : engine.tunables.sleepMillisecs
             if pause > 0 { usleep(UInt32(pause) * 1000) }
         }
-        finishPauses()
-        for guest in guests.values { completePauseRecord(of: guest, force: true) }
-        releaseKernelKSM()
+        reclaimer.finishPauses(guests, link: link)
+        kernel.release(guests, connection: connection)
         for guest in guests.values { detach(guest, reason: "agent stopped") }
         guests = [:]
-        subscription = nil
-        monitorSubscription = nil
-        connection = nil
+        link.close()
         publish()
     }
 
     // MARK: libvirt
 
     func connect() {
-        do {
-            let connection = try LibvirtConnection(uri: configuration.uri)
-            let agent = self.agent
-            subscription = try connection.observeEvents({ agent.deliver($0) }, onClose: { _ in agent.connectionDidClose() })
-            do {
-                monitorSubscription = try connection.observeQemuMonitorEvents(["STOP", "RESUME"]) { agent.deliver($0) }
-            } catch {
-                logger.warning("no QEMU monitor events (\(error)): pauses are measured from the libvirt calls only")
-            }
-            self.connection = connection
-            if connectionError != nil { logger.notice("reconnected to libvirt at \(configuration.uri)") }
-            connectionError = nil
-            reconnectDelay = .milliseconds(500)
-            nextReconcile = ContinuousClock.now
-        } catch {
-            let message = "cannot connect to libvirt at \(configuration.uri): \(error)"
-            if connectionError != message { logger.error("\(message); retrying with backoff") }
-            connectionError = message
-            nextConnectAttempt = ContinuousClock.now + reconnectDelay
-            reconnectDelay = min(reconnectDelay * 2, configuration.maximumReconnectDelay)
-        }
+        if link.connect() { nextReconcile = ContinuousClock.now }
         publish()
     }
 
     func disconnect(reason: String) {
-        guard connection != nil else { return }
-        logger.error("lost libvirt connection: \(reason); guests stay mapped while their QEMU runs")
-        subscription = nil
-        monitorSubscription = nil
-        connection = nil
-        connectionError = reason
-        nextConnectAttempt = ContinuousClock.now + reconnectDelay
-        publish()
+        if link.disconnect(reason: reason) { publish() }
+    }
+
+    /// A page the engine found zero on two visits in a row (from its batch report).
+    func zeroPageConfirmed(slot: SlotID, page: Int) {
+        guard let uuid = slotOwners[slot], let guest = guests[uuid], let region = guest.slots.firstIndex(of: slot) else { return }
+        reclaimer.zeroPageConfirmed(guest, region: region, page: page)
     }
 
     func handle(_ notification: DomainEventNotification, reconcile: inout Bool) {
@@ -285,7 +203,7 @@ final class Worker {
             }
         }
         checkMapped(guests.values.filter { $0.mapped && $0.source == .libvirt })
-        reconcileKernelKSM(connection: connection)
+        kernel.reconcile(guests, connection: connection)
         publish()
     }
 
@@ -296,8 +214,8 @@ final class Worker {
         // At most once a second, for every mapped guest: each pause makes libvirt events and
         // so a reconcile, and a pass over /proc costs with every process on the host. The
         // pause itself looks again when the index is over a second old.
-        if ContinuousClock.now - lastMapperRefresh >= .seconds(1) { refreshMappers(guests.values.filter(\.mapped)) }
-        for guest in mapped where guest.policy.mode.reclaims { _ = checkDMADescriptors(guest) }
+        if ContinuousClock.now - mappers.lastRefresh >= .seconds(1) { mappers.refresh(guests.values.filter(\.mapped)) }
+        for guest in mapped where guest.policy.mode.reclaims { GuestMappers.checkDMADescriptors(guest) }
         for guest in mapped where guest.hasPrivateRAM {
             // Private RAM has no file whose identity can be checked: its mapping must still be there.
             for region in guest.privateRegions {

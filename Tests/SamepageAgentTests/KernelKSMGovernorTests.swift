@@ -148,23 +148,23 @@ private let host: [String: String] = [
 
     @Test func readsTheBackendsOfAQueryMemdevReply() throws {
         let reply = #"{"return":[{"id":"pc.ram","size":268435456,"merge":true,"dump":true,"prealloc":false,"share":false,"host-nodes":[],"policy":"default"},{"id":"ram-node1","size":1024,"merge":false}],"id":"libvirt-17"}"#
-        let backends = try #require(Worker.memoryBackends(fromQueryMemdev: reply))
+        let backends = try #require(KernelMergeControl.memoryBackends(fromQueryMemdev: reply))
         #expect(backends.map(\.id) == ["pc.ram", "ram-node1"])
         #expect(backends.map(\.merge) == [true, false])
         // A backend that cannot be addressed (no id) makes the whole answer unusable: it
         // must not be taken for a backend that is not mergeable.
-        #expect(Worker.memoryBackends(fromQueryMemdev: #"{"return":[{"id":"pc.ram","merge":true},{"size":1024,"merge":true}]}"#) == nil)
-        #expect(Worker.memoryBackends(fromQueryMemdev: #"{"error":{"class":"CommandNotFound"}}"#) == nil)
-        #expect(Worker.memoryBackends(fromQueryMemdev: #"{"return":[]}"#)?.isEmpty == true)
+        #expect(KernelMergeControl.memoryBackends(fromQueryMemdev: #"{"return":[{"id":"pc.ram","merge":true},{"size":1024,"merge":true}]}"#) == nil)
+        #expect(KernelMergeControl.memoryBackends(fromQueryMemdev: #"{"error":{"class":"CommandNotFound"}}"#) == nil)
+        #expect(KernelMergeControl.memoryBackends(fromQueryMemdev: #"{"return":[]}"#)?.isEmpty == true)
     }
 
     @Test func qomSetIsBuiltOnlyForQEMUIds() {
-        #expect(Worker.qomSetMerge(backend: "pc.ram", false)
+        #expect(KernelMergeControl.qomSetMerge(backend: "pc.ram", false)
             == #"{"execute":"qom-set","arguments":{"path":"/objects/pc.ram","property":"merge","value":false}}"#)
-        #expect(Worker.qomSetMerge(backend: "ram-node0_1", true).contains(#""path":"/objects/ram-node0_1""#))
+        #expect(KernelMergeControl.qomSetMerge(backend: "ram-node0_1", true).contains(#""path":"/objects/ram-node0_1""#))
         // Anything that could escape the JSON string or the path is not sent as a qom-set.
         for id in [#"x","property":"prealloc"#, "a/b", "0ram", "", "pc ram"] {
-            #expect(!Worker.qomSetMerge(backend: id, false).contains("qom-set"), "\(id)")
+            #expect(!KernelMergeControl.qomSetMerge(backend: id, false).contains("qom-set"), "\(id)")
         }
     }
 

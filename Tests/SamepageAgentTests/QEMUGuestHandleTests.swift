@@ -80,10 +80,10 @@ struct QEMUGuestHandleTests {
     }
 
     @Test func qemuRunStatesInLibvirtsWords() {
-        #expect(Worker.domainState(QMPRunState(running: true, status: .running)) == .running)
-        #expect(Worker.domainState(QMPRunState(running: false, status: .paused)) == .paused)
-        #expect(Worker.domainState(QMPRunState(running: false, status: .ioError)) == .paused)
-        #expect(Worker.domainState(QMPRunState(running: false, status: .shutdown)) == .shutoff)
-        #expect(Worker.domainState(QMPRunState(running: false, status: .guestPanicked)) == .crashed)
+        #expect(QEMUGuestQueries.domainState(QMPRunState(running: true, status: .running)) == .running)
+        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .paused)) == .paused)
+        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .ioError)) == .paused)
+        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .shutdown)) == .shutoff)
+        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .guestPanicked)) == .crashed)
     }
 }

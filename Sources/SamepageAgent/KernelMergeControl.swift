@@ -1,6 +1,7 @@
 import Foundation
 import GuestMemory
 import KernelKSM
+import Logging
 import Libvirt
 import QMP
 import SamepageCore
@@ -12,11 +13,39 @@ import SamepageModel
 /// guest's memory backends get `merge` off (QEMU then unmerges them), through QEMU's monitor
 /// (`qom-set` of each backend of `query-memdev`). ksmd is held stopped while any guest's
 /// state is not known to be what its policy allows (fail closed).
-extension Worker {
+///
+/// Its own room: samepaged's hold on ksmd, the kernel's figures when it does not govern, and
+/// the `merge` values it changed are read by nothing else. The guest table and libvirt's
+/// connection are passed to each call; what it asks of a guest outside libvirt goes through
+/// ``QEMUGuestQueries`` (its identity checked).
+final class KernelMergeControl {
+    let configuration: AgentConfiguration
+    let logger: Logger
+    let queries: QEMUGuestQueries
+    /// samepaged's hold on ksmd, while `[kernel_ksm] enabled`.
+    private(set) var governor: KernelKSMGovernor?
+    /// The kernel's figures when samepaged does not govern ksmd, read at each reconcile.
+    private var ungoverned = KernelKSMStatus()
+    /// The `merge` values samepaged changed, by guest UUID and QEMU run (`TrackedGuest.run`),
+    /// then backend id: kept here, not by the guest, so that a guest mapped again (a device
+    /// change) keeps its originals, and never put back on another run.
+    private var originalMerge: [UUID: (run: String?, backends: [String: Bool])] = [:]
+
+    /// Takes hold of ksmd when `[kernel_ksm] enabled`. Throws when it cannot (the kernel has
+    /// no KSM, its settings cannot be saved).
+    init(configuration: AgentConfiguration, logger: Logger, queries: QEMUGuestQueries) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.queries = queries
+        if configuration.kernelKSM.enabled { governor = try makeGovernor(configuration.kernelKSM) }
+    }
+
+    /// What the snapshot shows of the kernel's KSM.
+    var status: KernelKSMStatus { governor?.status ?? ungoverned }
     /// Reads the kernel's figures for every guest whose QEMU is known and, governing, makes
     /// each guest's `merge` property what its policy allows. At every reconcile and policy
     /// reload.
-    func reconcileKernelKSM(connection: LibvirtConnection?) {
+    func reconcile(_ guests: [UUID: TrackedGuest], connection: LibvirtConnection?) {
         for guest in guests.values {
             if guest.process == nil && guest.qemuPID == nil {
                 if let handle = guest.qemu {
@@ -27,7 +56,7 @@ extension Worker {
                 }
             }
             if let pid = guest.process?.pid ?? guest.qemuPID { guest.kernelStat = try? ProcessKSMStat.read(pid: pid) }
-            guard let governor = kernelGovernor else { continue }
+            guard let governor else { continue }
             let refusal: String?
             if let handle = guest.qemu {
                 refusal = KernelKSMGovernor.mergeRefusal(
@@ -45,26 +74,27 @@ extension Worker {
             // its merging is known to be off, ksmd stays stopped (kernelMergeHoldBack).
             guard !guest.facts.activeJob else { continue }
             guest.kernelMerge = nil
-            let monitor: (String) -> String? = { [unowned self] command in
-                if guest.qemu != nil { return self.qmpCommand(guest, command) }
-                guard let connection else { return nil }
-                return self.monitor(guest.uuid, command, connection: connection)
-            }
-            if setKernelMerge(guest, to: wanted, monitor: monitor) {
+            if setKernelMerge(guest, to: wanted, monitor: { command in self.command(guest, command, connection: connection) }) {
                 guest.kernelMerge = wanted
                 logger.notice("guest \(guest.identity.name): kernel merging \(wanted ? "on" : "off")\(refusal.map { " (\($0))" } ?? "")")
             }
         }
         // Not governing: the kernel's figures are still shown.
-        if kernelGovernor == nil { KernelKSMGovernor.read(KernelKSM(root: configuration.kernelKSMRoot), into: &ungovernedKernelKSM) }
+        if governor == nil { KernelKSMGovernor.read(KernelKSM(root: configuration.kernelKSMRoot), into: &ungoverned) }
+    }
+
+    /// Asks ksmd's run of its governor (every 5 s; at once with `force`), held back while
+    /// ``holdBack(_:connected:reconciledOnce:)`` says why.
+    func tick(_ guests: [UUID: TrackedGuest], connected: Bool, reconciledOnce: Bool, force: Bool = false) {
+        governor?.tick(now: ContinuousClock.now, force: force, holdBack: holdBack(guests, connected: connected, reconciledOnce: reconciledOnce))
     }
 
     /// Why ksmd must not run now, governing: libvirt not reconciled since samepaged started or
     /// since the connection came back, or a guest the kernel may not merge whose `merge` is
     /// not known to be off. nil when ksmd may run.
-    func kernelMergeHoldBack() -> String? {
-        guard kernelGovernor != nil else { return nil }
-        guard connection != nil, reconciledOnce else { return "libvirt is not connected: guests' merging cannot be checked" }
+    func holdBack(_ guests: [UUID: TrackedGuest], connected: Bool, reconciledOnce: Bool) -> String? {
+        guard governor != nil else { return nil }
+        guard connected, reconciledOnce else { return "libvirt is not connected: guests' merging cannot be checked" }
         let unsettled = guests.values.filter { $0.kernelMergeRefusal != nil && $0.kernelMerge != false }
         guard unsettled.isEmpty else {
             return "merging is not yet off for \(unsettled.map(\.identity.name).sorted().joined(separator: ", ")), outside the kernel's trust group"
@@ -98,7 +128,7 @@ extension Worker {
         return done
     }
 
-    func makeKernelGovernor(_ kernel: KernelKSMConfiguration) throws -> KernelKSMGovernor {
+    private func makeGovernor(_ kernel: KernelKSMConfiguration) throws -> KernelKSMGovernor {
         try KernelKSMGovernor(
             configuration: kernel, ksm: KernelKSM(root: configuration.kernelKSMRoot),
             savedPath: configuration.kernelKSMSaved, logger: logger)
@@ -107,40 +137,43 @@ extension Worker {
     /// Governs ksmd as `kernel` asks (a reload, `samepage tune --kernel-…`): takes hold of it,
     /// changes its settings, or lets it go. A new trust group is applied to every guest at
     /// once, with ksmd stopped meanwhile, so that no guest newly outside it is merged.
-    func governKernelKSM(_ kernel: KernelKSMConfiguration) -> Result<KernelKSMStatus, KernelKSMRefusal> {
-        switch (kernelGovernor, kernel.enabled) {
+    ///
+    /// The caller publishes afterwards.
+    func govern(
+        _ kernel: KernelKSMConfiguration, guests: [UUID: TrackedGuest], connection: LibvirtConnection?, reconciledOnce: Bool
+    ) -> Result<KernelKSMStatus, KernelKSMRefusal> {
+        switch (governor, kernel.enabled) {
         case (nil, false):
             break
         case (let governor?, true):
             let groupChanged = governor.configuration.trustGroup != kernel.trustGroup
             governor.reconfigure(kernel)
-            if groupChanged, reconciledOnce { reconcileKernelKSM(connection: connection) }
+            if groupChanged, reconciledOnce { reconcile(guests, connection: connection) }
         case (nil, true):
             do {
-                kernelGovernor = try makeKernelGovernor(kernel)
+                governor = try makeGovernor(kernel)
             } catch {
                 logger.error("kernel_ksm: not governing ksmd: \(error)")
                 return .failure(KernelKSMRefusal("\(error)"))
             }
-            if reconciledOnce { reconcileKernelKSM(connection: connection) }
+            if reconciledOnce { reconcile(guests, connection: connection) }
         case (_?, false):
-            releaseKernelKSM()
+            release(guests, connection: connection)
             logger.notice("kernel_ksm: samepaged no longer governs ksmd ([kernel_ksm] enabled = false)")
         }
-        kernelGovernor?.tick(now: ContinuousClock.now, force: true, holdBack: kernelMergeHoldBack())
-        if kernelGovernor == nil { KernelKSMGovernor.read(KernelKSM(root: configuration.kernelKSMRoot), into: &ungovernedKernelKSM) }
-        publish()
-        return .success(kernelGovernor?.status ?? ungovernedKernelKSM)
+        tick(guests, connected: connection != nil, reconciledOnce: reconciledOnce, force: true)
+        if governor == nil { KernelKSMGovernor.read(KernelKSM(root: configuration.kernelKSMRoot), into: &ungoverned) }
+        return .success(status)
     }
 
     /// Gives the host's KSM back as it was: ksmd stopped, each guest's `merge` property put
     /// back, then ksmd's own settings. At stop, and when a reload turns governing off.
-    func releaseKernelKSM() {
-        guard let governor = kernelGovernor else { return }
+    func release(_ guests: [UUID: TrackedGuest], connection: LibvirtConnection?) {
+        guard let governor else { return }
         governor.stopKsmd()
-        restoreKernelMerge()
+        restoreMerge(guests, connection: connection)
         governor.restore()
-        kernelGovernor = nil
+        self.governor = nil
         for guest in guests.values {
             guest.kernelMerge = nil
             guest.kernelMergeRefusal = nil
@@ -149,7 +182,7 @@ extension Worker {
 
     /// Puts back the `merge` property samepaged changed on each running guest's backends
     /// (ksmd is stopped first). What cannot be put back is logged.
-    func restoreKernelMerge() {
+    private func restoreMerge(_ guests: [UUID: TrackedGuest], connection: LibvirtConnection?) {
         defer { originalMerge = [:] }
         guard !originalMerge.isEmpty else { return }
         for (uuid, originals) in originalMerge {
@@ -160,7 +193,7 @@ extension Worker {
             }
             for (id, merge) in originals.backends {
                 let command = Self.qomSetMerge(backend: id, merge)
-                let reply = guest.qemu != nil ? qmpCommand(guest, command) : connection.flatMap { monitor(uuid, command, connection: $0) }
+                let reply = self.command(guest, command, connection: connection)
                 if reply.map({ !$0.contains(#""error""#) }) != true {
                     logger.error("guest \(guest.identity.name): cannot put merge=\(merge) back on memory backend \(id)")
                 }
@@ -169,27 +202,13 @@ extension Worker {
         }
     }
 
-    /// One command (QMP's JSON) over the QMP socket of a guest outside libvirt, in a
-    /// connection of its own; its reply as JSON text, nil when the monitor is busy or does
-    /// not answer.
-    private func qmpCommand(_ guest: TrackedGuest, _ command: String) -> String? {
-        guard let socket = guest.qemu?.qmpSocket,
-            case .object(let request)? = try? QMPValue(parsing: Array(command.utf8)),
-            case .string(let name)? = request["execute"]
-        else { return nil }
-        let timeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
-        guard var qmp = try? QMPConnection.connect(path: socket, timeout: timeout) else { return nil }
-        let arguments: [String: QMPValue]? = if case .object(let arguments)? = request["arguments"] { arguments } else { nil }
-        do {
-            let reply = try qmp.execute(name, arguments: arguments, timeout: timeout)
-            return String(decoding: QMPValue.object(["return": reply]).serialized(), as: UTF8.self)
-        } catch {
-            if case .commandFailed = error { return #"{"error":{}}"# }
-            return nil
-        }
-    }
-
-    private func monitor(_ uuid: UUID, _ command: String, connection: LibvirtConnection) -> String? {
+    /// One command (QMP's JSON) to the guest's QEMU: over its own QMP socket outside
+    /// libvirt (``QEMUGuestQueries/command(_:_:)``), through libvirtd's monitor passthrough
+    /// for libvirt's guests; its reply as JSON text, nil when there is none.
+    private func command(_ guest: TrackedGuest, _ command: String, connection: LibvirtConnection?) -> String? {
+        if guest.qemu != nil { return queries.command(guest, command) }
+        guard let connection else { return nil }
+        let uuid = guest.uuid
         guard case .success(let reply)? = LibvirtCall({ () throws(LibvirtError) in try connection.qemuMonitorCommand(uuid: uuid, command) })
             .wait(configuration.libvirtCallTimeout)
         else { return nil }
@@ -221,10 +240,10 @@ extension Worker {
     }
 
     /// The kernel's figures for the guest, as its status shows them.
-    func kernelStatus(_ guest: TrackedGuest) -> GuestKernelKSM? {
-        guard guest.kernelStat != nil || kernelGovernor != nil else { return nil }
+    func guestStatus(_ guest: TrackedGuest) -> GuestKernelKSM? {
+        guard guest.kernelStat != nil || governor != nil else { return nil }
         return GuestKernelKSM(
-            mergeable: kernelGovernor == nil ? nil : guest.kernelMerge, refused: guest.kernelMergeRefusal,
+            mergeable: governor == nil ? nil : guest.kernelMerge, refused: guest.kernelMergeRefusal,
             mergingPages: guest.kernelStat?.mergingPages, zeroPages: guest.kernelStat?.zeroPages,
             processProfit: guest.kernelStat?.processProfit)
     }

@@ -1,22 +1,23 @@
 import Foundation
 import GuestMemory
-import Libvirt
 import Logging
 import SamepageCore
 import SamepageModel
-import Synchronization
 
-/// After the pauses: reclaimed pages the guest touched again, and `run unmerge`, which
-/// allocates reclaimed ranges again.
-extension Worker {
+/// Reclaimed pages after their pause: those the guest touched again (refaults), counted and
+/// never reclaimed again while the guest runs.
+///
+/// No state of its own (each guest's held and hot pages are its ``ReclaimState``'s): a
+/// namespace for the one pass, apart from the pause that made the holes.
+enum RefaultWatch {
     /// Every 5 s, per guest: reclaimed pages that are resident again were touched by the guest
     /// (a read or write fault allocates a hole). They are counted, never reclaimed again while
     /// the guest runs, and a guest that refaults much of what was reclaimed is backed off.
-    func checkRefaults() {
+    static func check(_ guests: some Sequence<TrackedGuest>, engine: Engine, logger: Logger) {
         let now = ContinuousClock.now
         let vector = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 512)
         defer { vector.deallocate() }
-        for guest in guests.values where !guest.reclaimState.held.isEmpty && now >= guest.reclaimState.nextRefaultCheck {
+        for guest in guests where !guest.reclaimState.held.isEmpty && now >= guest.reclaimState.nextRefaultCheck {
             guest.reclaimState.nextRefaultCheck = now + .seconds(5)
             var refaults = 0
             for (region, set) in guest.reclaimState.held where region < guest.regions.count {
@@ -45,22 +46,35 @@ extension Worker {
             guest.reclaimState.reclaimedSinceRefaultCheck = 0
         }
     }
+}
 
-    /// `run unmerge`: reclaimed ranges are allocated again, 64 MiB per loop, so operators get
-    /// their memory committed back; progress shows as `pages_to_repopulate`.
-    func startRepopulating() {
-        repopulating = true
-        for guest in guests.values {
-            guest.reclaimState.pending = [:]
-            guest.reclaimState.oldestPending = nil
-        }
-        logger.notice("run unmerge: allocating \(guests.values.reduce(0) { $0 + $1.reclaimState.heldPages }) reclaimed pages again")
+/// `run unmerge`: reclaimed ranges are allocated again, 64 MiB per loop, so operators get
+/// their memory committed back; progress shows as `pages_to_repopulate`.
+///
+/// Its own room: whether it is under way is read by the reclaimer (no pause meanwhile) and
+/// the status, and changed here only.
+struct Repopulation {
+    let logger: Logger
+    /// Reclaimed ranges are being allocated again.
+    private(set) var active = false
+
+    /// Pages allocated again per loop at most (64 MiB of 4 KiB pages).
+    static let pagesPerStep = 16_384
+
+    /// Starts allocating every guest's reclaimed ranges again; their pending pages are dropped.
+    mutating func start(_ guests: some Collection<TrackedGuest>) {
+        active = true
+        for guest in guests { guest.reclaimState.forgetPending() }
+        logger.notice("run unmerge: allocating \(guests.reduce(0) { $0 + $1.reclaimState.heldPages }) reclaimed pages again")
     }
 
-    func repopulateStep() {
-        guard repopulating else { return }
-        var budget = 16_384
-        for guest in guests.values where budget > 0 {
+    /// Allocates up to ``pagesPerStep`` reclaimed pages again; ends when none is left.
+    ///
+    /// - Returns: Whether it is (or was, until this step) under way: the progress is published.
+    mutating func step(_ guests: some Collection<TrackedGuest>) -> Bool {
+        guard active else { return false }
+        var budget = Self.pagesPerStep
+        for guest in guests where budget > 0 {
             for (region, set) in guest.reclaimState.held where budget > 0 && region < guest.regions.count {
                 var held = set
                 for range in set.ranges where budget > 0 {
@@ -78,12 +92,10 @@ extension Worker {
                 guest.reclaimState.held[region] = held.isEmpty ? nil : held
             }
         }
-        if guests.values.allSatisfy({ $0.reclaimState.held.isEmpty }) {
-            repopulating = false
+        if guests.allSatisfy({ $0.reclaimState.held.isEmpty }) {
+            active = false
             logger.notice("run unmerge: every reclaimed range is allocated again")
         }
-        publish()
+        return true
     }
-
 }
-

@@ -1,5 +1,7 @@
 import Foundation
+import GuestMemory
 import SamepageModel
+
 /// One guest's zero-page reclaim, between and across its pauses: the pages waiting for a
 /// pause, the pages reclaimed and those that refaulted, what pauses of this guest have cost,
 /// the duty cycle and backoffs, and the totals its status reports.
@@ -7,7 +9,8 @@ import SamepageModel
 /// Held by ``TrackedGuest`` on the agent's thread. The arithmetic that sizes and spaces pauses
 /// lives here and is pure: every instant comes in as a parameter (the clock is read by the
 /// caller, never here), so the tests can check it against values worked out by hand. The
-/// pause itself (suspend, verify and punch, resume) is the worker's, in Reclaim.swift.
+/// pause itself (suspend, verify and punch, resume) is ``Reclaimer``'s, and the guest's status
+/// changes through the methods here, never field by field from outside.
 struct ReclaimState {
     /// The totals the guest's status reports.
     var status = ReclaimStatus()
@@ -60,6 +63,114 @@ struct ReclaimState {
     var pendingPages: Int { pending.values.reduce(0) { $0 + $1.count } }
     /// Pages reclaimed and still holes over all regions. O(ranges).
     var heldPages: Int { held.values.reduce(0) { $0 + $1.count } }
+
+    // MARK: Waits
+
+    /// Starts or goes on with a wait for `deferral`. Returns true when the wait is new or its
+    /// reason changed: counted then, and to be logged once.
+    mutating func recordDeferral(_ deferral: ReclaimDeferral) -> Bool {
+        let new = status.deferred?.reason != deferral.reason
+        if new { status.countDeferral(deferral.reason) }
+        status.deferred = deferral
+        return new
+    }
+
+    /// Ends the wait under way, if any, and returns it.
+    @discardableResult
+    mutating func clearDeferral() -> ReclaimDeferral? {
+        defer { status.deferred = nil }
+        return status.deferred
+    }
+
+    /// Ends a wait that no longer applies because nothing is due (no page pending).
+    mutating func clearDeferralIfIdle() {
+        if status.deferred != nil, pendingPages == 0 { status.deferred = nil }
+    }
+
+    /// Says (or, with nil, stops saying) that a pause of ours has not ended: why its
+    /// resume has not succeeded yet.
+    mutating func setResumeFailure(_ failure: String?) { status.resumeFailure = failure }
+
+    // MARK: Pages
+
+    /// Drops the pages waiting for a pause (a mode that does not reclaim, `run unmerge`).
+    mutating func forgetPending() {
+        pending = [:]
+        oldestPending = nil
+    }
+
+    /// Forgets every page of the guest's backends, which are closed (unmapped).
+    mutating func forgetPages() {
+        forgetPending()
+        held = [:]
+        hot = [:]
+    }
+
+    /// The totals of a guest that leaves (nothing of it is pending any more), and a fresh
+    /// status for it.
+    mutating func takeTotals() -> ReclaimStatus {
+        var totals = status
+        totals.pendingPages = 0
+        status = ReclaimStatus()
+        return totals
+    }
+
+    /// Puts back the pages of a batch that was not punched (its peer was busy).
+    mutating func putBack(_ batch: [(region: Int, pages: [Int])], at now: ContinuousClock.Instant) {
+        for (region, pages) in batch {
+            for page in pages { addPending(page: page, region: region, at: now) }
+        }
+    }
+
+    /// Counts the ranges a pause punched as held (holes), `regionPages(region)` pages in
+    /// each region.
+    mutating func hold(_ punched: [Int: [Range<Int>]], regionPages: (Int) -> Int?) {
+        for (region, ranges) in punched {
+            guard let pages = regionPages(region) else { continue }
+            for range in ranges { held[region, default: PageSet(pageCount: pages)].insert(range) }
+        }
+    }
+
+    /// Takes up to `limit` pending pages, region by region (indices into `regions`); on
+    /// hugetlbfs only pages that make up whole huge pages (a smaller punch frees nothing),
+    /// the others stay pending. `now` restarts the wait of what stays.
+    mutating func takeBatch(limit: Int, regions: [GuestRegion], at now: ContinuousClock.Instant) -> [(region: Int, pages: [Int])] {
+        var batch: [(region: Int, pages: [Int])] = []
+        var taken = 0
+        for region in pending.keys.sorted() where taken < limit && region < regions.count {
+            var pages = pending[region]!
+            if let layout = regions[region].hugePageLayout {
+                let whole = regions[region].reclaimablePages(among: pages)
+                guard !whole.isEmpty else { continue }
+                let perHugePage = layout.pagesPerHugePage
+                // Whole huge pages only, never a part of one.
+                let take = min(whole.count, max(perHugePage, (limit - taken) / perHugePage * perHugePage))
+                let chosen = Array(whole.prefix(take))
+                let chosenSet = Set(chosen)
+                pages.removeAll { chosenSet.contains($0) }
+                batch.append((region, chosen))
+                pending[region] = pages.isEmpty ? nil : pages
+                taken += chosen.count
+                continue
+            }
+            let take = min(pages.count, limit - taken)
+            batch.append((region, Array(pages.prefix(take))))
+            pages.removeFirst(take)
+            pending[region] = pages.isEmpty ? nil : pages
+            taken += take
+        }
+        oldestPending = pending.isEmpty ? nil : now
+        return batch
+    }
+
+    /// Counts what a pause of `milliseconds` did (within `maxPauseMs` or over it).
+    mutating func countPause(milliseconds: Double, maxPauseMs: Int, outcome: ZeroPageReclaim, stoppedEarly: Bool) {
+        status.record(pauseMilliseconds: milliseconds, overrun: milliseconds > Double(maxPauseMs))
+        if stoppedEarly { status.pausesStoppedEarly += 1 }
+        status.zeroPagesReclaimed += outcome.pagesPunched
+        reclaimedSinceRefaultCheck += outcome.pagesPunched
+        status.bytesReclaimed += outcome.bytesFreed
+    }
 
     // MARK: Between pauses
 
