@@ -36,8 +36,9 @@ let package = Package(
         .target(name: "CLinux"),
 
         // Owners of descriptors and mappings over swift-system's FileDescriptor, the one
-        // error type of a failed call (errno read first), the one whole-file reader.
-        .target(name: "LinuxSystem", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        // error type of a failed call (errno read first), the one whole-file reader, the one
+        // Unix stream socket (address, connect, send, lines) of QMP and the control socket.
+        .target(name: "LinuxSystem", dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
 
         // A blocking client of QEMU's QMP monitor socket, for guests libvirt does not manage
         // (Proxmox VE, plain QEMU): greeting, commands with ids and deadlines, events, typed
@@ -88,7 +89,7 @@ let package = Package(
         .target(
             name: "SamepageControl",
             dependencies: [
-                "SamepageModel", "SamepageCore", "LinuxSystem", "CLinux",
+                "SamepageModel", "SamepageCore", "LinuxSystem",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
@@ -165,7 +166,7 @@ let package = Package(
         .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore", "KernelKSM", "QEMUGuests", "QMP"]),
         .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
         .testTarget(
-            name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore"],
+            name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore", "LinuxSystem"],
             exclude: ["Golden"]),
         .testTarget(
             name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
