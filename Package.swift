@@ -60,7 +60,8 @@ let package = Package(
 
         // The kernel's own KSM, governed: ksmd's sysfs knobs and counters, typed; the host's
         // settings saved and restored; /proc/PID/ksm_stat; when ksmd runs (a pure policy).
-        .target(name: "KernelKSM", dependencies: ["LinuxSystem", "SamepageModel", "SamepageCore"]),
+        // Over the engine's value types (KernelKSMConfiguration among them), never the model.
+        .target(name: "KernelKSM", dependencies: ["LinuxSystem", "SamepageCore"]),
 
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
@@ -121,7 +122,6 @@ let package = Package(
             name: "samepage",
             dependencies: [
                 "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageModel",
-                "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

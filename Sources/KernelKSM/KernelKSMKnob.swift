@@ -1,5 +1,4 @@
 import SamepageCore
-import SamepageModel
 
 /// A value one of ksmd's files holds: parsed from what the kernel shows, written as the
 /// kernel reads it.

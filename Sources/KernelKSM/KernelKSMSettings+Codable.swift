@@ -1,5 +1,4 @@
 import SamepageCore
-import SamepageModel
 
 /// The settings' file form, kept while samepaged governs ksmd (`HostDefaults.kernelKSMSaved`)
 /// so that the host's own settings survive a crash of samepaged: one key per knob, the

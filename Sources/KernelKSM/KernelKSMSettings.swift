@@ -1,5 +1,4 @@
 import SamepageCore
-import SamepageModel
 
 /// Values for ksmd's writable knobs: a snapshot of the host's (``KernelKSM/settings()``,
 /// taken when samepaged starts and applied again when it stops) or the settings Samepage
