@@ -155,7 +155,10 @@ let package = Package(
         // pages and leaves the rest untouched, the stand-in guest of the private-RAM tests.
         .executableTarget(name: "samepage-private-guest", path: "Tests/PrivateGuest"),
 
-        .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
+        // What several test targets share (a replayable random source), in one place.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+
+        .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore", "TestSupport"]),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
@@ -164,7 +167,7 @@ let package = Package(
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "SamepageModelTests", dependencies: ["SamepageModel", "SamepageCore"]),
         .testTarget(name: "SamepageAgentTests", dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore", "KernelKSM", "QEMUGuests", "QMP"]),
-        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
+        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore", "TestSupport"]),
         .testTarget(
             name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore", "LinuxSystem"],
             exclude: ["Golden"]),

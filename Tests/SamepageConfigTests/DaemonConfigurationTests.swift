@@ -3,6 +3,7 @@ import SamepageCore
 import SamepageModel
 import Testing
 @testable import SamepageConfig
+import TestSupport
 
 @Suite struct DaemonConfigurationTests {
     let file = "/etc/samepage/samepaged.toml"

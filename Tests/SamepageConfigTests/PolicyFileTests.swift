@@ -1,6 +1,7 @@
 import SamepageModel
 import Testing
 @testable import SamepageConfig
+import TestSupport
 
 @Suite struct PolicyFileTests {
     let file = "guests.d/web1.toml"
