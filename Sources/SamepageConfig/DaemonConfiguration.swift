@@ -230,7 +230,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             if let timeout = section.integer(
                 "qmp_timeout_ms", in: QEMUGuestsConfiguration.qmpTimeoutRange, describedAs: "10 to 5000 (milliseconds)")
             {
-                qemuGuests.qmpTimeoutMs = timeout
+                qemuGuests.qmpTimeout = .milliseconds(timeout)
             }
         }
         root.section("kernel_ksm") { readKernelKSM(&$0) }

@@ -108,7 +108,7 @@ import TestSupport
             """
         var expected = DaemonConfiguration()
         expected.qemuGuests = QEMUGuestsConfiguration(
-            enabled: false, proxmoxRunDirectory: "/srv/pve/run", proxmoxConfigDirectory: "/srv/pve/etc", qmpTimeoutMs: 500)
+            enabled: false, proxmoxRunDirectory: "/srv/pve/run", proxmoxConfigDirectory: "/srv/pve/etc", qmpTimeout: .milliseconds(500))
         expected.libvirtURI = "qemu+ssh://root@host/system"
         expected.controlSocket = "/tmp/samepage.sock"
         expected.controlGroup = "libvirt"
