@@ -9,7 +9,7 @@ extension DaemonConfiguration {
         if let enabled = section.bool(Key.enabled.rawValue) {
             kernelKSM.enabled = enabled
         }
-        if let group = section.string(Key.trustGroup.rawValue, checkedBy: Self.kernelTrustGroupProblem) {
+        if let group = section.string(Key.trustGroup.rawValue, checkedBy: GuestPolicy.trustGroupProblem) {
             kernelKSM.trustGroup = group.isEmpty ? nil : group
         }
         if let percent = section.integer(
@@ -46,11 +46,5 @@ extension DaemonConfiguration {
         if let smart = section.bool(Key.smartScan.rawValue) {
             kernelKSM.smartScan = smart
         }
-    }
-
-    /// Why `kernel_ksm.trust_group` cannot be `group`: a policy file's trust group, or `""`.
-    static func kernelTrustGroupProblem(_ group: String) -> String? {
-        guard !group.isEmpty else { return nil }
-        return GuestPolicy.trustGroupProblem(group)
     }
 }

@@ -38,6 +38,15 @@ import TestSupport
         #expect(try PolicyFile.parse(text: text, file: file) == GuestPolicy())
     }
 
+    /// `trust_group = ""` means none, as in `[kernel_ksm]`: a group of the guest's own.
+    @Test func emptyTrustGroupIsNone() throws {
+        let policy = try PolicyFile.parse(text: "mode = \"merge\"\ntrust_group = \"\"", file: file)
+        #expect(policy.mode == .merge)
+        #expect(policy.trustGroup == nil)
+        let daemon = try DaemonConfiguration.parse(text: "[policy.default]\ntrust_group = \"\"", file: file)
+        #expect(daemon.defaultPolicy.trustGroup == nil)
+    }
+
     @Test(arguments: [("off", PolicyMode.off), ("report", .report), ("zero", .zero), ("merge", .merge)])
     func modes(name: String, mode: PolicyMode) throws {
         #expect(try PolicyFile.parse(text: "mode = \"\(name)\"", file: file).mode == mode)
@@ -114,7 +123,6 @@ import TestSupport
         ("max_pages = -1", "max_pages = -1 is out of range: expected 0 (unlimited) or more"),
         ("mode = \"fast\"", "mode = \"fast\" is not valid: expected one of \"off\", \"report\", \"zero\", \"merge\""),
         ("mode = \"Merge\"", "mode = \"Merge\" is not valid: expected one of \"off\", \"report\", \"zero\", \"merge\""),
-        ("trust_group = \"\"", "trust_group = \"\" is empty: leave trust_group out for a group of the guest's own"),
         ("trust_group = \"a b\"", "trust_group = \"a b\" may contain only letters, digits, '.', '_' and '-'"),
         ("trust_group = \"été\"", "trust_group = \"été\" may contain only letters, digits, '.', '_' and '-'"),
         ("trust_group = \"a/b\"", "trust_group = \"a/b\" may contain only letters, digits, '.', '_' and '-'"),
