@@ -1,3 +1,4 @@
+import SamepageCore
 import SamepageModel
 
 extension DaemonConfiguration {
@@ -18,7 +19,7 @@ extension DaemonConfiguration {
         {
             kernelKSM.availableThresholdPercent = percent
         }
-        if let mode = section.choice(Key.advisorMode.rawValue, named: \KernelKSMAdvisorMode.rawValue) {
+        if let mode = section.choice(Key.advisorMode.rawValue, named: \AdvisorMode.rawValue) {
             kernelKSM.advisorMode = mode
         }
         if let seconds = section.integer(

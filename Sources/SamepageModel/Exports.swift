@@ -2,5 +2,5 @@
 // (KernelKSM) reads it without depending on the model; its wire form is the model's
 // (`KernelKSMConfiguration+Codable.swift`). Re-exported so that users of the model see it as
 // before.
-@_exported import enum SamepageCore.KernelKSMAdvisorMode
+@_exported import typealias SamepageCore.KernelKSMAdvisorMode
 @_exported import struct SamepageCore.KernelKSMConfiguration

@@ -71,7 +71,7 @@ struct KernelTuneOptions: ParsableArguments {
             help: "ksmd runs while MemAvailable is below this share of MemTotal (1 to 100; 100 always runs).")
     var availableThresholdPercent: Int?
     @Option(name: .customLong("kernel-advisor-mode"), help: "Who sets ksmd's pages_to_scan: none (by hand) or scan-time (the kernel's advisor).")
-    var advisorMode: KernelKSMAdvisorMode?
+    var advisorMode: AdvisorMode?
     @Option(name: .customLong("kernel-advisor-target-scan-time"), help: "The kernel advisor's target time for one full scan, in seconds.")
     var advisorTargetScanTime: Int?
     @Option(name: .customLong("kernel-advisor-max-cpu"), help: "The kernel advisor's cap on ksmd's CPU, percent (1 to 100).")
@@ -100,10 +100,4 @@ struct KernelTuneOptions: ParsableArguments {
 enum Switch: String, ExpressibleByArgument, CaseIterable {
     case on, off
     var isOn: Bool { self == .on }
-}
-
-extension KernelKSMAdvisorMode: ExpressibleByArgument {
-    public var defaultValueDescription: String { rawValue }
-    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
-    public static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
 }
