@@ -36,8 +36,9 @@ let package = Package(
         .target(name: "CLinux"),
 
         // Owners of descriptors and mappings over swift-system's FileDescriptor, the one
-        // error type of a failed call (errno read first), the one whole-file reader.
-        .target(name: "LinuxSystem", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        // error type of a failed call (errno read first), the one whole-file reader, the one
+        // Unix stream socket (address, connect, send, lines) of QMP and the control socket.
+        .target(name: "LinuxSystem", dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
 
         // A blocking client of QEMU's QMP monitor socket, for guests libvirt does not manage
         // (Proxmox VE, plain QEMU): greeting, commands with ids and deadlines, events, typed
@@ -59,7 +60,8 @@ let package = Package(
 
         // The kernel's own KSM, governed: ksmd's sysfs knobs and counters, typed; the host's
         // settings saved and restored; /proc/PID/ksm_stat; when ksmd runs (a pure policy).
-        .target(name: "KernelKSM", dependencies: ["LinuxSystem", "SamepageModel", "SamepageCore"]),
+        // Over the engine's value types (KernelKSMConfiguration among them), never the model.
+        .target(name: "KernelKSM", dependencies: ["LinuxSystem", "SamepageCore"]),
 
         // Thin Swift wrapper over libvirt's C API.
         .target(name: "Libvirt", dependencies: ["CLibvirt"]),
@@ -88,7 +90,7 @@ let package = Package(
         .target(
             name: "SamepageControl",
             dependencies: [
-                "SamepageModel", "SamepageCore", "LinuxSystem", "CLinux",
+                "SamepageModel", "SamepageCore", "LinuxSystem",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
@@ -120,7 +122,6 @@ let package = Package(
             name: "samepage",
             dependencies: [
                 "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageModel",
-                "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -154,7 +155,10 @@ let package = Package(
         // pages and leaves the rest untouched, the stand-in guest of the private-RAM tests.
         .executableTarget(name: "samepage-private-guest", path: "Tests/PrivateGuest"),
 
-        .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore"]),
+        // What several test targets share (a replayable random source), in one place.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+
+        .testTarget(name: "SamepageCoreTests", dependencies: ["SamepageCore", "TestSupport"]),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "LinuxSystem"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "SamepageCore"]),
@@ -165,9 +169,9 @@ let package = Package(
         .testTarget(
             name: "SamepageAgentTests",
             dependencies: ["SamepageAgent", "SamepageModel", "SamepageCore", "KernelKSM", "QEMUGuests", "QMP", "LinuxSystem", "Libvirt"]),
-        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore"]),
+        .testTarget(name: "SamepageConfigTests", dependencies: ["SamepageConfig", "SamepageModel", "SamepageCore", "TestSupport"]),
         .testTarget(
-            name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore"],
+            name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore", "LinuxSystem"],
             exclude: ["Golden"]),
         .testTarget(
             name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],

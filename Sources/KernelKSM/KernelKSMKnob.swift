@@ -1,5 +1,4 @@
 import SamepageCore
-import SamepageModel
 
 /// A value one of ksmd's files holds: parsed from what the kernel shows, written as the
 /// kernel reads it.
@@ -40,12 +39,12 @@ extension RunMode: KernelKSMValue {
 
 /// `advisor_mode`: the file lists every mode and brackets the selected one (`[none]
 /// scan-time`, `none [scan-time]`); a mode is written by its name alone.
-extension KernelKSMAdvisorMode: KernelKSMValue {
+extension AdvisorMode: KernelKSMValue {
     public init?(sysfsText: Substring) {
-        var selected: KernelKSMAdvisorMode?
+        var selected: AdvisorMode?
         for word in sysfsText.split(separator: " ") where word.hasPrefix("[") && word.hasSuffix("]") && word.count > 2 {
             // Exactly one bracketed word, naming a mode Samepage knows.
-            guard selected == nil, let mode = KernelKSMAdvisorMode(rawValue: String(word.dropFirst().dropLast())) else {
+            guard selected == nil, let mode = AdvisorMode(rawValue: String(word.dropFirst().dropLast())) else {
                 return nil
             }
             selected = mode
@@ -114,7 +113,7 @@ extension KernelKSMKnob where Value == Bool {
     public static var smartScan: Self { Self("smart_scan") }
 }
 
-extension KernelKSMKnob where Value == KernelKSMAdvisorMode {
+extension KernelKSMKnob where Value == AdvisorMode {
     /// `advisor_mode` (6.8): `none` or `scan-time`. Selecting a different mode resets
     /// `pages_to_scan` (to 100 for none, to `advisor_min_pages_to_scan` for scan-time).
     public static var advisorMode: Self { Self("advisor_mode") }

@@ -1,5 +1,4 @@
 import SamepageCore
-import SamepageModel
 
 /// The settings' file form, kept while samepaged governs ksmd (`HostDefaults.kernelKSMSaved`)
 /// so that the host's own settings survive a crash of samepaged: one key per knob, the
@@ -36,7 +35,7 @@ extension KernelKSMSettings: Codable {
         mergeAcrossNodes = try c.decodeIfPresent(Bool.self, forKey: .mergeAcrossNodes)
         useZeroPages = try c.decodeIfPresent(Bool.self, forKey: .useZeroPages)
         smartScan = try c.decodeIfPresent(Bool.self, forKey: .smartScan)
-        advisorMode = try c.decodeIfPresent(KernelKSMAdvisorMode.self, forKey: .advisorMode)
+        advisorMode = try c.decodeIfPresent(AdvisorMode.self, forKey: .advisorMode)
         advisorTargetScanTime = try c.decodeIfPresent(Int.self, forKey: .advisorTargetScanTime)
         advisorMaxCPU = try c.decodeIfPresent(Int.self, forKey: .advisorMaxCPU)
         advisorMinPagesToScan = try c.decodeIfPresent(Int.self, forKey: .advisorMinPagesToScan)

@@ -1,5 +1,4 @@
 import SamepageCore
-import SamepageModel
 
 /// Values for ksmd's writable knobs: a snapshot of the host's (``KernelKSM/settings()``,
 /// taken when samepaged starts and applied again when it stops) or the settings Samepage
@@ -46,7 +45,7 @@ public struct KernelKSMSettings: Sendable, Equatable, CustomStringConvertible {
     /// `smart_scan`.
     public var smartScan: Bool?
     /// `advisor_mode`.
-    public var advisorMode: KernelKSMAdvisorMode?
+    public var advisorMode: AdvisorMode?
     /// `advisor_target_scan_time`, in seconds.
     public var advisorTargetScanTime: Int?
     /// `advisor_max_cpu`, in percent.
@@ -62,7 +61,7 @@ public struct KernelKSMSettings: Sendable, Equatable, CustomStringConvertible {
     public init(
         run: RunMode? = nil, pagesToScan: Int? = nil, sleepMillisecs: Int? = nil, maxPageSharing: Int? = nil,
         mergeAcrossNodes: Bool? = nil, useZeroPages: Bool? = nil, smartScan: Bool? = nil,
-        advisorMode: KernelKSMAdvisorMode? = nil, advisorTargetScanTime: Int? = nil, advisorMaxCPU: Int? = nil,
+        advisorMode: AdvisorMode? = nil, advisorTargetScanTime: Int? = nil, advisorMaxCPU: Int? = nil,
         advisorMinPagesToScan: Int? = nil, advisorMaxPagesToScan: Int? = nil,
         stableNodeChainsPruneMillisecs: Int? = nil
     ) {
@@ -103,7 +102,7 @@ public struct KernelKSMSettings: Sendable, Equatable, CustomStringConvertible {
             advisorMode = configuration.advisorMode
             advisorTargetScanTime = ifPresent(kernel.advisorTargetScanTime, configuration.advisorTargetScanTime)
             advisorMaxCPU = ifPresent(kernel.advisorMaxCPU, configuration.advisorMaxCPU)
-            if configuration.advisorMode == .none {
+            if configuration.advisorMode == .off {
                 pagesToScan = ifPresent(kernel.pagesToScan, configuration.pagesToScan)
             }
         } else {

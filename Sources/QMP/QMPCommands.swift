@@ -47,6 +47,21 @@ extension QMPConnection {
         }
     }
 
+    /// Who the guest on this socket says it is: `query-name` and `query-uuid`, both within
+    /// `timeout`. Compare it with the guest expected on the socket before pausing anything: a
+    /// socket path can be reused by another QEMU.
+    @available(*, noasync, message: "blocks the calling thread for up to its timeout")
+    public mutating func identity(timeout: Duration = .seconds(5)) throws(QMPError) -> QMPIdentity {
+        let deadline = ContinuousClock.now + timeout
+        let name = try query("query-name", until: deadline) { reply throws(QMPReplyError) in
+            try QMPReplyReader(reply, "the query-name reply").optionalString("name")
+        }
+        let uuid = try query("query-uuid", until: deadline) { reply throws(QMPReplyError) in
+            try QMPReplyReader(reply, "the query-uuid reply").string("UUID")
+        }
+        return QMPIdentity(name: name, uuid: uuid)
+    }
+
     /// `query-memdev`: the guest's memory backends, with their `merge` and `share`.
     @available(*, noasync, message: "blocks the calling thread for up to its timeout")
     public mutating func queryMemdev(timeout: Duration = .seconds(5)) throws(QMPError) -> [QMPMemoryBackend] {
@@ -92,6 +107,15 @@ extension QMPConnection {
         try execute("qom-get", arguments: ["path": .string(objectPath), "property": .string(property)], timeout: timeout)
     }
 
+    /// Runs `command` and reads its reply with `read`, waiting until `deadline` at most.
+    private mutating func query<Reply>(
+        _ command: String, arguments: [String: QMPValue]? = nil, until deadline: ContinuousClock.Instant,
+        _ read: (QMPValue) throws(QMPReplyError) -> Reply
+    ) throws(QMPError) -> Reply {
+        let reply = try execute(command, arguments: arguments, until: deadline)
+        do { return try read(reply) } catch { throw .protocolViolation(path: path, detail: "\(command): \(error.detail)") }
+    }
+
     /// Runs `command` and reads its reply with `read`.
     private mutating func query<Reply>(
         _ command: String, arguments: [String: QMPValue]? = nil, timeout: Duration,
@@ -99,5 +123,20 @@ extension QMPConnection {
     ) throws(QMPError) -> Reply {
         let reply = try execute(command, arguments: arguments, timeout: timeout)
         do { return try read(reply) } catch { throw .protocolViolation(path: path, detail: "\(command): \(error.detail)") }
+    }
+}
+
+/// Who a QEMU says it is: its `-name` and `-uuid`, as ``QMPConnection/identity(timeout:)``
+/// reads them.
+public struct QMPIdentity: Sendable, Hashable {
+    /// The guest's `-name`; nil when QEMU was started without one.
+    public var name: String?
+    /// The guest's `-uuid` as QEMU writes it (lower case;
+    /// `00000000-0000-0000-0000-000000000000` when QEMU was started without one).
+    public var uuid: String
+
+    public init(name: String?, uuid: String) {
+        self.name = name
+        self.uuid = uuid
     }
 }

@@ -13,8 +13,19 @@ import LinuxSystem
 // taking it for a dead QEMU.
 //
 // The socket is non-blocking; every wait is a `poll` for the time left before the deadline,
-// so a slow peer cannot hold a read or a write past it. Writes use `MSG_NOSIGNAL`: a QEMU
+// so a slow peer cannot hold a read or a write past it. Nor can a fast one: the deadline is
+// absolute and checked before every `recv`, not only when `recv` would block, so a QEMU that
+// sends without pause (an event flood, blank lines) cannot keep a call reading. Past its
+// deadline a call makes at most one more `recv` (a call whose deadline has passed already,
+// `readEvents(until: .now)`, still sees what has arrived). Writes use `MSG_NOSIGNAL`: a QEMU
 // that exits mid-write is ``QMPError/closed(path:)``, not a SIGPIPE that ends the daemon.
+//
+// Memory is bounded as well: a line longer than `maximumMessageLength` is a protocol
+// violation, at most ``QMPConnection/maximumPendingEvents`` events wait to be taken, and at
+// most ``QMPConnection/maximumUnsolicitedMessages`` messages no command asked for (events,
+// blank lines, replies to commands that timed out) are read between two commands. Beyond
+// either the connection fails with ``QMPError/flood(path:detail:)``: QEMU emits a handful of
+// events around a pause, never hundreds.
 //
 // Replies carry the id of their command; events (`STOP`, `RESUME`, …) come in between,
 // whenever QEMU emits them. While waiting for its reply a command keeps every event it reads,
@@ -23,8 +34,9 @@ import LinuxSystem
 /// A client connection to one QEMU's QMP monitor socket, past capabilities negotiation.
 ///
 /// Blocking and synchronous, for a thread of its own (never Swift's cooperative pool): each
-/// call waits at most for its timeout. `~Copyable`: one owner holds the socket, and dropping
-/// the connection (or ``close()``) closes it, which frees QEMU's monitor for its next client.
+/// call waits at most for its timeout, measured from its start, whatever QEMU sends. `~Copyable`:
+/// one owner holds the socket, and dropping the connection (or ``close()``) closes it, which
+/// frees QEMU's monitor for its next client.
 ///
 /// ```swift
 /// var monitor = try QMPConnection.connect(path: "/var/run/qemu-server/100.qmp", timeout: .milliseconds(500))
@@ -32,32 +44,48 @@ import LinuxSystem
 /// let stopped = monitor.takeEvents().first { $0.name == "STOP" }?.timestamp
 /// ```
 ///
-/// After ``QMPError/closed(path:)``, ``QMPError/protocolViolation(path:detail:)`` or
-/// ``QMPError/system(_:)`` the connection is broken and every later call throws the same
-/// error; after ``QMPError/timedOut(path:command:timeout:)`` (while waiting for a reply) or
-/// ``QMPError/commandFailed(path:command:errorClass:description:)`` it can still be used.
+/// After ``QMPError/closed(path:)``, ``QMPError/protocolViolation(path:detail:)``,
+/// ``QMPError/flood(path:detail:)`` or ``QMPError/system(_:)`` the connection is broken and
+/// every later call throws the same error; after ``QMPError/timedOut(path:command:timeout:)``
+/// (while waiting for a reply) or ``QMPError/commandFailed(path:command:errorClass:description:)``
+/// it can still be used.
 public struct QMPConnection: ~Copyable, Sendable {
     /// The monitor socket's path.
     public let path: String
     /// What QEMU said when it accepted this client: its version and capabilities.
     public let greeting: QMPGreeting
-    /// The events read while waiting for replies, oldest first, not yet taken.
+    /// The events read while waiting for replies, oldest first, not yet taken: at most
+    /// ``maximumPendingEvents``.
     public private(set) var pendingEvents: [QMPEvent] = []
 
-    private let socket: OwnedDescriptor
+    private let socket: UnixSocket
     private var reader: MessageReader
     private var nextID: Int64 = 1
     private var broken: QMPError?
+    /// Messages no command asked for, read since the last command went out.
+    private var unsolicited: Int
 
     /// The longest message accepted by default (16 MiB): `query-pci` of a large machine is a
     /// few hundred KiB.
     public static let defaultMaximumMessageLength = 16 << 20
 
-    private init(path: String, greeting: QMPGreeting, socket: consuming OwnedDescriptor, reader: consuming MessageReader) {
+    /// The most events that wait in ``pendingEvents``; one more is a
+    /// ``QMPError/flood(path:detail:)``.
+    public static let maximumPendingEvents = 256
+
+    /// The most messages no command asked for (events, blank lines, replies to commands that
+    /// timed out) read between two commands (or before the first one); one more is a
+    /// ``QMPError/flood(path:detail:)``.
+    public static let maximumUnsolicitedMessages = 256
+
+    private init(
+        path: String, greeting: QMPGreeting, socket: consuming UnixSocket, reader: consuming MessageReader, unsolicited: Int
+    ) {
         self.path = path
         self.greeting = greeting
         self.socket = socket
         self.reader = reader
+        self.unsolicited = unsolicited
     }
 
     /// Connects to the QMP monitor at `path`, reads QEMU's greeting and leaves capabilities
@@ -71,23 +99,35 @@ public struct QMPConnection: ~Copyable, Sendable {
     /// - Throws: ``QMPError/noServer(path:errno:)`` when there is no socket or nothing listens;
     ///   ``QMPError/busy(path:timeout:)`` when QEMU sends no greeting in time (or its backlog
     ///   is full); ``QMPError/timedOut(path:command:timeout:)`` when `qmp_capabilities` gets
-    ///   no answer; any other ``QMPError``.
+    ///   no answer; ``QMPError/flood(path:detail:)`` when QEMU sends more than
+    ///   ``maximumUnsolicitedMessages`` messages first; any other ``QMPError``.
     ///
     /// The corresponding C calls are `socket`, `connect` and `poll`.
     @available(*, noasync, message: "blocks the calling thread for up to its timeout")
     public static func connect(
         path: String, timeout: Duration, maximumMessageLength: Int = defaultMaximumMessageLength
     ) throws(QMPError) -> QMPConnection {
-        let deadline = ContinuousClock.now + timeout
-        let socket = try openSocket(connectedTo: path, until: deadline, timeout: timeout)
+        var deadline = Deadline(ContinuousClock.now + timeout)
+        let socket = try openSocket(connectedTo: path, until: deadline.instant, timeout: timeout)
         var reader = MessageReader(limit: maximumMessageLength)
-        guard let message = try reader.next(from: socket.descriptor, until: deadline, path: path) else {
-            throw .busy(path: path, timeout: timeout)
+        var unsolicited = 0
+        var greeting: QMPGreeting?
+        while greeting == nil {
+            switch try reader.next(from: socket, until: &deadline, path: path) {
+            case nil:
+                throw .busy(path: path, timeout: timeout)
+            case .blank:
+                unsolicited += 1
+                guard unsolicited <= maximumUnsolicitedMessages else { throw floodBetweenCommands(path) }
+            case .message(let message):
+                do { greeting = try QMPGreeting(message: message) } catch {
+                    throw .protocolViolation(path: path, detail: error.detail)
+                }
+            }
         }
-        let greeting: QMPGreeting
-        do { greeting = try QMPGreeting(message: message) } catch { throw .protocolViolation(path: path, detail: error.detail) }
-        var connection = QMPConnection(path: path, greeting: greeting, socket: socket, reader: reader)
-        _ = try connection.exchange("qmp_capabilities", arguments: nil, until: deadline, timeout: timeout)
+        var connection = QMPConnection(
+            path: path, greeting: greeting!, socket: socket, reader: reader, unsolicited: unsolicited)
+        _ = try connection.exchange("qmp_capabilities", arguments: nil, until: &deadline, timeout: timeout)
         return connection
     }
 
@@ -99,13 +139,29 @@ public struct QMPConnection: ~Copyable, Sendable {
     ///
     /// - Throws: ``QMPError/commandFailed(path:command:errorClass:description:)`` for QEMU's
     ///   `error` reply; ``QMPError/timedOut(path:command:timeout:)`` when no reply came within
-    ///   `timeout`; ``QMPError/closed(path:)`` when QEMU hung up; any other ``QMPError``.
+    ///   `timeout`; ``QMPError/closed(path:)`` when QEMU hung up;
+    ///   ``QMPError/flood(path:detail:)`` when QEMU sent too many events or other messages
+    ///   meanwhile; any other ``QMPError``.
     @available(*, noasync, message: "blocks the calling thread for up to its timeout")
     @discardableResult
     public mutating func execute(
         _ command: String, arguments: [String: QMPValue]? = nil, timeout: Duration = .seconds(5)
     ) throws(QMPError) -> QMPValue {
-        try exchange(command, arguments: arguments, until: ContinuousClock.now + timeout, timeout: timeout)
+        var deadline = Deadline(ContinuousClock.now + timeout)
+        return try exchange(command, arguments: arguments, until: &deadline, timeout: timeout)
+    }
+
+    /// Runs `command` with `arguments` and returns its `return` value, as
+    /// ``execute(_:arguments:timeout:)`` does, waiting until `deadline` at most: several
+    /// commands under one bound. A ``QMPError/timedOut(path:command:timeout:)`` names the time
+    /// that was left when the call began.
+    @available(*, noasync, message: "blocks the calling thread until the deadline at most")
+    @discardableResult
+    public mutating func execute(
+        _ command: String, arguments: [String: QMPValue]? = nil, until deadline: ContinuousClock.Instant
+    ) throws(QMPError) -> QMPValue {
+        var window = Deadline(deadline)
+        return try exchange(command, arguments: arguments, until: &window, timeout: max(.zero, deadline - .now))
     }
 
     /// Hands over the events read so far, oldest first, and forgets them.
@@ -116,12 +172,18 @@ public struct QMPConnection: ~Copyable, Sendable {
 
     /// The pending events, or if there are none, the events that arrive before `deadline`:
     /// returns as soon as at least one has been read, or empty at the deadline. Late replies
-    /// read meanwhile are skipped.
+    /// read meanwhile are skipped. With a deadline that has passed, it reads what has arrived
+    /// already (one `recv`), without waiting.
+    ///
+    /// - Throws: ``QMPError/flood(path:detail:)`` when more than
+    ///   ``maximumUnsolicitedMessages`` messages came since the last command; any other
+    ///   ``QMPError``.
     @available(*, noasync, message: "blocks the calling thread until the deadline")
     public mutating func readEvents(until deadline: ContinuousClock.Instant) throws(QMPError) -> [QMPEvent] {
+        var window = Deadline(deadline)
         while pendingEvents.isEmpty {
-            guard let message = try read(until: deadline) else { break }
-            if let event = try event(in: message) { pendingEvents.append(event) }
+            guard let message = try read(until: &window) else { break }
+            if let event = try event(in: message) { try keep(event) }
         }
         return takeEvents()
     }
@@ -129,14 +191,14 @@ public struct QMPConnection: ~Copyable, Sendable {
     /// Closes the connection now, freeing QEMU's monitor for its next client (as dropping the
     /// connection does).
     public consuming func close() {
-        // Consuming self ends its lifetime here: the descriptor's owner closes it.
+        // Consuming self ends its lifetime here: the socket's owner closes it.
     }
 
     // MARK: - Exchanges
 
     /// Sends one command and reads until its reply, keeping events.
     private mutating func exchange(
-        _ command: String, arguments: [String: QMPValue]?, until deadline: ContinuousClock.Instant, timeout: Duration
+        _ command: String, arguments: [String: QMPValue]?, until deadline: inout Deadline, timeout: Duration
     ) throws(QMPError) -> QMPValue {
         if let broken { throw broken }
         let id = nextID
@@ -145,24 +207,27 @@ public struct QMPConnection: ~Copyable, Sendable {
         if let arguments { request["arguments"] = .object(arguments) }
         var bytes = QMPValue.object(request).serialized()
         bytes.append(UInt8(ascii: "\n"))
-        do {
-            try sendAll(bytes, until: deadline, command: command, timeout: timeout)
-        } catch {
+        if let errno = socket.sendAll(bytes, until: deadline.instant) {
             // Part of the command may have gone out: what QEMU reads next would be garbage.
-            broken = error
-            throw error
+            switch errno {
+            case .timedOut: throw fail(.timedOut(path: path, command: command, timeout: timeout))
+            case .brokenPipe, .connectionReset: throw fail(.closed(path: path))
+            default: throw fail(.system(SystemError(errno: errno, operation: "send to \(path)")))
+            }
         }
+        unsolicited = 0
         while true {
-            guard let message = try read(until: deadline) else {
+            guard let message = try read(until: &deadline) else {
                 throw .timedOut(path: path, command: command, timeout: timeout)
             }
             if let event = try event(in: message) {
-                pendingEvents.append(event)
+                try keep(event)
                 continue
             }
             let replyID = message["id"]
             if let value = message["return"] {
                 if replyID == .int(id) { return value }
+                try countUnsolicited()
             } else if let error = message["error"] {
                 // QEMU answers a request it could not read at all without an id: that is this one.
                 if replyID == .int(id) || replyID == nil {
@@ -170,26 +235,59 @@ public struct QMPConnection: ~Copyable, Sendable {
                         path: path, command: command, errorClass: error["class"]?.stringValue ?? "GenericError",
                         description: error["desc"]?.stringValue ?? "\(error)")
                 }
+                try countUnsolicited()
             } else {
                 throw fail(.protocolViolation(path: path, detail: "a message that is neither a reply nor an event: \(message)"))
             }
         }
     }
 
-    /// The event `message` is, or nil for a reply.
+    /// The event `message` is, or nil for a reply; an event counts as unsolicited.
     private mutating func event(in message: QMPValue) throws(QMPError) -> QMPEvent? {
         guard message.objectValue != nil else {
             throw fail(.protocolViolation(path: path, detail: "a message that is not an object: \(message)"))
         }
-        do { return try QMPEvent(message: message) } catch {
+        let event: QMPEvent?
+        do { event = try QMPEvent(message: message) } catch {
             throw fail(.protocolViolation(path: path, detail: error.detail))
         }
+        if event != nil { try countUnsolicited() }
+        return event
     }
 
-    /// The next message, or nil at the deadline; a failure breaks the connection.
-    private mutating func read(until deadline: ContinuousClock.Instant) throws(QMPError) -> QMPValue? {
+    /// Adds `event` to ``pendingEvents``, unless that holds ``maximumPendingEvents`` already.
+    private mutating func keep(_ event: QMPEvent) throws(QMPError) {
+        guard pendingEvents.count < Self.maximumPendingEvents else {
+            throw fail(.flood(path: path, detail: "more than \(Self.maximumPendingEvents) events not taken"))
+        }
+        pendingEvents.append(event)
+    }
+
+    /// Counts one message no command asked for.
+    private mutating func countUnsolicited() throws(QMPError) {
+        unsolicited += 1
+        guard unsolicited <= Self.maximumUnsolicitedMessages else { throw fail(Self.floodBetweenCommands(path)) }
+    }
+
+    private static func floodBetweenCommands(_ path: String) -> QMPError {
+        .flood(
+            path: path,
+            detail: "more than \(maximumUnsolicitedMessages) messages no command asked for (events, blank lines, stale replies) between two commands")
+    }
+
+    /// The next message, or nil at the deadline; blank lines are counted and skipped; a
+    /// failure breaks the connection.
+    private mutating func read(until deadline: inout Deadline) throws(QMPError) -> QMPValue? {
         if let broken { throw broken }
-        do { return try reader.next(from: socket.descriptor, until: deadline, path: path) } catch { throw fail(error) }
+        while true {
+            let read: MessageReader.Read?
+            do { read = try reader.next(from: socket, until: &deadline, path: path) } catch { throw fail(error) }
+            switch read {
+            case nil: return nil
+            case .message(let message)?: return message
+            case .blank?: try countUnsolicited()
+            }
+        }
     }
 
     /// Marks the connection broken by `error`, and returns it.
@@ -198,182 +296,102 @@ public struct QMPConnection: ~Copyable, Sendable {
         return error
     }
 
-    /// Writes all of `bytes` before `deadline`, retrying `EINTR` and partial writes, without
-    /// raising SIGPIPE.
-    ///
-    /// The corresponding C function is `send` with `MSG_NOSIGNAL`.
-    private func sendAll(
-        _ bytes: [UInt8], until deadline: ContinuousClock.Instant, command: String, timeout: Duration
-    ) throws(QMPError) {
-        let raw = socket.descriptor.rawValue
-        var offset = 0
-        while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes { send(raw, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if sent >= 0 {
-                offset += sent
-                continue
-            }
-            let error = SystemError("send to \(path)")
-            switch error.errno {
-            case .interrupted:
-                continue
-            case .wouldBlock:
-                guard try waitUntilReady(socket.descriptor, for: Int16(POLLOUT), until: deadline, path: path) else {
-                    throw .timedOut(path: path, command: command, timeout: timeout)
-                }
-            case .brokenPipe, .connectionReset:
-                throw .closed(path: path)
-            default:
-                throw .system(error)
-            }
-        }
-    }
-
     /// A non-blocking Unix stream socket connected to `path`.
     private static func openSocket(
         connectedTo path: String, until deadline: ContinuousClock.Instant, timeout: Duration
-    ) throws(QMPError) -> OwnedDescriptor {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        guard !pathBytes.isEmpty, pathBytes.count < MemoryLayout.size(ofValue: address.sun_path), !pathBytes.contains(0) else {
-            throw .system(SystemError(errno: .fileNameTooLong, operation: "connect to \(path) (a socket path has at most 107 bytes)"))
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
-
-        let raw = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0)
-        guard raw >= 0 else { throw .system(SystemError("socket(AF_UNIX, SOCK_STREAM)")) }
-        let socket = OwnedDescriptor(taking: FileDescriptor(rawValue: raw))
-
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if result == 0 { return socket }
-        let error = SystemError("connect to \(path)")
-        switch error.errno {
-        case .noSuchFileOrDirectory, .notDirectory, .connectionRefused:
-            throw .noServer(path: path, errno: error.errno)
-        case .resourceTemporarilyUnavailable:
+    ) throws(QMPError) -> UnixSocket {
+        let address: UnixSocketAddress
+        let socket: UnixSocket
+        do {
+            address = try UnixSocketAddress(path: path)
+            socket = try UnixSocket.stream(nonBlocking: true)
+        } catch { throw .system(error) }
+        switch socket.connect(to: address, until: deadline) {
+        case nil:
+            return socket
+        case let errno? where errno == .noSuchFileOrDirectory || errno == .notDirectory || errno == .connectionRefused:
+            throw .noServer(path: path, errno: errno)
+        case .resourceTemporarilyUnavailable?, .timedOut?:
             // A Unix socket's backlog is full: QEMU accepts no one while it serves a client.
             throw .busy(path: path, timeout: timeout)
-        case .nowInProgress, .interrupted:
-            // The connection goes on in the background (a signal cannot undo it): wait for it.
-            guard try waitUntilReady(socket.descriptor, for: Int16(POLLOUT), until: deadline, path: path) else {
-                throw .busy(path: path, timeout: timeout)
-            }
-            var pending: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(raw, SOL_SOCKET, SO_ERROR, &pending, &length) == 0 else {
-                throw .system(SystemError("getsockopt(SO_ERROR) for \(path)"))
-            }
-            guard pending != 0 else { return socket }
-            let errno = Errno(rawValue: pending)
-            if errno == .connectionRefused || errno == .noSuchFileOrDirectory { throw .noServer(path: path, errno: errno) }
+        case let errno?:
             throw .system(SystemError(errno: errno, operation: "connect to \(path)"))
-        default:
-            throw .system(error)
         }
     }
 }
 
 // MARK: - Reading messages
 
+/// A call's absolute deadline, and the one `recv` it may still make past it.
+struct Deadline {
+    let instant: ContinuousClock.Instant
+    /// Whether the call has yet to make its one `recv` past the deadline.
+    var spareReceive = true
+
+    init(_ instant: ContinuousClock.Instant) { self.instant = instant }
+}
+
 /// Splits the byte stream from QEMU into messages: one JSON object a line, each ended by
 /// "\r\n", any number of them (or part of one) in one `recv`.
-@usableFromInline struct MessageReader: ~Copyable, @unchecked Sendable {
-    /// The bytes received and not yet taken as messages, from `start`.
-    private var buffer: [UInt8] = []
-    private var start = 0
-    /// How far past `start` the buffer is known to hold no newline.
-    private var scanned = 0
-    private let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 1)
-    let limit: Int
+struct MessageReader: Sendable {
+    private var lines: LineBuffer
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int) { lines = LineBuffer(limit: limit) }
 
-    deinit { chunk.deallocate() }
+    /// What one line held.
+    enum Read {
+        case message(QMPValue)
+        /// A line of white space only.
+        case blank
+    }
 
-    /// The next message, or nil if none is complete by `deadline`.
+    /// The next line's message, or nil if none is complete by `deadline`.
+    ///
+    /// The deadline is checked before every `recv`, so data that keeps coming cannot hold the
+    /// call past it; once past it, one `recv` is still made (the first such in this call's
+    /// `deadline`), so that a call whose deadline has passed reads what has arrived.
     ///
     /// - Complexity: Each byte received is scanned for a newline once and parsed once.
-    mutating func next(from socket: FileDescriptor, until deadline: ContinuousClock.Instant, path: String) throws(QMPError) -> QMPValue? {
+    mutating func next(
+        from socket: borrowing UnixSocket, until deadline: inout Deadline, path: String
+    ) throws(QMPError) -> Read? {
         while true {
-            if let newline = buffer[(start + scanned)...].firstIndex(of: UInt8(ascii: "\n")) {
-                let line = start..<newline
-                start = newline + 1
-                scanned = 0
-                guard line.count <= limit else { throw tooLong(path) }
-                if let message = try parse(line, path: path) { return message }
-                continue
+            switch lines.nextLine() {
+            case .line(let text)?: return try parse(text, path: path)
+            case .tooLong?: throw .protocolViolation(path: path, detail: "a message longer than \(lines.limit) bytes")
+            case nil: break
             }
-            scanned = buffer.count - start
-            guard scanned <= limit else { throw tooLong(path) }
-            if start > 0 && start >= buffer.count / 2 {
-                buffer.removeSubrange(..<start)
-                start = 0
+            if ContinuousClock.now >= deadline.instant {
+                guard deadline.spareReceive else { return nil }
+                deadline.spareReceive = false
             }
-            let received = recv(socket.rawValue, chunk.baseAddress, chunk.count, 0)
-            if received > 0 {
-                buffer.append(contentsOf: chunk[..<received])
+            switch lines.receive(from: socket.descriptor) {
+            case .received:
                 continue
-            }
-            if received == 0 { throw .closed(path: path) }
-            let error = SystemError("receive from \(path)")
-            switch error.errno {
-            case .interrupted:
-                continue
-            case .wouldBlock:
-                guard try waitUntilReady(socket, for: Int16(POLLIN), until: deadline, path: path) else { return nil }
-            case .connectionReset:
+            case .end, .failed(.connectionReset):
                 throw .closed(path: path)
-            default:
-                throw .system(error)
+            case .failed(.wouldBlock):
+                switch socket.waitUntilReady(for: Int16(POLLIN), until: deadline.instant) {
+                case .success(true): continue
+                case .success(false): return nil
+                case .failure(let error): throw .system(SystemError(errno: error.errno, operation: "poll \(path)"))
+                }
+            case .failed(let errno):
+                throw .system(SystemError(errno: errno, operation: "receive from \(path)"))
             }
         }
     }
 
-    /// The message on `line`, without its "\r"; nil for a line of white space only.
-    private func parse(_ line: Range<Int>, path: String) throws(QMPError) -> QMPValue? {
-        let text = buffer[line]
+    /// The message on `line`, without its "\r"; blank for a line of white space only.
+    private func parse(_ text: ArraySlice<UInt8>, path: String) throws(QMPError) -> Read {
         guard text.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else {
-            return nil
+            return .blank
         }
         do {
-            return try QMPValue(parsing: text)
+            return .message(try QMPValue(parsing: text))
         } catch {
             let shown = String(decoding: text.prefix(200), as: UTF8.self)
             throw .protocolViolation(path: path, detail: "not JSON (\(error)): \(shown)")
         }
     }
-
-    private func tooLong(_ path: String) -> QMPError {
-        .protocolViolation(path: path, detail: "a message longer than \(limit) bytes")
-    }
-}
-
-/// Waits until `socket` is ready for `events` (`POLLIN`, `POLLOUT`) or `deadline` passes:
-/// false at the deadline. A hang-up or error counts as ready (the next call reports it).
-///
-/// The corresponding C function is `poll`.
-private func waitUntilReady(
-    _ socket: FileDescriptor, for events: Int16, until deadline: ContinuousClock.Instant, path: String
-) throws(QMPError) -> Bool {
-    while true {
-        let left = deadline - ContinuousClock.now
-        guard left > .zero else { return false }
-        var entry = pollfd(fd: socket.rawValue, events: events, revents: 0)
-        let ready = poll(&entry, 1, pollMilliseconds(left))
-        if ready > 0 { return true }
-        if ready == 0 { continue }
-        let error = SystemError("poll \(path)")
-        if error.errno != .interrupted { throw .system(error) }
-    }
-}
-
-/// `duration` in whole milliseconds, rounded up (so that `poll` does not return just before a
-/// deadline, to be called again with 0), at most `Int32.max`.
-private func pollMilliseconds(_ duration: Duration) -> Int32 {
-    let (seconds, attoseconds) = duration.components
-    let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-    return Int32(clamping: max(0, milliseconds))
 }

@@ -9,7 +9,8 @@ import LinuxSystem
 /// another client now, to try again later; ``timedOut(path:command:timeout:)`` and
 /// ``closed(path:)`` mean this connection is of no more use for the command (a reply that
 /// comes late is skipped by its id); ``commandFailed(path:command:errorClass:description:)``
-/// is QEMU's own refusal, with the connection fine.
+/// is QEMU's own refusal, with the connection fine; ``flood(path:detail:)`` is a QEMU that
+/// sends far more than it was asked for (hostile, or broken), to leave alone for a while.
 public enum QMPError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Nothing serves the socket: there is no socket at the path (`ENOENT`, `ENOTDIR`), or no
     /// process listens on it any more (`ECONNREFUSED`, a QEMU that exited).
@@ -29,6 +30,11 @@ public enum QMPError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `GenericError` for nearly everything; `CommandNotFound`, `DeviceNotActive`,
     /// `DeviceNotFound` and `KVMMissingCap` are the others.
     case commandFailed(path: String, command: String, errorClass: String, description: String)
+    /// QEMU sent more events than wait to be taken
+    /// (``QMPConnection/maximumPendingEvents``), or more messages no command asked for (events,
+    /// blank lines, replies to commands that timed out) between two commands than
+    /// ``QMPConnection/maximumUnsolicitedMessages``. The connection is broken.
+    case flood(path: String, detail: String)
     /// A system call failed (`socket`, `poll`, `recv`, `send`, `connect` with another errno).
     case system(SystemError)
 
@@ -36,7 +42,7 @@ public enum QMPError: Error, Sendable, Hashable, CustomStringConvertible {
     public var path: String? {
         switch self {
         case .noServer(let path, _), .busy(let path, _), .timedOut(let path, _, _), .closed(let path),
-            .protocolViolation(let path, _), .commandFailed(let path, _, _, _):
+            .protocolViolation(let path, _), .commandFailed(let path, _, _, _), .flood(let path, _):
             path
         case .system:
             nil
@@ -58,6 +64,8 @@ public enum QMPError: Error, Sendable, Hashable, CustomStringConvertible {
             return "the QEMU monitor at \(path) broke the QMP protocol: \(detail)"
         case .commandFailed(let path, let command, let errorClass, let description):
             return "QEMU at \(path) refused \(command): \(description) (\(errorClass))"
+        case .flood(let path, let detail):
+            return "the QEMU monitor at \(path) floods its client: \(detail)"
         case .system(let error):
             return error.description
         }

@@ -1,3 +1,4 @@
+import SamepageCore
 import SamepageModel
 
 extension DaemonConfiguration {
@@ -9,7 +10,7 @@ extension DaemonConfiguration {
         if let enabled = section.bool(Key.enabled.rawValue) {
             kernelKSM.enabled = enabled
         }
-        if let group = section.string(Key.trustGroup.rawValue, checkedBy: Self.kernelTrustGroupProblem) {
+        if let group = section.string(Key.trustGroup.rawValue, checkedBy: GuestPolicy.trustGroupProblem) {
             kernelKSM.trustGroup = group.isEmpty ? nil : group
         }
         if let percent = section.integer(
@@ -18,7 +19,7 @@ extension DaemonConfiguration {
         {
             kernelKSM.availableThresholdPercent = percent
         }
-        if let mode = section.choice(Key.advisorMode.rawValue, named: \KernelKSMAdvisorMode.rawValue) {
+        if let mode = section.choice(Key.advisorMode.rawValue, named: \AdvisorMode.rawValue) {
             kernelKSM.advisorMode = mode
         }
         if let seconds = section.integer(
@@ -46,11 +47,5 @@ extension DaemonConfiguration {
         if let smart = section.bool(Key.smartScan.rawValue) {
             kernelKSM.smartScan = smart
         }
-    }
-
-    /// Why `kernel_ksm.trust_group` cannot be `group`: a policy file's trust group, or `""`.
-    static func kernelTrustGroupProblem(_ group: String) -> String? {
-        guard !group.isEmpty else { return nil }
-        return GuestPolicy.trustGroupProblem(group)
     }
 }

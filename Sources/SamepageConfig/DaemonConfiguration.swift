@@ -236,7 +236,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             if let timeout = section.integer(
                 "qmp_timeout_ms", in: QEMUGuestsConfiguration.qmpTimeoutRange, describedAs: "10 to 5000 (milliseconds)")
             {
-                qemuGuests.qmpTimeoutMs = timeout
+                qemuGuests.qmpTimeout = .milliseconds(timeout)
             }
             if let users = section.strings("hypervisor_users") {
                 if let bad = users.first(where: { $0.isEmpty || $0.contains(where: { $0 == ":" || $0 == "/" || $0.isWhitespace }) }) {
@@ -372,114 +372,5 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case .off:
             if !pagesGiven { tunables.pagesToScan = Tunables.daemonPagesToScan }
         }
-    }
-
-    // MARK: Value checks
-
-    /// `sun_path` holds 108 bytes, the last of them the terminating NUL.
-    static let maximumSocketPathLength = 107
-
-    static func pathProblem(_ path: String) -> String? {
-        guard path.hasPrefix("/") else { return "is not an absolute path" }
-        return nil
-    }
-
-    static func isLibvirtURI(_ uri: String) -> Bool {
-        guard let colon = uri.firstIndex(of: ":") else { return false }
-        let scheme = uri[..<colon].unicodeScalars
-        guard let first = scheme.first, ("a"..."z").contains(first) || ("A"..."Z").contains(first) else { return false }
-        return scheme.allSatisfy { scalar in
-            switch scalar {
-            case "a"..."z", "A"..."Z", "0"..."9", "+", ".", "-": return true
-            default: return false
-            }
-        } && !uri.unicodeScalars.contains { $0.value < 0x21 || $0.value == 0x7F }
-    }
-
-    static func isGroupName(_ group: String) -> Bool {
-        let scalars = Array(group.unicodeScalars)
-        guard !scalars.isEmpty, scalars.count <= 32, scalars[0] != "-" else { return false }
-        return scalars.enumerated().allSatisfy { index, scalar in
-            switch scalar {
-            case "a"..."z", "A"..."Z", "0"..."9", ".", "_", "-": return true
-            case "$": return index == scalars.count - 1
-            default: return false
-            }
-        }
-    }
-
-    struct ModeProblem: Error {
-        var reason: String
-    }
-
-    static func parseMode(_ text: String) -> Result<UInt32, ModeProblem> {
-        let digits = text.unicodeScalars
-        guard (3...4).contains(digits.count), digits.allSatisfy({ ("0"..."7").contains($0) }),
-            let mode = UInt32(text, radix: 8)
-        else {
-            return .failure(ModeProblem(reason: "is not a file mode: expected 3 or 4 octal digits, like \"0600\""))
-        }
-        guard mode <= 0o777 else {
-            return .failure(ModeProblem(reason: "sets setuid, setgid or sticky bits, which a socket does not take"))
-        }
-        guard mode & 0o007 == 0 else {
-            return .failure(ModeProblem(reason: "gives other users access: use a group instead"))
-        }
-        guard mode & 0o600 == 0o600 else {
-            return .failure(ModeProblem(reason: "must give the owner read and write access (0600)"))
-        }
-        return .success(mode)
-    }
-}
-
-/// A TCP endpoint written `HOST:PORT`, with an IPv6 host in brackets: `[::1]:10460`.
-public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
-    /// A host name or address, without brackets.
-    public var host: String
-    public var port: UInt16
-
-    public init(host: String, port: UInt16) {
-        self.host = host
-        self.port = port
-    }
-
-    /// Parses `HOST:PORT` or `[IPV6]:PORT`; nil if malformed or the port is not 1 to 65535.
-    public init?(_ text: String) {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portText = rest.dropFirst()
-            // An IPv6 address, perhaps with a zone: fe80::1%eth0.
-            guard !host.isEmpty, host.contains(":"), host.unicodeScalars.allSatisfy({ scalar in
-                switch scalar {
-                case "a"..."z", "A"..."Z", "0"..."9", ":", ".", "%", "_", "-": return true
-                default: return false
-                }
-            }) else { return nil }
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-            guard !host.isEmpty, host.unicodeScalars.allSatisfy({ scalar in
-                switch scalar {
-                case "a"..."z", "A"..."Z", "0"..."9", ".", "-": return true
-                default: return false
-                }
-            }) else { return nil }
-        }
-        guard !portText.isEmpty, portText.count <= 5, portText.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }),
-            let port = UInt16(portText), port > 0
-        else { return nil }
-        self.host = String(host)
-        self.port = port
-    }
-
-    /// `HOST:PORT`, with brackets around an IPv6 address.
-    public var description: String {
-        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 }

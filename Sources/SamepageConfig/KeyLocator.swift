@@ -85,61 +85,47 @@ private struct Scanner {
     /// Deeper than toml++ accepts (256), so valid documents never hit it.
     static let maximumDepth = 1024
 
-    let bytes: [UInt8]
-    var index = 0
-    var line = 1
-    /// The column of `index`, in scalars (a malformed byte counts as one).
-    var column = 1
+    /// The characters, under a cursor.
+    var cursor: TOMLCursor
     var stopped = false
     var positions: [[String]: Position] = [:]
-    var nulEscape: Position?
     var hazard: KeyLocator.Hazard?
     /// Where the statement being scanned starts.
     var statementStart = 0
 
     init(bytes: [UInt8]) {
-        self.bytes = bytes
+        cursor = TOMLCursor(bytes: bytes)
     }
 
-    // MARK: Characters
+    // MARK: Characters, through the cursor
 
-    var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+    var bytes: [UInt8] { cursor.bytes }
+    var index: Int {
+        get { cursor.index }
+        set { cursor.index = newValue }
+    }
+    var nulEscape: Position? { cursor.nulEscape }
+    var current: UInt8? { cursor.current }
+    var position: Position { cursor.position }
+    func peek(_ offset: Int) -> UInt8? { cursor.peek(offset) }
+    func describeCurrentCharacter() -> String { cursor.describeCurrentCharacter() }
+    mutating func advance() { cursor.advance() }
+    mutating func advance(by count: Int) { cursor.advance(by: count) }
+    mutating func skipBlanks() { cursor.skipBlanks() }
+    mutating func skipTrivia() { cursor.skipTrivia() }
+    mutating func skipRestOfLine() { cursor.skipRestOfLine() }
 
-    func peek(_ offset: Int) -> UInt8? {
-        index + offset < bytes.count ? bytes[index + offset] : nil
+    /// A string's content; an unterminated one stops the scan.
+    mutating func scanBasicString() -> String? { stopUnless(cursor.scanBasicString()) }
+    mutating func scanLiteralString() -> String? { stopUnless(cursor.scanLiteralString()) }
+    mutating func skipMultilineString(quote: UInt8, escapes: Bool) {
+        if !cursor.skipMultilineString(quote: quote, escapes: escapes) { stopped = true }
     }
 
-    var position: Position { Position(line: line, column: column) }
-
-    mutating func advance() {
-        guard index < bytes.count else { return }
-        if bytes[index] == UInt8(ascii: "\n") {
-            line += 1
-            column = 1
-        } else if bytes[index] & 0xC0 != 0x80 {
-            column += 1
-        }
-        index += 1
+    private mutating func stopUnless(_ content: String?) -> String? {
+        if content == nil { stopped = true }
+        return content
     }
-
-    mutating func advance(by count: Int) {
-        for _ in 0..<count { advance() }
-    }
-
-    static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
-
-    /// Bytes that end an unquoted value, as toml++ sees it (a number, boolean, date or time).
-    static func endsValue(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"), UInt8(ascii: "#"), UInt8(ascii: "\n"),
-            UInt8(ascii: "\r"), UInt8(ascii: " "), UInt8(ascii: "\t"), 0x0B, 0x0C:
-            return true
-        default:
-            return false
-        }
-    }
-
-    static func isDigit(_ byte: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
 
     /// Records the first hazard, at the cursor unless told otherwise, and stops.
     mutating func flag(_ message: String, at position: Position? = nil) {
@@ -155,53 +141,10 @@ private struct Scanner {
     static func describeInvalidValue(_ atom: ArraySlice<UInt8>) -> String {
         let text = String(decoding: atom.prefix(40), as: UTF8.self) + (atom.count > 40 ? "..." : "")
         let word = atom.allSatisfy(KeyLocator.isBareKey)
-        if word && !atom.contains(where: isDigit) {
+        if word && !atom.contains(where: TOMLCursor.isDigit) {
             return "\(text) is not a value: a string needs quotes, as in \"\(text)\""
         }
         return "\(text) is not a valid value"
-    }
-
-    /// The character at the cursor, for a message: printable as itself, otherwise escaped.
-    func describeCurrentCharacter() -> String {
-        guard index < bytes.count else { return "the end of the file" }
-        if bytes[index] == UInt8(ascii: "\n") || bytes[index] == UInt8(ascii: "\r") { return "a line break" }
-        var end = index + 1
-        while end < bytes.count, end - index < 4, bytes[end] & 0xC0 == 0x80 { end += 1 }
-        guard let scalar = String(decoding: bytes[index..<min(end, bytes.count)], as: UTF8.self).unicodeScalars.first
-        else { return "?" }
-        if scalar.value < 0x20 || scalar.value == 0x7F {
-            return "U+" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 4)
-        }
-        return "'\(scalar)'"
-    }
-
-    // MARK: Trivia
-
-    mutating func skipBlanks() {
-        while let byte = current, Self.isBlank(byte) { advance() }
-    }
-
-    mutating func skipComment() {
-        guard current == UInt8(ascii: "#") else { return }
-        while let byte = current, byte != UInt8(ascii: "\n") { advance() }
-    }
-
-    /// Blanks, comments and line breaks.
-    mutating func skipTrivia() {
-        while let byte = current {
-            if Self.isBlank(byte) || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
-                advance()
-            } else if byte == UInt8(ascii: "#") {
-                skipComment()
-            } else {
-                return
-            }
-        }
-    }
-
-    /// The rest of the line after a statement: blanks and a comment in a valid document.
-    mutating func skipRestOfLine() {
-        while let byte = current, byte != UInt8(ascii: "\n") { advance() }
     }
 
     // MARK: Structure
@@ -330,13 +273,13 @@ private struct Scanner {
         default:
             let start = index
             let startPosition = position
-            while let byte = current, !Self.endsValue(byte) { advance() }
+            while let byte = current, !TOMLCursor.endsValue(byte) { advance() }
             // A date-time may have a space between date and time.
-            if current == UInt8(ascii: " "), let next = peek(1), Self.isDigit(next),
+            if current == UInt8(ascii: " "), let next = peek(1), TOMLCursor.isDigit(next),
                 ScalarSyntax.isFullDate(bytes[start..<index])
             {
                 advance()
-                while let byte = current, !Self.endsValue(byte) { advance() }
+                while let byte = current, !TOMLCursor.endsValue(byte) { advance() }
             }
             let atom = bytes[start..<index]
             if atom.isEmpty {
@@ -367,116 +310,5 @@ private struct Scanner {
             if current == UInt8(ascii: ",") { advance() }
             if index == before { stopped = true }
         }
-    }
-
-    // MARK: Strings
-
-    /// After the opening quote of a basic string: its decoded content, through the closing quote.
-    mutating func scanBasicString() -> String? {
-        var content: [UInt8] = []
-        while let byte = current {
-            switch byte {
-            case UInt8(ascii: "\""):
-                advance()
-                return String(decoding: content, as: UTF8.self)
-            case UInt8(ascii: "\\"):
-                if let scalar = scanEscape() {
-                    content.append(contentsOf: Array(String(Character(scalar)).utf8))
-                }
-            case UInt8(ascii: "\n"):
-                stopped = true
-                return nil
-            default:
-                content.append(byte)
-                advance()
-            }
-        }
-        stopped = true
-        return nil
-    }
-
-    /// After the opening quote of a literal string: its content, through the closing quote.
-    mutating func scanLiteralString() -> String? {
-        let start = index
-        while let byte = current {
-            if byte == UInt8(ascii: "'") {
-                let content = String(decoding: bytes[start..<index], as: UTF8.self)
-                advance()
-                return content
-            }
-            if byte == UInt8(ascii: "\n") { break }
-            advance()
-        }
-        stopped = true
-        return nil
-    }
-
-    /// After the opening delimiter of a multi-line string: through the closing one (a run of
-    /// three to five quotes, the extra ones being content).
-    mutating func skipMultilineString(quote: UInt8, escapes: Bool) {
-        while let byte = current {
-            if byte == quote {
-                var run = 0
-                while current == quote {
-                    advance()
-                    run += 1
-                }
-                if run >= 3 { return }
-            } else if escapes && byte == UInt8(ascii: "\\") {
-                _ = scanEscape()
-            } else {
-                advance()
-            }
-        }
-        stopped = true
-    }
-
-    /// At a backslash: consumes the escape and returns the scalar it stands for (nil for a
-    /// line-ending backslash or anything unknown). Notes escapes of U+0000.
-    mutating func scanEscape() -> Unicode.Scalar? {
-        let start = position
-        advance()
-        guard let byte = current else { return nil }
-        advance()
-        switch byte {
-        case UInt8(ascii: "b"): return "\u{08}"
-        case UInt8(ascii: "t"): return "\t"
-        case UInt8(ascii: "n"): return "\n"
-        case UInt8(ascii: "f"): return "\u{0C}"
-        case UInt8(ascii: "r"): return "\r"
-        case UInt8(ascii: "e"): return "\u{1B}"
-        case UInt8(ascii: "\""): return "\""
-        case UInt8(ascii: "\\"): return "\\"
-        case UInt8(ascii: "u"), UInt8(ascii: "U"):
-            let digits = byte == UInt8(ascii: "u") ? 4 : 8
-            var value: UInt32 = 0
-            for _ in 0..<digits {
-                guard let digit = current.flatMap({ Self.hexValue($0) }) else { return nil }
-                value = value << 4 | digit
-                advance()
-            }
-            if value == 0, nulEscape == nil {
-                nulEscape = start
-            }
-            return Unicode.Scalar(value)
-        default:
-            return nil
-        }
-    }
-
-    static func hexValue(_ byte: UInt8) -> UInt32? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(byte - UInt8(ascii: "A") + 10)
-        default: return nil
-        }
-    }
-}
-
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -116,7 +116,7 @@ extension GuestPolicy {
             policy.mode = mode
         }
         if let group = table.string(key.trustGroup, checkedBy: trustGroupProblem) {
-            policy.trustGroup = group
+            policy.trustGroup = group.isEmpty ? nil : group
         }
         if let pages = table.integer(key.maxPages, in: 0...Int.max, describedAs: "0 (unlimited) or more") {
             policy.maxPages = pages
@@ -148,11 +148,10 @@ extension GuestPolicy {
         return policy
     }
 
-    /// Why a trust group name is not acceptable, or nil.
+    /// Why a trust group name is not acceptable, or nil. `""` is: it means none, as leaving
+    /// the key out does (a policy's group of the guest's own; `kernel_ksm`'s no group at all).
     static func trustGroupProblem(_ group: String) -> String? {
-        if group.isEmpty {
-            return "is empty: leave trust_group out for a group of the guest's own"
-        }
+        if group.isEmpty { return nil }
         if group.unicodeScalars.count > PolicyFile.maximumTrustGroupLength {
             return "is too long: at most \(PolicyFile.maximumTrustGroupLength) characters"
         }

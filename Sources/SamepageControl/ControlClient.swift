@@ -18,7 +18,7 @@ public final class ControlClient: Sendable {
     private let connection: Mutex<Connection>
 
     private struct Connection: ~Copyable {
-        var socket: SocketDescriptor?
+        var socket: UnixSocket?
         var reader = LineReader(limit: ControlClient.maximumResponseLength)
         var nextID = 1
     }
@@ -33,11 +33,10 @@ public final class ControlClient: Sendable {
     public init(path: String, timeout: Duration = .seconds(30)) throws(ControlError) {
         self.path = path
         self.timeout = timeout
-        let address = try UnixSocketAddress(path: path)
-        let socket = try SocketDescriptor.unixStream()
-        socket.setTimeout(SO_SNDTIMEO, timeout)
-        socket.setTimeout(SO_RCVTIMEO, timeout)
-        if let error = socket.connect(to: address) {
+        let address = try UnixSocketAddress(controlPath: path)
+        let socket = try UnixSocket.controlStream()
+        socket.setTimeouts(receive: timeout, send: timeout)
+        if let error = socket.connect(to: address)?.rawValue {
             switch error {
             case ENOENT, ECONNREFUSED, ENOTDIR:
                 throw .daemonNotRunning(path: path, errno: error)
@@ -107,10 +106,10 @@ public final class ControlClient: Sendable {
 
     /// Writes a request line and reads one response line.
     private static func exchange(
-        _ bytes: [UInt8], on socket: borrowing SocketDescriptor, reader: inout LineReader, path: String,
+        _ bytes: [UInt8], on socket: borrowing UnixSocket, reader: inout LineReader, path: String,
         timeout: Duration
     ) -> Result<[UInt8], ControlError> {
-        let sendError = socket.sendAll(bytes)
+        let sendError = socket.sendAll(bytes)?.rawValue
         switch sendError {
         case nil, EPIPE?, ECONNRESET?:
             // A daemon that refused this peer has answered and closed already: read its answer.

@@ -263,10 +263,10 @@ extension RequestLine: Decodable {
                     .invalidArgument,
                     "kernel_ksm.\(key.stringValue) changes in the configuration file only (then reload samepaged: SIGHUP)")
             }
-            let modes = KernelKSMAdvisorMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-            var advisorMode: KernelKSMAdvisorMode?
+            let modes = AdvisorMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            var advisorMode: AdvisorMode?
             if let name = try knob(.advisorMode, String.self, "a string: \(modes)") {
-                guard let mode = KernelKSMAdvisorMode(rawValue: name) else {
+                guard let mode = AdvisorMode(rawValue: name) else {
                     throw ControlFailure(.invalidArgument, "advisor_mode \"\(name)\" is not one of \(modes)")
                 }
                 advisorMode = mode

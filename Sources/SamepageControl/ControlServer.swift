@@ -1,4 +1,3 @@
-import CLinux
 import Dispatch
 import Foundation
 import Glibc
@@ -90,46 +89,8 @@ public final class ControlServer: Service, Sendable {
         self.mode = mode
         self.group = group
         self.limits = limits
-        let address = try UnixSocketAddress(path: path)
-        let directory = Self.parentDirectory(of: path)
-        try Self.makeDirectory(directory)
-
-        // Serialise start-up with any other server in the same directory, so that two
-        // daemons starting at once cannot both find the socket stale and both bind.
-        let lock = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard lock >= 0 else { throw ControlError(SystemError("open \(directory)")) }
-        defer { close(lock) }
-        while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw ControlError(SystemError("flock \(directory)")) }
-        }
-
-        try Self.removeStaleSocket(at: path, address: address)
-        let listener = try SocketDescriptor.unixStream()
-        // The bound file takes the socket inode's mode minus the umask: owner-only from the
-        // start, whatever the process's umask (which is process-wide, so not touched here).
-        guard fchmod(listener.rawValue, 0o600) == 0 else {
-            throw ControlError(SystemError("fchmod control socket"))
-        }
-        guard address.withSockaddr({ bind(listener.rawValue, $0, $1) }) == 0 else {
-            let error = errno
-            if error == EADDRINUSE { throw .alreadyRunning(path: path) }
-            throw .system(operation: "bind \(path)", errno: error)
-        }
-        var status = stat()
-        guard lstat(path, &status) == 0 else { throw ControlError(SystemError("stat \(path)")) }
-        let identity = FileIdentity(status)
-        do throws(ControlError) {
-            if let group, chown(path, uid_t.max, group) != 0 {
-                throw ControlError(SystemError("chown \(path) to gid \(group)"))
-            }
-            guard chmod(path, mode) == 0 else {
-                throw ControlError(SystemError("chmod \(path) to \(String(mode, radix: 8))"))
-            }
-            guard listen(listener.rawValue, 64) == 0 else { throw ControlError(SystemError("listen \(path)")) }
-        } catch {
-            identity.unlinkIfSame(path)
-            throw error
-        }
+        let listener = try ControlListener(path: path, mode: mode, group: group)
+        let identity = listener.file
         state = ServerState(
             path: path, group: group, limits: limits, handler: handler, listener: listener, identity: identity)
     }
@@ -179,59 +140,6 @@ public final class ControlServer: Service, Sendable {
     public func stop() { state.stop() }
 
     deinit { state.stop() }
-
-    // MARK: Start-up
-
-    static func parentDirectory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
-
-    /// `mkdir -p` with mode 0755 for the directories it creates.
-    private static func makeDirectory(_ directory: String) throws(ControlError) {
-        var status = stat()
-        if stat(directory, &status) == 0 {
-            guard status.st_mode & S_IFMT == S_IFDIR else { throw .system(operation: "mkdir \(directory)", errno: ENOTDIR) }
-            return
-        }
-        guard errno == ENOENT else { throw ControlError(SystemError("stat \(directory)")) }
-        let parent = parentDirectory(of: directory)
-        if parent != directory { try makeDirectory(parent) }
-        guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
-            throw ControlError(SystemError("mkdir \(directory)"))
-        }
-        _ = chmod(directory, 0o755)
-    }
-
-    /// Throws if a server answers at `path`; unlinks a stale socket.
-    private static func removeStaleSocket(at path: String, address: UnixSocketAddress) throws(ControlError) {
-        var status = stat()
-        guard lstat(path, &status) == 0 else {
-            guard errno == ENOENT else { throw ControlError(SystemError("stat \(path)")) }
-            return
-        }
-        guard status.st_mode & S_IFMT == S_IFSOCK else { throw .notASocket(path: path) }
-        let probe = try SocketDescriptor.unixStream()
-        // Non-blocking: a listener with a full backlog answers EAGAIN, and is running.
-        _ = fcntl(probe.rawValue, F_SETFL, fcntl(probe.rawValue, F_GETFL) | O_NONBLOCK)
-        switch probe.connect(to: address) {
-        case nil, EAGAIN?, EINPROGRESS?:
-            throw .alreadyRunning(path: path)
-        case ECONNREFUSED?:
-            guard unlink(path) == 0 || errno == ENOENT else { throw ControlError(SystemError("unlink stale \(path)")) }
-        case let error?:
-            throw .system(operation: "connect to existing socket \(path)", errno: error)
-        }
-    }
-}
-
-extension FileIdentity {
-    /// Unlinks `path` if it is still this file (the socket the server bound).
-    func unlinkIfSame(_ path: String) {
-        var status = stat()
-        guard lstat(path, &status) == 0, FileIdentity(status) == self else { return }
-        _ = unlink(path)
-    }
 }
 
 /// What the server's threads share; they hold this, not the server, so that dropping the
@@ -252,7 +160,7 @@ private final class ServerState: Sendable {
     typealias Limits = ControlServer.Limits
 
     struct Shared: ~Copyable {
-        var listener: SocketDescriptor?
+        var listener: ControlListener?
         var accepting = false
         var stopping = false
         var stopped = false
@@ -263,7 +171,7 @@ private final class ServerState: Sendable {
     }
 
     init(
-        path: String, group: gid_t?, limits: Limits, handler: any ControlHandler, listener: consuming SocketDescriptor,
+        path: String, group: gid_t?, limits: Limits, handler: any ControlHandler, listener: consuming ControlListener,
         identity: FileIdentity
     ) {
         self.path = path
@@ -279,7 +187,7 @@ private final class ServerState: Sendable {
     /// Starts the accept thread once, unless stopping.
     func startAccepting() {
         let listener: Int32? = shared.withLock { state in
-            guard !state.accepting, !state.stopping, let raw = state.listener?.rawValue else { return nil }
+            guard !state.accepting, !state.stopping, let raw = state.listener?.socket.descriptor.rawValue else { return nil }
             state.accepting = true
             return raw
         }
@@ -305,7 +213,7 @@ private final class ServerState: Sendable {
         let (first, accepting) = shared.withLock { state in
             guard !state.stopping else { return (false, false) }
             state.stopping = true
-            state.listener?.shutdownBoth()
+            state.listener?.socket.shutdownBoth()
             for fd in state.open { _ = shutdown(fd, Int32(SHUT_RDWR)) }
             return (true, state.accepting)
         }
@@ -330,12 +238,14 @@ private final class ServerState: Sendable {
         defer { acceptDone.signal() }
         while true {
             // accept4 with SOCK_CLOEXEC leaves no window in which a fork could inherit the socket.
-            let fd = samepage_accept_cloexec(listener)
-            if fd < 0 {
-                let error = errno
+            let fd: Int32
+            switch UnixSocket.accept(on: FileDescriptor(rawValue: listener)) {
+            case .success(let accepted):
+                fd = accepted.rawValue
+            case .failure(let error):
                 if isStopping { return }
                 switch error {
-                case EINTR, ECONNABORTED, EPROTO:
+                case .interrupted, .connectionAbort, .protocolError:
                     continue
                 default:
                     // Out of descriptors or memory, or worse: back off rather than spin.
@@ -356,7 +266,7 @@ private final class ServerState: Sendable {
                 close(fd)
                 return
             case .busy:
-                let socket = SocketDescriptor(rawValue: fd)
+                let socket = UnixSocket(taking: FileDescriptor(rawValue: fd))
                 let failure = ControlFailure(
                     .busy, "samepaged serves \(limits.maximumConnections) connections already; try again")
                 _ = socket.sendAll(ControlCodec.encode(.failure(failure), id: nil), flags: Int32(MSG_DONTWAIT))
@@ -372,7 +282,7 @@ private final class ServerState: Sendable {
 
     /// Serves the connection on `fd` (which it owns) until it ends, then closes it.
     private func serve(_ fd: Int32) {
-        let socket = SocketDescriptor(rawValue: fd)
+        let socket = UnixSocket(taking: FileDescriptor(rawValue: fd))
         converse(on: socket)
         // Forget it before closing it: stop() must never shut down a reused descriptor.
         shared.withLock { _ = $0.open.remove(fd) }
@@ -380,9 +290,8 @@ private final class ServerState: Sendable {
         connections.leave()
     }
 
-    private func converse(on socket: borrowing SocketDescriptor) {
-        socket.setTimeout(SO_RCVTIMEO, limits.idleTimeout)
-        socket.setTimeout(SO_SNDTIMEO, limits.idleTimeout)
+    private func converse(on socket: borrowing UnixSocket) {
+        socket.setTimeouts(receive: limits.idleTimeout, send: limits.idleTimeout)
         guard let peer = ControlPeer(of: socket) else { return }
         guard authorizes(peer, socket: socket) else {
             _ = socket.sendAll(ControlCodec.encode(.failure(denial(of: peer)), id: nil))
@@ -426,7 +335,7 @@ private final class ServerState: Sendable {
 
     // MARK: Credentials
 
-    private func authorizes(_ peer: ControlPeer, socket: borrowing SocketDescriptor) -> Bool {
+    private func authorizes(_ peer: ControlPeer, socket: borrowing UnixSocket) -> Bool {
         if peer.uid == 0 || peer.uid == ownUID { return true }
         guard let group else { return false }
         if peer.gid == group { return true }

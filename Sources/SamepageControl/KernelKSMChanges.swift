@@ -1,3 +1,4 @@
+import SamepageCore
 import SamepageModel
 
 /// Changes to ksmd's settings asked by a `ksm.tune` request (`samepage tune --kernel-…`):
@@ -12,7 +13,7 @@ public struct KernelKSMChanges: Sendable, Equatable {
     /// ksmd runs while MemAvailable is below this share of MemTotal (1 to 100).
     public var availableThresholdPercent: Int?
     /// `advisor_mode`: who sets ksmd's `pages_to_scan`.
-    public var advisorMode: KernelKSMAdvisorMode?
+    public var advisorMode: AdvisorMode?
     /// `advisor_target_scan_time`, seconds (1 or more).
     public var advisorTargetScanTime: Int?
     /// `advisor_max_cpu`, percent (1 to 100).
@@ -30,7 +31,7 @@ public struct KernelKSMChanges: Sendable, Equatable {
 
     /// The changes; each setting left out (nil) stays as it is.
     public init(
-        availableThresholdPercent: Int? = nil, advisorMode: KernelKSMAdvisorMode? = nil, advisorTargetScanTime: Int? = nil,
+        availableThresholdPercent: Int? = nil, advisorMode: AdvisorMode? = nil, advisorTargetScanTime: Int? = nil,
         advisorMaxCPU: Int? = nil, pagesToScan: Int? = nil, sleepMillisecs: Int? = nil, maxPageSharing: Int? = nil,
         useZeroPages: Bool? = nil, smartScan: Bool? = nil
     ) {

@@ -20,24 +20,34 @@ public struct QEMUGuestsConfiguration: Sendable, Equatable {
     /// Where Proxmox VE keeps `VMID.conf`, whose `lock:` line says that a backup, migration,
     /// snapshot or suspend is under way (`proxmox_config_directory`).
     public var proxmoxConfigDirectory: String
-    /// How long a QMP connection, its greeting and each command may take, in milliseconds
-    /// (`qmp_timeout_ms`, 10 to 5000). A monitor that does not greet in time is busy with
-    /// another client: samepaged defers and tries again later, never waits.
-    public var qmpTimeoutMs: Int
+    /// How long a QMP connection, its greeting and each command may take (`qmp_timeout_ms`,
+    /// 10 to 5000 milliseconds). A monitor that does not greet in time is busy with another
+    /// client: samepaged defers and tries again later, never waits.
+    public var qmpTimeout: Duration
     /// The users a QEMU outside libvirt may run as to be taken for a guest's hypervisor, besides
     /// root (`hypervisor_users`): Debian libvirt's `libvirt-qemu` by default. A process of
     /// another user, or whose executable or its directories others could write, is ignored.
     public var hypervisorUsers: [String] = ["root", "libvirt-qemu"]
 
+    /// ``qmpTimeout`` in whole milliseconds, as the file writes it.
+    public var qmpTimeoutMs: Int {
+        get {
+            let (seconds, attoseconds) = qmpTimeout.components
+            return Int(seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        }
+        set { qmpTimeout = .milliseconds(newValue) }
+    }
+
+    /// The values `qmp_timeout_ms` may take, in milliseconds.
     public static let qmpTimeoutRange = 10...5000
 
     public init(
         enabled: Bool = true, proxmoxRunDirectory: String = "/var/run/qemu-server",
-        proxmoxConfigDirectory: String = "/etc/pve/qemu-server", qmpTimeoutMs: Int = 200
+        proxmoxConfigDirectory: String = "/etc/pve/qemu-server", qmpTimeout: Duration = .milliseconds(200)
     ) {
         self.enabled = enabled
         self.proxmoxRunDirectory = proxmoxRunDirectory
         self.proxmoxConfigDirectory = proxmoxConfigDirectory
-        self.qmpTimeoutMs = qmpTimeoutMs
+        self.qmpTimeout = qmpTimeout
     }
 }

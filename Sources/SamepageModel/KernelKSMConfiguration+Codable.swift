@@ -1,3 +1,5 @@
+import SamepageCore
+
 /// The wire form of `[kernel_ksm]`: the configuration's own keys (``KernelKSMConfiguration/CodingKeys``),
 /// `trust_group` null when no group is served. A key left out takes its default, as in the
 /// configuration file.

@@ -86,7 +86,7 @@ struct Samepaged: AsyncParsableCommand {
             do {
                 let left = try Agent.resumePaused(
                     journal: settings.pauseJournal, uri: settings.libvirtURI,
-                    qmpTimeout: .milliseconds(max(settings.qemuGuests.qmpTimeoutMs, 1000)), logger: logger)
+                    qmpTimeout: max(settings.qemuGuests.qmpTimeout, .seconds(1)), logger: logger)
                 if left > 0 || kernelFailed { throw ExitCode.failure }
                 return
             } catch let exit as ExitCode {

@@ -2,42 +2,6 @@ import Glibc
 import Foundation
 import Testing
 
-/// A CPU hog per core, started as the test's own children and killed at the end.
-final class CPUHogs {
-    private(set) var pids: [pid_t] = []
-
-    init(count: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) throws {
-        for _ in 0..<count {
-            pids.append(try TestHost.spawn("/bin/sh", ["-c", "while :; do :; done"], output: "/dev/null"))
-        }
-    }
-
-    func stop() {
-        for pid in pids {
-            kill(pid, SIGKILL)
-            _ = TestHost.wait(pid)
-        }
-        pids = []
-    }
-
-    deinit { stop() }
-}
-
-/// The share of the last second the CPUs were busy, from /proc/stat, in percent.
-func cpuBusyPercent() -> Double {
-    func read() -> (idle: Double, total: Double) {
-        let text = (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) ?? ""
-        let fields = text.split(separator: "\n").first?.split(separator: " ").dropFirst().compactMap { Double($0) } ?? []
-        guard fields.count >= 5 else { return (0, 0) }
-        return (fields[3] + fields[4], fields.prefix(8).reduce(0, +))
-    }
-    let a = read()
-    usleep(1_000_000)
-    let b = read()
-    guard b.total > a.total else { return -1 }
-    return 100 - (b.idle - a.idle) / (b.total - a.total) * 100
-}
-
 @Suite("End to end: a busy host", .serialized)
 struct BusyHostEndToEndTests {
     @Test("A CPU hog per core makes reclaim wait and say so; once the hogs stop, reclaim goes on and the guest saw each pause")
@@ -101,50 +65,6 @@ struct BusyHostEndToEndTests {
         #expect((final["guest_seen_pause_histogram"] as? [Int])?.reduce(0, +) == int(final["guest_seen_pauses"]))
         #expect(daemon.log.contains("the guest saw"))
         #expect(!daemon.log.contains("what the guest saw is unknown"), "\(daemon.log.suffix(3000))")
-        #expect(daemon.stop() == 0)
-    }
-}
-
-@Suite("End to end: the scan-time advisor", .serialized)
-struct AdvisorEndToEndTests {
-    @Test("With the advisor on, pages_to_scan follows it and full scans come near the target")
-    func fullScansFollowTheTarget() throws {
-        let names = ["sp-e2e-adv1", "sp-e2e-adv2"]
-        TestHost.removeGuests(names)
-        defer { TestHost.removeGuests(names) }
-        for name in names { try TestHost.startGuest(name, ram: "memfd") }
-        // A 10 s target. Two 256 MiB guests are 131,072 pages: at the starting 500 pages per
-        // batch (20 ms apart) a full scan takes about 5 s, so the advisor must slow down.
-        let config = daemonConfig
-            .replacingOccurrences(of: "advisor_mode = \"none\"\n", with: "")
-            .replacingOccurrences(of: "pages_to_scan = 2000\n", with: "")
-            .replacingOccurrences(of: "sleep_millisecs = 10\n", with: "sleep_millisecs = 20\nadvisor_mode = \"scan-time\"\nadvisor_target_scan_time = 10\n")
-        let daemon = try DaemonProcess(config: config)
-        for name in names { try daemon.writePolicy(name, reportPolicy) }
-        try daemon.start()
-        let start = try daemon.stats()
-        #expect(start["advisor_mode"] as? String == "scan-time", "\(start)")
-        #expect(int(start["pages_to_scan"]) == 500)
-
-        // A few full scans for the advisor's average to settle, then the next ones are timed.
-        #expect(try eventually(timeout: .seconds(120)) { int(try daemon.stats()["full_scans"]) >= 6 }, "\(daemon.log.suffix(2000))")
-        let settled = try daemon.stats()
-        #expect(int(settled["pages_to_scan"]) < 500, "the advisor did not slow down: \(settled)")
-        let scansBefore = int(settled["full_scans"])
-        let clock = ContinuousClock()
-        let began = clock.now
-        #expect(try eventually(timeout: .seconds(120)) { int(try daemon.stats()["full_scans"]) >= scansBefore + 3 })
-        let period = (clock.now - began) / Double(int(try daemon.stats()["full_scans"]) - scansBefore)
-        // Generous bounds (the figure itself is a benchmark): within a factor of two of 10 s.
-        #expect(period > .seconds(5) && period < .seconds(20), "full scans every \(period)")
-
-        // pages_to_scan is the advisor's: setting it by hand is refused while the advisor is on.
-        let refused = try daemon.cli("tune", "--pages-to-scan", "3000")
-        #expect(refused.status != 0 && refused.output.contains("advisor_mode"), "\(refused.output)")
-        let off = try daemon.cli("tune", "--advisor-mode", "none", "--pages-to-scan", "3000")
-        #expect(off.status == 0, "\(off.output)")
-        #expect(try eventually(timeout: .seconds(10)) { int(try daemon.stats()["pages_to_scan"]) == 3000 })
-        #expect(try daemon.stats()["advisor_mode"] as? String == "none")
         #expect(daemon.stop() == 0)
     }
 }

@@ -68,7 +68,7 @@ struct SimulatedKSM: Equatable {
     /// A 6.18 host's defaults: what `FakeKSMDirectory.linux618` holds.
     let host = KernelKSMSettings(
         run: .stop, pagesToScan: 100, sleepMillisecs: 20, maxPageSharing: 256, mergeAcrossNodes: true,
-        useZeroPages: false, smartScan: true, advisorMode: KernelKSMAdvisorMode.none, advisorTargetScanTime: 200,
+        useZeroPages: false, smartScan: true, advisorMode: AdvisorMode.off, advisorTargetScanTime: 200,
         advisorMaxCPU: 70, advisorMinPagesToScan: 500, advisorMaxPagesToScan: 30000,
         stableNodeChainsPruneMillisecs: 2000)
 
@@ -147,7 +147,7 @@ struct SimulatedKSM: Equatable {
 
         // An unchanged max_page_sharing is accepted whatever is shared.
         var same = governed
-        same.advisorMode = KernelKSMAdvisorMode.none
+        same.advisorMode = AdvisorMode.off
         var kernel3 = SimulatedKSM(governed, pagesShared: 40)
         #expect(kernel3.apply(same.writes) == [:])
     }
@@ -176,9 +176,9 @@ struct SimulatedKSM: Equatable {
 
     @Test func theConfigurationWithoutTheAdvisor() {
         var configuration = KernelKSMConfiguration(pagesToScan: 1250, sleepMillisecs: 50)
-        configuration.advisorMode = .none
+        configuration.advisorMode = .off
         let settings = KernelKSMSettings(governing: configuration, on: governed)
-        #expect(settings.advisorMode == KernelKSMAdvisorMode.none)
+        #expect(settings.advisorMode == AdvisorMode.off)
         #expect(settings.pagesToScan == 1250)
         var kernel = SimulatedKSM(governed)
         #expect(kernel.apply(settings.writes) == [:])

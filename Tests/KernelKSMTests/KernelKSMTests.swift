@@ -17,7 +17,7 @@ import Testing
         #expect(try ksm.read(.mergeAcrossNodes) == true)
         #expect(try ksm.read(.useZeroPages) == false)
         #expect(try ksm.read(.smartScan) == true)
-        #expect(try ksm.read(.advisorMode) == KernelKSMAdvisorMode.none)
+        #expect(try ksm.read(.advisorMode) == AdvisorMode.off)
         #expect(try ksm.read(.advisorTargetScanTime) == 200)
         #expect(try ksm.read(.advisorMaxCPU) == 70)
         #expect(try ksm.read(.advisorMinPagesToScan) == 500)
@@ -146,10 +146,10 @@ import Testing
     }
 
     @Test func valuesInTheKernelsWords() {
-        #expect(KernelKSMAdvisorMode(sysfsText: "[none] scan-time") == KernelKSMAdvisorMode.none)
-        #expect(KernelKSMAdvisorMode(sysfsText: "none [scan-time]") == .scanTime)
-        #expect(KernelKSMAdvisorMode(sysfsText: "scan-time") == nil)
-        #expect(KernelKSMAdvisorMode.scanTime.sysfsText == "scan-time")
+        #expect(AdvisorMode(sysfsText: "[none] scan-time") == AdvisorMode.off)
+        #expect(AdvisorMode(sysfsText: "none [scan-time]") == .scanTime)
+        #expect(AdvisorMode(sysfsText: "scan-time") == nil)
+        #expect(AdvisorMode.scanTime.sysfsText == "scan-time")
         #expect(RunMode(sysfsText: "2") == .unmerge)
         #expect(RunMode(sysfsText: "-1") == nil)
         #expect(RunMode.stop.sysfsText == "0")

@@ -14,6 +14,9 @@ final class FakeQMPServer: Sendable {
         case send(String)
         /// Reads one request line and writes what `answer` makes of it (nothing for nil).
         case answer(@Sendable (Request) -> String?)
+        /// Writes these bytes again and again, without pause, for this long or until the
+        /// client stops reading (a flood).
+        case flood(String, for: Duration)
         /// Waits this long.
         case pause(Duration)
         /// Reads until the client hangs up (at most 10 seconds).
@@ -43,6 +46,11 @@ final class FakeQMPServer: Sendable {
 
     /// The greeting and the answer to `qmp_capabilities`.
     static let handshake: [Step] = [.send(greeting), returning("{}")]
+
+    /// An event line as QEMU writes it.
+    static func event(_ name: String, seconds: Int = 1_732_104_000, microseconds: Int = 0) -> String {
+        #"{"timestamp": {"seconds": \#(seconds), "microseconds": \#(microseconds)}, "event": "\#(name)"}"# + "\r\n"
+    }
 
     /// Answers a request with `{"return": VALUE, "id": ID}`, its id echoed as QEMU does.
     static func returning(_ value: String) -> Step {
@@ -112,6 +120,10 @@ final class FakeQMPServer: Sendable {
                 let request = Self.request(line)
                 received.withLock { $0.append(request) }
                 if let text = answer(request) { write(text, to: client) }
+            case .flood(let text, let duration):
+                // Whole lines, blocking: a write fails once the client has hung up.
+                let end = ContinuousClock.now + duration
+                while ContinuousClock.now < end, write(text, to: client) {}
             case .pause(let duration):
                 Thread.sleep(forTimeInterval: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
             case .awaitHangUp:
@@ -124,14 +136,17 @@ final class FakeQMPServer: Sendable {
         }
     }
 
-    private func write(_ text: String, to client: Int32) {
+    /// Writes all of `text`; false when the client has gone.
+    @discardableResult
+    private func write(_ text: String, to client: Int32) -> Bool {
         let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard sent > 0 else { return }
+            guard sent > 0 else { return false }
             offset += sent
         }
+        return true
     }
 
     /// The next line from the client, or nil when it hangs up first.

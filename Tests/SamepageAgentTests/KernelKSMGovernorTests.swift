@@ -79,7 +79,7 @@ private let host: [String: String] = [
         // The same trust group: ksmd keeps running with its new settings.
         var tuned = governing(threshold: 100)
         tuned.sleepMillisecs = 80
-        tuned.advisorMode = .none
+        tuned.advisorMode = .off
         tuned.pagesToScan = 1234
         governor.reconfigure(tuned)
         #expect(sysfs.read("sleep_millisecs") == "80\n")

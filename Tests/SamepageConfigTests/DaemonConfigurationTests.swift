@@ -3,6 +3,7 @@ import SamepageCore
 import SamepageModel
 import Testing
 @testable import SamepageConfig
+import TestSupport
 
 @Suite struct DaemonConfigurationTests {
     let file = "/etc/samepage/samepaged.toml"
@@ -109,7 +110,7 @@ import Testing
             """
         var expected = DaemonConfiguration()
         expected.qemuGuests = QEMUGuestsConfiguration(
-            enabled: false, proxmoxRunDirectory: "/srv/pve/run", proxmoxConfigDirectory: "/srv/pve/etc", qmpTimeoutMs: 500)
+            enabled: false, proxmoxRunDirectory: "/srv/pve/run", proxmoxConfigDirectory: "/srv/pve/etc", qmpTimeout: .milliseconds(500))
         expected.libvirtURI = "qemu+ssh://root@host/system"
         expected.controlSocket = "/tmp/samepage.sock"
         expected.controlGroup = "libvirt"

@@ -1,3 +1,4 @@
+import SamepageCore
 import SamepageModel
 import Testing
 @testable import SamepageConfig
@@ -28,7 +29,7 @@ import Testing
             """
         let parsed = try DaemonConfiguration.parse(text: text, file: file)
         #expect(parsed.kernelKSM == KernelKSMConfiguration(
-            enabled: true, trustGroup: "web", availableThresholdPercent: 100, advisorMode: KernelKSMAdvisorMode.none,
+            enabled: true, trustGroup: "web", availableThresholdPercent: 100, advisorMode: AdvisorMode.off,
             advisorTargetScanTime: 30, advisorMaxCPU: 15, pagesToScan: 5000, sleepMillisecs: 0, maxPageSharing: 2,
             useZeroPages: false, smartScan: false))
         // The other sections are untouched.

@@ -1,4 +1,5 @@
 import Glibc
+import LinuxSystem
 import Foundation
 import SamepageCore
 import SamepageModel
@@ -150,21 +151,20 @@ final class TemporaryDirectory {
 
 /// A bare client connection for sending arbitrary bytes.
 final class RawConnection {
-    private let socket: SocketDescriptor
+    private let socket: UnixSocket
     private var reader = LineReader(limit: 64 << 20)
 
     init(path: String, timeout: Duration = .seconds(10)) throws {
-        socket = try SocketDescriptor.unixStream()
-        socket.setTimeout(SO_RCVTIMEO, timeout)
-        socket.setTimeout(SO_SNDTIMEO, timeout)
-        if let error = socket.connect(to: try UnixSocketAddress(path: path)) {
+        socket = try UnixSocket.controlStream()
+        socket.setTimeouts(receive: timeout, send: timeout)
+        if let error = socket.connect(to: try UnixSocketAddress(path: path))?.rawValue {
             throw ControlError.system(operation: "connect", errno: error)
         }
     }
 
     /// Sends bytes; returns the errno of a failure.
     @discardableResult
-    func send(_ bytes: [UInt8]) -> Int32? { socket.sendAll(bytes) }
+    func send(_ bytes: [UInt8]) -> Int32? { socket.sendAll(bytes)?.rawValue }
 
     func send(_ text: String) { send(Array(text.utf8)) }
 

@@ -27,7 +27,7 @@ struct ControlGoldenTests {
         reclaiming.reclaim.guestSeenPauseHistogram = [0, 0, 3, 0, 0, 0, 0, 0]
         var kernelTuned = Sample.stats.kernelKSM
         kernelTuned.configuration = KernelKSMConfiguration(
-            enabled: true, trustGroup: "web", availableThresholdPercent: 30, advisorMode: .none, pagesToScan: 500)
+            enabled: true, trustGroup: "web", availableThresholdPercent: 30, advisorMode: .off, pagesToScan: 500)
         return [
             ("list", .success(.guests([Sample.alpha, Sample.beta]))),
             ("dominfo", .success(.guest(reclaiming))),

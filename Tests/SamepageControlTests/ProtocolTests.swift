@@ -16,7 +16,7 @@ let everyRequest: [ControlRequest] = [
     .tune(TunableChanges(pagesToScan: 64, advisorMode: .off)),
     .ksmTune(KernelKSMChanges(sleepMillisecs: 50)),
     .ksmTune(KernelKSMChanges(
-        availableThresholdPercent: 100, advisorMode: KernelKSMAdvisorMode.none, advisorTargetScanTime: 30, advisorMaxCPU: 20, pagesToScan: 2000,
+        availableThresholdPercent: 100, advisorMode: AdvisorMode.off, advisorTargetScanTime: 30, advisorMaxCPU: 20, pagesToScan: 2000,
         maxPageSharing: 512, useZeroPages: false, smartScan: true)),
     .policyShow(guest: nil), .policyShow(guest: "beta"), .policyReload, .sharing, .version,
 ]
@@ -32,7 +32,7 @@ let everyResult: [ControlResult] = [
     .kernelKSM(Sample.stats.kernelKSM),
     .kernelKSM({
         var tuned = Sample.stats.kernelKSM
-        tuned.configuration = KernelKSMConfiguration(enabled: true, trustGroup: nil, advisorMode: .none, pagesToScan: 3000)
+        tuned.configuration = KernelKSMConfiguration(enabled: true, trustGroup: nil, advisorMode: .off, pagesToScan: 3000)
         return tuned
     }()),
     .policies(Sample.policies), .policyReload(Sample.reload), .policyReload(PolicyReloadReport()),
@@ -229,8 +229,8 @@ private func failureOf(_ text: String) -> ControlFailure? {
         #expect(throws: ControlFailure(.invalidArgument, KernelKSMChanges.pagesToScanFollowsAdvisor)) {
             try KernelKSMChanges(pagesToScan: 500).applied(to: advised)
         }
-        let byHand = try KernelKSMChanges(advisorMode: KernelKSMAdvisorMode.none, pagesToScan: 500).applied(to: advised)
-        #expect(byHand == KernelKSMConfiguration(enabled: true, trustGroup: "web", advisorMode: .none, pagesToScan: 500))
+        let byHand = try KernelKSMChanges(advisorMode: AdvisorMode.off, pagesToScan: 500).applied(to: advised)
+        #expect(byHand == KernelKSMConfiguration(enabled: true, trustGroup: "web", advisorMode: .off, pagesToScan: 500))
         #expect(try KernelKSMChanges(pagesToScan: 50).applied(to: byHand).pagesToScan == 50)
         // What is not asked stays, the file's enabled and trust group included.
         let tuned = try KernelKSMChanges(availableThresholdPercent: 100, smartScan: false).applied(to: advised)

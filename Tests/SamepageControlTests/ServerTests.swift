@@ -1,4 +1,5 @@
 import Glibc
+import LinuxSystem
 import Foundation
 import SamepageCore
 import SamepageModel
@@ -16,8 +17,8 @@ private func exists(_ path: String) -> Bool { fileMode(path) != nil }
 
 /// A socket file nobody listens on: what a crashed daemon leaves behind.
 private func makeStaleSocket(at path: String) throws {
-    let socket = try SocketDescriptor.unixStream()
-    let bound = try UnixSocketAddress(path: path).withSockaddr { bind(socket.rawValue, $0, $1) }
+    let socket = try UnixSocket.controlStream()
+    let bound = try UnixSocketAddress(path: path).withSockaddr { bind(socket.descriptor.rawValue, $0, $1) }
     #expect(bound == 0)
     socket.close()
 }
@@ -395,13 +396,13 @@ struct PermissionTests {
         // A stand-in daemon that refuses everyone, as the real one refuses non-members.
         let directory = TemporaryDirectory()
         let path = directory.file("ctl.sock")
-        let listener = try SocketDescriptor.unixStream()
-        #expect(try UnixSocketAddress(path: path).withSockaddr { bind(listener.rawValue, $0, $1) } == 0)
-        #expect(listen(listener.rawValue, 4) == 0)
-        let fd = listener.rawValue
+        let listener = try UnixSocket.controlStream()
+        #expect(try UnixSocketAddress(path: path).withSockaddr { bind(listener.descriptor.rawValue, $0, $1) } == 0)
+        #expect(listen(listener.descriptor.rawValue, 4) == 0)
+        let fd = listener.descriptor.rawValue
         let thread = Thread {
             let connection = accept(fd, nil, nil)
-            let socket = SocketDescriptor(rawValue: connection)
+            let socket = UnixSocket(taking: FileDescriptor(rawValue: connection))
             _ = socket.sendAll(
                 ControlCodec.encode(.failure(.permissionDenied, "uid 1000 may not use samepaged's control socket"), id: nil))
         }

@@ -1,5 +1,6 @@
 import Testing
 @testable import SamepageCore
+import TestSupport
 
 /// Drives an engine over fake regions, checking tree and counter invariants after every batch.
 struct Harness {

@@ -1,5 +1,6 @@
 import Testing
 @testable import SamepageCore
+import TestSupport
 
 /// The sharing matrix against a reference that adds node by node (a set of groups per stable
 /// node, one to every pair of them), and against counts worked out from the contents.

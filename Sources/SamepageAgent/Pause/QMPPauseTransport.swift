@@ -170,6 +170,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
         case .commandFailed: .refused("\(error)")
         case .protocolViolation: .misbehaving("\(error)")
         case .closed, .system: .lost("\(error)")
+        case .flood: .misbehaving("\(error)")
         }
     }
 

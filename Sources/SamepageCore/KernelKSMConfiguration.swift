@@ -1,15 +1,3 @@
-/// The kernel's scan-rate advisor (`/sys/kernel/mm/ksm/advisor_mode`, Linux 6.8 and later).
-///
-/// The raw value is the kernel's own word for the mode, as the file lists it and as the
-/// configuration's `kernel_ksm.advisor_mode` spells it.
-public enum KernelKSMAdvisorMode: String, Sendable, CaseIterable, Codable {
-    /// No advisor: ksmd scans `pages_to_scan` pages a batch.
-    case none
-    /// ksmd's `pages_to_scan` follows a target full-scan time (`advisor_target_scan_time`)
-    /// under a CPU cap (`advisor_max_cpu`); `pages_to_scan` can then not be written.
-    case scanTime = "scan-time"
-}
-
 /// What the daemon's `[kernel_ksm]` section asks of the kernel's own KSM (ksmd), for guests
 /// whose RAM is private and so can be merged by the kernel for real.
 ///
@@ -32,7 +20,7 @@ public struct KernelKSMConfiguration: Sendable, Equatable {
     /// there is memory pressure (`available_threshold_percent`, 1 to 100; 100 always runs).
     public var availableThresholdPercent: Int
     /// The scan-rate advisor, where the kernel has one (`advisor_mode`, default scan-time).
-    public var advisorMode: KernelKSMAdvisorMode
+    public var advisorMode: AdvisorMode
     /// The advisor's target time for one full scan, in seconds (`advisor_target_scan_time`,
     /// at least 1; kernel default 200).
     public var advisorTargetScanTime: Int
@@ -88,7 +76,7 @@ public struct KernelKSMConfiguration: Sendable, Equatable {
     /// The configuration; each setting left out takes its default (an empty section's).
     public init(
         enabled: Bool = false, trustGroup: String? = nil, availableThresholdPercent: Int = 20,
-        advisorMode: KernelKSMAdvisorMode = .scanTime, advisorTargetScanTime: Int = 200,
+        advisorMode: AdvisorMode = .scanTime, advisorTargetScanTime: Int = 200,
         advisorMaxCPU: Int = 70, pagesToScan: Int = 100, sleepMillisecs: Int = 20,
         maxPageSharing: Int = 256, useZeroPages: Bool = true, smartScan: Bool = true
     ) {
