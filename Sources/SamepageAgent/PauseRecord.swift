@@ -11,6 +11,10 @@ struct PauseRecord {
     var wallEnd: Double
     /// Suspend call to the return of the resume call.
     var milliseconds: Double
+    /// How long it punched (the return of the suspend call to the end of punching).
+    var punchMilliseconds: Double = 0
+    /// When the resume returned: the duty cycle and backoffs count from it.
+    var end: ContinuousClock.Instant = .now
     /// The policy's budget when the pause was made.
     var maxPauseMs: Int
     /// The audit line, less what the guest saw.

@@ -103,6 +103,7 @@ final class Worker {
             let scanCompleted = advisor.measureBatch(report, engine: engine)
             if scanCompleted { agent.settle(engine.tunables) }
             for zero in report.confirmedZeroPages { zeroPageConfirmed(slot: zero.slot, page: zero.page) }
+            for zero in report.newZeroPages { zeroPageSeen(slot: zero.slot, page: zero.page) }
             for failure in report.failures { slotFailed(failure) }
             reclaimer.readLoad(guests)
             // ksmd's run follows memory even while libvirtd is away (every 5 s).
@@ -140,6 +141,12 @@ final class Worker {
     func zeroPageConfirmed(slot: SlotID, page: Int) {
         guard let uuid = slotOwners[slot], let guest = guests[uuid], let region = guest.slots.firstIndex(of: slot) else { return }
         reclaimer.zeroPageConfirmed(guest, region: region, page: page)
+    }
+
+    /// A page the engine found zero for the first time: looked at again after a short while.
+    func zeroPageSeen(slot: SlotID, page: Int) {
+        guard let uuid = slotOwners[slot], let guest = guests[uuid], let region = guest.slots.firstIndex(of: slot) else { return }
+        reclaimer.zeroPageSeen(guest, region: region, page: page)
     }
 
     func handle(_ notification: DomainEventNotification, reconcile: inout Bool) {

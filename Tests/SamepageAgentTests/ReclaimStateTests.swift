@@ -110,31 +110,103 @@ struct ReclaimStateTests {
         expectClose(state.resumeMicros, 3_600)
     }
 
-    @Test("Deferral: CPU pressure over the limit, or a fixed cost over 80% of the budget until a probe is due")
-    func deferral() {
+    @Test("Deferral without QEMU's events: a fixed cost over 80% of the budget until a probe is due; never CPU pressure")
+    func deferralByCalls() {
         var state = ReclaimState()
-        // Pressure decides before anything is measured.
-        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 10.5, pressureLimit: 10, at: t0)?.reason == .cpuPressure)
-        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 10, pressureLimit: 10, at: t0) == nil)  // not over
-        #expect(state.deferral(maxPauseMs: 10, cpuPressure: nil, pressureLimit: 10, at: t0) == nil)  // no PSI
-        let busy = state.deferral(maxPauseMs: 10, cpuPressure: 43.06, pressureLimit: 10, at: t0)
-        #expect(busy?.detail == "host CPU pressure 43.1% (limit 10.0%)")
-        // Unmeasured guesses (5000 µs of 10 ms) never defer: the probe measures them.
+        // Unmeasured guesses (9000 µs of 10 ms) never defer: the probe measures them.
         state.pauseFixedMicros = 9_000
-        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0) == nil)
+        #expect(state.deferral(maxPauseMs: 10, at: t0) == nil)
         // Measured: 9 ms > 80% of 10 ms. 8 ms is not over.
         state.pausesMeasured = 3
         state.lastPauseEnd = t0
-        let costly = state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0 + .seconds(59))
+        let costly = state.deferral(maxPauseMs: 10, at: t0 + .seconds(59))
         #expect(costly?.reason == .pauseCost)
         #expect(costly?.detail == "suspend and resume take 9.0 ms of max_pause_ms 10; probing again 60 s after the last pause")
         state.pauseFixedMicros = 8_000
-        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0) == nil)
+        #expect(state.deferral(maxPauseMs: 10, at: t0) == nil)
         // A minute after the last pause a probe may go.
         state.pauseFixedMicros = 9_000
-        #expect(state.deferral(maxPauseMs: 10, cpuPressure: 0, pressureLimit: 10, at: t0 + .seconds(60)) == nil)
+        #expect(state.deferral(maxPauseMs: 10, at: t0 + .seconds(60)) == nil)
         // A bigger budget takes the same cost: 9 ms of 20 ms.
-        #expect(state.deferral(maxPauseMs: 20, cpuPressure: 0, pressureLimit: 10, at: t0) == nil)
+        #expect(state.deferral(maxPauseMs: 20, at: t0) == nil)
+    }
+
+    @Test("Deferral by what the guest saw: the calls' latency does not count, the time QEMU kept the guest stopped does")
+    func deferralByGuestSeen() {
+        var state = ReclaimState()
+        state.pausesMeasured = 3
+        state.lastPauseEnd = t0
+        // Calls of 16.8 ms (the busy host of issue 20), but the guest saw 6 ms around 1 ms of
+        // punching: overhead 5000 µs; window 10000 − 5000 − 500 = 4500 µs: no wait.
+        state.pauseFixedMicros = 16_800
+        state.guestSeen.add(guestSeenMs: 6, punchMs: 1)
+        #expect(state.deferral(maxPauseMs: 10, at: t0 + .seconds(1)) == nil)
+        #expect(state.guestSeen.punchWindow(maxPauseMs: 10) == .microseconds(4500))
+        // The guest stopped 10 ms for 0.2 ms of punching: 9800 µs; window 10000 − 9800 − 500 < 0.
+        state.guestSeen.add(guestSeenMs: 10, punchMs: 0.2)
+        let costly = state.deferral(maxPauseMs: 10, at: t0 + .seconds(1))
+        #expect(costly?.reason == .pauseCost)
+        #expect(costly?.detail == "QEMU keeps the guest stopped 9.8 ms around a pause of ours (STOP to RESUME), leaving no room within max_pause_ms 10; probing again 60 s after the last pause")
+        // A probe a minute after the last pause.
+        #expect(state.deferral(maxPauseMs: 10, at: t0 + .seconds(60)) == nil)
+    }
+
+    @Test("Guest-seen cost: the largest of fewer than four samples, else the second largest of the last eight")
+    func guestSeenCost() {
+        var cost = GuestSeenCost()
+        #expect(cost.punchWindow(maxPauseMs: 10) == nil)
+        cost.add(guestSeenMs: 5, punchMs: 2)  // 3000 µs
+        cost.add(guestSeenMs: 4, punchMs: 3)  // 1000 µs
+        #expect(cost.plannedOverheadMicros == 3000)
+        cost.add(guestSeenMs: 9, punchMs: 1)  // 8000 µs
+        cost.add(guestSeenMs: 2, punchMs: 0)  // 2000 µs: four samples, the second largest is 3000
+        #expect(cost.plannedOverheadMicros == 3000)
+        // 10000 − 3000 − 500 = 6500 µs.
+        #expect(cost.punchWindow(maxPauseMs: 10) == .microseconds(6500))
+        // A window under a millisecond is no window: 4000 − 3000 − 500 = 500 µs.
+        #expect(cost.punchWindow(maxPauseMs: 4) == .zero)
+        // A guest-seen length shorter than the punching (clock slack) counts as no overhead.
+        for _ in 0..<8 { cost.add(guestSeenMs: 1, punchMs: 2) }
+        #expect(cost.overheads == Array(repeating: 0, count: 8))
+        cost.reset()
+        #expect(cost.plannedOverheadMicros == nil)
+    }
+
+    @Test("CPU pressure spaces pauses out, a second per multiple of the limit, at most 30 s; never forbids them")
+    func pressureSpacing() {
+        #expect(ReclaimState.pressureSpacing(pressure: nil, limit: 10) == nil)
+        #expect(ReclaimState.pressureSpacing(pressure: 10, limit: 10) == nil)  // not over
+        #expect(ReclaimState.pressureSpacing(pressure: 13, limit: 10) == .milliseconds(1300))
+        #expect(ReclaimState.pressureSpacing(pressure: 70.3, limit: 10) == .milliseconds(7030))
+        #expect(ReclaimState.pressureSpacing(pressure: 99, limit: 2) == .seconds(30))
+        #expect(ReclaimState.pressureSpacing(pressure: 99, limit: 100) == nil)  // 100: never waits
+    }
+
+    @Test("A page confirmed twice (the second look, then the engine) waits once; taken, it may come again")
+    func pendingOnce() {
+        var state = ReclaimState()
+        state.addPending(page: 7, region: 0, at: t0)
+        state.addPending(page: 7, region: 0, at: t0)
+        state.addPending(page: 8, region: 0, at: t0)
+        #expect(state.pending[0] == [7, 8])
+        #expect(state.pendingPages == 2)
+    }
+
+    @Test("Zero candidates: looked at again after 20 s, in the order seen, at most a batch at a time")
+    func zeroCandidates() {
+        var candidates = ZeroCandidates()
+        candidates.add(page: 5, region: 1, at: t0)
+        candidates.add(page: 3, region: 0, at: t0 + .seconds(1))
+        candidates.add(page: 9, region: 1, at: t0 + .seconds(10))
+        #expect(candidates.due(at: t0 + .seconds(19)).isEmpty)
+        let first = candidates.due(at: t0 + .seconds(21))
+        #expect(first.map(\.region) == [0, 1])
+        #expect(first.map(\.pages) == [[3], [5]])
+        #expect(candidates.count == 1)
+        let limited = candidates.due(at: t0 + .seconds(40), limit: 0)
+        #expect(limited.isEmpty)
+        #expect(candidates.due(at: t0 + .seconds(40)).map(\.pages) == [[9]])
+        #expect(candidates.count == 0)
     }
 
     @Test("Duty cycle: pauses that ended in the last minute count, older ones are forgotten")

@@ -107,6 +107,10 @@ struct PauseSession: Sendable {
     var budget: PauseBudget
     /// The resume's expected cost, kept out of the punching window.
     var expectedResumeMicros: Double
+    /// How long punching may go on after the suspend call returns, from what the guest saw of
+    /// earlier pauses (``GuestSeenCost``); nil: the budget counts from the suspend call, less
+    /// the expected resume.
+    var punchWindowFromSuspend: Duration? = nil
     var timeouts: PauseTimeouts
     var logger: Logger
 
@@ -211,7 +215,8 @@ struct PauseSession: Sendable {
             outcome.ending = endPause(afterOutsideChange: false)
         case .ours:
             outcome.verdict = .ours
-            let deadline = start + budget.punchWindow(expectedResumeMicros: expectedResumeMicros)
+            let deadline = punchWindowFromSuspend.map { suspended + $0 }
+                ?? start + budget.punchWindow(expectedResumeMicros: expectedResumeMicros)
             var outside = false
             let transport = self.transport
             outcome.punch = punch.punch {

@@ -28,17 +28,13 @@ struct PauseAudit {
             start: start, suspended: suspended, punched: punched, end: end,
             pagesExamined: outcome.pagesPunched + outcome.pagesChanged)
         guest.reclaimState.countPause(milliseconds: pauseMs, maxPauseMs: maxPauseMs, outcome: outcome, stoppedEarly: stoppedEarly)
-        // Over budget: back this guest off for a few seconds, longer while overruns keep
-        // coming within a minute. The batch size follows the measured costs by itself.
-        if let seconds = guest.reclaimState.recordPause(end: end, milliseconds: pauseMs, maxPauseMs: maxPauseMs) {
-            logger.warning("guest \(name): pause of \(String(format: "%.1f", pauseMs)) ms over max_pause_ms \(maxPauseMs); backing off \(seconds) s")
-        }
         let split = String(
             format: "suspend %.2f, verify and punch %.2f, resume %.2f ms", (suspended - start).inMilliseconds,
             (punched - suspended).inMilliseconds, (end - punched).inMilliseconds)
         // Recorded (histograms, audit log) once QEMU's STOP and RESUME events are in.
         guest.reclaimState.awaitingGuestSeen = PauseRecord(
-            wallStart: wallStart, wallEnd: wallEnd, milliseconds: pauseMs, maxPauseMs: maxPauseMs,
+            wallStart: wallStart, wallEnd: wallEnd, milliseconds: pauseMs, punchMilliseconds: (punched - suspended).inMilliseconds,
+            end: end, maxPauseMs: maxPauseMs,
             audit: "audit: paused \(name) (\(guest.identity.uuid)) for \(String(format: "%.2f", pauseMs)) ms: \(outcome.pagesPunched) zero pages punched in \(outcome.ranges) ranges, \(outcome.bytesFreed) bytes freed, \(outcome.pagesChanged) no longer zero, \(outcome.pagesSkippedPartialHugePage) in partial huge pages\(stoppedEarly ? ", stopped early" : "") (\(split))",
             until: end + .seconds(2))
         complete(guest, force: false)
@@ -59,7 +55,17 @@ struct PauseAudit {
         let seen = record.guestSeenMilliseconds(among: agent.monitorEvents(of: guest.uuid))
         guard seen != nil || force || ContinuousClock.now >= record.until else { return }
         guest.reclaimState.awaitingGuestSeen = nil
-        if let seen { guest.reclaimState.status.record(guestSeenMilliseconds: seen, overrun: seen > Double(record.maxPauseMs)) }
+        if let seen {
+            guest.reclaimState.status.record(guestSeenMilliseconds: seen, overrun: seen > Double(record.maxPauseMs))
+            guest.reclaimState.guestSeen.add(guestSeenMs: seen, punchMs: record.punchMilliseconds)
+        }
+        // max_pause_ms is what the guest sees (the call-to-return length when QEMU's events did
+        // not come): over it, back this guest off for a few seconds, longer while overruns keep
+        // coming within a minute. The duty cycle counts the same length.
+        let length = seen ?? record.milliseconds
+        if let seconds = guest.reclaimState.recordPause(end: record.end, milliseconds: length, maxPauseMs: record.maxPauseMs) {
+            logger.warning("guest \(guest.identity.name): pause of \(String(format: "%.1f", length)) ms \(seen == nil ? "(call to return)" : "as the guest saw it") over max_pause_ms \(record.maxPauseMs); backing off \(seconds) s")
+        }
         agent.configuration.pauseObserver?(
             ReclaimPause(guest: guest.identity, trustGroup: guest.policy.trustGroup, milliseconds: record.milliseconds, guestSeenMilliseconds: seen))
         let saw = seen.map { String(format: "the guest saw %.2f ms (QEMU STOP to RESUME)", $0) } ?? "what the guest saw is unknown (no QEMU STOP and RESUME events)"

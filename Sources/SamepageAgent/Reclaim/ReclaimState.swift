@@ -39,6 +39,13 @@ struct ReclaimState {
     /// The pause that ended and waits for QEMU's STOP and RESUME events, to learn what the
     /// guest saw of it.
     var awaitingGuestSeen: PauseRecord?
+    /// What pauses cost as the guest saw them (QEMU's timestamps): the window of the next.
+    var guestSeen = GuestSeenCost()
+    /// Pages seen zero once, waiting for the agent's own second look.
+    var candidates = ZeroCandidates()
+    /// The pages in ``pending``, per region, so that a page confirmed twice (by the second look
+    /// and by the engine) waits once.
+    private var pendingSet: [Int: Set<Int>] = [:]
 
     /// The suspended and resumed event counts our last pause will have caused once libvirt
     /// delivered its events, and until when to wait for them: the next pause waits, so that
@@ -96,7 +103,9 @@ struct ReclaimState {
     /// Drops the pages waiting for a pause (a mode that does not reclaim, `run unmerge`).
     mutating func forgetPending() {
         pending = [:]
+        pendingSet = [:]
         oldestPending = nil
+        candidates.removeAll()
     }
 
     /// Forgets every page of the guest's backends, which are closed (unmapped).
@@ -160,6 +169,7 @@ struct ReclaimState {
             taken += take
         }
         oldestPending = pending.isEmpty ? nil : now
+        for (region, pages) in batch { pendingSet[region]?.subtract(pages) }
         return batch
     }
 
@@ -183,7 +193,8 @@ struct ReclaimState {
     /// `now` starts the wait of the oldest pending page if none was pending.
     mutating func addPending(page: Int, region: Int, at now: ContinuousClock.Instant) {
         guard hot[region]?.contains(page) != true,
-            pending[region, default: []].count < Self.pendingLimitPerRegion
+            pending[region, default: []].count < Self.pendingLimitPerRegion,
+            pendingSet[region, default: []].insert(page).inserted
         else { return }
         pending[region, default: []].append(page)
         batchMayFreeSomething = true
@@ -231,28 +242,41 @@ struct ReclaimState {
     /// How long after its last pause a guest deferred for its pause cost is probed again.
     static let costProbeInterval: Duration = .seconds(60)
 
-    /// Whether a pause now can be expected to end within `maxPauseMs`; the reason to wait
-    /// when not. Pure: the host's CPU pressure (percent, nil when unknown) and `now` come in.
+    /// Whether a pause now can be expected to end within `maxPauseMs` as the guest sees it; the
+    /// reason to wait when not. Pure: `now` comes in.
     ///
-    /// - CPU pressure over `pressureLimit` percent: some task already waits for a CPU, and
-    ///   libvirtd's and QEMU's share of a pause would too (suspend and resume, most of a
-    ///   pause, run there, not here).
-    /// - The measured fixed cost (suspend and resume calls) over 80% of the budget: a pause
-    ///   would overrun before a page is punched. A probe is let through
-    ///   ``costProbeInterval`` after the last pause, since nothing else can show that the
-    ///   cost came down.
-    func deferral(maxPauseMs: Int, cpuPressure: Double?, pressureLimit: Double, at now: ContinuousClock.Instant) -> ReclaimDeferral? {
-        if let cpuPressure, cpuPressure > pressureLimit {
+    /// - With QEMU's `STOP` and `RESUME` timestamps (``guestSeen``): when the time the guest
+    ///   is stopped around our punching leaves no window for the smallest batch, a pause would
+    ///   overrun for nothing.
+    /// - Without them: the measured fixed cost of the calls (suspend and resume) over 80% of
+    ///   the budget.
+    ///
+    /// Either way a probe is let through ``costProbeInterval`` after the last pause, since
+    /// nothing else can show that the cost came down. The host's CPU pressure is not a reason
+    /// to wait (``pressureSpacing(pressure:limit:)`` spaces pauses out instead); a saturated
+    /// host is (``HostCPULoad/busyDeferral(pressureLimit:)``).
+    func deferral(maxPauseMs: Int, at now: ContinuousClock.Instant) -> ReclaimDeferral? {
+        if let last = lastPauseEnd, now - last >= Self.costProbeInterval { return nil }
+        let probeAgain = "probing again \(Int(Self.costProbeInterval.inSeconds)) s after the last pause"
+        if let window = guestSeen.punchWindow(maxPauseMs: maxPauseMs) {
+            guard window == .zero, let overhead = guestSeen.plannedOverheadMicros else { return nil }
             return ReclaimDeferral(
-                .cpuPressure,
-                detail: "host CPU pressure \(Self.format(cpuPressure))% (limit \(Self.format(pressureLimit))%)")
+                .pauseCost,
+                detail: "QEMU keeps the guest stopped \(Self.format(overhead / 1000)) ms around a pause of ours (STOP to RESUME), leaving no room within max_pause_ms \(maxPauseMs); \(probeAgain)")
         }
         let fixedMs = pauseFixedMicros / 1000
         guard pausesMeasured > 0, PauseBudget(maxPauseMs: maxPauseMs).fixedCostLeavesNoRoom(fixedMicros: pauseFixedMicros) else { return nil }
-        if let last = lastPauseEnd, now - last >= Self.costProbeInterval { return nil }
-        return ReclaimDeferral(
-            .pauseCost,
-            detail: "suspend and resume take \(Self.format(fixedMs)) ms of max_pause_ms \(maxPauseMs); probing again \(Int(Self.costProbeInterval.inSeconds)) s after the last pause")
+        return ReclaimDeferral(.pauseCost, detail: "suspend and resume take \(Self.format(fixedMs)) ms of max_pause_ms \(maxPauseMs); \(probeAgain)")
+    }
+
+    /// How far apart pauses of a guest are kept while the host's CPU pressure (`pressure`, in
+    /// percent) is over `limit`: a second for each multiple of the limit, at most 30 s; nil
+    /// when it is not over (or unknown). Pressure makes pauses rarer, never impossible: vCPU
+    /// threads wait for CPUs all the time on a consolidated host while a pause can still be
+    /// short, and what the guest saw of each pause keeps deciding whether it is.
+    static func pressureSpacing(pressure: Double?, limit: Double) -> Duration? {
+        guard let pressure, limit < 100, pressure > limit else { return nil }
+        return min(.seconds(30), .milliseconds(Int64(1000 * pressure / max(limit, 1))))
     }
 
     private static func format(_ value: Double) -> String { String(format: "%.1f", value) }

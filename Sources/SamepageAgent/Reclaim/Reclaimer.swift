@@ -62,6 +62,39 @@ final class Reclaimer {
         guest.reclaimState.addPending(page: page, region: region, at: ContinuousClock.now)
     }
 
+    /// A page seen zero for the first time: a candidate for a second look of our own
+    /// (``ZeroCandidates``), so that it comes back before the engine's next full scan.
+    func zeroPageSeen(_ guest: TrackedGuest, region: Int, page: Int) {
+        guard region < guest.regions.count, !guest.hasPrivateRAM, guest.policy.mode.reclaims, ineligibility(guest) == nil
+        else { return }
+        guest.reclaimState.candidates.add(page: page, region: region, at: ContinuousClock.now)
+    }
+
+    /// The second look: candidates seen zero at least ``ZeroCandidates/delay`` ago are read
+    /// again (a `pread` each, of resident pages only: a page that is a hole already is left
+    /// alone) and, zero still, wait for a pause. At most ``ZeroCandidates/batch`` per call.
+    func lookAgainAtZeroPages(_ guests: [UUID: TrackedGuest]) {
+        let now = ContinuousClock.now
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: pageSize)
+        defer { page.deallocate() }
+        let resident = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 1)
+        defer { resident.deallocate() }
+        var budget = ZeroCandidates.batch
+        for guest in guests.values where budget > 0 && guest.reclaimState.candidates.count > 0 {
+            for (region, pages) in guest.reclaimState.candidates.due(at: now, limit: budget) where region < guest.regions.count {
+                budget -= pages.count
+                let backend = guest.regions[region]
+                for index in pages {
+                    guard (try? backend.residency(of: index..<(index + 1), into: resident)) != nil, resident[0] & 1 != 0,
+                        (try? backend.read(index..<(index + 1), into: page)) != nil,
+                        isZeroPage(UnsafeRawPointer(page.baseAddress!))
+                    else { continue }
+                    guest.reclaimState.addPending(page: index, region: region, at: now)
+                }
+            }
+        }
+    }
+
     /// Reads the host's CPU load, while some guest has pages waiting for a pause.
     func readLoad(_ guests: [UUID: TrackedGuest]) {
         let needed = guests.values.contains { $0.reclaimState.pendingPages > 0 }
@@ -101,30 +134,39 @@ final class Reclaimer {
             guard pauseFitsBudget(guest, at: now) else { continue }
             // Size the batch from the measured cost so the pause stays within max_pause_ms.
             guest.reclaimState.probing = probe || guest.reclaimState.pausesMeasured == 0
-            let size = probe ? ReclaimState.probePages : guest.reclaimState.batchSize(maxPauseMs: guest.policy.maxPauseMs)
+            // A probe measures afresh what the guest sees of a pause, with real work done.
+            if probe { guest.reclaimState.guestSeen.reset() }
+            let size = guest.reclaimState.probing ? ReclaimState.probePages : guest.reclaimState.batchSize(maxPauseMs: guest.policy.maxPauseMs)
             reclaim(guest, limit: min(capRoom, size), guests: guests, connection: connection)
             return
         }
     }
 
     /// Decides whether the due reclaim of `guest` waits, and keeps its status and log in step:
-    /// each start of a wait, or change of its reason, is counted and logged once, and so is
-    /// its end. Returns true when the pause may go ahead.
+    /// a wait is counted at its start and at each change of its reason, and logged when it
+    /// starts and when it ends (not at every loop, nor when its reason flaps). Returns true
+    /// when the pause may go ahead.
+    ///
+    /// A saturated host (no idle CPU over the last second) waits; a pause that what the guest
+    /// saw of the last ones says cannot punch anything within the budget waits (probed again
+    /// now and then); CPU pressure over `reclaim.max_cpu_pressure` only spaces pauses out.
     private func pauseFitsBudget(_ guest: TrackedGuest, at now: ContinuousClock.Instant) -> Bool {
         let limit = configuration.reclaimMaxCPUPressure
         // Until a first window of a second is measured, the host's load is not known: wait.
         guard load.isMeasured(pressureLimit: limit) else { return false }
-        let deferral = guest.reclaimState.deferral(
-            maxPauseMs: guest.policy.maxPauseMs, cpuPressure: load.pressure, pressureLimit: limit, at: now)
-            ?? load.busyDeferral(pressureLimit: limit)
-        if let deferral {
-            if guest.reclaimState.recordDeferral(deferral) {
-                logger.notice("guest \(guest.identity.name): reclaim waits: \(deferral.detail)")
-            }
+        if let deferral = load.busyDeferral(pressureLimit: limit) ?? guest.reclaimState.deferral(maxPauseMs: guest.policy.maxPauseMs, at: now) {
+            let starts = guest.reclaimState.status.deferred == nil
+            _ = guest.reclaimState.recordDeferral(deferral)
+            if starts { logger.notice("guest \(guest.identity.name): reclaim waits: \(deferral.detail)") }
             return false
         }
         if let previous = guest.reclaimState.clearDeferral() {
             logger.notice("guest \(guest.identity.name): reclaim goes on (was waiting: \(previous.detail))")
+        }
+        if let spacing = ReclaimState.pressureSpacing(pressure: load.pressure, limit: limit),
+            let last = guest.reclaimState.lastPauseEnd, now - last < spacing
+        {
+            return false
         }
         return true
     }
@@ -161,10 +203,20 @@ final class Reclaimer {
             guest: guest.identity, transport: transport, journal: journal,
             punch: BatchPunch(regions: batch.map { ($0.region, guest.regions[$0.region], $0.pages) }),
             budget: PauseBudget(maxPauseMs: guest.policy.maxPauseMs), expectedResumeMicros: guest.reclaimState.resumeMicros,
-            timeouts: timeouts, logger: logger)
+            punchWindowFromSuspend: punchWindow(guest), timeouts: timeouts, logger: logger)
         pausesInFlight[guest.uuid] = PauseInFlight(
             identity: guest.identity, tracked: ObjectIdentifier(guest), transport: transport, batch: batch,
             call: BlockingCall { () throws(Never) in session.run() })
+    }
+
+    /// How long the next pause may punch after its suspend returns, from what the guest saw of
+    /// the last ones (``GuestSeenCost``); at least ``GuestSeenCost/minimumWindow`` for a probe,
+    /// which must do real work to measure anything. nil before QEMU's events told anything:
+    /// the budget then counts from the suspend call.
+    private func punchWindow(_ guest: TrackedGuest) -> Duration? {
+        let window = guest.reclaimState.guestSeen.punchWindow(maxPauseMs: guest.policy.maxPauseMs)
+        guard guest.reclaimState.probing else { return window }
+        return max(window ?? .zero, GuestSeenCost.minimumWindow)
     }
 
     /// What is checked before any pause, whoever pauses: no device that DMAs into guest RAM,
@@ -314,6 +366,7 @@ final class Reclaimer {
     /// on with `run unmerge`. Returns whether to publish now (repopulation's progress).
     func afterBatch(_ guests: [UUID: TrackedGuest], engine: Engine) -> Bool {
         audit.completeAll(guests.values)
+        lookAgainAtZeroPages(guests)
         RefaultWatch.check(guests.values, engine: engine, logger: logger)
         return repopulation.step(guests.values)
     }
