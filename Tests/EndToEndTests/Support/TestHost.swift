@@ -4,7 +4,8 @@ import Foundation
 /// The project's own test-host scripts (scripts/testhost), driven from the tests: real
 /// libvirtd, real QEMU guests with shared-memory RAM.
 enum TestHost {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    /// The repository: this file is Tests/EndToEndTests/Support/TestHost.swift.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let scripts = root.appendingPathComponent("scripts/testhost")
     static let stateDirectory = ProcessInfo.processInfo.environment["SAMEPAGE_TESTHOST_DIR"] ?? "/var/lib/samepage-testhost"
 
