@@ -47,6 +47,18 @@ final class KernelKSMGovernor {
         self.configuration = configuration
         self.savedPath = savedPath
         self.logger = logger
+        // Holding ksmd back from guests outside the trust group is a promise: a samepaged that
+        // cannot write `run` (a read-only /sys, as systemd's ProtectKernelTunables= makes it)
+        // cannot keep it, and refuses to start rather than say "held back" and govern nothing.
+        do {
+            let run = try ksm.read(.run) ?? .stop
+            try ksm.write(.run, run)
+        } catch {
+            throw Refused(description: "kernel_ksm: cannot write \(ksm.root)/run (\(error)): samepaged could not hold ksmd back from guests outside kernel_ksm.trust_group; give the service write access to \(ksm.root) (the packaged unit has ReadWritePaths=\(ksm.root)) or set [kernel_ksm] enabled = false")
+        }
+        for (pid, command) in Self.otherGovernors() {
+            logger.warning("kernel_ksm: \(command) (pid \(pid)) also sets ksmd's knobs and fights samepaged over them: stop it (systemctl disable --now \(command))")
+        }
         if let earlier = try Self.readSaved(savedPath) {
             logger.warning("kernel_ksm: \(savedPath) holds the host's ksmd settings from an earlier samepaged that did not put them back; they will be put back when this one stops")
             saved = earlier
@@ -106,10 +118,23 @@ final class KernelKSMGovernor {
             // have set run meanwhile), not read at every batch of the agent's loop.
             if !heldStopped || force || now >= nextDecision {
                 if (try? ksm.read(.run)) != .stop {
-                    try? ksm.write(.run, .stop)
-                    logger.warning("kernel_ksm: ksmd stopped: \(holdBack)")
+                    do {
+                        try ksm.write(.run, .stop)
+                        logger.warning("kernel_ksm: ksmd stopped: \(holdBack)")
+                        heldStopped = true
+                        status.failures.removeAll { $0.hasPrefix(Self.holdBackFailure) }
+                    } catch {
+                        // Said at every interval while it lasts: guests may be merged that must not be.
+                        logger.critical("kernel_ksm: \(Self.holdBackFailure) (\(error)): ksmd may merge guests outside the trust group while \(holdBack)")
+                        status.failures.removeAll { $0.hasPrefix(Self.holdBackFailure) }
+                        status.failures.append("\(Self.holdBackFailure): \(error)")
+                        status.why = "cannot hold ksmd back: \(error)"
+                        nextDecision = now + Self.decisionInterval
+                        return
+                    }
+                } else {
+                    heldStopped = true
                 }
-                heldStopped = true
             }
             status.why = "held back: \(holdBack)"
             if force || now >= nextDecision {
@@ -200,11 +225,33 @@ final class KernelKSMGovernor {
         try encoder.encode(settings).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
+    /// Puts `settings` back; the saved file goes only once every knob is back, so that
+    /// `samepaged --resume-paused` (or the next start) tries again.
     static func restore(_ settings: KernelKSMSettings, path: String, ksm: KernelKSM, logger: Logger) {
         let failures = ksm.apply(settings)
         for failure in failures { logger.error("kernel_ksm: cannot put back \(failure)") }
-        logger.notice("kernel_ksm: the host's ksmd settings are back (\(settings))\(failures.isEmpty ? "" : ", but for \(failures.count)")")
+        guard failures.isEmpty else {
+            logger.critical("kernel_ksm: \(failures.count) of the host's ksmd settings could not be put back; \(path) keeps them for samepaged --resume-paused or the next start")
+            return
+        }
+        logger.notice("kernel_ksm: the host's ksmd settings are back (\(settings))")
         try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// What a failed hold-back says in the status's failures.
+    static let holdBackFailure = "cannot stop ksmd for the hold-back"
+
+    /// Other programs that set ksmd's knobs (ksmtuned), running now: pid and command name.
+    static func otherGovernors(procRoot: String = "/proc") -> [(pid: Int32, command: String)] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: procRoot) else { return [] }
+        return entries.compactMap { entry -> (pid: Int32, command: String)? in
+            guard let pid = Int32(entry),
+                let comm = try? String(contentsOfFile: "\(procRoot)/\(entry)/comm", encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines),
+                comm == "ksmtuned"
+            else { return nil }
+            return (pid, comm)
+        }
     }
 
     /// After a samepaged that governed ksmd stopped without putting the host's settings back:
