@@ -1,6 +1,7 @@
 /// One line on the daemon's control socket (`/run/samepage/control.sock`): a request as the
 /// server decodes it (`ControlCodec.decodeRequest`), and the same bytes as a response to each
-/// command as the `samepage` client decodes it.
+/// command as the `samepage` client decodes it. A request decoded must encode to a line that
+/// decodes to the same request.
 ///
 /// Untrusted: any local user in the socket's group may connect and send any bytes to a
 /// daemon running as root; the client, in turn, reads whatever listens at the socket's path.
@@ -9,8 +10,11 @@ public func fuzzControlRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CIn
     let line = UnsafeBufferPointer(start: data, count: size)
     let (id, request) = ControlCodec.decodeRequest(line)
     if case .success(let decoded) = request {
-        // What the server decoded, it can encode again: the client's own form of it.
-        _ = ControlCodec.encode(decoded, id: id)
+        // What the server decoded, the client can send: its own line decodes to the same.
+        var again = ControlCodec.encode(decoded, id: id)
+        again.removeLast()  // the newline
+        let (sameID, same) = ControlCodec.decodeRequest(again)
+        precondition(sameID == id && same == .success(decoded), "\(decoded) does not survive encoding: \(same)")
     }
     for command in ControlCommand.allCases {
         _ = try? ControlCodec.decodeResponse(line, for: command)
