@@ -38,7 +38,7 @@ if $list; then printf '%s\n' "${all_targets[@]}"; exit 0; fi
 # built modules it links (DEPS, dependencies first is not required), which C modules it
 # imports (CMODULES), system libraries (LIBS), and libFuzzer's -max_len.
 spec() {
-    FILES=() DEPS=() CMODULES=() LIBS=() MAXLEN=4096 LEAKS=1 BUILD=() ASAN_EXTRA=
+    FILES=() DEPS=() CMODULES=() LIBS=() MAXLEN=4096 LEAKS=1 BUILD=() ASAN_EXTRA= FORK=0
     case "$1" in
         qmp_message|qmp_stream)
             MODULE=QMP DEPS=(LinuxSystem SystemPackage CSystem) CMODULES=(CSystem) BUILD=(LinuxSystem)
@@ -52,8 +52,10 @@ spec() {
         domain_xml)
             # The XML reading only: the rest of the module is libvirt's C API.
             # FoundationXML leaks every document it reads, parsed or not (docs/FUZZING.md): no
-            # leak detection, and a small quarantine keeps AddressSanitizer's share down.
-            MODULE=Libvirt FILES=(Sources/Libvirt/DomainDefinition.swift) MAXLEN=16384 LEAKS=0 ASAN_EXTRA=:quarantine_size_mb=1 ;;
+            # leak detection, a small quarantine, and libFuzzer's fork mode, whose short-lived
+            # workers return the leaked memory before it reaches the RSS limit.
+            MODULE=Libvirt FILES=(Sources/Libvirt/DomainDefinition.swift) MAXLEN=16384
+            LEAKS=0 ASAN_EXTRA=:quarantine_size_mb=1 FORK=1 ;;
         control_request)
             # The codec and its types, without the server (ServiceLifecycle) and the client.
             MODULE=SamepageControl FILES=(Sources/SamepageControl/{ControlCodec,ControlRequest,ControlResponse,ControlError,KernelKSMChanges,Release,WireCoding}.swift)
@@ -137,6 +139,10 @@ for name in "${targets[@]}"; do
     options=(-rss_limit_mb=2048 -timeout=10 -max_len="$MAXLEN" -print_final_stats=1 -detect_leaks=$LEAKS)
     export ASAN_OPTIONS="detect_leaks=$LEAKS$ASAN_EXTRA"
     export LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0"
+    fuzzing=(-max_total_time="$seconds" -artifact_prefix="$out/artifacts/$name/")
+    if [ "$FORK" = 1 ]; then
+        fuzzing+=(-fork=1 -ignore_crashes=0 -ignore_ooms=0 -ignore_timeouts=0)
+    fi
 
     # Every input that ever crashed this target, first.
     if compgen -G "Fuzz/regressions/$name/*" >/dev/null; then
@@ -152,20 +158,23 @@ for name in "${targets[@]}"; do
     cp -n Fuzz/corpus/"$name"/* "$corpus"/ 2>/dev/null || true
     log="$out/$name.log"
     echo "== fuzz $name for ${seconds}s" >&2
-    if "$binary" "${options[@]}" -max_total_time="$seconds" -artifact_prefix="$out/artifacts/$name/" \
-        "$corpus" >"$log" 2>&1; then
+    if "$binary" "${options[@]}" "${fuzzing[@]}" "$corpus" >"$log" 2>&1; then
         result=ok
     else
         result="CRASH (see $log, input in $out/artifacts/$name/)"
         tail -n 40 "$log" >&2
         status=1
     fi
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
-    speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+    # libFuzzer's last status line (`#RUNS cov: … ft: … corp: UNITS/SIZE … exec/s: N`, in
+    # fork mode `#RUNS: cov: … corp: UNITS exec/s: N …`) and its final statistics.
     last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' \
+        || grep -o '^#[0-9]*' <<<"$last" | tr -d '#' || echo '?')
+    speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' \
+        || grep -o 'exec/s: [0-9]*' <<<"$last" | grep -o '[0-9]*' || echo '?')
     cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*' || echo '?')
     ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*' || echo '?')
-    units=$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' <<<"$last" | cut -d' ' -f2 || echo '?')
+    units=$(grep -o 'corp: [0-9]*[0-9/a-zA-Z]*' <<<"$last" | cut -d' ' -f2 || echo '?')
     summary+=("$(printf '%-20s %10s runs %8s exec/s  cov %5s  ft %6s  corpus %-12s %s' \
         "$name" "$runs" "$speed" "$cov" "$ft" "$units" "$result")")
 done

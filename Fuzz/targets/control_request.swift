@@ -1,10 +1,11 @@
-/// One line on the daemon's control socket (`/run/samepage/control.sock`): a request as the
+/// One line on the daemon's control socket (`/run/samepage/samepaged.sock`): a request as the
 /// server decodes it (`ControlCodec.decodeRequest`), and the same bytes as a response to each
 /// command as the `samepage` client decodes it. A request decoded must encode to a line that
 /// decodes to the same request.
 ///
-/// Untrusted: any local user in the socket's group may connect and send any bytes to a
-/// daemon running as root; the client, in turn, reads whatever listens at the socket's path.
+/// Untrusted: with a control group configured, any process in that group may connect and
+/// send any bytes to a daemon running as root (docs/control-protocol.md); the client, in
+/// turn, reads whatever listens at the socket's path.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzControlRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let line = UnsafeBufferPointer(start: data, count: size)
