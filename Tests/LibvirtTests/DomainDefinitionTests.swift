@@ -435,8 +435,8 @@ let passthroughGuestXML = """
     @Test func fuzzRegressions() throws {
         #expect(throws: DomainDefinitionError.self) { try DomainDefinition(xml: "") }
         #expect(throws: DomainDefinitionError.self) { try DomainDefinition(xml: "\0<domain/>") }
-        let directory = URL(filePath: #filePath).deletingLastPathComponent()
-            .appending(path: "../../Fuzz/regressions/domain_xml").standardized
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/regressions/domain_xml")
         let inputs = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
         #expect(!inputs.isEmpty)
         for input in inputs {
