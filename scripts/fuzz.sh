@@ -41,7 +41,7 @@ spec() {
     FILES=() DEPS=() CMODULES=() LIBS=() MAXLEN=4096 LEAKS=1 BUILD=() ASAN_EXTRA= FORK=0
     case "$1" in
         qmp_message|qmp_stream)
-            MODULE=QMP DEPS=(LinuxSystem SystemPackage CSystem) CMODULES=(CSystem) BUILD=(LinuxSystem)
+            MODULE=QMP DEPS=(LinuxSystem SystemPackage CSystem CLinux) CMODULES=(CSystem CLinux) BUILD=(LinuxSystem)
             if [ "$1" = qmp_stream ]; then MAXLEN=65536; fi ;;
         proc_files)
             MODULE=GuestMemory DEPS=(SamepageCore LinuxSystem SystemPackage CSystem CLinux) BUILD=(GuestMemory)
@@ -54,12 +54,12 @@ spec() {
             # FoundationXML leaks every document it reads, parsed or not (docs/FUZZING.md): no
             # leak detection, a small quarantine, and libFuzzer's fork mode, whose short-lived
             # workers return the leaked memory before it reaches the RSS limit.
-            MODULE=Libvirt FILES=(Sources/Libvirt/DomainDefinition.swift) MAXLEN=16384
+            MODULE=Libvirt FILES=(Sources/Libvirt/DomainDefinition{,+XML}.swift) MAXLEN=16384
             LEAKS=0 ASAN_EXTRA=:quarantine_size_mb=1 FORK=1 ;;
         control_request)
             # The codec and its types, without the server (ServiceLifecycle) and the client.
             MODULE=SamepageControl FILES=(Sources/SamepageControl/{ControlCodec,ControlRequest,ControlResponse,ControlError,KernelKSMChanges,Release,WireCoding}.swift)
-            DEPS=(SamepageModel SamepageCore LinuxSystem SystemPackage CSystem) CMODULES=(CSystem CXXHash) LIBS=(-lxxhash)
+            DEPS=(SamepageModel SamepageCore LinuxSystem SystemPackage CSystem CLinux) CMODULES=(CSystem CLinux CXXHash) LIBS=(-lxxhash)
             BUILD=(SamepageModel LinuxSystem) ;;
         config_toml)
             # TOMLKit leaks on every parse (Fuzz/lsan.supp); checking each new input for leaks,
