@@ -15,6 +15,12 @@ public struct DomainDefinitionError: Error, Sendable, Hashable, CustomStringConv
 extension DomainDefinition {
     /// Parses a domain's XML as `virsh dumpxml` prints it.
     public init(xml: String) throws(DomainDefinitionError) {
+        // FoundationXML on Linux crashes (a null libxml2 document), rather than throwing, on
+        // text libxml2 reads as empty: "" and anything that starts with NUL. NUL is no XML
+        // character anywhere in a document.
+        guard !xml.isEmpty, !xml.utf8.contains(0) else {
+            throw DomainDefinitionError(message: "not well-formed: empty, or holds a NUL character")
+        }
         let document: XMLDocument
         do { document = try XMLDocument(xmlString: xml, options: []) } catch {
             throw DomainDefinitionError(message: "not well-formed: \(error)")

@@ -429,4 +429,18 @@ let passthroughGuestXML = """
         #expect(throws: DomainDefinitionError.self) { try DomainDefinition.kibibytes("-1", unit: nil) }
         #expect(throws: DomainDefinitionError.self) { try DomainDefinition.kibibytes("99999999999", unit: "EiB") }
     }
+
+    /// Inputs the fuzzer found crashing (Fuzz/regressions/domain_xml): each is an error now.
+    /// FoundationXML crashed on text libxml2 reads as empty.
+    @Test func fuzzRegressions() throws {
+        #expect(throws: DomainDefinitionError.self) { try DomainDefinition(xml: "") }
+        #expect(throws: DomainDefinitionError.self) { try DomainDefinition(xml: "\0<domain/>") }
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/regressions/domain_xml")
+        let inputs = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
+        #expect(!inputs.isEmpty)
+        for input in inputs {
+            _ = try? DomainDefinition(xml: String(decoding: try Data(contentsOf: input), as: UTF8.self))
+        }
+    }
 }
