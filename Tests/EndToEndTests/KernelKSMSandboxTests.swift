@@ -39,7 +39,7 @@ struct KernelKSMSandboxEndToEndTests {
         // With ReadWritePaths=/sys/kernel/mm/ksm: /sys read-only but ksmd's directory.
         let governing = try DaemonProcess(config: config)
         let daemonPID = try startSandboxed(
-            governing, mounts: "mount --bind -o ro /sys /sys && mount --bind /sys/kernel/mm/ksm /sys/kernel/mm/ksm")
+            governing, mounts: "mount --bind -o ro /sys /sys && mount --bind /sys/kernel/mm/ksm /sys/kernel/mm/ksm && mount -o remount,bind,rw /sys/kernel/mm/ksm")
         defer { kill(daemonPID, SIGKILL); _ = TestHost.wait(daemonPID) }
         #expect(eventually(timeout: .seconds(20)) { access(governing.socket, F_OK) == 0 }, "\(governing.log.suffix(2000))")
         #expect(eventually(timeout: .seconds(20)) { (try? governing.cli("ksm").output.contains("governed         yes")) == true },
