@@ -4,59 +4,76 @@ import SamepageCore
 /// so that the host's own settings survive a crash of samepaged: one key per knob, the
 /// kernel's file name, absent for a knob the kernel did not have; `run` as its number.
 extension KernelKSMSettings: Codable {
-    enum CodingKeys: String, CodingKey {
-        case run
-        case pagesToScan = "pages_to_scan"
-        case sleepMillisecs = "sleep_millisecs"
-        case maxPageSharing = "max_page_sharing"
-        case mergeAcrossNodes = "merge_across_nodes"
-        case useZeroPages = "use_zero_pages"
-        case smartScan = "smart_scan"
-        case advisorMode = "advisor_mode"
-        case advisorTargetScanTime = "advisor_target_scan_time"
-        case advisorMaxCPU = "advisor_max_cpu"
-        case advisorMinPagesToScan = "advisor_min_pages_to_scan"
-        case advisorMaxPagesToScan = "advisor_max_pages_to_scan"
-        case stableNodeChainsPruneMillisecs = "stable_node_chains_prune_millisecs"
-    }
-
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.container(keyedBy: KnobKey.self)
         self.init()
-        if let run = try c.decodeIfPresent(Int.self, forKey: .run) {
+        if let run = try c.decodeIfPresent(Int.self, forKey: KnobKey(KernelKSMKnob<RunMode>.run.name)) {
             guard let mode = RunMode(rawValue: run) else {
-                throw DecodingError.dataCorruptedError(forKey: .run, in: c, debugDescription: "run must be 0, 1 or 2, not \(run)")
+                throw DecodingError.dataCorruptedError(
+                    forKey: KnobKey(KernelKSMKnob<RunMode>.run.name), in: c, debugDescription: "run must be 0, 1 or 2, not \(run)")
             }
             self.run = mode
         }
-        pagesToScan = try c.decodeIfPresent(Int.self, forKey: .pagesToScan)
-        sleepMillisecs = try c.decodeIfPresent(Int.self, forKey: .sleepMillisecs)
-        maxPageSharing = try c.decodeIfPresent(Int.self, forKey: .maxPageSharing)
-        mergeAcrossNodes = try c.decodeIfPresent(Bool.self, forKey: .mergeAcrossNodes)
-        useZeroPages = try c.decodeIfPresent(Bool.self, forKey: .useZeroPages)
-        smartScan = try c.decodeIfPresent(Bool.self, forKey: .smartScan)
-        advisorMode = try c.decodeIfPresent(AdvisorMode.self, forKey: .advisorMode)
-        advisorTargetScanTime = try c.decodeIfPresent(Int.self, forKey: .advisorTargetScanTime)
-        advisorMaxCPU = try c.decodeIfPresent(Int.self, forKey: .advisorMaxCPU)
-        advisorMinPagesToScan = try c.decodeIfPresent(Int.self, forKey: .advisorMinPagesToScan)
-        advisorMaxPagesToScan = try c.decodeIfPresent(Int.self, forKey: .advisorMaxPagesToScan)
-        stableNodeChainsPruneMillisecs = try c.decodeIfPresent(Int.self, forKey: .stableNodeChainsPruneMillisecs)
+        for field in Self.fields {
+            try field.decode(&self, c)
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encodeIfPresent(run?.rawValue, forKey: .run)
-        try c.encodeIfPresent(pagesToScan, forKey: .pagesToScan)
-        try c.encodeIfPresent(sleepMillisecs, forKey: .sleepMillisecs)
-        try c.encodeIfPresent(maxPageSharing, forKey: .maxPageSharing)
-        try c.encodeIfPresent(mergeAcrossNodes, forKey: .mergeAcrossNodes)
-        try c.encodeIfPresent(useZeroPages, forKey: .useZeroPages)
-        try c.encodeIfPresent(smartScan, forKey: .smartScan)
-        try c.encodeIfPresent(advisorMode, forKey: .advisorMode)
-        try c.encodeIfPresent(advisorTargetScanTime, forKey: .advisorTargetScanTime)
-        try c.encodeIfPresent(advisorMaxCPU, forKey: .advisorMaxCPU)
-        try c.encodeIfPresent(advisorMinPagesToScan, forKey: .advisorMinPagesToScan)
-        try c.encodeIfPresent(advisorMaxPagesToScan, forKey: .advisorMaxPagesToScan)
-        try c.encodeIfPresent(stableNodeChainsPruneMillisecs, forKey: .stableNodeChainsPruneMillisecs)
+        var c = encoder.container(keyedBy: KnobKey.self)
+        try c.encodeIfPresent(run?.rawValue, forKey: KnobKey(KernelKSMKnob<RunMode>.run.name))
+        for field in Self.fields {
+            try field.encode(self, &c)
+        }
     }
+}
+
+extension KernelKSMSettings {
+    /// One knob of the settings but `run`, and where it lives, its type of value erased: what
+    /// ``writes`` and the file form walk.
+    struct Field: Sendable {
+        /// The knob's file name.
+        let name: String
+        /// The text written to the knob's file, nil when the knob is not set.
+        let text: @Sendable (KernelKSMSettings) -> String?
+        let decode: @Sendable (inout KernelKSMSettings, KeyedDecodingContainer<KnobKey>) throws -> Void
+        let encode: @Sendable (KernelKSMSettings, inout KeyedEncodingContainer<KnobKey>) throws -> Void
+
+        init<Value: KernelKSMValue & Codable>(
+            _ knob: KernelKSMKnob<Value>, _ keyPath: WritableKeyPath<KernelKSMSettings, Value?> & Sendable
+        ) {
+            let key = KnobKey(knob.name)
+            name = knob.name
+            text = { $0[keyPath: keyPath]?.sysfsText }
+            decode = { settings, c in settings[keyPath: keyPath] = try c.decodeIfPresent(Value.self, forKey: key) }
+            encode = { settings, c in try c.encodeIfPresent(settings[keyPath: keyPath], forKey: key) }
+        }
+    }
+
+    /// The knobs but `run`, in the order the kernel accepts them written (see the type's
+    /// discussion).
+    static let fields: [Field] = [
+        Field(.sleepMillisecs, \.sleepMillisecs),
+        Field(.stableNodeChainsPruneMillisecs, \.stableNodeChainsPruneMillisecs),
+        Field(.useZeroPages, \.useZeroPages),
+        Field(.smartScan, \.smartScan),
+        Field(.maxPageSharing, \.maxPageSharing),
+        Field(.mergeAcrossNodes, \.mergeAcrossNodes),
+        Field(.advisorTargetScanTime, \.advisorTargetScanTime),
+        Field(.advisorMaxCPU, \.advisorMaxCPU),
+        Field(.advisorMinPagesToScan, \.advisorMinPagesToScan),
+        Field(.advisorMaxPagesToScan, \.advisorMaxPagesToScan),
+        Field(.advisorMode, \.advisorMode),
+        Field(.pagesToScan, \.pagesToScan),
+    ]
+}
+
+/// A key of the file form: a knob's file name.
+struct KnobKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+
+    init(_ name: String) { stringValue = name }
+    init?(stringValue: String) { self.init(stringValue) }
+    init?(intValue: Int) { nil }
 }

@@ -130,32 +130,13 @@ public struct KernelKSMSettings: Sendable, Equatable, CustomStringConvertible {
     /// type's discussion): one for each knob that is set, but `pages_to_scan` under the
     /// advisor.
     public var writes: [Write] {
+        let run = run.map { Write(name: KernelKSMKnob<RunMode>.run.name, text: $0.sysfsText) }
         var writes: [Write] = []
-        func add<Value>(_ knob: KernelKSMKnob<Value>, _ value: Value?) {
-            if let value {
-                writes.append(Write(name: knob.name, text: value.sysfsText))
-            }
+        if self.run == .unmerge, let run { writes.append(run) }
+        for field in Self.fields where !(field.name == KernelKSMKnob<Int>.pagesToScan.name && advisorMode == .scanTime) {
+            if let text = field.text(self) { writes.append(Write(name: field.name, text: text)) }
         }
-        if run == .unmerge {
-            add(.run, run)
-        }
-        add(.sleepMillisecs, sleepMillisecs)
-        add(.stableNodeChainsPruneMillisecs, stableNodeChainsPruneMillisecs)
-        add(.useZeroPages, useZeroPages)
-        add(.smartScan, smartScan)
-        add(.maxPageSharing, maxPageSharing)
-        add(.mergeAcrossNodes, mergeAcrossNodes)
-        add(.advisorTargetScanTime, advisorTargetScanTime)
-        add(.advisorMaxCPU, advisorMaxCPU)
-        add(.advisorMinPagesToScan, advisorMinPagesToScan)
-        add(.advisorMaxPagesToScan, advisorMaxPagesToScan)
-        add(.advisorMode, advisorMode)
-        if advisorMode != .scanTime {
-            add(.pagesToScan, pagesToScan)
-        }
-        if run != .unmerge {
-            add(.run, run)
-        }
+        if self.run != .unmerge, let run { writes.append(run) }
         return writes
     }
 

@@ -6,40 +6,23 @@ extension DaemonConfiguration {
     /// one is reported at its line.
     mutating func readKernelKSM(_ section: inout TableReader) {
         typealias Key = KernelKSMConfiguration.CodingKeys
-        typealias Range = KernelKSMConfiguration.Range
         if let enabled = section.bool(Key.enabled.rawValue) {
             kernelKSM.enabled = enabled
         }
         if let group = section.string(Key.trustGroup.rawValue, checkedBy: GuestPolicy.trustGroupProblem) {
             kernelKSM.trustGroup = group.isEmpty ? nil : group
         }
-        if let percent = section.integer(
-            Key.availableThresholdPercent.rawValue, in: Range.availableThresholdPercent,
-            describedAs: Range.availableThresholdPercentWords)
-        {
-            kernelKSM.availableThresholdPercent = percent
+        for knob in KernelKSMConfiguration.integerKnobs {
+            let key = knob.key.rawValue
+            guard let value = section.integer(key) else { continue }
+            if let expected = knob.problem(with: value) {
+                section.error(at: key, "\(section.name(key)) = \(value) is out of range: expected \(expected)")
+            } else {
+                kernelKSM[keyPath: knob.keyPath] = value
+            }
         }
         if let mode = section.choice(Key.advisorMode.rawValue, named: \AdvisorMode.rawValue) {
             kernelKSM.advisorMode = mode
-        }
-        if let seconds = section.integer(
-            Key.advisorTargetScanTime.rawValue, in: Range.advisorTargetScanTime, describedAs: Range.advisorTargetScanTimeWords)
-        {
-            kernelKSM.advisorTargetScanTime = seconds
-        }
-        if let percent = section.integer(Key.advisorMaxCPU.rawValue, in: Range.advisorMaxCPU, describedAs: Range.advisorMaxCPUWords) {
-            kernelKSM.advisorMaxCPU = percent
-        }
-        if let pages = section.integer(Key.pagesToScan.rawValue, in: Range.pagesToScan) {
-            kernelKSM.pagesToScan = pages
-        }
-        if let milliseconds = section.integer(Key.sleepMillisecs.rawValue, in: Range.sleepMillisecs) {
-            kernelKSM.sleepMillisecs = milliseconds
-        }
-        if let sharing = section.integer(
-            Key.maxPageSharing.rawValue, in: Range.maxPageSharing, describedAs: Range.maxPageSharingWords)
-        {
-            kernelKSM.maxPageSharing = sharing
         }
         if let zero = section.bool(Key.useZeroPages.rawValue) {
             kernelKSM.useZeroPages = zero

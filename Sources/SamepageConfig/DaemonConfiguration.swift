@@ -317,18 +317,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
         // Each knob is checked on its own range, so that every bad one is reported; the knobs
         // that bound each other are checked at the end, once all are read.
         var badKeys: Set<String> = []
-        for (knob, keyPath) in Tunables.integerKnobs {
-            let key = knob.stringValue
+        for knob in Tunables.integerKnobs {
+            let key = knob.key.stringValue
             guard let value = section.integer(key) else {
                 if section.contains(key) { badKeys.insert(key) }  // of the wrong type, reported
                 continue
             }
-            do {
-                try Tunables.checkRange(of: knob, value)
-                tunables[keyPath: keyPath] = value
-            } catch {
-                section.error(at: key, error.description)
+            if let expected = knob.problem(with: value) {
+                section.error(at: key, TunableError(knob.key, value: value, expected: expected).description)
                 badKeys.insert(key)
+            } else {
+                tunables[keyPath: knob.keyPath] = value
             }
         }
         if let smart = section.bool(Tunables.CodingKeys.smartScan.stringValue) {

@@ -155,30 +155,27 @@ private struct RequestLine: Encodable {
         case .tune(let changes):
             // The arguments are the tunables' own keys, each only when it changes.
             var t = encoder.container(keyedBy: Tunables.CodingKeys.self)
-            try t.encodeIfPresent(changes.pagesToScan, forKey: .pagesToScan)
-            try t.encodeIfPresent(changes.sleepMillisecs, forKey: .sleepMillisecs)
-            try t.encodeIfPresent(changes.maxKernelPages, forKey: .maxKernelPages)
-            try t.encodeIfPresent(changes.maxPageSharing, forKey: .maxPageSharing)
+            try Self.encode(changes.integers, into: &t)
             try t.encodeIfPresent(changes.smartScan, forKey: .smartScan)
             try t.encodeIfPresent(changes.advisorMode, forKey: .advisorMode)
-            try t.encodeIfPresent(changes.advisorTargetScanTime, forKey: .advisorTargetScanTime)
-            try t.encodeIfPresent(changes.advisorMaxCPU, forKey: .advisorMaxCPU)
-            try t.encodeIfPresent(changes.advisorMinPagesToScan, forKey: .advisorMinPagesToScan)
-            try t.encodeIfPresent(changes.advisorMaxPagesToScan, forKey: .advisorMaxPagesToScan)
         case .ksmTune(let changes):
             // The arguments are [kernel_ksm]'s own keys, each only when it changes.
             var k = encoder.container(keyedBy: KernelKSMConfiguration.CodingKeys.self)
-            try k.encodeIfPresent(changes.availableThresholdPercent, forKey: .availableThresholdPercent)
+            try Self.encode(changes.integers, into: &k)
             try k.encodeIfPresent(changes.advisorMode, forKey: .advisorMode)
-            try k.encodeIfPresent(changes.advisorTargetScanTime, forKey: .advisorTargetScanTime)
-            try k.encodeIfPresent(changes.advisorMaxCPU, forKey: .advisorMaxCPU)
-            try k.encodeIfPresent(changes.pagesToScan, forKey: .pagesToScan)
-            try k.encodeIfPresent(changes.sleepMillisecs, forKey: .sleepMillisecs)
-            try k.encodeIfPresent(changes.maxPageSharing, forKey: .maxPageSharing)
             try k.encodeIfPresent(changes.useZeroPages, forKey: .useZeroPages)
             try k.encodeIfPresent(changes.smartScan, forKey: .smartScan)
         case .policyShow(let guest):
             try c.encodeIfPresent(guest, forKey: "guest")
+        }
+    }
+}
+
+extension RequestLine {
+    /// Integer changes, each under its own key.
+    private static func encode<Key: CodingKey & Hashable>(_ integers: [Key: Int], into c: inout KeyedEncodingContainer<Key>) throws {
+        for (key, value) in integers {
+            try c.encode(value, forKey: key)
         }
     }
 }
@@ -233,20 +230,10 @@ extension RequestLine: Decodable {
         case .run:
             request = .run(try Self.runMode(c))
         case .tune:
-            func knob<T: Decodable>(_ key: Tunables.CodingKeys, _ type: T.Type, _ expected: String) throws(ControlFailure) -> T? {
-                try Self.field(c, key.stringValue, type, expected)
-            }
             let changes = TunableChanges(
-                pagesToScan: try knob(.pagesToScan, Int.self, "an integer"),
-                sleepMillisecs: try knob(.sleepMillisecs, Int.self, "an integer"),
-                maxKernelPages: try knob(.maxKernelPages, Int.self, "an integer"),
-                maxPageSharing: try knob(.maxPageSharing, Int.self, "an integer"),
-                smartScan: try knob(.smartScan, Bool.self, "true or false"),
-                advisorMode: try Self.advisorMode(c),
-                advisorTargetScanTime: try knob(.advisorTargetScanTime, Int.self, "an integer"),
-                advisorMaxCPU: try knob(.advisorMaxCPU, Int.self, "an integer"),
-                advisorMinPagesToScan: try knob(.advisorMinPagesToScan, Int.self, "an integer"),
-                advisorMaxPagesToScan: try knob(.advisorMaxPagesToScan, Int.self, "an integer"))
+                integers: try Self.integers(c, Tunables.integerKnobs),
+                smartScan: try Self.field(c, Tunables.CodingKeys.smartScan.stringValue, Bool.self, "true or false"),
+                advisorMode: try Self.advisorMode(c))
             guard !changes.isEmpty else {
                 let names = Tunables.CodingKeys.allCases.map(\.stringValue).joined(separator: ", ")
                 throw ControlFailure(.badRequest, "tune needs at least one of \(names)")
@@ -255,32 +242,16 @@ extension RequestLine: Decodable {
             request = .tune(changes)
         case .ksmTune:
             typealias Key = KernelKSMConfiguration.CodingKeys
-            func knob<T: Decodable>(_ key: Key, _ type: T.Type, _ expected: String) throws(ControlFailure) -> T? {
-                try Self.field(c, key.stringValue, type, expected)
-            }
             for key in [Key.enabled, .trustGroup] where c.contains(WireKey(key.stringValue)) {
                 throw ControlFailure(
                     .invalidArgument,
                     "kernel_ksm.\(key.stringValue) changes in the configuration file only (then reload samepaged: SIGHUP)")
             }
-            let modes = AdvisorMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-            var advisorMode: AdvisorMode?
-            if let name = try knob(.advisorMode, String.self, "a string: \(modes)") {
-                guard let mode = AdvisorMode(rawValue: name) else {
-                    throw ControlFailure(.invalidArgument, "advisor_mode \"\(name)\" is not one of \(modes)")
-                }
-                advisorMode = mode
-            }
             let changes = KernelKSMChanges(
-                availableThresholdPercent: try knob(.availableThresholdPercent, Int.self, "an integer"),
-                advisorMode: advisorMode,
-                advisorTargetScanTime: try knob(.advisorTargetScanTime, Int.self, "an integer"),
-                advisorMaxCPU: try knob(.advisorMaxCPU, Int.self, "an integer"),
-                pagesToScan: try knob(.pagesToScan, Int.self, "an integer"),
-                sleepMillisecs: try knob(.sleepMillisecs, Int.self, "an integer"),
-                maxPageSharing: try knob(.maxPageSharing, Int.self, "an integer"),
-                useZeroPages: try knob(.useZeroPages, Bool.self, "true or false"),
-                smartScan: try knob(.smartScan, Bool.self, "true or false"))
+                integers: try Self.integers(c, KernelKSMConfiguration.integerKnobs),
+                advisorMode: try Self.advisorMode(c),
+                useZeroPages: try Self.field(c, Key.useZeroPages.stringValue, Bool.self, "true or false"),
+                smartScan: try Self.field(c, Key.smartScan.stringValue, Bool.self, "true or false"))
             guard !changes.isEmpty else {
                 let names = KernelKSMChanges.keys.map(\.stringValue).joined(separator: ", ")
                 throw ControlFailure(.badRequest, "ksm.tune needs at least one of \(names)")
@@ -288,6 +259,18 @@ extension RequestLine: Decodable {
             try changes.validate()
             request = .ksmTune(changes)
         }
+    }
+
+    /// The integer knobs of `knobs` that the request gives, each an integer (a `bad_request`
+    /// naming it otherwise); their ranges are the caller's to check.
+    private static func integers<Root, Key: CodingKey & Hashable & Sendable>(
+        _ c: WireDecoding, _ knobs: [IntegerKnob<Root, Key>]
+    ) throws(ControlFailure) -> [Key: Int] {
+        var values: [Key: Int] = [:]
+        for knob in knobs {
+            values[knob.key] = try field(c, knob.key.stringValue, Int.self, "an integer")
+        }
+        return values
     }
 
     /// An optional field: nil when absent or null; a `bad_request` naming it when mistyped.
@@ -301,7 +284,7 @@ extension RequestLine: Decodable {
         }
     }
 
-    /// `"advisor_mode"` of a `tune`: one of the kernel's names, or nil when absent.
+    /// `"advisor_mode"` of a `tune` or `ksm.tune`: one of the kernel's names, or nil when absent.
     private static func advisorMode(_ c: WireDecoding) throws(ControlFailure) -> AdvisorMode? {
         let key = Tunables.CodingKeys.advisorMode.stringValue
         let names = AdvisorMode.allCases.map { "\"\($0.name)\"" }.joined(separator: ", ")

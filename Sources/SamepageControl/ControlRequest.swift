@@ -26,34 +26,22 @@ public enum ControlCommand: String, Sendable, Hashable, Codable, CaseIterable {
     case version
 }
 
-/// Changes to the scanner's knobs asked by a `tune` request: each one nil or the new value.
+/// Changes to the scanner's knobs asked by a `tune` request: each knob absent or its new
+/// value. The integer knobs are keyed by ``Tunables/CodingKeys`` and ranged by
+/// ``Tunables/integerKnobs``: a request's are checked there once, as it is read
+/// (``validate()``).
 ///
 /// `pages_to_scan` is the scan-time advisor's while it is on: a request may set it only
 /// together with `advisor_mode = "none"`, or while the advisor is off. Turning the advisor on
 /// starts it afresh from `advisor_min_pages_to_scan`; turning it off sets `pages_to_scan` to
 /// the one given, else to samepaged's default (the kernel's `set_advisor_defaults`).
-public struct TunableChanges: Sendable, Equatable {
-    /// Pages visited per batch (`pages_to_scan`): 1 or more.
-    public var pagesToScan: Int?
-    /// Pause between batches in milliseconds (`sleep_millisecs`): 0 or more.
-    public var sleepMillisecs: Int?
-    /// Cap on stable nodes (`max_kernel_pages`): 0 (unlimited) or more.
-    public var maxKernelPages: Int?
-    /// Cap on pages sharing one stable node (`max_page_sharing`): 0 (unlimited) or at least 2.
-    public var maxPageSharing: Int?
+public struct TunableChanges: Sendable, Equatable, AdvisedChanges {
+    /// The integer knobs changed, each to its new value.
+    public var integers: [Tunables.CodingKeys: Int]
     /// Smart scan on or off (`smart_scan`).
     public var smartScan: Bool?
     /// Who sets `pages_to_scan` (`advisor_mode`): `"none"` or `"scan-time"`.
     public var advisorMode: AdvisorMode?
-    /// The advisor's target full-scan time in seconds (`advisor_target_scan_time`): 1 or more.
-    public var advisorTargetScanTime: Int?
-    /// The advisor's CPU cap in percent of one core (`advisor_max_cpu`): 1 to 100.
-    public var advisorMaxCPU: Int?
-    /// Where the advisor starts (`advisor_min_pages_to_scan`): 1 or more.
-    public var advisorMinPagesToScan: Int?
-    /// The advisor's cap on `pages_to_scan` (`advisor_max_pages_to_scan`): at least
-    /// `advisor_min_pages_to_scan`.
-    public var advisorMaxPagesToScan: Int?
 
     /// The changes; each knob left out (nil) stays as it is.
     public init(
@@ -62,34 +50,32 @@ public struct TunableChanges: Sendable, Equatable {
         advisorTargetScanTime: Int? = nil, advisorMaxCPU: Int? = nil, advisorMinPagesToScan: Int? = nil,
         advisorMaxPagesToScan: Int? = nil
     ) {
-        self.pagesToScan = pagesToScan
-        self.sleepMillisecs = sleepMillisecs
-        self.maxKernelPages = maxKernelPages
-        self.maxPageSharing = maxPageSharing
-        self.smartScan = smartScan
-        self.advisorMode = advisorMode
-        self.advisorTargetScanTime = advisorTargetScanTime
-        self.advisorMaxCPU = advisorMaxCPU
-        self.advisorMinPagesToScan = advisorMinPagesToScan
-        self.advisorMaxPagesToScan = advisorMaxPagesToScan
+        let given: [Tunables.CodingKeys: Int?] = [
+            .pagesToScan: pagesToScan, .sleepMillisecs: sleepMillisecs, .maxKernelPages: maxKernelPages,
+            .maxPageSharing: maxPageSharing, .advisorTargetScanTime: advisorTargetScanTime,
+            .advisorMaxCPU: advisorMaxCPU, .advisorMinPagesToScan: advisorMinPagesToScan,
+            .advisorMaxPagesToScan: advisorMaxPagesToScan,
+        ]
+        self.init(integers: given.compactMapValues { $0 }, smartScan: smartScan, advisorMode: advisorMode)
     }
 
-    /// The integer changes, each with its knob, in the order of ``Tunables/integerKnobs``.
-    var integers: [(Tunables.CodingKeys, Int?)] {
-        [
-            (.pagesToScan, pagesToScan), (.sleepMillisecs, sleepMillisecs), (.maxKernelPages, maxKernelPages),
-            (.maxPageSharing, maxPageSharing), (.advisorTargetScanTime, advisorTargetScanTime),
-            (.advisorMaxCPU, advisorMaxCPU), (.advisorMinPagesToScan, advisorMinPagesToScan),
-            (.advisorMaxPagesToScan, advisorMaxPagesToScan),
-        ]
+    /// The changes to the integer knobs in `integers` and to the others.
+    public init(integers: [Tunables.CodingKeys: Int], smartScan: Bool? = nil, advisorMode: AdvisorMode? = nil) {
+        self.integers = integers
+        self.smartScan = smartScan
+        self.advisorMode = advisorMode
     }
+
+    /// The new `pages_to_scan`, if any.
+    public var pagesToScan: Int? { integers[.pagesToScan] }
 
     /// Whether no knob is changed.
     public var isEmpty: Bool {
-        integers.allSatisfy { $0.1 == nil } && smartScan == nil && advisorMode == nil
+        integers.isEmpty && smartScan == nil && advisorMode == nil
     }
 
-    /// `tunables` (the knobs in force) with these changes made, and checked as a whole.
+    /// `tunables` (the knobs in force) with these changes made, and checked where the knobs
+    /// bound each other.
     ///
     /// Throws an `invalid_argument` failure for `pages_to_scan` while the advisor is or stays
     /// on, and for knobs that do not fit together (`advisor_max_pages_to_scan` below
@@ -101,19 +87,14 @@ public struct TunableChanges: Sendable, Equatable {
         to tunables: Tunables, pagesToScanWhenOff: Int = Tunables.daemonPagesToScan
     ) throws(ControlFailure) -> Tunables {
         let mode = advisorMode ?? tunables.advisorMode
-        if mode == .scanTime, pagesToScan != nil {
-            throw ControlFailure(.invalidArgument, Self.pagesToScanFollowsAdvisor)
-        }
-        var result = tunables
-        for (knob, value) in integers {
-            guard let value, let keyPath = Tunables.integerKnobs.first(where: { $0.0 == knob })?.1 else { continue }
-            result[keyPath: keyPath] = value
-        }
+        try checkPagesToScan(under: mode)
+        var result = Tunables.integerKnobs.applying(integers, to: tunables)
         if let smartScan { result.smartScan = smartScan }
         // The mode last: turning the advisor on starts it from the new advisor_min_pages_to_scan.
         result.setAdvisorMode(mode, pagesToScanWhenOff: pagesToScan ?? pagesToScanWhenOff)
         do {
-            try result.validate()
+            // Each value's own range was checked as the request was read (``validate()``).
+            try result.checkAdvisorBounds()
         } catch {
             throw ControlFailure(.invalidArgument, error.description)
         }
@@ -125,33 +106,37 @@ public struct TunableChanges: Sendable, Equatable {
         "pages_to_scan follows the scan-time advisor while advisor_mode = \"scan-time\": send advisor_mode = \"none\" "
         + "with it to set it by hand (samepage tune --advisor-mode none --pages-to-scan N)"
 
-    /// Checks each given value against its own range: the engine's
-    /// (``Tunables/checkRange(of:_:)``) and the kernel's types (`pages_to_scan`,
-    /// `sleep_millisecs` and `advisor_max_cpu` are unsigned ints, `max_page_sharing` an int;
-    /// the advisor's page counts bound `pages_to_scan`, so they are held to its type too),
-    /// and refuses `pages_to_scan` with `advisor_mode = "scan-time"`. Throws an
-    /// `invalid_argument` failure naming the tunable. What depends on the knobs in force is
-    /// checked by ``applied(to:pagesToScanWhenOff:)``.
+    /// Checks each given value against its own range (``Tunables/integerKnobs``: the engine's,
+    /// and the kernel's types above it), and refuses `pages_to_scan` with
+    /// `advisor_mode = "scan-time"`. Throws an `invalid_argument` failure naming the tunable.
+    /// What depends on the knobs in force is checked by ``applied(to:pagesToScanWhenOff:)``.
     public func validate() throws(ControlFailure) {
-        if advisorMode == .scanTime, pagesToScan != nil {
-            throw ControlFailure(.invalidArgument, Self.pagesToScanFollowsAdvisor)
+        try checkPagesToScan(under: advisorMode)
+        do {
+            for knob in Tunables.integerKnobs {
+                if let value = integers[knob.key] { try Tunables.checkRange(of: knob.key, value) }
+            }
+        } catch {
+            throw ControlFailure(.invalidArgument, error.description)
         }
-        let unsigned = Int(UInt32.max)
-        let maximum: [Tunables.CodingKeys: Int] = [
-            .pagesToScan: unsigned, .sleepMillisecs: unsigned, .maxPageSharing: Int(Int32.max),
-            .advisorTargetScanTime: unsigned, .advisorMinPagesToScan: unsigned, .advisorMaxPagesToScan: unsigned,
-        ]
-        for (knob, value) in integers {
-            guard let value else { continue }
-            do {
-                try Tunables.checkRange(of: knob, value)
-            } catch {
-                throw ControlFailure(.invalidArgument, error.description)
-            }
-            if let limit = maximum[knob], value > limit {
-                throw ControlFailure(
-                    .invalidArgument, TunableError(knob, value: value, expected: "at most \(limit)").description)
-            }
+    }
+}
+
+/// What `tune` and `ksm.tune` share: `pages_to_scan` belongs to a scan-time advisor while
+/// it is on, and a change may set it only while the advisor is (or is turned) off.
+protocol AdvisedChanges {
+    /// The new `pages_to_scan`, if any.
+    var pagesToScan: Int? { get }
+    /// Why `pages_to_scan` may not be set under the advisor, in this request's words.
+    static var pagesToScanFollowsAdvisor: String { get }
+}
+
+extension AdvisedChanges {
+    /// Refuses `pages_to_scan` when `mode` (the advisor's mode once the changes are made) is
+    /// scan-time: an `invalid_argument` failure.
+    func checkPagesToScan(under mode: AdvisorMode?) throws(ControlFailure) {
+        if mode == .scanTime, pagesToScan != nil {
+            throw ControlFailure(.invalidArgument, Self.pagesToScanFollowsAdvisor)
         }
     }
 }

@@ -56,22 +56,20 @@ public struct KernelKSMConfiguration: Sendable, Equatable {
         case smartScan = "smart_scan"
     }
 
-    /// The valid values of each integer key, as the kernel takes them (an `unsigned int`
-    /// for the scan rate, an `int` for `max_page_sharing`) or as their meaning bounds them.
-    public enum Range {
-        public static let availableThresholdPercent = 1...100
-        public static let advisorTargetScanTime = 1...Int.max
-        public static let advisorMaxCPU = 1...100
-        public static let pagesToScan = 1...Int(UInt32.max)
-        public static let sleepMillisecs = 0...Int(UInt32.max)
-        public static let maxPageSharing = 2...Int(Int32.max)
+    /// One of the integer settings.
+    public typealias Knob = IntegerKnob<KernelKSMConfiguration, CodingKeys>
 
-        /// How an error names each range: one wording for the configuration file and `ksm.tune`.
-        public static let availableThresholdPercentWords = "1 to 100 (percent; 100 always runs)"
-        public static let advisorTargetScanTimeWords = "1 or more (seconds)"
-        public static let advisorMaxCPUWords = "1 to 100 (percent)"
-        public static let maxPageSharingWords = "at least 2 (the kernel has no unlimited)"
-    }
+    /// The integer settings and their valid values, as the kernel takes them (an `unsigned
+    /// int` for the scan rate, an `int` for `max_page_sharing`) or as their meaning bounds
+    /// them: the one table the configuration file's reader and `ksm.tune` check them against.
+    public static let integerKnobs: [Knob] = [
+        Knob(.availableThresholdPercent, \.availableThresholdPercent, 1...100, expected: "1 to 100 (percent; 100 always runs)"),
+        Knob(.advisorTargetScanTime, \.advisorTargetScanTime, 1...Int.max, expected: "1 or more (seconds)"),
+        Knob(.advisorMaxCPU, \.advisorMaxCPU, 1...100, expected: "1 to 100 (percent)"),
+        Knob(.pagesToScan, \.pagesToScan, 1...Int(UInt32.max)),
+        Knob(.sleepMillisecs, \.sleepMillisecs, 0...Int(UInt32.max)),
+        Knob(.maxPageSharing, \.maxPageSharing, 2...Int(Int32.max), expected: "at least 2 (the kernel has no unlimited)"),
+    ]
 
     /// The configuration; each setting left out takes its default (an empty section's).
     public init(

@@ -79,21 +79,41 @@ public struct Tunables: Sendable, Equatable, Codable {
         self.advisorMaxPagesToScan = advisorMaxPagesToScan
     }
 
-    /// The knobs that are integers, each with its key: what readers of files and requests
-    /// walk, and ``validate()`` checks.
-    public static let integerKnobs: [(CodingKeys, WritableKeyPath<Tunables, Int> & Sendable)] = [
-        (.pagesToScan, \.pagesToScan), (.sleepMillisecs, \.sleepMillisecs), (.maxKernelPages, \.maxKernelPages),
-        (.maxPageSharing, \.maxPageSharing), (.advisorTargetScanTime, \.advisorTargetScanTime),
-        (.advisorMaxCPU, \.advisorMaxCPU), (.advisorMinPagesToScan, \.advisorMinPagesToScan),
-        (.advisorMaxPagesToScan, \.advisorMaxPagesToScan),
+    /// One of the integer knobs.
+    public typealias Knob = IntegerKnob<Tunables, CodingKeys>
+
+    /// The integer knobs: the one table of their ranges, which files, requests and the engine
+    /// check them against. The scan rate's knobs (and `sleep_millisecs`) are the kernel's
+    /// `unsigned int`s, `max_page_sharing` its `int`: above those no request or file may go.
+    public static let integerKnobs: [Knob] = [
+        Knob(.pagesToScan, \.pagesToScan, expected: "at least 1", maximum: unsigned) { $0 >= 1 },
+        // At most a minute: the agent's loop also ends pauses and answers requests between sleeps.
+        Knob(.sleepMillisecs, \.sleepMillisecs, 0...60_000),
+        Knob(.maxKernelPages, \.maxKernelPages, expected: "0 (unlimited) or more") { $0 >= 0 },
+        Knob(.maxPageSharing, \.maxPageSharing, expected: "0 (unlimited) or at least 2", maximum: Int(Int32.max)) {
+            $0 == 0 || $0 >= 2
+        },
+        Knob(.advisorTargetScanTime, \.advisorTargetScanTime, expected: "at least 1 (seconds)", maximum: unsigned) {
+            $0 >= 1
+        },
+        Knob(.advisorMaxCPU, \.advisorMaxCPU, 1...100, expected: "1 to 100 (percent of one core)"),
+        Knob(.advisorMinPagesToScan, \.advisorMinPagesToScan, expected: "at least 1", maximum: unsigned) { $0 >= 1 },
+        Knob(.advisorMaxPagesToScan, \.advisorMaxPagesToScan, expected: "at least 1", maximum: unsigned) { $0 >= 1 },
     ]
+    private static let unsigned = Int(UInt32.max)
 
     /// Throws ``TunableError`` naming the first knob out of its own range (in the order of
     /// ``integerKnobs``), then checks the knobs that bound each other.
     public func validate() throws(TunableError) {
-        for (knob, keyPath) in Self.integerKnobs {
-            try Self.checkRange(of: knob, self[keyPath: keyPath])
+        for knob in Self.integerKnobs {
+            try Self.checkRange(of: knob.key, self[keyPath: knob.keyPath])
         }
+        try checkAdvisorBounds()
+    }
+
+    /// Checks the knobs that bound each other: `advisor_max_pages_to_scan` at least
+    /// `advisor_min_pages_to_scan`.
+    public func checkAdvisorBounds() throws(TunableError) {
         guard advisorMaxPagesToScan >= advisorMinPagesToScan else {
             throw TunableError(
                 .advisorMaxPagesToScan, value: advisorMaxPagesToScan,
@@ -103,27 +123,10 @@ public struct Tunables: Sendable, Equatable, Codable {
 
     /// Checks one integer knob against its own range, whatever the others are. Knobs that are
     /// not integers pass.
-    public static func checkRange(of knob: CodingKeys, _ value: Int) throws(TunableError) {
-        let fits: Bool
-        let expected: String
-        switch knob {
-        case .pagesToScan, .advisorMinPagesToScan, .advisorMaxPagesToScan:
-            (fits, expected) = (value >= 1, "at least 1")
-        case .sleepMillisecs:
-            // At most a minute: the agent's loop also ends pauses and answers requests between sleeps.
-            (fits, expected) = (value >= 0 && value <= 60_000, "0 to 60000")
-        case .maxKernelPages:
-            (fits, expected) = (value >= 0, "0 (unlimited) or more")
-        case .maxPageSharing:
-            (fits, expected) = (value == 0 || value >= 2, "0 (unlimited) or at least 2")
-        case .advisorTargetScanTime:
-            (fits, expected) = (value >= 1, "at least 1 (seconds)")
-        case .advisorMaxCPU:
-            (fits, expected) = (value >= 1 && value <= 100, "1 to 100 (percent of one core)")
-        case .smartScan, .advisorMode:
-            (fits, expected) = (true, "")
+    public static func checkRange(of key: CodingKeys, _ value: Int) throws(TunableError) {
+        if let expected = integerKnobs.knob(key)?.problem(with: value) {
+            throw TunableError(key, value: value, expected: expected)
         }
-        guard fits else { throw TunableError(knob, value: value, expected: expected) }
     }
 
     /// Reads the wire form: the first five knobs required, the advisor's optional (missing

@@ -25,8 +25,7 @@ struct DaemonControl: Sendable {
             return .success(.run(mode))
         case .tune(let changes):
             do {
-                try changes.validate()
-                // Against the knobs in force: whether the advisor is on decides who sets pages_to_scan.
+                // Each value was checked as the request was read; against the knobs in force: whether the advisor is on decides who sets pages_to_scan.
                 let tunables = try changes.applied(to: agent.currentTunables)
                 try agent.setTunables(tunables)
                 return .success(.tunables(tunables))

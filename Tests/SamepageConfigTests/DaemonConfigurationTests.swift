@@ -153,6 +153,8 @@ import TestSupport
         ("[scan]\npages_to_scn = 5", 3, "unknown key \"pages_to_scn\" in [scan]; did you mean \"pages_to_scan\"?"),
         // A bad pages_to_scan is reported once, for its value (not also for the advisor).
         ("[scan]\npages_to_scan = 0", 3, "pages_to_scan = 0 is out of range: expected at least 1"),
+        // Above the kernel's unsigned int, as a tune request is refused.
+        ("[scan]\npages_to_scan = 4294967296", 3, "pages_to_scan = 4294967296 is out of range: expected at most 4294967295"),
         ("[scan]\nsleep_millisecs = -1", 3, "sleep_millisecs = -1 is out of range: expected 0 to 60000"),
         // More would keep the agent's loop from ending pauses and answering for that long.
         ("[scan]\nsleep_millisecs = 60001", 3, "sleep_millisecs = 60001 is out of range: expected 0 to 60000"),

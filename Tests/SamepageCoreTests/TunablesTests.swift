@@ -40,6 +40,11 @@ import Testing
         // Alone, a maximum is only held to at least 1; against the minimum when both are known.
         try Tunables.checkRange(of: .advisorMaxPagesToScan, 1)
         #expect(throws: TunableError.self) { try Tunables.checkRange(of: .advisorMaxPagesToScan, 0) }
+        // The kernel's types bound the knobs it has: max_page_sharing is an int.
+        try Tunables.checkRange(of: .maxPageSharing, 2_147_483_647)
+        #expect(throws: TunableError(.maxPageSharing, value: 2_147_483_648, expected: "at most 2147483647")) {
+            try Tunables.checkRange(of: .maxPageSharing, 2_147_483_648)
+        }
     }
 
     @Test func turningTheAdvisorOnAndOff() {
