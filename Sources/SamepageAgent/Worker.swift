@@ -40,6 +40,8 @@ final class Worker {
     /// QEMU processes outside libvirt, while `[qemu] enabled`.
     var qemuScanner: QEMUScanner?
     let queries: QEMUGuestQueries
+    /// The host's process list, taken once for both the QEMU scanner and the mappers.
+    let processes: ProcessTables
     let mappers: GuestMappers
     let reclaimer: Reclaimer
     let kernel: KernelMergeControl
@@ -50,9 +52,10 @@ final class Worker {
         engine.run = agent.configuration.run
         link = LibvirtLink(agent: agent)
         advisor = AdvisorDriver(logger: agent.logger)
-        qemuScanner = QEMUScanner(configuration: agent.configuration, logger: agent.logger)
+        processes = ProcessTables(procRoot: agent.configuration.procRoot)
+        qemuScanner = QEMUScanner(configuration: agent.configuration, processes: processes, logger: agent.logger)
         queries = QEMUGuestQueries(configuration: agent.configuration, logger: agent.logger)
-        mappers = GuestMappers(logger: agent.logger)
+        mappers = GuestMappers(logger: agent.logger, processes: processes)
         reclaimer = try Reclaimer(agent: agent, mappers: mappers, queries: queries)
         // Last: nothing after it may fail, or ksmd's settings would stay changed.
         kernel = try KernelMergeControl(configuration: agent.configuration, logger: agent.logger, queries: queries)
