@@ -9,7 +9,7 @@ import LinuxSystem
 /// of processes. But a new mapping changes what `/proc/PID/stat` reports as the process's
 /// virtual size (`vsize`), and a new process shows as a new pid or a new start time; both are
 /// read without the mmap lock from a short line. So each pass reads every process's `stat`
-/// and reads `maps` only for processes that are new or whose virtual size changed, plus a
+/// (a ``ProcessTable``, which QEMU discovery may share) and reads `maps` only for processes that are new or whose virtual size changed, plus a
 /// rotating slice of the others (every process's `maps` at least every `fullPassEvery`
 /// passes), which bounds how long an exotic change that keeps the size (an area unmapped and
 /// a backend of the same size mapped in one step) can go unseen.
@@ -41,7 +41,8 @@ public final class ProcessMappingIndex {
         var sharedFiles: Set<FileIdentity>
     }
 
-    private let procRoot: String
+    /// Where proc is mounted; the tables it is refreshed from are of this root.
+    public let procRoot: String
     private let fullPassEvery: Int
     private var records: [pid_t: Record] = [:]
     private var passes = 0
@@ -57,29 +58,35 @@ public final class ProcessMappingIndex {
         self.fullPassEvery = fullPassEvery
     }
 
-    /// One pass over the processes: reads each one's `stat`, and `maps` where needed.
+    /// One pass over the processes: takes a ``ProcessTable`` of the proc root (each
+    /// process's `stat`) and reads `maps` where needed.
     @discardableResult
     public func refresh() -> Pass {
+        refresh(from: ProcessTable.read(procRoot: procRoot))
+    }
+
+    /// One pass over the processes of `table` (taken of this index's proc root, and shared
+    /// with whoever else reads the process list): reads `maps` where needed.
+    @discardableResult
+    public func refresh(from table: ProcessTable) -> Pass {
+        precondition(table.procRoot == procRoot, "a process table of another proc root")
         passes += 1
         var pass = Pass()
         var seen = Set<pid_t>()
-        for pid in Self.processIDs(procRoot: procRoot) {
+        for entry in table.entries {
+            let pid = entry.pid
             pass.processes += 1
             seen.insert(pid)
-            let status: (startTime: UInt64, virtualSize: UInt64)
-            do {
-                guard let read = Self.startAndSize(try readWholeFile("\(procRoot)/\(pid)/stat", limit: 4096)) else {
-                    pass.unreadable[pid] = SystemError(errno: .ioError, operation: "parse \(procRoot)/\(pid)/stat")
-                    continue
-                }
-                status = read
-            } catch where error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess {
+            let status: ProcessTable.Stat
+            switch entry.reading {
+            case .read(let stat): status = stat
+            case .gone:
                 seen.remove(pid)  // Exited while we looked.
                 continue
-            } catch where Self.isRefusal(error) {
+            case .refused:
                 pass.refused.append(pid)
                 continue
-            } catch {
+            case .unreadable(let error):
                 pass.unreadable[pid] = error
                 continue
             }

@@ -31,8 +31,8 @@ public struct DiscoveredQEMU: Sendable, Hashable {
 /// process's files every time.
 ///
 /// A host runs thousands of processes and a handful of QEMUs. Each pass reads the proc
-/// root's directory and every process's `stat`, a short line read without any lock of the
-/// process, for two fields: the start time and the command name (`comm`). A process whose
+/// root's directory and every process's `stat` (a ``ProcessTable``, which the mapping index
+/// may share), a short line read without any lock of the process, for two fields: the start time and the command name (`comm`). A process whose
 /// pid, start time and command name are those of the last pass is the same program as then,
 /// and nothing more of it is read. A new process, or one that is not the same, gets one
 /// `readlink` of `exe` to learn its binary (``QEMUExecutableNames``); only a QEMU has its
@@ -91,7 +91,8 @@ public final class QEMUGuestDiscovery {
         var cgroup: String?
     }
 
-    private let procRoot: String
+    /// Where proc is mounted; the tables it is refreshed from are of this root.
+    public let procRoot: String
     private let libvirtRunDirectory: String
     private let executableNames: QEMUExecutableNames
     private var records: [pid_t: Record] = [:]
@@ -122,18 +123,27 @@ public final class QEMUGuestDiscovery {
     }
 
     /// One pass over the processes: the QEMUs running now, by pid, libvirt's among them
-    /// (marked).
-    ///
-    /// - Complexity: one `readdir` of the proc root and one `stat` read per process; an `exe`
-    ///   `readlink` per new process, and per new QEMU its `cmdline`, `cgroup` and `stat`;
-    ///   libvirt's pid files when there is a QEMU.
+    /// (marked), from a ``ProcessTable`` of the proc root taken for it.
     @discardableResult
     public func refresh() -> [DiscoveredQEMU] {
+        refresh(from: ProcessTable.read(procRoot: procRoot))
+    }
+
+    /// One pass over the processes of `table` (taken of this discovery's proc root, and
+    /// shared with whoever else reads the process list): the QEMUs running now, by pid,
+    /// libvirt's among them (marked).
+    ///
+    /// - Complexity: an `exe` `readlink` per new process of the table, and per new QEMU its
+    ///   `cmdline`, `cgroup` and `stat`; libvirt's pid files when there is a QEMU.
+    @discardableResult
+    public func refresh(from table: ProcessTable) -> [DiscoveredQEMU] {
+        precondition(table.procRoot == procRoot, "a process table of another proc root")
         var pass = Pass()
         var seen = Set<pid_t>()
-        for pid in ProcessMappingIndex.processIDs(procRoot: procRoot) {
+        for entry in table.entries {
+            let pid = entry.pid
             pass.processes += 1
-            guard let key = readKey(pid, into: &pass) else { continue }
+            guard let key = key(of: entry, into: &pass) else { continue }
             seen.insert(pid)
             switch records[pid] {
             case .other(let old) where old == key, .qemu(let old, _) where old == key, .untrusted(let old, _) where old == key:
@@ -203,29 +213,22 @@ public final class QEMUGuestDiscovery {
             cgroup: cgroup.map { String(decoding: $0, as: UTF8.self) }))
     }
 
-    /// The start time and command name of `pid` from its `stat`; nil when it is gone or
-    /// cannot be read (noted in `pass`).
+    /// The start time and command name of `pid` read afresh from its `stat`; nil when it is
+    /// gone or cannot be read (noted in `pass`).
     private func readKey(_ pid: pid_t, into pass: inout Pass) -> ProcessKey? {
-        let path = "\(procRoot)/\(pid)/stat"
-        let stat: [UInt8]
-        do { stat = try readWholeFile(path, limit: 4096) } catch {
-            note(error, of: pid, in: &pass)
-            return nil
-        }
-        guard let key = Self.processKey(stat: stat) else {
-            pass.unreadable[pid] = SystemError(errno: .ioError, operation: "parse \(path)")
-            return nil
-        }
-        return key
+        key(of: ProcessTable.Entry(pid: pid, reading: ProcessTable.readStat(pid, procRoot: procRoot)), into: &pass)
     }
 
-    /// `starttime` (field 22) and `comm` (field 2, between the first `(` and the last `)`:
-    /// it may hold both) of a `/proc/PID/stat` line.
-    private static func processKey(stat: [UInt8]) -> ProcessKey? {
-        guard let open = stat.firstIndex(of: UInt8(ascii: "(")), let close = stat.lastIndex(of: UInt8(ascii: ")")),
-              open < close, let fields = ProcessMappingIndex.startAndSize(stat)
-        else { return nil }
-        return ProcessKey(startTime: fields.startTime, command: Array(stat[(open + 1)..<close]))
+    /// The start time and command name of a process of a table; nil when it was gone or
+    /// could not be read (noted in `pass`).
+    private func key(of entry: ProcessTable.Entry, into pass: inout Pass) -> ProcessKey? {
+        switch entry.reading {
+        case .read(let stat): return ProcessKey(startTime: stat.startTime, command: stat.command)
+        case .gone: return nil
+        case .refused: pass.refused.append(entry.pid)
+        case .unreadable(let error): pass.unreadable[entry.pid] = error
+        }
+        return nil
     }
 
     /// Files of a process that exited vanish (`ENOENT`, `ESRCH`): passed over. The rest is

@@ -85,7 +85,7 @@ public final class Agent: Sendable {
         /// own pause from someone else's, and sees an outside resume during a batch.
         var stateEvents: [UUID: StateEvents] = [:]
         /// Each guest's latest QEMU monitor events (STOP, RESUME), with QEMU's timestamps.
-        var monitorEvents: [UUID: [QemuMonitorEvent]] = [:]
+        var monitorEvents: [UUID: [GuestMonitorEvent]] = [:]
         var exit: AgentExit?
         var exitWaiters: [CheckedContinuation<AgentExit, Never>] = []
     }
@@ -327,7 +327,7 @@ public final class Agent: Sendable {
     /// How many QEMU monitor events are kept per guest: enough for a few pauses.
     static let monitorEventsKept = 16
 
-    func deliver(_ event: QemuMonitorEvent) {
+    func deliver(_ event: GuestMonitorEvent) {
         shared.withLock { state in
             var events = state.monitorEvents[event.uuid, default: []]
             events.append(event)
@@ -337,7 +337,7 @@ public final class Agent: Sendable {
     }
 
     /// The guest's latest QEMU monitor events, oldest first.
-    func monitorEvents(of uuid: UUID) -> [QemuMonitorEvent] {
+    func monitorEvents(of uuid: UUID) -> [GuestMonitorEvent] {
         shared.withLock { $0.monitorEvents[uuid] ?? [] }
     }
 

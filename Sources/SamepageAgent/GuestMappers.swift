@@ -17,31 +17,37 @@ import SamepageModel
 final class GuestMappers {
     let logger: Logger
     /// Which processes map which backends.
-    private let index = ProcessMappingIndex()
-    /// When the index was last refreshed.
+    private let index: ProcessMappingIndex
+    /// The host's process list, shared with the QEMU scanner.
+    let processes: ProcessTables
+    /// When the process table the index was last refreshed from was taken.
     private(set) var lastRefresh = ContinuousClock.now - .seconds(60)
 
-    init(logger: Logger) {
+    init(logger: Logger, processes: ProcessTables) {
         self.logger = logger
+        self.processes = processes
+        index = ProcessMappingIndex(procRoot: processes.procRoot)
     }
 
-    /// Refreshes the mappers of `guests` when the index is older than `age`. Returns whether
-    /// it did.
+    /// Refreshes the mappers of `guests` when the index is older than `age`, from a process
+    /// table under `age` old too. Returns whether it did.
     @discardableResult
     func refresh(_ guests: [TrackedGuest], ifOlderThan age: Duration) -> Bool {
         guard ContinuousClock.now - lastRefresh > age else { return false }
-        refresh(guests)
+        refresh(guests, tableUnder: min(age, ProcessTables.sharedFor))
         return true
     }
 
     /// Finds the processes besides QEMU (and us) that map each guest's RAM backends, in one
-    /// pass over /proc, and sorts them into the guest's vhost-user backends and others. Run at
-    /// map time and at every reconcile, so a process that maps a backend later keeps reclaim
-    /// off within one reconcile interval.
-    func refresh(_ guests: [TrackedGuest]) {
+    /// pass over /proc (the process table, when the QEMU scanner took one under
+    /// ``ProcessTables/sharedFor`` ago), and sorts them into the guest's vhost-user backends
+    /// and others. Run at map time and at every reconcile, so a process that maps a backend
+    /// later keeps reclaim off within one reconcile interval.
+    func refresh(_ guests: [TrackedGuest], tableUnder maxAge: Duration = ProcessTables.sharedFor) {
         let files = Set(guests.flatMap { $0.regions.map(\.file) })
-        let pass = index.refresh()
-        lastRefresh = ContinuousClock.now
+        let processTable = processes.table(maxAge: maxAge)
+        let pass = index.refresh(from: processTable)
+        lastRefresh = processTable.taken
         let mappers = index.processes(mappingAny: files)
         // A process that cannot be inspected might map any backend: it counts as a mapper of
         // every guest (reclaim fails closed), named with why.

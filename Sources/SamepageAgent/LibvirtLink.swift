@@ -45,7 +45,9 @@ final class LibvirtLink {
             let agent = self.agent
             subscription = try connection.observeEvents({ agent.deliver($0) }, onClose: { _ in agent.connectionDidClose() })
             do {
-                monitorSubscription = try connection.observeQemuMonitorEvents(["STOP", "RESUME"]) { agent.deliver($0) }
+                monitorSubscription = try connection.observeQemuMonitorEvents(["STOP", "RESUME"]) { event in
+                    if let event = GuestMonitorEvent(event) { agent.deliver(event) }
+                }
             } catch {
                 logger.warning("no QEMU monitor events (\(error)): pauses are measured from the libvirt calls only")
             }

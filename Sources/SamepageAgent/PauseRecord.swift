@@ -1,5 +1,3 @@
-import Libvirt
-
 /// A reclaim pause that ended and waits for its guest's QEMU `STOP` and `RESUME` monitor
 /// events (delivered after the calls return), to be recorded with both lengths: from our
 /// suspend call to the return of our resume call, and what the guest saw, QEMU's `RESUME`
@@ -28,9 +26,9 @@ struct PauseRecord {
     /// What the guest saw, in milliseconds, from the guest's recent monitor events: the first
     /// `STOP` stamped within the pause and the first `RESUME` after it. nil until both are
     /// there (a `RESUME` may be stamped after `wallEnd` when someone else ended the pause).
-    func guestSeenMilliseconds(among events: [QemuMonitorEvent]) -> Double? {
-        guard let stop = events.first(where: { $0.name == "STOP" && $0.timestamp >= wallStart - Self.slack && $0.timestamp <= wallEnd + Self.slack }),
-            let resume = events.first(where: { $0.name == "RESUME" && $0.timestamp >= stop.timestamp })
+    func guestSeenMilliseconds(among events: [GuestMonitorEvent]) -> Double? {
+        guard let stop = events.first(where: { $0.kind == .stop && $0.timestamp >= wallStart - Self.slack && $0.timestamp <= wallEnd + Self.slack }),
+            let resume = events.first(where: { $0.kind == .resume && $0.timestamp >= stop.timestamp })
         else { return nil }
         return (resume.timestamp - stop.timestamp) * 1000
     }

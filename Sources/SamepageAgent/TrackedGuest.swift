@@ -17,7 +17,7 @@ final class TrackedGuest {
     /// A guest outside libvirt: its QEMU as found, and its QMP socket.
     var qemu: QEMUGuestHandle?
     var domainID: UInt32?
-    var state: DomainState
+    var state: GuestRunState
     var definition: DomainDefinition?
     var facts = GuestFacts()
     var policy = GuestPolicy()
@@ -45,12 +45,13 @@ final class TrackedGuest {
     /// Its zero-page reclaim: pending, reclaimed and refaulted pages, pause costs, backoffs.
     var reclaimState = ReclaimState()
 
-    init(_ info: DomainInfo) {
-        identity = GuestIdentity(name: info.name, uuid: info.uuid.uuidString.lowercased())
-        uuid = info.uuid
+    /// One of libvirt's domains (see `init(_: DomainInfo)`, at the libvirt edge).
+    init(libvirtDomain name: String, uuid: UUID, id: UInt32?, state: GuestRunState) {
+        identity = GuestIdentity(name: name, uuid: uuid.uuidString.lowercased())
+        self.uuid = uuid
         source = .libvirt
-        domainID = info.id
-        state = info.state
+        domainID = id
+        self.state = state
     }
 
     /// A guest outside libvirt; its state is QEMU's until QMP says otherwise.

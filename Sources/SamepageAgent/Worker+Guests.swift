@@ -1,41 +1,15 @@
 import Glibc
 import Foundation
 import GuestMemory
-import Libvirt
 import Logging
 import SamepageCore
 import SamepageModel
 import Synchronization
 
-/// Guests coming and going: attaching and mapping their RAM backends, the other processes
+/// Guests coming and going: mapping their RAM backends (libvirt's are attached in
+/// `Worker.swift`, by reconcile; the others in `Worker+QEMUGuests.swift`), the other processes
 /// that map them, releasing them, and policy changes applied live.
 extension Worker {
-    func attach(_ info: DomainInfo, connection: LibvirtConnection) {
-        let guest = TrackedGuest(info)
-        guests[info.uuid] = guest
-        guest.policy = configuration.policy(guest.identity)
-        do {
-            let definition = try connection.domainDefinition(uuid: info.uuid)
-            guest.definition = definition
-            guest.facts = GuestFacts(definition)
-        } catch {
-            guest.reason = "cannot read its domain XML: \(error)"
-            logger.warning("guest \(info.name): \(guest.reason!)")
-            return
-        }
-        guest.facts.activeJob = (try? connection.hasActiveJob(uuid: info.uuid)) ?? false
-        if connection.isRemote {
-            guest.reason = UnmappableReason.remoteConnection(uri: connection.uri).description
-        } else if guest.policy.mode == .off {
-            guest.reason = "policy mode is off"
-        } else {
-            map(guest)
-        }
-        if let reason = guest.reason {
-            logger.info("guest \(info.name) not mapped: \(reason)")
-        }
-    }
-
     /// Opens the guest's RAM backends and puts them on the scan list.
     func map(_ guest: TrackedGuest) {
         do {
@@ -45,12 +19,7 @@ extension Worker {
                 try openRAM(of: guest, in: QEMUGuestQueries.openQEMU(handle), expected: handle.expected,
                             vhostUserSockets: handle.commandLine.vhostUserSockets)
             } else {
-                guard let definition = guest.definition else { return }
-                let process = try QEMUProcess.libvirtGuest(
-                    name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
-                let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
-                let sockets = GuestMappers.vhostUserSockets(definition, commandLine: try? process.commandLine())
-                try openRAM(of: guest, in: process, expected: expected, vhostUserSockets: sockets)
+                guard try openLibvirtRAM(of: guest) else { return }
             }
         } catch {
             guest.regions = []
@@ -84,7 +53,7 @@ extension Worker {
     /// Opens the guest's RAM in its QEMU: shared backends (read-write where zero pages may be
     /// reclaimed, for fallocate; read-only everywhere else), and private RAM, read in place
     /// through QEMU's page map and never changed.
-    private func openRAM(
+    func openRAM(
         of guest: TrackedGuest, in process: consuming QEMUProcess, expected: [ExpectedRegion], vhostUserSockets: Set<String>
     ) throws(UnmappableReason) {
         let opened = try process.openRAM(expecting: expected, access: Self.access(for: guest.policy.mode))

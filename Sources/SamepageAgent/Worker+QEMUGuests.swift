@@ -1,5 +1,4 @@
 import Foundation
-import Libvirt
 import SamepageModel
 
 /// Guests libvirt does not manage, in the guest table: the QEMUs ``QEMUScanner`` found are

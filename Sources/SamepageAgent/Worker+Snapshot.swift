@@ -1,6 +1,5 @@
 import Foundation
 import GuestMemory
-import Libvirt
 import Logging
 import SamepageCore
 import SamepageModel

@@ -40,6 +40,8 @@ final class Worker {
     /// QEMU processes outside libvirt, while `[qemu] enabled`.
     var qemuScanner: QEMUScanner?
     let queries: QEMUGuestQueries
+    /// The host's process list, taken once for both the QEMU scanner and the mappers.
+    let processes: ProcessTables
     let mappers: GuestMappers
     let reclaimer: Reclaimer
     let kernel: KernelMergeControl
@@ -50,9 +52,10 @@ final class Worker {
         engine.run = agent.configuration.run
         link = LibvirtLink(agent: agent)
         advisor = AdvisorDriver(logger: agent.logger)
-        qemuScanner = QEMUScanner(configuration: agent.configuration, logger: agent.logger)
+        processes = ProcessTables(procRoot: agent.configuration.procRoot)
+        qemuScanner = QEMUScanner(configuration: agent.configuration, processes: processes, logger: agent.logger)
         queries = QEMUGuestQueries(configuration: agent.configuration, logger: agent.logger)
-        mappers = GuestMappers(logger: agent.logger)
+        mappers = GuestMappers(logger: agent.logger, processes: processes)
         reclaimer = try Reclaimer(agent: agent, mappers: mappers, queries: queries)
         // Last: nothing after it may fail, or ksmd's settings would stay changed.
         kernel = try KernelMergeControl(configuration: agent.configuration, logger: agent.logger, queries: queries)
@@ -195,7 +198,7 @@ final class Worker {
                 detach(guest, reason: "libvirt manages it")
             }
             if let guest = guests[info.uuid] {
-                guest.state = info.state
+                guest.state = GuestRunState(info.state)
                 if guest.domainID != info.id {
                     // The same guest, started again.
                     guests[info.uuid] = nil
@@ -212,6 +215,44 @@ final class Worker {
         checkMapped(guests.values.filter { $0.mapped && $0.source == .libvirt })
         kernel.reconcile(guests, connection: connection)
         publish()
+    }
+
+    func attach(_ info: DomainInfo, connection: LibvirtConnection) {
+        let guest = TrackedGuest(info)
+        guests[info.uuid] = guest
+        guest.policy = configuration.policy(guest.identity)
+        do {
+            let definition = try connection.domainDefinition(uuid: info.uuid)
+            guest.definition = definition
+            guest.facts = GuestFacts(definition)
+        } catch {
+            guest.reason = "cannot read its domain XML: \(error)"
+            logger.warning("guest \(info.name): \(guest.reason!)")
+            return
+        }
+        guest.facts.activeJob = (try? connection.hasActiveJob(uuid: info.uuid)) ?? false
+        if connection.isRemote {
+            guest.reason = UnmappableReason.remoteConnection(uri: connection.uri).description
+        } else if guest.policy.mode == .off {
+            guest.reason = "policy mode is off"
+        } else {
+            map(guest)
+        }
+        if let reason = guest.reason {
+            logger.info("guest \(info.name) not mapped: \(reason)")
+        }
+    }
+
+    /// Opens the RAM of one of libvirt's guests in its QEMU (found by libvirt's pid file), as
+    /// its domain XML describes it. Returns false when its XML was never read.
+    func openLibvirtRAM(of guest: TrackedGuest) throws(UnmappableReason) -> Bool {
+        guard let definition = guest.definition else { return false }
+        let process = try QEMUProcess.libvirtGuest(
+            name: guest.identity.name, uuid: guest.uuid, runDirectory: configuration.libvirtRunDirectory)
+        let expected = definition.ramRegions.map { ExpectedRegion(backendID: $0.backendID, size: Int($0.sizeKiB) * 1024) }
+        let sockets = GuestMappers.vhostUserSockets(definition, commandLine: try? process.commandLine())
+        try openRAM(of: guest, in: process, expected: expected, vhostUserSockets: sockets)
+        return true
     }
 
     /// At every reconcile, for each mapped guest: who else maps its RAM, the DMA descriptors

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import GuestMemory
 @testable import QEMUGuests
 import Testing
 
@@ -35,6 +36,50 @@ private final class FakeProc {
 
 @Suite("QEMU guest discovery")
 struct QEMUGuestDiscoveryTests {
+    @Test("one process table feeds both the mapping index and discovery: each stat is read once")
+    func sharedProcessTable() {
+        let proc = FakeProc()
+        proc.process(100, comm: "kvm", start: 1000, exe: "/usr/bin/qemu-system-x86_64",
+                     arguments: ["/usr/bin/qemu-system-x86_64", "-name", "web", "-uuid", "0f5e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"])
+        proc.process(200, comm: "bash", start: 2000, exe: "/usr/bin/bash", arguments: ["bash"])
+        proc.directory.write("100/maps", "7f0000000000-7f0010000000 rw-s 00000000 00:01 4242 /memfd:pc.ram (deleted)\n")
+        proc.directory.write("200/maps", "")
+        proc.directory.write("300/status", "")  // Exited: its directory lingers without stat.
+
+        let table = ProcessTable.read(procRoot: proc.root)
+        #expect(table.statReads == 3)
+        #expect(table.entries.map(\.pid).sorted() == [100, 200, 300])
+        let stats = Dictionary(uniqueKeysWithValues: table.entries.compactMap { entry -> (pid_t, ProcessTable.Stat)? in
+            if case .read(let stat) = entry.reading { (entry.pid, stat) } else { nil }
+        })
+        #expect(stats[100] == ProcessTable.Stat(startTime: 1000, virtualSize: 123456, command: Array("kvm".utf8)))
+        #expect(stats[300] == nil)
+
+        // Neither reader reads a stat of its own: without 200's, both still see it from the table.
+        unlink("\(proc.root)/200/stat")
+        let index = ProcessMappingIndex(procRoot: proc.root)
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none", trust: nil)
+        let pass = index.refresh(from: table)
+        let found = discovery.refresh(from: table)
+        // Both saw the same processes from the one table: three listed, no stat read again
+        // by either (discovery reads stat once more only for a new QEMU, after its cmdline).
+        #expect(pass.processes == 3)
+        #expect(pass.mapsRead == 2)
+        #expect(pass.unreadable.isEmpty)
+        #expect(discovery.lastPass.processes == 3)
+        #expect(discovery.lastPass.executablesRead == 2)
+        #expect(discovery.lastPass.unreadable.isEmpty)
+        #expect(found.map(\.pid) == [100])
+        #expect(index.processes(mappingAny: [FileIdentity(deviceMajor: 0, deviceMinor: 1, inode: 4242)]).values.first == [100])
+
+        // A table of the same processes changes nothing for either: no maps, no exe read.
+        proc.stat(200, comm: "bash", start: 2000)
+        let again = ProcessTable.read(procRoot: proc.root)
+        #expect(index.refresh(from: again).mapsRead == 0)
+        #expect(discovery.refresh(from: again).map(\.pid) == [100])
+        #expect(discovery.lastPass.executablesRead == 0)
+    }
+
     @Test("QEMUs found, others not; vanished, deleted binary, libvirt's; a second pass reads nothing unchanged")
     func discovery() {
         let proc = FakeProc()

@@ -78,12 +78,4 @@ struct QEMUGuestHandleTests {
         #expect(facts.ivshmem == ["-device ivshmem-plain (ivshmem0)"])
         #expect(facts.vhostUser == ["/run/vfs.sock"])
     }
-
-    @Test func qemuRunStatesInLibvirtsWords() {
-        #expect(QEMUGuestQueries.domainState(QMPRunState(running: true, status: .running)) == .running)
-        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .paused)) == .paused)
-        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .ioError)) == .paused)
-        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .shutdown)) == .shutoff)
-        #expect(QEMUGuestQueries.domainState(QMPRunState(running: false, status: .guestPanicked)) == .crashed)
-    }
 }

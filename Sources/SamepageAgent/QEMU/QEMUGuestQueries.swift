@@ -1,7 +1,6 @@
 import Glibc
 import Foundation
 import GuestMemory
-import Libvirt
 import LinuxSystem
 import Logging
 import QEMUGuests
@@ -79,7 +78,7 @@ struct QEMUGuestQueries {
         let timeout = self.timeout
         do {
             try ask(guest) { qmp throws(QMPError) in
-                guest.state = Self.domainState(try qmp.queryStatus(timeout: timeout))
+                guest.state = GuestRunState(try qmp.queryStatus(timeout: timeout))
                 let backends = try qmp.queryMemdev(timeout: timeout)
                 guest.qemu?.expected = backends.compactMap { backend in
                     backend.id.map { ExpectedRegion(backendID: $0, size: Int(backend.size)) }
@@ -113,7 +112,7 @@ struct QEMUGuestQueries {
         let timeout = self.timeout
         do {
             try ask(guest) { qmp throws(QMPError) in
-                guest.state = Self.domainState(try qmp.queryStatus(timeout: timeout))
+                guest.state = GuestRunState(try qmp.queryStatus(timeout: timeout))
                 guest.facts.activeJob = try QMPPauseTransport.hasActiveJob(&qmp, timeout: timeout)
             }
         } catch {
@@ -178,17 +177,6 @@ struct QEMUGuestQueries {
             guard case .object(let fields) = node, case .string("nvme")? = fields["drv"] else { return nil }
             if case .string(let name)? = fields["node-name"] { return name }
             return "(unnamed)"
-        }
-    }
-
-    /// QEMU's run state in libvirt's words, as `list` shows every guest's.
-    static func domainState(_ status: QMPRunState) -> DomainState {
-        switch status.status {
-        case .running: .running
-        case .shutdown: .shutoff
-        case .guestPanicked, .internalError: .crashed
-        case .suspended: .pmSuspended
-        default: status.running ? .running : .paused
         }
     }
 

@@ -1,5 +1,6 @@
 import Glibc
 import Foundation
+import GuestMemory
 import Logging
 import QEMUGuests
 
@@ -14,6 +15,8 @@ struct QEMUScanner {
     let logger: Logger
     let interval: Duration
     private let discovery: QEMUGuestDiscovery
+    /// The host's process list, shared with who maps guest RAM.
+    private let processes: ProcessTables
     private var nextScan = ContinuousClock.now
     /// QEMUs outside libvirt already warned about (no identity of their own).
     private var warned = Set<pid_t>()
@@ -21,11 +24,12 @@ struct QEMUScanner {
     private var untrustedWarned = Set<pid_t>()
 
     /// A scanner when `[qemu] enabled`; nil otherwise.
-    init?(configuration: AgentConfiguration, logger: Logger) {
+    init?(configuration: AgentConfiguration, processes: ProcessTables, logger: Logger) {
         let qemu = configuration.qemuGuests
         guard qemu.enabled else { return nil }
+        self.processes = processes
         discovery = QEMUGuestDiscovery(
-            procRoot: configuration.procRoot, libvirtRunDirectory: configuration.libvirtRunDirectory,
+            procRoot: processes.procRoot, libvirtRunDirectory: configuration.libvirtRunDirectory,
             proxmoxRunDirectories: Set([qemu.proxmoxRunDirectory] + QEMUGuestCommandLine.defaultProxmoxRunDirectories).sorted(),
             trust: Self.hypervisorTrust(qemu.hypervisorUsers, logger: logger))
         interval = configuration.reconcileInterval
@@ -40,7 +44,9 @@ struct QEMUScanner {
         nextScan = now + interval
         var seen = Set<UUID>()
         var handles: [QEMUGuestHandle] = []
-        for found in discovery.refresh() where found.managedByLibvirt == nil {
+        // The process table the mapping index took this iteration, if it did (under a second
+        // old): /proc is read once for both.
+        for found in discovery.refresh(from: processes.table(at: now)) where found.managedByLibvirt == nil {
             guard let handle = QEMUGuestHandle(found) else { continue }
             guard seen.insert(handle.uuid).inserted else {
                 if warned.insert(found.pid).inserted {

@@ -18,9 +18,7 @@ enum PauseTransportChoice {
         if let handle = guest.qemu {
             let timeout = Duration.milliseconds(configuration.qemuGuests.qmpTimeoutMs)
             let transport = QMPPauseTransport(handle: handle, timeout: timeout) { events in
-                for event in events {
-                    agent.deliver(QemuMonitorEvent(uuid: uuid, name: event.name, timestamp: event.timestamp.secondsSinceEpoch))
-                }
+                for case let event? in events.map({ GuestMonitorEvent($0, of: uuid) }) { agent.deliver(event) }
             }
             return transport.map { ($0, PauseTimeouts(call: timeout, suspend: stopTimeout)) }
         }
