@@ -26,11 +26,6 @@ extension QMPValue {
         /// What was wrong there, such as `expected ':' after an object key`.
         public var reason: String
 
-        public init(offset: Int, reason: String) {
-            self.offset = offset
-            self.reason = reason
-        }
-
         /// `REASON at byte N`.
         public var description: String { "\(reason) at byte \(offset)" }
     }

@@ -107,6 +107,14 @@ struct DaemonEndToEndTests {
         let second = try TestHost.run(DaemonProcess.samepaged, daemon.arguments)
         #expect(second.status != 0 && second.output.contains("already running"), "\(second.output)")
         #expect(try daemon.cli("stats").status == 0)
+        // A second daemon on another socket but the same pause journal refuses too (one journal,
+        // one owner), naming the first; and --resume-paused leaves that journal to it.
+        let otherSocket = "\(daemon.directory)/other.sock"
+        let sameJournal = try TestHost.run(
+            DaemonProcess.samepaged, daemon.arguments.map { $0 == daemon.socket ? otherSocket : $0 })
+        #expect(sameJournal.status != 0 && sameJournal.output.contains("is in use by another samepaged (pid \(daemon.pid))"),
+                "\(sameJournal.output)")
+        #expect(try daemon.cli("stats").status == 0)
 
         // A non-root user is refused by the socket.
         let nobody = try TestHost.run("/usr/bin/setpriv", [

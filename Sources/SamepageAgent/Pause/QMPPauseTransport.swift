@@ -78,6 +78,18 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
     }
 
     func suspend(deadline: ContinuousClock.Instant) throws(PauseTransportError) {
+        // Every event already here is someone else's (an operator's `stop` on another monitor
+        // while we journalled): read it now, so that only what follows our `stop` on the wire
+        // counts as ours. (A `stop` of theirs that QEMU runs between this read and ours still
+        // cannot be told apart: its STOP then precedes our reply as our own would.)
+        try withConnection { qmp throws(QMPError) in
+            take(qmp.takeEvents())
+            while true {
+                let more = try qmp.readEvents(until: .now)
+                if more.isEmpty { break }
+                take(more)
+            }
+        }
         callSent = true
         try withConnection { qmp throws(QMPError) in
             do throws(QMPError) {

@@ -160,7 +160,8 @@ final class Reclaimer {
             if starts { logger.notice("guest \(guest.identity.name): reclaim waits: \(deferral.detail)") }
             return false
         }
-        if let previous = guest.reclaimState.clearDeferral() {
+        // A busy monitor is known to be free only once a pause connects (finishPause).
+        if guest.reclaimState.status.deferred?.reason != .monitorBusy, let previous = guest.reclaimState.clearDeferral() {
             logger.notice("guest \(guest.identity.name): reclaim goes on (was waiting: \(previous.detail))")
         }
         if let spacing = ReclaimState.pressureSpacing(pressure: load.pressure, limit: limit),
@@ -286,6 +287,7 @@ final class Reclaimer {
             } else if outcome.before == nil {
                 peerFault(guest, why)
             } else {
+                monitorFree(guest)
                 guest.reclaimState.peerFaults = 0
                 logger.info("guest \(name): not pausing: \(why)")
             }
@@ -294,6 +296,7 @@ final class Reclaimer {
             guest?.facts.qmpUnreachable = why
         case .notOurs, .ours:
             guest?.reclaimState.peerFaults = 0
+            if let guest { monitorFree(guest) }
         }
         var leftToEnd = false
         if case .unresolved(let failure)? = outcome.ending {
@@ -333,6 +336,12 @@ final class Reclaimer {
     }
 
     /// The guest's monitor serves someone else: its pages wait, and reclaim says so.
+    /// The guest's monitor answered: a wait for it ends here, said once.
+    private func monitorFree(_ guest: TrackedGuest) {
+        guard guest.reclaimState.status.deferred?.reason == .monitorBusy, let previous = guest.reclaimState.clearDeferral() else { return }
+        logger.notice("guest \(guest.identity.name): reclaim goes on (was waiting: \(previous.detail))")
+    }
+
     private func monitorBusy(_ guest: TrackedGuest, batch: [(region: Int, pages: [Int])], detail: String) {
         let now = ContinuousClock.now
         guest.reclaimState.putBack(batch, at: now)
@@ -340,9 +349,9 @@ final class Reclaimer {
         let deferral = ReclaimDeferral(
             .monitorBusy,
             detail: "its QMP socket serves another client (QEMU serves one at a time: \(detail)); trying again in \(Self.monitorBusyBackoff)")
-        if guest.reclaimState.recordDeferral(deferral) {
-            logger.notice("guest \(guest.identity.name): reclaim waits: \(deferral.detail)")
-        }
+        let starts = guest.reclaimState.status.deferred == nil
+        _ = guest.reclaimState.recordDeferral(deferral)
+        if starts { logger.notice("guest \(guest.identity.name): reclaim waits: \(deferral.detail)") }
     }
 
     /// Takes in the attempts at ending pauses and starts those that are due.
