@@ -54,15 +54,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
 
     func markEvents() throws(PauseTransportError) {
         // Every event so far is read and set aside: one read from here on follows the mark.
-        try withConnection { qmp throws(QMPError) in
-            var events = qmp.takeEvents()
-            while true {
-                let more = try qmp.readEvents(until: .now)
-                if more.isEmpty { break }
-                events += more
-            }
-            deliver(events)
-        }
+        try withConnection { qmp throws(QMPError) in deliver(try Self.readAll(&qmp)) }
         seen = []
     }
 
@@ -82,14 +74,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
         // while we journalled): read it now, so that only what follows our `stop` on the wire
         // counts as ours. (A `stop` of theirs that QEMU runs between this read and ours still
         // cannot be told apart: its STOP then precedes our reply as our own would.)
-        try withConnection { qmp throws(QMPError) in
-            take(qmp.takeEvents())
-            while true {
-                let more = try qmp.readEvents(until: .now)
-                if more.isEmpty { break }
-                take(more)
-            }
-        }
+        try withConnection { qmp throws(QMPError) in take(try Self.readAll(&qmp)) }
         callSent = true
         try withConnection { qmp throws(QMPError) in
             do throws(QMPError) {
@@ -113,14 +98,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
     }
 
     func events(sinceMarkWaitingForOwnSuspend ownSuspendBy: ContinuousClock.Instant?) throws(PauseTransportError) -> [PauseEvent] {
-        try withConnection { qmp throws(QMPError) in
-            take(qmp.takeEvents())
-            while true {
-                let more = try qmp.readEvents(until: .now)
-                if more.isEmpty { break }
-                take(more)
-            }
-        }
+        try withConnection { qmp throws(QMPError) in take(try Self.readAll(&qmp)) }
         return seen
     }
 
@@ -145,6 +123,17 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
     }
 
     func close() { connection = nil }
+
+    /// Every event QEMU has sent so far, oldest first, without waiting for more (the
+    /// connection bounds how many: a flood is ``QMP/QMPError/flood(path:detail:)``).
+    private static func readAll(_ qmp: inout QMPConnection) throws(QMPError) -> [QMPEvent] {
+        var events = qmp.takeEvents()
+        while true {
+            let more = try qmp.readEvents(until: .now)
+            if more.isEmpty { return events }
+            events += more
+        }
+    }
 
     /// Keeps events read on the connection, in order, and hands them on.
     private func take(_ events: [QMPEvent]) {
