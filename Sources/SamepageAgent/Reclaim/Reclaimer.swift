@@ -70,31 +70,6 @@ final class Reclaimer {
         guest.reclaimState.candidates.add(page: page, region: region, at: ContinuousClock.now)
     }
 
-    /// The second look: candidates seen zero at least ``ZeroCandidates/delay`` ago are read
-    /// again (a `pread` each, of resident pages only: a page that is a hole already is left
-    /// alone) and, zero still, wait for a pause. At most ``ZeroCandidates/batch`` per call.
-    func lookAgainAtZeroPages(_ guests: [UUID: TrackedGuest]) {
-        let now = ContinuousClock.now
-        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: pageSize)
-        defer { page.deallocate() }
-        let resident = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 1)
-        defer { resident.deallocate() }
-        var budget = ZeroCandidates.batch
-        for guest in guests.values where budget > 0 && guest.reclaimState.candidates.count > 0 {
-            for (region, pages) in guest.reclaimState.candidates.due(at: now, limit: budget) where region < guest.regions.count {
-                budget -= pages.count
-                let backend = guest.regions[region]
-                for index in pages {
-                    guard (try? backend.residency(of: index..<(index + 1), into: resident)) != nil, resident[0] & 1 != 0,
-                        (try? backend.read(index..<(index + 1), into: page)) != nil,
-                        isZeroPage(UnsafeRawPointer(page.baseAddress!))
-                    else { continue }
-                    guest.reclaimState.addPending(page: index, region: region, at: now)
-                }
-            }
-        }
-    }
-
     /// Reads the host's CPU load, while some guest has pages waiting for a pause.
     func readLoad(_ guests: [UUID: TrackedGuest]) {
         let needed = guests.values.contains { $0.reclaimState.pendingPages > 0 }
@@ -375,7 +350,7 @@ final class Reclaimer {
     /// on with `run unmerge`. Returns whether to publish now (repopulation's progress).
     func afterBatch(_ guests: [UUID: TrackedGuest], engine: Engine) -> Bool {
         audit.completeAll(guests.values)
-        lookAgainAtZeroPages(guests)
+        ZeroCandidates.lookAgain(guests.values)
         RefaultWatch.check(guests.values, engine: engine, logger: logger)
         return repopulation.step(guests.values)
     }

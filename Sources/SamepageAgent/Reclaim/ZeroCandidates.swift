@@ -1,3 +1,6 @@
+import GuestMemory
+import SamepageCore
+
 /// Pages of one guest seen zero once, waiting for a second look of the agent's own.
 ///
 /// The engine confirms a zero page at its next visit, a full scan later: with the default
@@ -60,5 +63,32 @@ struct ZeroCandidates {
     mutating func removeAll() {
         waiting = [:]
         cursor = [:]
+    }
+}
+
+extension ZeroCandidates {
+    /// The second look: candidates seen zero at least ``delay`` ago are read
+    /// again (a `pread` each, of resident pages only: a page that is a hole already is left
+    /// alone) and, zero still, wait for a pause. At most ``batch`` per call.
+    static func lookAgain(_ guests: some Sequence<TrackedGuest>) {
+        let now = ContinuousClock.now
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: pageSize)
+        defer { page.deallocate() }
+        let resident = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 1)
+        defer { resident.deallocate() }
+        var budget = batch
+        for guest in guests where budget > 0 && guest.reclaimState.candidates.count > 0 {
+            for (region, pages) in guest.reclaimState.candidates.due(at: now, limit: budget) where region < guest.regions.count {
+                budget -= pages.count
+                let backend = guest.regions[region]
+                for index in pages {
+                    guard (try? backend.residency(of: index..<(index + 1), into: resident)) != nil, resident[0] & 1 != 0,
+                        (try? backend.read(index..<(index + 1), into: page)) != nil,
+                        isZeroPage(UnsafeRawPointer(page.baseAddress!))
+                    else { continue }
+                    guest.reclaimState.addPending(page: index, region: region, at: now)
+                }
+            }
+        }
     }
 }
