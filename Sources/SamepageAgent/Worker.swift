@@ -198,7 +198,10 @@ final class Worker {
                 detach(guest, reason: "libvirt manages it")
             }
             if let guest = guests[info.uuid] {
-                guest.state = GuestRunState(info.state)
+                // A pause of ours under way is not the guest's state: it is running, as far as
+                // anyone asking samepaged is concerned, and its pause ends within the budget.
+                let state = GuestRunState(info.state)
+                if !(state == .paused && reclaimer.holdsPause(of: info.uuid)) { guest.state = state }
                 if guest.domainID != info.id {
                     // The same guest, started again.
                     guests[info.uuid] = nil

@@ -50,6 +50,9 @@ final class Reclaimer {
         }
     }
 
+    /// Whether a pause of ours of the guest is under way (on a pause thread).
+    func holdsPause(of uuid: UUID) -> Bool { pausesInFlight[uuid] != nil }
+
     /// Why the guest's zero pages may not be reclaimed now; nil when they may.
     func ineligibility(_ guest: TrackedGuest) -> String? {
         ReclaimEligibility.refusal(
@@ -253,6 +256,8 @@ final class Reclaimer {
         if let guest, let before = outcome.before {
             guest.facts.activeJob = before.jobRunning
             if before.state != .running, guest.state == .running { guest.state = .paused }
+            // We resumed it: running again, whatever a reconcile read during the pause.
+            if outcome.ending == .resumed { guest.state = .running }
         }
         switch outcome.verdict {
         case .notPaused(let why, let busy):
