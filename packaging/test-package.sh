@@ -135,8 +135,8 @@ if [ -e "$STATE_DIR" ]; then
     [ -z "$running" ] ||
         skip "$STATE_DIR exists and samepaged runs (pid $running); it may use $STATE_DIR/paused.json,
   which the package's purge would delete. Stop it to test the package."
-    [ -z "$(find "$STATE_DIR" -mindepth 1 ! -path "$STATE_DIR/paused.json" ! -path "$STATE_DIR/journals.json" | head -n1)" ] ||
-        die "$STATE_DIR holds files other than the pause journal and its index; move them away to run this test."
+    [ -z "$(find "$STATE_DIR" -mindepth 1 ! -path "$STATE_DIR/paused.json" ! -path "$STATE_DIR/paused.json.lock" ! -path "$STATE_DIR/journals.json" | head -n1)" ] ||
+        die "$STATE_DIR holds files other than the pause journal, its lock and its index; move them away to run this test."
     # Empty in either format: [] (format 1) or {"format":2,"pauses":[]}.
     journal_text="$( [ -e "$STATE_DIR/paused.json" ] && tr -d ' \t\n' <"$STATE_DIR/paused.json" || true)"
     if [ -n "$journal_text" ] && [ "$journal_text" != "[]" ] && [ "$journal_text" != '{"format":2,"pauses":[]}' ]; then
@@ -211,7 +211,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [ "$SAVE_STATE" -eq 1 ]; then
     mv "$STATE_DIR" "$WORK/saved-state" || die "cannot move $STATE_DIR aside"
-    log "moved the existing $STATE_DIR (an empty pause journal, the journal index) to $WORK/saved-state for the test"
+    log "moved the existing $STATE_DIR (an empty pause journal, its lock, the journal index) to $WORK/saved-state for the test"
 fi
 
 # ---- 3. install ---------------------------------------------------------------------------------
