@@ -68,8 +68,10 @@ final class Reclaimer {
     /// A page seen zero for the first time: a candidate for a second look of our own
     /// (``ZeroCandidates``), so that it comes back before the engine's next full scan.
     func zeroPageSeen(_ guest: TrackedGuest, region: Int, page: Int) {
-        guard region < guest.regions.count, !guest.hasPrivateRAM, guest.policy.mode.reclaims, ineligibility(guest) == nil
-        else { return }
+        // Cheap checks only: this runs for every page a scan first sees zero (millions on a large
+        // guest's first scan). Eligibility is asked when a pause is due, and the pause verifies
+        // every page again.
+        guard region < guest.regions.count, !guest.hasPrivateRAM, guest.policy.mode.reclaims else { return }
         guest.reclaimState.candidates.add(page: page, region: region, at: ContinuousClock.now)
     }
 
