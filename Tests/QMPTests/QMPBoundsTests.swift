@@ -76,12 +76,14 @@ import Testing
     func eventFloodWhileDraining() throws {
         let server = try FakeQMPServer(FakeQMPServer.handshake + [.flood(FakeQMPServer.event("RTC_CHANGE"), for: .seconds(5))])
         var connection = try QMPConnection.connect(path: server.path, timeout: .seconds(5))
-        // The agent's drain: read what is there, without waiting, until nothing is.
+        // The agent's drain: read what is there until nothing is. The grace is for the fake
+        // server's thread, which may not have written yet (or be between writes) on a busy host;
+        // without it the drain could end before the flood began.
         var drained = 0
         let error = withinBound {
             #expect(throws: QMPError.self) {
                 while true {
-                    let events = try connection.readEvents(until: .now)
+                    let events = try connection.readEvents(until: .now + .milliseconds(200))
                     if events.isEmpty { break }
                     drained += events.count
                 }
