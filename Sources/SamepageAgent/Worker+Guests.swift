@@ -61,6 +61,7 @@ extension Worker {
         guest.privateRegions = opened.compactMap { if case .private(let region) = $0 { region } else { nil } }
         guest.vhostUserSockets = vhostUserSockets
         guest.process = consume process
+        reclaimer.punched.restore(guest)
         mappers.refresh([guest])
     }
 
@@ -70,6 +71,8 @@ extension Worker {
 
     /// Takes the guest off the scan list and closes its backends, releasing its RAM.
     func unmap(_ guest: TrackedGuest) {
+        // What its backends hold outlives the mapping: recorded before it is forgotten.
+        reclaimer.punched.record(guest)
         for slot in guest.slots {
             engine.removeSlot(slot)
             slotOwners[slot] = nil
@@ -85,6 +88,7 @@ extension Worker {
         if guest.mapped { logger.info("guest \(guest.identity.name) released: \(reason)") }
         unmap(guest)
         reclaimer.guestLeaves(guest)
+        reclaimer.punched.forget(guest)
         agent.forgetStateEvents(of: guest.uuid)
     }
 

@@ -61,8 +61,10 @@ struct ReclaimState {
 
     /// Per region: pages reclaimed and still holes, and pages that refaulted after a reclaim
     /// (never reclaimed again while the guest runs).
-    var held: [Int: PageSet] = [:]
-    var hot: [Int: PageSet] = [:]
+    var held: [Int: PageSet] = [:] { didSet { pagesGeneration &+= 1 } }
+    var hot: [Int: PageSet] = [:] { didSet { pagesGeneration &+= 1 } }
+    /// Changes whenever ``held`` or ``hot`` does: what ``PunchRecords`` records anew.
+    private(set) var pagesGeneration = 0
     var nextRefaultCheck = ContinuousClock.now
     var reclaimedSinceRefaultCheck = 0
 

@@ -32,6 +32,8 @@ final class Reclaimer {
     /// Reclaim totals of guests that are gone.
     private(set) var reclaimedByGoneGuests = ReclaimStatus()
     private(set) var repopulation: Repopulation
+    /// What was punched, kept across remaps and restarts (beside the journal).
+    let punched: PunchRecords
     var load = HostCPULoad()
 
     /// Reads the pause journal: the pauses an earlier samepaged left are resumed first.
@@ -44,6 +46,7 @@ final class Reclaimer {
         journal = agent.configuration.pauseJournal.map(PauseJournal.init(path:))
         // Before the journal is read: one journal, one owner.
         journalLock = try agent.configuration.pauseJournal.map { try JournalLock.acquire(journal: $0) }
+        punched = PunchRecords(file: agent.configuration.pauseJournal.map(PunchLedgerFile.init(besideJournal:)), logger: agent.logger)
         retries = ResumeRetries(journalled: try journal?.entries() ?? [], configuration: agent.configuration, logger: agent.logger)
         if !retries.isEmpty {
             agent.logger.warning("\(retries.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
@@ -84,10 +87,12 @@ final class Reclaimer {
     /// Pauses at most one guest per call, the one whose pending pages are due.
     func reclaimIfDue(_ guests: [UUID: TrackedGuest], engine: Engine, connection: LibvirtConnection?) {
         guard journal != nil, engine.run == .merge, !repopulation.active else { return }
-        // The host-wide cap: pages that may still be held back, over all guests.
+        // The host-wide cap: pages that may still be held back, over all backends (those of
+        // earlier mappings and runs of samepaged too).
         var capRoom = Int.max
         if configuration.reclaimMaxBytes > 0 {
-            let held = guests.values.reduce(0) { $0 + $1.reclaimState.heldPages } * pageSize
+            punched.record(guests.values)
+            let held = punched.heldPages * pageSize
             capRoom = (configuration.reclaimMaxBytes - held) / pageSize
             guard capRoom > 0 else { return }
         }
@@ -359,7 +364,10 @@ final class Reclaimer {
         audit.completeAll(guests.values)
         ZeroCandidates.lookAgain(guests.values)
         RefaultWatch.check(guests.values, engine: engine, logger: logger)
-        return repopulation.step(guests.values)
+        let repopulating = repopulation.step(guests.values)
+        punched.record(guests.values)
+        punched.saveIfDue(at: ContinuousClock.now)
+        return repopulating
     }
 
     /// At stop: the pauses under way end (each is bounded), and the pauses still to end get a
@@ -387,5 +395,7 @@ final class Reclaimer {
         }
         retries.logLeft()
         for guest in guests.values { audit.complete(guest, force: true) }
+        punched.record(guests.values)
+        punched.saveIfDue(at: ContinuousClock.now, force: true)
     }
 }
