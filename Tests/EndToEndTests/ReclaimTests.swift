@@ -98,6 +98,25 @@ struct ReclaimEndToEndTests {
         let final = try held()
         #expect(final <= cap, "held \(final) bytes with a cap of \(cap)")
         #expect(daemon.stop() == 0)
+
+        // A restart keeps what was punched (the ledger beside the journal): the cap still counts
+        // the earlier holes, so nothing more is reclaimed, and run unmerge refills them.
+        #expect(FileManager.default.fileExists(atPath: "\(daemon.directory)/punched.json"))
+        let shmemStopped = TestHost.shmemBytes()
+        try daemon.start()
+        #expect(try eventually(timeout: .seconds(60)) { try held() == final }, "\(daemon.log.suffix(2000))")
+        #expect(daemon.log.contains("pages punched earlier are still counted as reclaimed"))
+        usleep(10_000_000)
+        let reclaimedSinceRestart = int(try daemon.guest(name)?["zero_pages_reclaimed"]) * 4096
+        #expect(reclaimedSinceRestart <= cap - final, "reclaimed \(reclaimedSinceRestart) bytes more after a restart, \(final) held already, cap \(cap)")
+        #expect(shmemStopped - TestHost.shmemBytes() <= cap - final + (1 << 20))
+        let shmemBeforeUnmerge = TestHost.shmemBytes()
+        let unmerge = try daemon.cli("run", "unmerge")
+        #expect(unmerge.status == 0, "\(unmerge.output)")
+        #expect(try eventually(timeout: .seconds(30)) { try held() == 0 })
+        let regrown = TestHost.shmemBytes() - shmemBeforeUnmerge
+        #expect(regrown >= final * 9 / 10, "Shmem grew by \(regrown) bytes after run unmerge; \(final) bytes were held before the restart")
+        #expect(daemon.stop() == 0)
     }
 
     @Test("kill -9 of samepaged while it has a guest paused: the next samepaged resumes it, and its data is intact")

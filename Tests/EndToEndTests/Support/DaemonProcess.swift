@@ -32,7 +32,6 @@ final class DaemonProcess {
         }
     }
 
-    /// SIGTERM, then the exit status.
     /// SIGKILL, as a crash would end it.
     func kill9() {
         guard pid > 0 else { return }
@@ -41,6 +40,7 @@ final class DaemonProcess {
         pid = 0
     }
 
+    /// SIGTERM, then the exit status.
     func stop() -> Int32 {
         guard pid > 0 else { return 0 }
         kill(pid, SIGTERM)
