@@ -9,8 +9,9 @@ import Synchronization
 /// over HTTP/1.1, served by SwiftNIO on its shared event loops.
 ///
 /// Its peers are untrusted, so each holds bounded time and memory:
-/// - at most ``Limits/maximumConnections`` connections are served at once (one more is closed
-///   as soon as it is accepted, before anything is read from it);
+/// - at most ``Limits/maximumConnections`` connections are served at once. One more closes
+///   the connection open longest: a scrape takes milliseconds, so a peer that holds
+///   connections open (trickling bytes, never reading) cannot lock a scraper out;
 /// - deadlines are absolute: a request must have arrived whole within
 ///   ``Limits/requestTimeout`` of the connection's start or of the previous response's being
 ///   taken, and a response must be rendered and taken by the client within
@@ -28,8 +29,8 @@ import Synchronization
 public final class MetricsServer: Service, Sendable {
     /// Bounds on what the peers of the endpoint can hold.
     public struct Limits: Sendable {
-        /// Connections served at once; one more is closed on accept.
-        public var maximumConnections = 16
+        /// Connections served at once; one more closes the one open longest.
+        public var maximumConnections = 32
         /// How long a request may take to arrive whole, from the connection's start or from
         /// the previous response's being taken; absolute (bytes received do not extend it).
         public var requestTimeout: Duration = .seconds(10)
@@ -39,7 +40,7 @@ public final class MetricsServer: Service, Sendable {
         /// being answered included; one more closes the connection.
         public var maximumPipelinedRequests = 8
 
-        /// The defaults: 16 connections, 10 s deadlines, 8 requests in the pipeline.
+        /// The defaults: 32 connections, 10 s deadlines, 8 requests in the pipeline.
         public init() {}
     }
 
@@ -79,12 +80,7 @@ public final class MetricsServer: Service, Sendable {
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard gate.admit(channel) else {
-                        // Registered and active first, then closed: the peer sees an orderly
-                        // end of stream, and nothing of it is read.
-                        try channel.pipeline.syncOperations.addHandler(CloseOnActive())
-                        return
-                    }
+                    gate.admit(channel)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withPipeliningAssistance: false, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
@@ -128,35 +124,25 @@ public final class MetricsServer: Service, Sendable {
     }
 }
 
-/// Counts the connections being served, from any event loop; a connection admitted is
-/// counted until its channel closes.
+/// The connections being served, from any event loop, in the order they were admitted; a
+/// connection is held until its channel closes.
 private final class ConnectionGate: Sendable {
     private let maximum: Int
-    private let open = Mutex(0)
+    private let open = Mutex<[(id: ObjectIdentifier, channel: any Channel)]>([])
 
     init(maximum: Int) {
-        self.maximum = maximum
+        self.maximum = max(1, maximum)
     }
 
-    /// Whether `channel` may be served; if so, it is counted until it closes.
-    func admit(_ channel: any Channel) -> Bool {
-        let admitted = open.withLock { open in
-            guard open < maximum else { return false }
-            open += 1
-            return true
+    /// Admits `channel`; at the limit, the connection open longest is closed to make room.
+    func admit(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        let evicted = open.withLock { open -> (any Channel)? in
+            let oldest = open.count >= maximum ? open.removeFirst().channel : nil
+            open.append((id, channel))
+            return oldest
         }
-        if admitted {
-            channel.closeFuture.whenComplete { _ in self.open.withLock { $0 -= 1 } }
-        }
-        return admitted
-    }
-}
-
-/// Closes a connection over the cap as soon as it is active.
-private final class CloseOnActive: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-
-    func channelActive(context: ChannelHandlerContext) {
-        context.close(promise: nil)
+        evicted?.close(promise: nil)
+        channel.closeFuture.whenComplete { _ in self.open.withLock { $0.removeAll { $0.id == id } } }
     }
 }

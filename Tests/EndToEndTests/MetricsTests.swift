@@ -185,3 +185,75 @@ struct MetricsEndToEndTests {
         #expect((try? Scrape(url)) == nil, "the endpoint closes with the daemon")
     }
 }
+
+/// A hostile scraper: `pipeliners` connections that each send `requests` pipelined
+/// `GET /metrics` and never read a byte back, and `tricklers` connections that send one byte
+/// every 5 s, for `seconds` seconds.
+let metricsFloodScript = #"""
+import socket, sys, threading, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+pipeliners, requests, tricklers = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+request = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"
+def pipeline():
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        s.sendall(request * requests)   # blocks once the server stops reading: that is the point
+    except OSError:
+        pass
+    time.sleep(seconds)
+for _ in range(pipeliners):
+    threading.Thread(target=pipeline, daemon=True).start()
+slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(tricklers)]
+end = time.time() + seconds
+while time.time() < end:
+    for s in slow:
+        try: s.send(b"G")
+        except OSError: pass
+    time.sleep(5)
+print("flood done")
+"""#
+
+@Suite("End to end: a hostile scraper", .serialized)
+struct MetricsFloodEndToEndTests {
+    @Test("Pipelined requests never read, and trickling connections, leave samepaged's memory within 64 MiB and a normal scrape within 2 s")
+    func floodStaysBounded() throws {
+        let name = "sp-e2e-mflood"
+        TestHost.removeGuests([name])
+        defer { TestHost.removeGuests([name]) }
+        try TestHost.startGuest(name, ram: "memfd", fill: 8)
+        let port = freeLoopbackPort()
+        let daemon = try DaemonProcess(config: daemonConfig.replacingOccurrences(
+            of: "address = \"\"", with: "address = \"127.0.0.1:\(port)\""))
+        try daemon.writePolicy(name, "mode = \"report\"\n")
+        try daemon.start()
+        defer { _ = daemon.stop() }
+        let url = "http://127.0.0.1:\(port)/metrics"
+        #expect(eventually(timeout: .seconds(30)) { (try? daemon.guest(name)?["mapped"] as? Bool) == true })
+        // Rendered once, so that what a scrape allocates for itself is in the baseline.
+        #expect(try Scrape(url).status == 200)
+        let before = residentBytes(daemon.pid)
+        #expect(before > 0)
+
+        let floodLog = "\(daemon.directory)/flood.log"
+        let flood = try TestHost.spawn("/usr/bin/python3", ["-c", metricsFloodScript, "\(port)", "30", "8", "2000", "16"], output: floodLog)
+        defer { kill(flood, SIGKILL); _ = TestHost.wait(flood) }
+        var peak = before
+        var slowest: Duration = .zero
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < .seconds(30) {
+            let scrapeStart = ContinuousClock.now
+            let scrape = try TestHost.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url])
+            slowest = max(slowest, ContinuousClock.now - scrapeStart)
+            #expect(scrape.output == "200", "a normal scrape during the flood: \(scrape.output)")
+            peak = max(peak, residentBytes(daemon.pid))
+            usleep(1_000_000)
+        }
+        print("metrics flood: samepaged RSS \(before >> 20) MiB before, \(peak >> 20) MiB at most during; slowest scrape \(slowest)")
+        #expect(peak - before <= 64 << 20, "samepaged's RSS grew from \(before >> 20) MiB to \(peak >> 20) MiB under the flood")
+        // curl's own start is in the figure too: the bound is on what a scraper sees.
+        #expect(slowest < .seconds(2), "the slowest scrape during the flood took \(slowest)")
+        #expect(residentBytes(daemon.pid) > 0, "samepaged died under the flood:\n\(daemon.log.suffix(2000))")
+        #expect(daemon.stop() == 0)
+    }
+}

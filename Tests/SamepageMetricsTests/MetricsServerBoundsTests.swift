@@ -133,4 +133,27 @@ struct MetricsServerBoundsTests {
             #expect(drained.bytes < size)
         }
     }
+
+    @Test("Connections held open at the limit cannot lock a scraper out: the one open longest makes room")
+    func heldConnectionsMakeRoom() async throws {
+        var limits = MetricsServer.Limits()
+        limits.maximumConnections = 2
+        let renderer = CountingRenderer(size: 1000)
+        try await withServer(limits, renderer) { port in
+            // Two peers that send half a request and hold on, as trickling clients do.
+            let first = try TCPConnection(port: port, timeout: .seconds(3))
+            #expect(first.send("GET /metrics HTTP/1.1\r\n"))
+            try await Task.sleep(for: .milliseconds(100))
+            let second = try TCPConnection(port: port, timeout: .seconds(3))
+            #expect(second.send("GET /metrics HTTP/1.1\r\n"))
+            try await Task.sleep(for: .milliseconds(100))
+            // A scraper is served at once, well before the 10 s request deadline frees a place.
+            let start = ContinuousClock.now
+            #expect(try TCPConnection(port: port).get("/metrics")?.status == 200)
+            #expect(ContinuousClock.now - start < .seconds(2))
+            // The oldest holder was closed for it; the younger one is still served.
+            #expect(first.isClosedByServer())
+            #expect(!second.isClosedByServer())
+        }
+    }
 }
