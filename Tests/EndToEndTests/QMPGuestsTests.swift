@@ -241,4 +241,30 @@ struct QMPGuestsEndToEndTests {
         #expect(eventually(timeout: .seconds(30)) { checks(name).count > before })
         #expect(checks(name).allSatisfy { $0.contains(expected) }, "\(TestHost.serial(name).suffix(1000))")
     }
+
+    @Test("An NVDIMM guest outside libvirt is mapped and accounted, never eligible for reclaim, and nothing of it is punched")
+    func persistentMemoryGuestNotEligible() throws {
+        let name = "sp-e2e-nvdimm"
+        QEMUGuest.stop([name])
+        defer { QEMUGuest.stop([name]) }
+        // Its RAM is a memfd and its NVDIMM a file on tmpfs: only the device says it is not RAM.
+        try QEMUGuest.start(name, ["--layout", "plain", "--memory", "192", "--nvdimm", "64", "--fill", "16"])
+        let daemon = try DaemonProcess(config: qmpDaemonConfig)
+        try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms = 30\nmax_pause_ms_per_minute = 3000\n")
+        try daemon.start()
+        defer { _ = daemon.stop() }
+        func guest() -> [String: Any] { (try? daemon.guest(name)) ?? [:] }
+        #expect(eventually(timeout: .seconds(60)) { guest()["mapped"] as? Bool == true }, "\(daemon.log.suffix(2000))")
+        let reclaim = (guest()["reclaim"] as? [String: Any]) ?? [:]
+        #expect(reclaim["eligible"] as? Bool == false)
+        #expect((reclaim["reason"] as? String ?? "").contains("persistent memory devices: "), "\(reclaim)")
+        // Its 16 MiB of zero-filled files are found (the scan goes on) and never punched.
+        #expect(eventually(timeout: .seconds(60)) { int(guest()["zero_pages"]) >= 4096 }, "\(guest())")
+        usleep(10_000_000)
+        let after = (guest()["reclaim"] as? [String: Any]) ?? [:]
+        #expect(int(after["pauses"]) == 0)
+        #expect(int(guest()["zero_pages_reclaimed"]) == 0)
+        #expect(QEMUGuest.status(name) == .running || QEMUGuest.status(name) == nil)
+        #expect(daemon.stop() == 0)
+    }
 }

@@ -2,6 +2,7 @@
 # Usage:
 #   qemu-guest.sh start NAME --layout proxmox|plain [--vmid N] [--memory MiB] [--ram memfd|file]
 #                 [--workload idle|dataset] [--fill MB] [--virtiofs DIR] [--lock WORD] [--second-qmp]
+#                 [--nvdimm MiB]
 #   qemu-guest.sh stop NAME          quit QEMU (QMP quit, then SIGKILL), stop its virtiofsd
 #   qemu-guest.sh lock NAME [WORD]   set (or, without WORD, clear) the Proxmox VM's lock: line
 #   qemu-guest.sh pid NAME | qmp NAME | qmp2 NAME | uuid NAME | serial NAME | conf NAME
@@ -21,6 +22,9 @@
 #   plain    -name NAME -uuid UUID -qmp unix:$STATE/qemu/NAME.qmp,server=on,wait=off,
 #            -pidfile $STATE/qemu/NAME.pid, -daemonize, RAM in memory-backend-memfd (share=on)
 #            or memory-backend-file under $STATE/qemu (share=on).
+# --nvdimm MiB gives a plain guest an NVDIMM of MiB (-machine nvdimm=on, -device nvdimm) on a
+# memory-backend-file in /dev/shm/samepage-nvdimm-NAME.img (share=on): tmpfs, so that only its
+# being persistent memory tells it from RAM.
 # --second-qmp gives a plain guest a second QMP server socket, $STATE/qemu/NAME-2.qmp (qmp2),
 # for another client (an operator, a manager) while samepaged uses the first.
 # --virtiofs DIR starts a virtiofsd (--socket-path=$STATE/qemu/NAME-fs.sock -o source=DIR) and
@@ -55,7 +59,7 @@ alive_pid() {
 
 cmd_start() {
     local name="${1:-}"; need_name "$name"; shift
-    local layout="" vmid="" memory=192 ram=memfd workload=idle fill=0 vfs_dir="" lock="" second=0
+    local layout="" vmid="" memory=192 ram=memfd workload=idle fill=0 vfs_dir="" lock="" second=0 nvdimm=0
     while [ $# -gt 0 ]; do
         case "$1" in
         --layout) layout="${2:-}"; shift 2 || die "--layout needs a value" ;;
@@ -67,6 +71,7 @@ cmd_start() {
         --virtiofs) vfs_dir="${2:-}"; shift 2 || die "--virtiofs needs a directory" ;;
         --lock) lock="${2:-}"; shift 2 || die "--lock needs a word" ;;
         --second-qmp) second=1; shift ;;
+        --nvdimm) nvdimm="${2:-}"; shift 2 || die "--nvdimm needs a size in MiB" ;;
         *) die "start: unknown option '$1'" ;;
         esac
     done
@@ -75,6 +80,8 @@ cmd_start() {
     case "$ram" in memfd|file) ;; *) die "start: --ram must be memfd or file (shared RAM)" ;; esac
     case "$workload" in idle|dataset) ;; *) die "start: --workload must be idle or dataset" ;; esac
     [[ "$fill" =~ ^[0-9]+$ ]] || die "start: --fill takes a number of MiB"
+    [[ "$nvdimm" =~ ^[0-9]+$ ]] || die "start: --nvdimm takes a number of MiB"
+    [ "$nvdimm" -eq 0 ] || [ "$layout" = plain ] || die "start: --nvdimm is for --layout plain"
     if [ "$layout" = proxmox ]; then
         [[ "$vmid" =~ ^[1-9][0-9]{2,8}$ ]] || die "start: --layout proxmox needs --vmid N (100 or more)"
         [ "$ram" = memfd ] || die "start: --layout proxmox takes memfd RAM (qemu-server's virtiofs-mem)"
@@ -113,7 +120,16 @@ cmd_start() {
         local backend="memory-backend-memfd,id=mem,size=${memory}M,share=on"
         [ "$ram" = memfd ] || backend="memory-backend-file,id=mem,size=${memory}M,mem-path=$QDIR/$name.ram,share=on"
         args=(-name "$name" -uuid "$uuid" -qmp "unix:$qmp,server=on,wait=off" -pidfile "$pidfile" "${args[@]}"
-              -object "$backend" -machine "type=pc,memory-backend=mem")
+              -object "$backend")
+        if [ "$nvdimm" -gt 0 ]; then
+            local image="/dev/shm/samepage-nvdimm-$name.img"
+            rm -f "$image"
+            args+=(-machine "type=pc,memory-backend=mem,nvdimm=on" -m "${memory}M,slots=2,maxmem=$((memory + nvdimm))M"
+                   -object "memory-backend-file,id=nvmem0,share=on,mem-path=$image,size=${nvdimm}M"
+                   -device "nvdimm,id=nvdimm0,memdev=nvmem0")
+        else
+            args+=(-machine "type=pc,memory-backend=mem")
+        fi
         if [ "$second" -eq 1 ]; then
             qmp2="$QDIR/$name-2.qmp"
             rm -f "$qmp2"
@@ -175,7 +191,7 @@ cmd_stop() {
     fi
     local vfs; vfs="$(field "$name" virtiofsd)"
     [ -z "$vfs" ] || { pkill -KILL -s "$vfs" 2>/dev/null || true; kill -KILL "$vfs" 2>/dev/null || true; }
-    rm -f "$(field "$name" qmp)" "$(field "$name" qmp2)" "$(field "$name" pidfile)" "$QDIR/$name.ram" "$(field "$name" virtiofsd_socket)"
+    rm -f "$(field "$name" qmp)" "$(field "$name" qmp2)" "$(field "$name" pidfile)" "$QDIR/$name.ram" "/dev/shm/samepage-nvdimm-$name.img" "$(field "$name" virtiofsd_socket)"
     local vmid; vmid="$(field "$name" vmid)"
     [ -z "$vmid" ] || rm -f "$PROXMOX_ETC/$vmid.conf"
     rm -f "$(env_file "$name")"
