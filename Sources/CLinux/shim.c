@@ -21,6 +21,10 @@ int samepage_pidfd_open(int pid, unsigned int flags) {
     return (int)syscall(SYS_pidfd_open, (pid_t)pid, flags);
 }
 
+int samepage_gettid(void) {
+    return gettid();
+}
+
 int samepage_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);
 }

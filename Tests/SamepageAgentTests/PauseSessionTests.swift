@@ -1,4 +1,5 @@
 import Foundation
+import LinuxSystem
 import Logging
 import SamepageModel
 import Synchronization
@@ -158,6 +159,37 @@ struct PauseSessionTests {
         #expect(journal.entries.isEmpty)
         #expect(transport.calls == ["open", "mark", "observe", "suspend", "observe", "resume", "close"])
         #expect(outcome.times != nil && !outcome.stoppedEarly)
+    }
+
+    @Test(
+        "The pausing thread runs at nice -10 from the journal write to the end, and at its own nice after",
+        .enabled(if: getuid() == 0, "lowering a nice value needs CAP_SYS_NICE"))
+    func pausingThreadPriority() throws {
+        final class NiceRecordingPunch: PausePunch {
+            let seen = Mutex<Int32?>(nil)
+            func punch(while shouldContinue: () -> Bool) -> PunchResult {
+                seen.withLock { $0 = try? ThreadNice.nice(of: ThreadNice.callingThread) }
+                return PunchResult()
+            }
+        }
+        let before = try ThreadNice.nice(of: ThreadNice.callingThread)
+        let transport = ScriptedTransport()
+        transport.observations = [running, paused]
+        let punch = NiceRecordingPunch()
+        var pause = session(transport)
+        pause.punch = punch
+        #expect(pause.run().ending == .resumed)
+        #expect(punch.seen.withLock { $0 } == -10)
+        #expect(try ThreadNice.nice(of: ThreadNice.callingThread) == before)
+
+        // Turned off: the thread keeps its nice value throughout.
+        let untouched = ScriptedTransport()
+        untouched.observations = [running, paused]
+        pause = session(untouched)
+        pause.punch = punch
+        pause.threadNice = nil
+        #expect(pause.run().ending == .resumed)
+        #expect(punch.seen.withLock { $0 } == before)
     }
 
     @Test("Someone else's pause just before our suspend (libvirt): not ours, nothing punched, not resumed")

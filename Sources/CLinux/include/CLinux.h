@@ -7,6 +7,9 @@
 /// pidfd_open(2): a descriptor for a process, readable once it exits.
 int samepage_pidfd_open(int pid, unsigned int flags);
 
+/// gettid(2): the calling thread's id, which setpriority(2) takes for one thread.
+int samepage_gettid(void);
+
 /// memfd_create(2).
 int samepage_memfd_create(const char *name, unsigned int flags);
 
