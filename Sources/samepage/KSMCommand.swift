@@ -11,13 +11,14 @@ struct KSMCommand: ParsableCommand {
         abstract: "Show the kernel's own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.")
 
     @ParentCommand var root: SamepageCommand
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Print JSON: the kernel_ksm object of the daemon's stats answer (as in 'stats --json').")
+    var json = false
 
     func run() throws {
-        let result = try ask(root.socket, .stats)
+        let result = try ask(root.socketPath(), .stats)
         guard case .stats(let stats) = result else { return }
         let k = stats.kernelKSM
-        if output.json {
+        if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(k), as: UTF8.self))
