@@ -212,7 +212,8 @@ struct PolicyCommand: ParsableCommand {
             case auto, policy, daemon
         }
 
-        @Option(name: .customLong("as"), help: "auto (by name and sections), policy (a per-guest policy file) or daemon (samepaged.toml).")
+        @Option(name: .customLong("as"), help: ArgumentHelp(
+            "auto (by name and sections), policy (a per-guest policy file) or daemon (samepaged.toml).", valueName: "kind"))
         var kind: Kind = .auto
         @Argument(help: "Policy files or samepaged's configuration file.", completion: .file(extensions: ["toml"])) var files: [String]
 

@@ -11,7 +11,7 @@ import SamepageModel
 struct GuestsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guests",
-        abstract: "Discover libvirt guests, map their shared-memory RAM, scan it and report.",
+        abstract: "Discover libvirt guests, map their RAM (shared or private), scan it and report.",
         discussion: """
             Every running guest is listed: mapped, or why not (an ambiguous private mapping, \
             a remote URI, no permission, QEMU gone). Guests with private RAM are accounted \

@@ -117,7 +117,7 @@ complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "s
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'policy' -d 'Show, validate and reload per-guest policies.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'sharing' -d 'Matrix of stable nodes (merged contents) with pages in both guests of each pair.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'scan' -d 'Scan memory image files for mergeable pages and print KSM\'s counters.'
-complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'guests' -d 'Discover libvirt guests, map their shared-memory RAM, scan it and report.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'guests' -d 'Discover libvirt guests, map their RAM (shared or private), scan it and report.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'ksm' -d 'Show the kernel\'s own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage list" uuid' -l 'uuid' -d 'Show each guest\'s UUID (36 more columns).'

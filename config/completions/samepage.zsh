@@ -60,7 +60,7 @@ _samepage() {
             'policy:Show, validate and reload per-guest policies.'
             'sharing:Matrix of stable nodes (merged contents) with pages in both guests of each pair.'
             'scan:Scan memory image files for mergeable pages and print KSM'\''s counters.'
-            'guests:Discover libvirt guests, map their shared-memory RAM, scan it and report.'
+            'guests:Discover libvirt guests, map their RAM (shared or private), scan it and report.'
             'ksm:Show the kernel'\''s own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.'
             'help:Show subcommand help information.'
         )
@@ -204,7 +204,7 @@ _samepage_policy_validate() {
     local -i ret=1
     local -ar ___as=('auto' 'policy' 'daemon')
     local -ar arg_specs=(
-        '--as[auto (by name and sections), policy (a per-guest policy file) or daemon (samepaged.toml).]:as:{__samepage_complete "${___as[@]}"}'
+        '--as[auto (by name and sections), policy (a per-guest policy file) or daemon (samepaged.toml).]:kind:{__samepage_complete "${___as[@]}"}'
         '*:files:_files -g '\''*.toml'\'''
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
