@@ -22,16 +22,20 @@ public struct ControlSocketLocation: Sendable, Equatable {
 
     /// Where the path came from, for messages.
     public enum Origin: Sendable, Equatable {
+        /// `--socket`.
         case option
+        /// `SAMEPAGE_SOCKET`.
         case environment
         /// `control.socket` of this configuration file (or its default, when the file does
         /// not set it).
         case configuration(String)
+        /// No option, variable or file: `/run/samepage/samepaged.sock`.
         case builtIn
     }
 
     /// The socket's path.
     public var path: String
+    /// Where ``path`` came from.
     public var origin: Origin
 
     /// A path and where it came from.

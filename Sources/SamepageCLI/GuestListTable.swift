@@ -16,6 +16,7 @@ import SamepageModel
 /// | Zero | zero pages found (`zero_pages`) in bytes, reclaimed or not |
 /// | Reclaimed | bytes the backends gave back to reclaim (`bytes_reclaimed`) |
 public struct GuestListTable: Sendable {
+    /// The guests, one row each, in this order.
     public var guests: [GuestStatus]
     /// Whether the UUID column is shown.
     public var showsUUID: Bool

@@ -34,6 +34,7 @@ public struct KeyValueLines: Sendable, Equatable {
         return sum
     }
 
+    /// The same keys and values in the same order.
     public static func == (a: KeyValueLines, b: KeyValueLines) -> Bool {
         a.pairs.map(\.key) == b.pairs.map(\.key) && a.pairs.map(\.value) == b.pairs.map(\.value)
     }

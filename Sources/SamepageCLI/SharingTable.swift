@@ -8,6 +8,7 @@ import SamepageModel
 /// one guest and one in another counts once. Row labels are in the first column, under an
 /// empty corner cell that keeps its width, so each column's label stands above its counts.
 public struct SharingTable: Sendable {
+    /// The matrix shown.
     public var matrix: SharingMatrix
 
     /// The table of `matrix`.

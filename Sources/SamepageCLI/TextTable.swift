@@ -16,7 +16,9 @@ public struct TextTable: Sendable, Equatable {
 
     /// A column: its label and how its cells line up.
     public struct Column: Sendable, Equatable {
+        /// The label in the header row.
         public var title: String
+        /// How the column's cells (and its label) line up.
         public var alignment: Alignment
 
         /// A column labelled `title`.
@@ -26,6 +28,7 @@ public struct TextTable: Sendable, Equatable {
         }
     }
 
+    /// The columns, left to right.
     public var columns: [Column]
     /// The cells, one array per row, as many as there are columns.
     public var rows: [[String]]
