@@ -184,6 +184,8 @@ let package = Package(
             exclude: ["Golden"]),
         .testTarget(
             name: "SamepageCLITests", dependencies: ["SamepageCLI", "SamepageModel", "SamepageCore", "SamepageConfig", "TestSupport"]),
+        // The samepage executable's commands: options and help, parsed without running them.
+        .testTarget(name: "samepageTests", dependencies: ["samepage", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(
             name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
             exclude: ["Golden"]),
