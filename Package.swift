@@ -108,6 +108,14 @@ let package = Package(
             ]
         ),
 
+        // What the CLI prints and where it finds the daemon: tables and key-value blocks rendered
+        // from model values (pure functions, golden-tested), the control socket's path
+        // (--socket, SAMEPAGE_SOCKET, the daemon's configuration file), guest-name completion.
+        .target(
+            name: "SamepageCLI",
+            dependencies: ["SamepageModel", "SamepageCore", "SamepageConfig", "SamepageControl"]
+        ),
+
         .executableTarget(
             name: "samepaged",
             dependencies: [
@@ -121,7 +129,8 @@ let package = Package(
         .executableTarget(
             name: "samepage",
             dependencies: [
-                "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageConfig", "SamepageControl", "SamepageModel",
+                "SamepageCore", "GuestMemory", "SamepageAgent", "SamepageCLI", "SamepageConfig", "SamepageControl",
+                "SamepageModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -173,6 +182,10 @@ let package = Package(
         .testTarget(
             name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore", "LinuxSystem"],
             exclude: ["Golden"]),
+        .testTarget(
+            name: "SamepageCLITests", dependencies: ["SamepageCLI", "SamepageModel", "SamepageCore", "SamepageConfig", "TestSupport"]),
+        // The samepage executable's commands: options and help, parsed without running them.
+        .testTarget(name: "samepageTests", dependencies: ["samepage", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(
             name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
             exclude: ["Golden"]),

@@ -242,6 +242,13 @@ fi
 [ -d "$STATE_DIR" ] || die "$STATE_DIR not created by postinst"
 [ "$(stat -c %a "$STATE_DIR")" = 700 ] || die "$STATE_DIR has mode $(stat -c %a "$STATE_DIR"), not 700"
 cmp -s "$CONFFILE" config/samepaged.toml || die "$CONFFILE differs from config/samepaged.toml"
+# The unit's first ExecReload: the packaged configuration passes it, a broken copy does not.
+out="$(/usr/sbin/samepaged --check-config 2>&1)" || die "samepaged --check-config fails on the packaged files: $out"
+bad="$(mktemp)"
+printf '[libvirt]\nurl = "x"\n' >"$bad"
+if /usr/sbin/samepaged --check-config --config "$bad" >/dev/null 2>&1; then rm -f "$bad"; die "samepaged --check-config accepted an unknown key"; fi
+rm -f "$bad"
+[ -f /usr/share/zsh/vendor-completions/_samepage ] || die "the zsh completion is missing"
 grep -q "^ $CONFFILE " <<<"$(dpkg-query -W -f='${Conffiles}\n' samepage)" ||
     die "dpkg does not list $CONFFILE as a conffile of samepage"
 ok "files in place; $CONFFILE is a conffile"

@@ -69,7 +69,7 @@ func measureDaemonPath(_ guests: [BenchGuest], engine: Engine, runs: Int) -> Dae
     costs.listBytes = bytes.count
 
     let byName = guests.sorted { $0.identity.name < $1.identity.name }
-    var matrix = SharingMatrix(guests: [], pages: [])
+    var matrix = SharingMatrix(guests: [], stableNodes: [])
     costs.sharingMatrix = median(runs) {
         matrix = SharingMatrix(guests: byName.map(\.identity), slots: byName.map(\.slots), in: engine)
     }
@@ -90,13 +90,13 @@ func measureDaemonPath(_ guests: [BenchGuest], engine: Engine, runs: Int) -> Dae
 /// guests i and j has members in i), and guests do share.
 func checkSharing(_ matrix: SharingMatrix) {
     let n = matrix.guests.count
-    precondition(matrix.pages.count == n && matrix.pages.allSatisfy { $0.count == n }, "sharing matrix not square")
+    precondition(matrix.stableNodes.count == n && matrix.stableNodes.allSatisfy { $0.count == n }, "sharing matrix not square")
     var across = 0
     for i in 0..<n {
         for j in 0..<n {
-            precondition(matrix.pages[i][j] == matrix.pages[j][i], "sharing matrix not symmetric at \(i), \(j)")
-            precondition(matrix.pages[i][j] <= matrix.pages[i][i], "guests \(i) and \(j) share more than \(i) has")
-            if i != j { across += matrix.pages[i][j] }
+            precondition(matrix.stableNodes[i][j] == matrix.stableNodes[j][i], "sharing matrix not symmetric at \(i), \(j)")
+            precondition(matrix.stableNodes[i][j] <= matrix.stableNodes[i][i], "guests \(i) and \(j) share more than \(i) has")
+            if i != j { across += matrix.stableNodes[i][j] }
         }
     }
     precondition(n < 2 || across > 0, "no two guests share anything")

@@ -87,10 +87,10 @@ public enum StatusPage {
         guard let sharing, !sharing.guests.isEmpty else {
             return html + "<p>No sharing matrix: no guest is mapped, or the agent did not answer in time.</p></section>\n"
         }
-        let largest = max(1, sharing.pages.flatMap { $0 }.max() ?? 1)
+        let largest = max(1, sharing.stableNodes.flatMap { $0 }.max() ?? 1)
         html += "<table class=\"heatmap\"><tr><th></th>"
         html += sharing.guests.map { "<th class=\"col\">\(escape($0.name))</th>" }.joined() + "</tr>\n"
-        for (i, row) in sharing.pages.enumerated() {
+        for (i, row) in sharing.stableNodes.enumerated() {
             html += "<tr><th>\(escape(sharing.guests[i].name))</th>"
             for pages in row {
                 let level = Double(pages) / Double(largest)

@@ -6,6 +6,6 @@ extension SharingMatrix {
     /// - Complexity: that of ``Engine/sharingMatrix(of:)``.
     public init(guests: [GuestIdentity], slots: [[SlotID]], in engine: Engine) {
         precondition(guests.count == slots.count, "\(guests.count) guests, \(slots.count) lists of slots")
-        self.init(guests: guests, pages: engine.sharingMatrix(of: slots))
+        self.init(guests: guests, stableNodes: engine.sharingMatrix(of: slots))
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SamepageCLI
 import SamepageConfig
 import SamepageControl
 import SamepageCore
@@ -23,87 +24,48 @@ func printJSON(_ result: ControlResult) {
     print(ControlCodec.json(result, pretty: true))
 }
 
+/// The kernel-named counters, aligned with a `saves` line above them, as `stats`, `dominfo`
+/// and `guests` print them.
 func counterLines(_ counters: Counters, indent: String = "") -> [String] {
-    counters.named.map { "\(indent)\($0.0.padding(toLength: 16, withPad: " ", startingAt: 0)) \($0.1)" }
+    StatsText.counters(counters).lines(indent: indent, minimumWidth: StatsText.savingsKeyWidth)
 }
 
-func reclaimLines(_ r: ReclaimStatus) -> [String] {
-    func buckets(_ counts: [Int]) -> String {
-        zip(ReclaimStatus.histogramBoundsMs, counts)
-            .map { "\($0.isInfinite ? "+Inf" : String(format: "%g", $0)):\($1)" }.joined(separator: " ")
+/// Sends `request` (see ``ask(_:_:)``); with `json` prints the answer and returns nil,
+/// otherwise returns it for the command to print in words.
+func answer(_ socket: String, _ request: ControlRequest, json: Bool) throws -> ControlResult? {
+    let result = try ask(socket, request)
+    if json {
+        printJSON(result)
+        return nil
     }
-    return [
-        "zero_pages_reclaimed \(r.zeroPagesReclaimed)", "bytes_reclaimed  \(r.bytesReclaimed)",
-        "zero_pages_refaulted \(r.zeroPagesRefaulted)", "pages_held       \(r.pagesHeld)",
-        "pauses           \(r.pauses) (\(String(format: "%.1f", r.pauseMillisecondsTotal)) ms, \(r.pauseOverruns) over budget)",
-        "pause_ms         \(buckets(r.pauseHistogram))",
-        "guest_seen       \(r.guestSeenPauses) (\(String(format: "%.1f", r.guestSeenPauseMillisecondsTotal)) ms, \(r.guestSeenOverruns) over budget)",
-        "guest_seen_ms    \(buckets(r.guestSeenPauseHistogram))",
-        "pauses_stopped_early \(r.pausesStoppedEarly)",
-        "deferrals        cpu_pressure \(r.deferralsForCPUPressure), pause_cost \(r.deferralsForPauseCost), monitor_busy \(r.deferralsForMonitorBusy)",
-    ] + (r.deferred.map { ["DEFERRED         \($0.reason.rawValue): \($0.detail)"] } ?? [])
-        + (r.resumeFailure.map { ["RESUME FAILING   \($0) (retried with backoff)"] } ?? [])
-}
-
-/// `--json`, shared by every command that prints an answer.
-struct OutputOptions: ParsableArguments {
-    @Flag(help: "Print JSON: the daemon's wire form of the answer (the kernel's counter names as keys).")
-    var json = false
-
-    /// Sends `request` (see ``ask(_:_:)``); with `--json` prints the answer and returns nil,
-    /// otherwise returns it for the command to print in words.
-    func answer(_ socket: String, _ request: ControlRequest) throws -> ControlResult? {
-        let result = try ask(socket, request)
-        if json {
-            printJSON(result)
-            return nil
-        }
-        return result
-    }
+    return result
 }
 
 /// The guest listing of `list` and `samepage guests`: one row per guest, then why each guest
 /// that is not mapped is not.
-func guestTable(_ guests: [GuestStatus]) -> String {
+func guestTable(_ guests: [GuestStatus], showsUUID: Bool = false) -> String {
     // What each guest saves, in bytes, first; the kernel-named counters below.
     var lines = guests.map { "\($0.name): \(Savings($0).summary)" }
     if guests.count > 1 { lines.append("total: \(guests.map { Savings($0) }.reduce(.zero, +).summary)") }
     if !guests.isEmpty { lines.append("") }
-    lines.append(table(
-        ["Name", "UUID", "Source", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
-        guests.map { g in
-            [g.name, g.uuid, g.vmid.map { "\(g.source) \($0)" } ?? g.source.rawValue, g.state, g.backend ?? g.facts.backing, g.mapped ? "yes" : "no", g.mode.rawValue,
-             g.trustGroup ?? "-", "\(g.counters.pagesScanned)", "\(g.counters.pagesShared)",
-             "\(g.counters.pagesSharing)", "\(g.counters.zeroPages)", "\(g.reclaim.zeroPagesReclaimed)"]
-        }))
-    for g in guests {
-        if let reason = g.reason { lines.append("\(g.name): not mapped: \(reason)") }
-        if let deferred = g.reclaim.deferred { lines.append("\(g.name): reclaim deferred: \(deferred.detail)") }
-    }
+    lines.append(GuestListTable(guests, showsUUID: showsUUID).text)
     return lines.joined(separator: "\n")
-}
-
-func table(_ header: [String], _ rows: [[String]]) -> String {
-    let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
-    func format(_ row: [String]) -> String {
-        zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-            .trimmingCharacters(in: .whitespaces)
-    }
-    let rule = String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))
-    return ([format(header), rule] + rows.map(format)).joined(separator: "\n")
 }
 
 struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List guests: state, backend, mapped or why not, policy, counters.")
+        abstract: "List guests: where found, state, policy, RAM and what sharing, zero pages and reclaim come to.",
+        discussion: "Sizes are in binary units (KiB, MiB, GiB). The UUID is shown with --uuid and by dominfo; the backend and the page counters by dominfo and --json.")
 
     @ParentCommand var root: SamepageCommand
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Show each guest's UUID (36 more columns).") var uuid = false
+    @Flag(help: "Print the daemon's answer as JSON: an array of guest objects, the kernel's counter names as keys.")
+    var json = false
 
     func run() throws {
-        guard case .guests(let guests) = try output.answer(root.socket, .list) else { return }
-        print(guestTable(guests))
+        guard case .guests(let guests) = try answer(root.socketPath(), .list, json: json) else { return }
+        print(guestTable(guests, showsUUID: uuid))
     }
 }
 
@@ -112,11 +74,12 @@ struct DominfoCommand: ParsableCommand {
         commandName: "dominfo", abstract: "Show one guest: backends, facts, policy, counters.")
 
     @ParentCommand var root: SamepageCommand
-    @Argument(help: "Guest name or UUID.") var guest: String
-    @OptionGroup var output: OutputOptions
+    @Argument(help: "Guest name or UUID.", completion: guestNameCompletion) var guest: String
+    @Flag(help: "Print the daemon's answer as JSON: one guest object, the kernel's counter names as keys.")
+    var json = false
 
     func run() throws {
-        guard case .guest(let g) = try output.answer(root.socket, .dominfo(guest: guest)) else { return }
+        guard case .guest(let g) = try answer(root.socketPath(), .dominfo(guest: guest), json: json) else { return }
         var lines = [
             "Name:            \(g.name)", "UUID:            \(g.uuid)",
             "Source:          \(g.source)\(g.vmid.map { " (VMID \($0))" } ?? "")", "Saves:           \(Savings(g).summary)",
@@ -126,7 +89,7 @@ struct DominfoCommand: ParsableCommand {
             "Backing:         \(g.facts.backing)\(g.facts.access.map { ", \($0)" } ?? "")\(g.facts.hugepages ? ", hugepages" : "")",
         ]
         for region in g.regions {
-            lines.append("Region:          \(region.backend): \(region.kind), \(region.bytes >> 20) MiB\(region.path.map { ", \($0)" } ?? "")")
+            lines.append("Region:          \(region.backend): \(region.kind), \(bytesText(region.bytes))\(region.path.map { ", \($0)" } ?? "")")
         }
         let facts = g.facts
         func list(_ items: [String]) -> String { items.isEmpty ? "none" : items.joined(separator: ", ") }
@@ -145,7 +108,7 @@ struct DominfoCommand: ParsableCommand {
         ]
         print(lines.joined(separator: "\n"))
         print(counterLines(g.counters).joined(separator: "\n"))
-        print(reclaimLines(g.reclaim).joined(separator: "\n"))
+        print(StatsText.reclaim(g.reclaim).lines().joined(separator: "\n"))
     }
 }
 
@@ -157,24 +120,18 @@ func kernelLine(_ k: GuestKernelKSM) -> String {
 
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stats", abstract: "Show the global counters (the kernel's names), run mode and tunables.")
+        commandName: "stats",
+        abstract: "Show what the guests save, the global counters (the kernel's names), run mode, tunables and reclaim.",
+        discussion: "Pause lengths are shown as percentiles read from the histogram's buckets: 'p90 ≤ 10 ms' says at least 90% of the pauses took at most 10 ms (an upper bound, not a measurement).")
 
     @ParentCommand var root: SamepageCommand
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Print the daemon's answer as JSON: one flat object, the kernel's counter and knob names as keys, reclaim nested.")
+    var json = false
 
     func run() throws {
-        guard case .stats(let s) = try output.answer(root.socket, .stats) else { return }
+        guard case .stats(let s) = try answer(root.socketPath(), .stats, json: json) else { return }
         var lines = ["saves            \(s.savings.summary)"] + counterLines(s.counters)
-        let fullScan = s.lastFullScan.map {
-            String(format: "%.1f s at %.1f%% CPU", $0.seconds, $0.cpuPercent)
-        } ?? "none completed yet"
-        lines += ["run              \(s.run.rawValue)"] + tunableLines(s.tunables) + [
-            "full_scan        \(fullScan)",
-            "tracking_bytes   \(s.trackingBytes)",
-            "scan_rate        \(Int(s.scanRate.rounded())) pages/s",
-            "guests           \(s.guests) (\(s.guestsMapped) mapped)",
-            "libvirt          \(s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")")",
-        ] + reclaimLines(s.reclaim)
+        lines += [""] + StatsText.lines(s)
         print(lines.joined(separator: "\n"))
     }
 }
@@ -190,14 +147,14 @@ struct RunCommand: ParsableCommand {
     var noWait = false
 
     func run() throws {
-        _ = try ask(root.socket, .run(mode))
+        _ = try ask(root.socketPath(), .run(mode))
         print("run: \(mode.name)")
         guard mode == .unmerge, !noWait else { return }
         // Reclaimed ranges are allocated again in the background; follow it.
         let deadline = Date().addingTimeInterval(600)
         var last = -1
         while Date() < deadline {
-            guard case .stats(let stats) = try ask(root.socket, .stats) else { return }
+            guard case .stats(let stats) = try ask(root.socketPath(), .stats) else { return }
             let left = stats.reclaim.pagesHeld
             if left == 0 {
                 print("reclaimed memory allocated again")
@@ -212,19 +169,7 @@ struct RunCommand: ParsableCommand {
 }
 
 /// The tunables under their kernel names, one a line, as `stats` and `tune` show them.
-func tunableLines(_ t: Tunables) -> [String] {
-    let advised = t.advisorMode == .scanTime ? " (set by the advisor)" : ""
-    return [
-        "pages_to_scan    \(t.pagesToScan)\(advised)", "sleep_millisecs  \(t.sleepMillisecs)",
-        "max_kernel_pages \(t.maxKernelPages)", "max_page_sharing \(t.maxPageSharing)",
-        "smart_scan       \(t.smartScan ? 1 : 0)",
-        "advisor_mode     \(t.advisorMode.name)",
-        "advisor_target_scan_time  \(t.advisorTargetScanTime) s",
-        "advisor_max_cpu           \(t.advisorMaxCPU)%",
-        "advisor_min_pages_to_scan \(t.advisorMinPagesToScan)",
-        "advisor_max_pages_to_scan \(t.advisorMaxPagesToScan)",
-    ]
-}
+func tunableLines(_ t: Tunables) -> [String] { StatsText.tunables(t).lines() }
 
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -234,32 +179,56 @@ struct PolicyCommand: ParsableCommand {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The policy in force for each guest, and its file.")
         @ParentCommand var policy: PolicyCommand
-        @Argument(help: "Guest name or UUID; all guests without one.") var guest: String?
-        @OptionGroup var output: OutputOptions
+        @Argument(help: "Guest name or UUID; all guests without one.", completion: guestNameCompletion) var guest: String?
+        @Flag(help: "Print the daemon's answer as JSON: one object per guest, its policy and the file it comes from.")
+        var json = false
 
         func run() throws {
-            guard case .policies(let policies) = try output.answer(policy.root.socket, .policyShow(guest: guest)) else { return }
-            print(table(
-                ["Name", "Mode", "Group", "Max pages", "Pause ms", "Pause ms/min", "Source"],
-                policies.map { p in
-                    [p.name, p.policy.mode.rawValue, p.policy.trustGroup ?? "-", "\(p.policy.maxPages)",
-                     "\(p.policy.maxPauseMs)", "\(p.policy.maxPauseMsPerMinute)", p.source ?? "(built-in default)"]
-                }))
+            guard case .policies(let policies) = try answer(policy.root.socketPath(), .policyShow(guest: guest), json: json)
+            else { return }
+            let columns: [TextTable.Column] = [
+                .init("Name"), .init("Mode"), .init("Group"), .init("Max pages", .right), .init("Pause ms", .right),
+                .init("Pause ms/min", .right), .init("Source"),
+            ]
+            print(TextTable(columns: columns, rows: policies.map { p in
+                [p.name, p.policy.mode.rawValue, p.policy.trustGroup ?? "-", "\(p.policy.maxPages)",
+                 "\(p.policy.maxPauseMs)", "\(p.policy.maxPauseMsPerMinute)", p.source ?? "(built-in default)"]
+            }).text)
         }
     }
 
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check policy files without the daemon; prints each problem as FILE:LINE: message.")
-        @Argument(help: "Policy files.") var files: [String]
+            abstract: "Check policy files, or samepaged's configuration file, without the daemon; prints each problem as FILE:LINE: message.",
+            discussion: """
+                A file named samepaged.toml, or with one of its sections ([libvirt], [control], \
+                [metrics], [scan], [policy], [reclaim], [qemu], [kernel_ksm]), is checked as \
+                samepaged's configuration; any other as a per-guest policy file. --as says which. \
+                'samepaged --check-config' checks the configuration and every policy file it leads to.
+                """)
+
+        /// How a file is taken.
+        enum Kind: String, ExpressibleByArgument, CaseIterable {
+            case auto, policy, daemon
+        }
+
+        @Option(name: .customLong("as"), help: ArgumentHelp(
+            "auto (by name and sections), policy (a per-guest policy file) or daemon (samepaged.toml).", valueName: "kind"))
+        var kind: Kind = .auto
+        @Argument(help: "Policy files or samepaged's configuration file.", completion: .file(extensions: ["toml"])) var files: [String]
 
         func run() throws {
             var problems = 0
             for file in files {
-                let errors = PolicyFile.validate(path: file)
+                let kind: ConfigFileKind = switch self.kind {
+                case .auto: ConfigFileKind.of(path: file)
+                case .policy: .policy
+                case .daemon: .daemon
+                }
+                let errors = kind.validate(path: file)
                 problems += errors.count
                 for error in errors { print(error.description) }
-                if errors.isEmpty { print("\(file): ok") }
+                print(errors.isEmpty ? "\(file): ok (\(kind.description))" : "\(file): invalid (checked as a \(kind.description))")
             }
             if problems > 0 { throw ExitCode.failure }
         }
@@ -269,10 +238,11 @@ struct PolicyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make samepaged re-read the policy directory; a bad file is rejected and its guest keeps its last good policy.")
         @ParentCommand var policy: PolicyCommand
-        @OptionGroup var output: OutputOptions
+        @Flag(help: "Print the daemon's answer as JSON: the errors of the files it rejected.")
+        var json = false
 
         func run() throws {
-            guard case .policyReload(let report) = try output.answer(policy.root.socket, .policyReload) else { return }
+            guard case .policyReload(let report) = try answer(policy.root.socketPath(), .policyReload, json: json) else { return }
             if report.errors.isEmpty {
                 print("policies reloaded")
             } else {
@@ -287,16 +257,23 @@ struct PolicyCommand: ParsableCommand {
 
 struct SharingCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sharing", abstract: "Matrix of merged contents shared between each pair of guests.")
+        commandName: "sharing",
+        abstract: "Matrix of stable nodes (merged contents) with pages in both guests of each pair.",
+        discussion: "A cell counts stable nodes, not pages: a merged content with pages in both guests counts once. The diagonal counts each guest's own.")
 
     @ParentCommand var root: SamepageCommand
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Print the daemon's answer as JSON: guests, uuids, and the matrix under stable_nodes (and under pages, its former name).")
+    var json = false
 
     func run() throws {
-        guard case .sharing(let matrix) = try output.answer(root.socket, .sharing) else { return }
-        let names = matrix.guests.map(\.name)
-        print(table([""] + names, zip(names, matrix.pages).map { [$0] + $1.map(String.init) }))
+        guard case .sharing(let matrix) = try answer(root.socketPath(), .sharing, json: json) else { return }
+        print(SharingTable(matrix).text)
     }
+}
+
+/// Guest names for the shell, asked of the daemon (nothing when it does not answer at once).
+let guestNameCompletion = CompletionKind.custom { words, _, prefix in
+    GuestNameCompletion.candidates(words: words, prefix: prefix, environment: ProcessInfo.processInfo.environment)
 }
 
 /// `samepage tune --advisor-mode none|scan-time`: the kernel's names.

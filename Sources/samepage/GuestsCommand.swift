@@ -11,10 +11,11 @@ import SamepageModel
 struct GuestsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guests",
-        abstract: "Discover libvirt guests, map their shared-memory RAM, scan it and report.",
+        abstract: "Discover libvirt guests, map their RAM (shared or private), scan it and report.",
         discussion: """
-            Every running guest is listed: mapped, or why not (anonymous or private RAM, a \
-            remote URI, no permission, QEMU gone). Mapped guests are scanned for --passes full \
+            Every running guest is listed: mapped, or why not (an ambiguous private mapping, \
+            a remote URI, no permission, QEMU gone). Guests with private RAM are accounted \
+            too: read in QEMU's address space (the kernel's KSM is what merges them). Mapped guests are scanned for --passes full \
             scans with the given mode and trust group, then their counters are printed. Guest \
             memory is only read (pread over resident pages): nothing is paused or changed in \
             any mode (zero pages are counted, never reclaimed) and no pause journal is read or \
@@ -37,7 +38,8 @@ struct GuestsCommand: ParsableCommand {
     @Option(help: "Give up after this many seconds.")
     var timeout = 300
 
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Print JSON computed here, no daemon: {\"stats\": …, \"guests\": […]}, the objects 'stats --json' and 'list --json' print.")
+    var json = false
 
     @Flag(help: "Log what the agent does on standard error.")
     var verbose = false
@@ -73,7 +75,7 @@ struct GuestsCommand: ParsableCommand {
             let mapped = snapshot.guests.filter(\.mapped)
             if mapped.allSatisfy({ $0.counters.fullScans >= passes }) { break }
         }
-        if output.json {
+        if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             // The daemon's wire forms: `stats` and `list` as `samepage stats --json` and

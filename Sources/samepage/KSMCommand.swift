@@ -11,13 +11,14 @@ struct KSMCommand: ParsableCommand {
         abstract: "Show the kernel's own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.")
 
     @ParentCommand var root: SamepageCommand
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Print JSON: the kernel_ksm object of the daemon's stats answer (as in 'stats --json').")
+    var json = false
 
     func run() throws {
-        let result = try ask(root.socket, .stats)
+        let result = try ask(root.socketPath(), .stats)
         guard case .stats(let stats) = result else { return }
         let k = stats.kernelKSM
-        if output.json {
+        if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(k), as: UTF8.self))
@@ -32,7 +33,7 @@ func kernelKSMLines(_ k: KernelKSMStatus) -> [String] {
     func value(_ number: Int?) -> String { number.map(String.init) ?? "-" }
     var lines = [
         "governed         \(k.governed ? "yes, [kernel_ksm] trust_group \(k.trustGroup.map { "\"\($0)\"" } ?? "(none: no guest is merged)")" : "no ([kernel_ksm] enabled = false)")",
-        "run              \(value(k.run))\(k.why.map { " (\($0))" } ?? "")",
+        "run              \(k.run.flatMap(RunMode.init(rawValue:)).map { "\($0.name) (\($0.rawValue))" } ?? value(k.run))\(k.why.map { ": \($0)" } ?? "")",
     ]
     let merged = ((k.pagesSharing ?? 0) + (k.ksmZeroPages ?? 0)) * pageSize
     lines.append("merged           \(Savings.format(bytes: merged)) (pages_sharing + ksm_zero_pages)")
@@ -51,8 +52,8 @@ func kernelKSMLines(_ k: KernelKSMStatus) -> [String] {
             ("available_threshold_percent", "\(c.availableThresholdPercent)%"), ("advisor_mode", c.advisorMode.rawValue),
             ("advisor_target_scan_time", "\(c.advisorTargetScanTime) s"), ("advisor_max_cpu", "\(c.advisorMaxCPU)%"),
             ("pages_to_scan", "\(c.pagesToScan)"), ("sleep_millisecs", "\(c.sleepMillisecs)"),
-            ("max_page_sharing", "\(c.maxPageSharing)"), ("use_zero_pages", c.useZeroPages ? "1" : "0"),
-            ("smart_scan", c.smartScan ? "1" : "0"),
+            ("max_page_sharing", "\(c.maxPageSharing)"), ("use_zero_pages", c.useZeroPages ? "on" : "off"),
+            ("smart_scan", c.smartScan ? "on" : "off"),
         ] {
             lines.append("  \(name.padding(toLength: 27, withPad: " ", startingAt: 0)) \(setting)")
         }

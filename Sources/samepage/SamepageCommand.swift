@@ -1,34 +1,63 @@
 import ArgumentParser
 import Foundation
+import SamepageCLI
 import SamepageControl
 import SamepageModel
 
 /// `samepage`: the operator's command line for Samepage, in the style of virsh.
 @main
 struct SamepageCommand: ParsableCommand {
+    // No `version:` here: swift-argument-parser would then offer --version on every
+    // subcommand. The root's own flag below is the only one.
     static let configuration = CommandConfiguration(
         commandName: "samepage",
         abstract: "Kernel Samepage Merging for QEMU guests with shared-memory RAM.",
         discussion: """
-            Commands that read or change the daemon talk to samepaged over its control socket. \
-            With no command, samepage opens an interactive shell. 'scan' and 'guests' run the \
-            engine in this process and need no daemon.
+            Commands that read or change the daemon talk to samepaged over its control socket: \
+            --socket, else $SAMEPAGE_SOCKET, else control.socket in samepaged's configuration \
+            file (--config, else $SAMEPAGE_CONFIG, else /etc/samepage/samepaged.toml), else \
+            /run/samepage/samepaged.sock. With no command, samepage opens an interactive \
+            shell. 'scan' and 'guests' run the engine in this process and need no daemon.
             """,
-        version: SamepageRelease.version,
         subcommands: [
             ListCommand.self, DominfoCommand.self, StatsCommand.self, RunCommand.self, TuneCommand.self,
             PolicyCommand.self, SharingCommand.self, ScanCommand.self, GuestsCommand.self, KSMCommand.self,
         ]
     )
 
-    @Option(help: "samepaged's control socket.")
-    var socket = HostDefaults.controlSocket
+    @Option(help: ArgumentHelp(
+        "samepaged's control socket.",
+        discussion: "Default: $SAMEPAGE_SOCKET, else control.socket of the configuration file, else /run/samepage/samepaged.sock.",
+        valueName: "path"))
+    var socket: String?
+
+    @Option(help: ArgumentHelp(
+        "samepaged's configuration file, read for control.socket when neither --socket nor $SAMEPAGE_SOCKET is given.",
+        discussion: "Default: $SAMEPAGE_CONFIG, else /etc/samepage/samepaged.toml (built-in defaults when that file is missing).",
+        valueName: "path"))
+    var config: String?
+
+    @Flag(help: "Show samepage's version and exit.")
+    var version = false
 
     static func main() { mainReportingFailures() }
 
-    /// No command: the interactive shell.
+    /// The control socket's path: `--socket`, `SAMEPAGE_SOCKET`, the configuration file's
+    /// `control.socket`, the built-in default (``ControlSocketLocation``).
+    func socketPath() throws -> String {
+        do {
+            return try ControlSocketLocation.resolve(
+                socketOption: socket, configOption: config, environment: ProcessInfo.processInfo.environment
+            ).path
+        } catch {
+            throw Failure("\(error) (reading control.socket; --socket or SAMEPAGE_SOCKET names the socket without the file)")
+        }
+    }
+
+    /// No command: the version with `--version`, else the interactive shell.
     func run() throws {
-        try InteractiveShell(socket: socket).run()
+        if version { return print(SamepageRelease.version) }
+        try InteractiveShell(socket: try socketPath()).run()
     }
 }
 
@@ -44,6 +73,10 @@ extension ParsableCommand {
     static func mainReportingFailures() {
         do {
             var command = try parseAsRoot()
+            // The root's --version parses after a subcommand too; it means nothing there.
+            if !(command is SamepageCommand), CommandLine.arguments.dropFirst().prefix(while: { $0 != "--" }).contains("--version") {
+                throw Failure("--version is samepage's own option: samepage --version")
+            }
             try command.run()
         } catch let failure as Failure {
             FileHandle.standardError.write(Data("samepage: \(failure.description)\n".utf8))
@@ -78,7 +111,10 @@ struct InteractiveShell {
             }
             do {
                 var command = try SamepageCommand.parseAsRoot(["--socket", socket] + words)
-                if command is SamepageCommand { continue }  // no nested shells
+                if let root = command as? SamepageCommand {
+                    if root.version { print(SamepageRelease.version) }
+                    continue  // no nested shells
+                }
                 try command.run()
             } catch let failure as Failure {
                 FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))

@@ -33,7 +33,8 @@ struct ScanCommand: ParsableCommand {
     @Flag(help: "Skip pages that keep failing to merge (kernel smart_scan).")
     var smartScan = false
 
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Print JSON computed here, no daemon: the global counters under the kernel's names, and files, one object per file.")
+    var json = false
 
     @Argument(help: "Memory image files; each size must be a multiple of 4096 bytes.")
     var files: [String]
@@ -73,7 +74,7 @@ struct ScanCommand: ParsableCommand {
             }
         }
         let perFile = zip(images, ids).map { (image, id) in (image, engine.counters(for: id)!) }
-        if output.json {
+        if json {
             print(try ScanReport(global: engine.counters, files: perFile).json())
         } else {
             printTable(global: engine.counters, files: perFile)

@@ -30,7 +30,8 @@ struct TuneCommand: ParsableCommand {
     @Option(help: "The pages_to_scan the advisor starts from.") var advisorMinPagesToScan: Int?
     @Option(help: "The advisor's cap on pages_to_scan.") var advisorMaxPagesToScan: Int?
     @OptionGroup(title: "The kernel's ksmd, while samepaged governs it ([kernel_ksm] enabled)") var kernel: KernelTuneOptions
-    @OptionGroup var output: OutputOptions
+    @Flag(help: "Print JSON: the tunables in force after the change as the daemon reports them (with --kernel-…: its kernel_ksm object).")
+    var json = false
 
     func validate() throws {
         if !kernel.changes.isEmpty && !engineChanges.isEmpty {
@@ -40,19 +41,19 @@ struct TuneCommand: ParsableCommand {
 
     func run() throws {
         if !kernel.changes.isEmpty {
-            guard case .kernelKSM(let status) = try output.answer(root.socket, .ksmTune(kernel.changes)) else { return }
+            guard case .kernelKSM(let status) = try answer(root.socketPath(), .ksmTune(kernel.changes), json: json) else { return }
             print(kernelKSMLines(status).joined(separator: "\n"))
             return
         }
         let changes = engineChanges
-        let result = try ask(root.socket, changes.isEmpty ? .stats : .tune(changes))
+        let result = try ask(root.socketPath(), changes.isEmpty ? .stats : .tune(changes))
         let tunables: Tunables
         switch result {
         case .tunables(let t): tunables = t
         case .stats(let s): tunables = s.tunables
         default: return
         }
-        if output.json { return printJSON(.tunables(tunables)) }
+        if json { return printJSON(.tunables(tunables)) }
         print(tunableLines(tunables).joined(separator: "\n"))
     }
 

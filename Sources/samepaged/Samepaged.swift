@@ -55,7 +55,13 @@ struct Samepaged: AsyncParsableCommand {
     @Flag(help: "Resume every guest the pause journal says samepaged paused, then exit (for the service manager, after the daemon stops).")
     var resumePaused = false
 
+    @Flag(help: ArgumentHelp(
+        "Check the configuration file and every policy file it leads to, then exit; starts nothing.",
+        discussion: "Prints each problem as FILE:LINE: message on standard error and exits 1, or a one-line summary and exits 0. The unit's ExecReload runs it before SIGHUP."))
+    var checkConfig = false
+
     func run() async throws {
+        if checkConfig { return try Self.checkConfiguration(config: config, policyDirectory: policyDir) }
         let logLevel = self.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -187,7 +193,19 @@ struct Samepaged: AsyncParsableCommand {
         logger.notice("samepaged stopped")
     }
 
-    /// The configuration file's settings with the command line's overrides.
+    /// `--check-config`: the configuration and the policies it leads to, checked; nothing
+    /// started, nothing written.
+    static func checkConfiguration(config: String?, policyDirectory: String?) throws {
+        let check = ConfigurationCheck.run(configuration: config, policyDirectory: policyDirectory)
+        guard check.isValid else {
+            for error in check.errors { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
+            let count = check.errors.count == 1 ? "1 error" : "\(check.errors.count) errors"
+            FileHandle.standardError.write(Data("samepaged: configuration check failed: \(count)\n".utf8))
+            throw ExitCode.failure
+        }
+        print("samepaged: configuration ok: \(check.summary)")
+    }
+
     /// The host's ksmd settings are kept next to the pause journal, which is on the state
     /// directory's file system: `/var/lib/samepage/kernel-ksm.json` by default.
     static func kernelKSMSaved(_ settings: DaemonConfiguration) -> String {
@@ -196,6 +214,7 @@ struct Samepaged: AsyncParsableCommand {
             : (settings.pauseJournal as NSString).deletingLastPathComponent + "/kernel-ksm.json"
     }
 
+    /// The configuration file's settings with the command line's overrides.
     func loadSettings() throws -> DaemonConfiguration {
         var settings = try config.map { try DaemonConfiguration.load(path: $0) } ?? DaemonConfiguration.loadIfPresent()
         if let uri { settings.libvirtURI = uri }

@@ -1,5 +1,6 @@
 import SamepageModel
 import Testing
+import TestSupport
 @testable import SamepageConfig
 
 @Suite struct PolicyDirectoryTests {

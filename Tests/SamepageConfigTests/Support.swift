@@ -8,36 +8,6 @@ let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent()  // Tests
     .deletingLastPathComponent()
 
-/// A fresh directory under the system's temporary directory, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array((NSTemporaryDirectory() + "/samepage-config-XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw CocoaError(.fileWriteUnknown) }
-        path = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func write(_ name: String, _ text: String) throws {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: file(name)))
-    }
-
-    func write(_ name: String, bytes: [UInt8]) throws {
-        try Data(bytes).write(to: URL(fileURLWithPath: file(name)))
-    }
-
-    func remove(_ name: String) throws {
-        try FileManager.default.removeItem(atPath: file(name))
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
 /// Messages of errors that concern a whole file, the only ones allowed to have no line.
 func isWholeFileError(_ message: String) -> Bool {
     message.hasPrefix("file is too large") || message.hasPrefix("cannot ")

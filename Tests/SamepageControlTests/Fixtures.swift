@@ -75,7 +75,7 @@ enum Sample {
 
     static let sharing = SharingMatrix(
         guests: [GuestIdentity(name: "alpha", uuid: alpha.uuid), GuestIdentity(name: "beta", uuid: beta.uuid)],
-        pages: [[10, 4], [4, 0]])
+        stableNodes: [[10, 4], [4, 0]])
 
     static let reload = PolicyReloadReport(errors: ["/etc/samepage/guests.d/beta.toml:3: unknown key \"mod\""])
 }

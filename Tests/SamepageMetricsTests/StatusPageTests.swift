@@ -32,7 +32,7 @@ enum StatusFixture {
 
     static var sharing: SharingMatrix {
         let guests = snapshot.guests.map(\.identity)
-        return SharingMatrix(guests: guests, pages: [[5_000, 18_000, 0], [18_000, 3_000, 0], [0, 0, 700]])
+        return SharingMatrix(guests: guests, stableNodes: [[5_000, 18_000, 0], [18_000, 3_000, 0], [0, 0, 700]])
     }
 }
 

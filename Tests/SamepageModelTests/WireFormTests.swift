@@ -95,8 +95,14 @@ struct WireFormTests {
 
     @Test("The sharing matrix: names and UUIDs in parallel; a matrix that is not square is refused")
     func sharing() throws {
-        let matrix = SharingMatrix(guests: [GuestIdentity(name: "a", uuid: "1")], pages: [[5]])
+        let matrix = SharingMatrix(guests: [GuestIdentity(name: "a", uuid: "1")], stableNodes: [[5]])
         #expect(try JSONDecoder().decode(SharingMatrix.self, from: JSONEncoder().encode(matrix)) == matrix)
+        // The cells are stable nodes: `stable_nodes`, and `pages` (the former name) alike.
+        let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(matrix)) as? [String: Any]
+        #expect(object?["stable_nodes"] as? [[Int]] == [[5]])
+        #expect(object?["pages"] as? [[Int]] == [[5]])
+        let both = try Self.decode(SharingMatrix.self, #"{"guests":["a"],"stable_nodes":[[7]],"pages":[[5]]}"#)
+        #expect(both.stableNodes == [[7]])
         let old = try Self.decode(SharingMatrix.self, #"{"guests":["a"],"pages":[[5]]}"#)
         #expect(old.guests == [GuestIdentity(name: "a", uuid: "")])
         #expect(throws: DecodingError.self) {

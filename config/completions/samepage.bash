@@ -165,12 +165,15 @@ _samepage() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--socket)
+    local -a non_repeating_options=(--socket --config)
     __samepage_offer_flags_options 0
 
     # Offer option value completions
     case "${prev}" in
     '--socket')
+        return
+        ;;
+    '--config')
         return
         ;;
     esac
@@ -193,7 +196,7 @@ _samepage() {
 
 _samepage_list() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--uuid --json -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -201,15 +204,23 @@ _samepage_list() {
 
 _samepage_dominfo() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 1
+
+    # Offer positional completions
+    case "${positional_number}" in
+    1)
+        __samepage_add_completions -W "$(__samepage_custom_complete ---completion dominfo -- positional@0 "${COMP_CWORD}" "$(__samepage_cursor_index_in_current_word)")"
+        return
+        ;;
+    esac
 }
 
 _samepage_stats() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -217,7 +228,7 @@ _samepage_stats() {
 
 _samepage_run() {
     repeating_flags=()
-    non_repeating_flags=(--no-wait --version -h --help)
+    non_repeating_flags=(--no-wait -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 1
@@ -233,7 +244,7 @@ _samepage_run() {
 
 _samepage_tune() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=(--pages-to-scan --sleep-millisecs --max-kernel-pages --max-page-sharing --advisor-mode --advisor-target-scan-time --advisor-max-cpu --advisor-min-pages-to-scan --advisor-max-pages-to-scan --kernel-available-threshold-percent --kernel-advisor-mode --kernel-advisor-target-scan-time --kernel-advisor-max-cpu --kernel-pages-to-scan --kernel-sleep-millisecs --kernel-max-page-sharing --kernel-use-zero-pages --kernel-smart-scan)
     __samepage_offer_flags_options 0
@@ -303,7 +314,7 @@ _samepage_tune() {
 
 _samepage_policy() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(-h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -326,23 +337,47 @@ _samepage_policy() {
 
 _samepage_policy_show() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 1
+
+    # Offer positional completions
+    case "${positional_number}" in
+    1)
+        __samepage_add_completions -W "$(__samepage_custom_complete ---completion policy show -- positional@0 "${COMP_CWORD}" "$(__samepage_cursor_index_in_current_word)")"
+        return
+        ;;
+    esac
 }
 
 _samepage_policy_validate() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(-h --help)
     repeating_options=()
-    non_repeating_options=()
+    non_repeating_options=(--as)
     __samepage_offer_flags_options -1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--as')
+        __samepage_add_completions -W 'auto'$'\n''policy'$'\n''daemon'
+        return
+        ;;
+    esac
+
+    # Offer positional completions
+    case "${positional_number}" in
+    *)
+        __samepage_add_completions -o plusdirs -fX '!*.@(toml)'
+        return
+        ;;
+    esac
 }
 
 _samepage_policy_reload() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -350,7 +385,7 @@ _samepage_policy_reload() {
 
 _samepage_sharing() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
@@ -358,7 +393,7 @@ _samepage_sharing() {
 
 _samepage_scan() {
     repeating_flags=()
-    non_repeating_flags=(--smart-scan --json --version -h --help)
+    non_repeating_flags=(--smart-scan --json -h --help)
     repeating_options=()
     non_repeating_options=(--passes --pages-to-scan --max-kernel-pages --max-page-sharing)
     __samepage_offer_flags_options -1
@@ -382,7 +417,7 @@ _samepage_scan() {
 
 _samepage_guests() {
     repeating_flags=()
-    non_repeating_flags=(--json --verbose --version -h --help)
+    non_repeating_flags=(--json --verbose -h --help)
     repeating_options=()
     non_repeating_options=(--connect --passes --mode --trust-group --timeout)
     __samepage_offer_flags_options 0
@@ -410,18 +445,14 @@ _samepage_guests() {
 
 _samepage_ksm() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json -h --help)
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
 }
 
 _samepage_help() {
-    repeating_flags=()
-    non_repeating_flags=(--version)
-    repeating_options=()
-    non_repeating_options=()
-    __samepage_offer_flags_options -1
+    :
 }
 
 complete -o filenames -F _samepage samepage

@@ -41,8 +41,9 @@ _samepage() {
 
     local -i ret=1
     local -ar arg_specs=(
-        '--socket[samepaged'\''s control socket.]:socket:'
-        '--version[Show the version.]'
+        '--socket[samepaged'\''s control socket.]:path:'
+        '--config[samepaged'\''s configuration file, read for control.socket when neither --socket nor $SAMEPAGE_SOCKET is given.]:path:'
+        '--version[Show samepage'\''s version and exit.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
         '(-): :->command'
         '(-)*:: :->arg'
@@ -51,15 +52,15 @@ _samepage() {
     case "${state}" in
     command)
         local -ar subcommands=(
-            'list:List guests: state, backend, mapped or why not, policy, counters.'
+            'list:List guests: where found, state, policy, RAM and what sharing, zero pages and reclaim come to.'
             'dominfo:Show one guest: backends, facts, policy, counters.'
-            'stats:Show the global counters (the kernel'\''s names), run mode and tunables.'
+            'stats:Show what the guests save, the global counters (the kernel'\''s names), run mode, tunables and reclaim.'
             'run:Stop scanning, scan and merge, or unmerge everything (run 0/1/2).'
             'tune:Change scan tunables live; with no option, show them.'
             'policy:Show, validate and reload per-guest policies.'
-            'sharing:Matrix of merged contents shared between each pair of guests.'
+            'sharing:Matrix of stable nodes (merged contents) with pages in both guests of each pair.'
             'scan:Scan memory image files for mergeable pages and print KSM'\''s counters.'
-            'guests:Discover libvirt guests, map their shared-memory RAM, scan it and report.'
+            'guests:Discover libvirt guests, map their RAM (shared or private), scan it and report.'
             'ksm:Show the kernel'\''s own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.'
             'help:Show subcommand help information.'
         )
@@ -80,8 +81,8 @@ _samepage() {
 _samepage_list() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        '--uuid[Show each guest'\''s UUID (36 more columns).]'
+        '--json[Print the daemon'\''s answer as JSON\: an array of guest objects, the kernel'\''s counter names as keys.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -92,9 +93,8 @@ _samepage_list() {
 _samepage_dominfo() {
     local -i ret=1
     local -ar arg_specs=(
-        ':guest:'
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        ':guest:{__samepage_custom_complete ---completion dominfo -- positional@0 "${current_word_index}" "$(__samepage_cursor_index_in_current_word)"}'
+        '--json[Print the daemon'\''s answer as JSON\: one guest object, the kernel'\''s counter names as keys.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -105,8 +105,7 @@ _samepage_dominfo() {
 _samepage_stats() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        '--json[Print the daemon'\''s answer as JSON\: one flat object, the kernel'\''s counter and knob names as keys, reclaim nested.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -120,7 +119,6 @@ _samepage_run() {
     local -ar arg_specs=(
         ':mode:{__samepage_complete "${_mode[@]}"}'
         '--no-wait[With unmerge\: return at once instead of showing progress until reclaimed memory is allocated again.]'
-        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -153,8 +151,7 @@ _samepage_tune() {
         '--kernel-max-page-sharing[Cap on pages sharing one KSM page (at least 2; changes only while none is shared).]:kernel-max-page-sharing:'
         '--kernel-use-zero-pages[Merge zero pages with the kernel'\''s zero page\: on or off.]:kernel-use-zero-pages:{__samepage_complete "${___kernel_use_zero_pages[@]}"}'
         '--kernel-smart-scan[Skip pages that keep failing to merge\: on or off.]:kernel-smart-scan:{__samepage_complete "${___kernel_smart_scan[@]}"}'
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        '--json[Print JSON\: the tunables in force after the change as the daemon reports them (with --kernel-…\: its kernel_ksm object).]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -165,7 +162,6 @@ _samepage_tune() {
 _samepage_policy() {
     local -i ret=1
     local -ar arg_specs=(
-        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
         '(-): :->command'
         '(-)*:: :->arg'
@@ -175,7 +171,7 @@ _samepage_policy() {
     command)
         local -ar subcommands=(
             'show:The policy in force for each guest, and its file.'
-            'validate:Check policy files without the daemon; prints each problem as FILE:LINE: message.'
+            'validate:Check policy files, or samepaged'\''s configuration file, without the daemon; prints each problem as FILE:LINE: message.'
             'reload:Make samepaged re-read the policy directory; a bad file is rejected and its guest keeps its last good policy.'
         )
         _describe -V subcommand subcommands && ret=0
@@ -195,9 +191,8 @@ _samepage_policy() {
 _samepage_policy_show() {
     local -i ret=1
     local -ar arg_specs=(
-        ':guest:'
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        ':guest:{__samepage_custom_complete ---completion policy show -- positional@0 "${current_word_index}" "$(__samepage_cursor_index_in_current_word)"}'
+        '--json[Print the daemon'\''s answer as JSON\: one object per guest, its policy and the file it comes from.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -207,9 +202,10 @@ _samepage_policy_show() {
 
 _samepage_policy_validate() {
     local -i ret=1
+    local -ar ___as=('auto' 'policy' 'daemon')
     local -ar arg_specs=(
-        '*:files:'
-        '--version[Show the version.]'
+        '--as[auto (by name and sections), policy (a per-guest policy file) or daemon (samepaged.toml).]:kind:{__samepage_complete "${___as[@]}"}'
+        '*:files:_files -g '\''*.toml'\'''
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -220,8 +216,7 @@ _samepage_policy_validate() {
 _samepage_policy_reload() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        '--json[Print the daemon'\''s answer as JSON\: the errors of the files it rejected.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -232,8 +227,7 @@ _samepage_policy_reload() {
 _samepage_sharing() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        '--json[Print the daemon'\''s answer as JSON\: guests, uuids, and the matrix under stable_nodes (and under pages, its former name).]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -249,9 +243,8 @@ _samepage_scan() {
         '--max-kernel-pages[Cap on stable nodes, i.e. merged contents tracked (0 = unlimited).]:max-kernel-pages:'
         '--max-page-sharing[Cap on pages sharing one stable node (0 = unlimited, else at least 2).]:max-page-sharing:'
         '--smart-scan[Skip pages that keep failing to merge (kernel smart_scan).]'
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
+        '--json[Print JSON computed here, no daemon\: the global counters under the kernel'\''s names, and files, one object per file.]'
         '*:files:'
-        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -268,9 +261,8 @@ _samepage_guests() {
         '--mode[How guests are scanned\: report (accounted, the default), zero (zero pages only), merge.]:mode:{__samepage_complete "${___mode[@]}"}'
         '--trust-group[Trust group for all guests; without one, each guest only shares within itself.]:trust-group:'
         '--timeout[Give up after this many seconds.]:timeout:'
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
+        '--json[Print JSON computed here, no daemon\: {"stats"\: …, "guests"\: \[…\]}, the objects '\''stats --json'\'' and '\''list --json'\'' print.]'
         '--verbose[Log what the agent does on standard error.]'
-        '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -281,8 +273,7 @@ _samepage_guests() {
 _samepage_ksm() {
     local -i ret=1
     local -ar arg_specs=(
-        '--json[Print JSON\: the daemon'\''s wire form of the answer (the kernel'\''s counter names as keys).]'
-        '--version[Show the version.]'
+        '--json[Print JSON\: the kernel_ksm object of the daemon'\''s stats answer (as in '\''stats --json'\'').]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
@@ -294,7 +285,6 @@ _samepage_help() {
     local -i ret=1
     local -ar arg_specs=(
         '*:subcommands:'
-        '--version[Show the version.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0
 
