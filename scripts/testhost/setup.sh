@@ -40,11 +40,11 @@ require_root
 
 # prometheus is there for its promtool only (Tests/PackagingTests checks the packaged rules
 # and the dashboard's queries); chromium, headless, loads samepaged's status page in
-# Tests/SamepageMetricsTests.
+# Tests/SamepageMetricsTests; lintian checks the Debian package (packaging/test-package.sh).
 PACKAGES=(libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
           qemu-system-x86 qemu-utils busybox-static cpio libxxhash-dev
           linux-image-cloud-amd64 python3 python3-prometheus-client dpkg-dev binutils prometheus
-          chromium)
+          chromium lintian)
 
 # ---- 1. packages ---------------------------------------------------------------
 missing=()
