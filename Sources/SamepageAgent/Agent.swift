@@ -40,6 +40,8 @@ public struct AgentConfiguration: Sendable {
     /// Reclaim waits while the host's CPU pressure (`/proc/pressure/cpu`, the `some` share
     /// over the last second or ten) is over this many percent; 100 never waits.
     public var reclaimMaxCPUPressure = 10.0
+    /// The pausing thread's nice value during a pause; nil leaves it as it is.
+    public var pauseThreadNice: Int32? = PauseSession.pauseThreadNice
     /// The kernel's own KSM: when `enabled`, samepaged governs ksmd (see `KernelKSMGovernor`).
     public var kernelKSM = KernelKSMConfiguration()
     /// QEMU guests outside libvirt (Proxmox VE, plain QEMU): found in /proc, paused over QMP.

@@ -36,6 +36,7 @@ import SamepageModel
 /// [reclaim]
 /// max_bytes = 0               # 0 = unlimited
 /// max_cpu_pressure = 10       # percent; 100 never waits
+/// pause_thread_nice = -10     # the pausing thread's nice value during a pause; 0 = unchanged
 /// journal = "/var/lib/samepage/paused.json"
 /// [kernel_ksm]                # the kernel's ksmd, for guests with private RAM
 /// enabled = false             # false never touches /sys/kernel/mm/ksm
@@ -116,6 +117,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Reclaim waits while the host's CPU pressure (`/proc/pressure/cpu`, some) is over this
     /// many percent (`reclaim.max_cpu_pressure`, 1 to 100; 100 never waits).
     public var reclaimMaxCPUPressure = 10
+    /// The nice value of the thread that pauses a guest, for the pause's length
+    /// (`reclaim.pause_thread_nice`, -20 to 0; 0 leaves it as it is).
+    public var reclaimPauseThreadNice = -10
     /// The journal of guests paused for reclaim (`reclaim.journal`), which `samepaged
     /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
     public var pauseJournal = HostDefaults.pauseJournal
@@ -220,6 +224,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
             }
             if let percent = section.integer("max_cpu_pressure", in: 1...100, describedAs: "1 to 100 (percent; 100 never waits)") {
                 reclaimMaxCPUPressure = percent
+            }
+            if let nice = section.integer("pause_thread_nice", in: -20...0, describedAs: "-20 to 0 (0 leaves the thread's priority as it is)") {
+                reclaimPauseThreadNice = nice
             }
             if let journal = section.string("journal", checkedBy: Self.pathProblem) {
                 pauseJournal = journal

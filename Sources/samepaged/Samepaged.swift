@@ -125,6 +125,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.pauseJournal = settings.pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
         agentConfiguration.reclaimMaxCPUPressure = Double(settings.reclaimMaxCPUPressure)
+        agentConfiguration.pauseThreadNice = settings.reclaimPauseThreadNice == 0 ? nil : Int32(settings.reclaimPauseThreadNice)
         agentConfiguration.kernelKSM = settings.kernelKSM
         agentConfiguration.qemuGuests = settings.qemuGuests
         agentConfiguration.kernelKSMSaved = Self.kernelKSMSaved(settings)

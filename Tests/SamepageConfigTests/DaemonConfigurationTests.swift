@@ -35,6 +35,7 @@ import TestSupport
         #expect(defaults.policyDirectory == "/etc/samepage/guests.d")
         #expect(defaults.defaultPolicy == GuestPolicy())
         #expect(defaults.reclaimMaxBytes == 0)
+        #expect(defaults.reclaimPauseThreadNice == -10)
         #expect(defaults.kernelKSM == KernelKSMConfiguration(
             enabled: false, trustGroup: nil, availableThresholdPercent: 20, advisorMode: .scanTime, advisorTargetScanTime: 200,
             advisorMaxCPU: 70, pagesToScan: 100, sleepMillisecs: 20, maxPageSharing: 256, useZeroPages: true, smartScan: true))
@@ -51,7 +52,7 @@ import TestSupport
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let keys = text.split(separator: "\n").filter { $0.contains(" = ") && !$0.hasPrefix("#") }
         #expect(keys.map { $0.split(separator: " ").first! }.sorted() == [
-            "address", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "per_guest", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
+            "address", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "pause_thread_nice", "per_guest", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
         ])
         // pages_to_scan is documented, commented out: with the advisor on, the file may not set it.
         #expect(text.contains("\n# pages_to_scan = 1000\n"))
@@ -101,6 +102,7 @@ import TestSupport
             [reclaim]
             max_bytes = 1073741824
             max_cpu_pressure = 35
+            pause_thread_nice = 0
             journal = "/srv/samepage/paused.json"
             [qemu]
             enabled = false
@@ -117,6 +119,7 @@ import TestSupport
         expected.configuredControlSocketMode = 0o640
         expected.metricsAddress = HostAndPort(host: "::1", port: 9100)
         expected.metricsPerGuest = false
+        expected.reclaimPauseThreadNice = 0
         expected.run = .stop
         expected.tunables = Tunables(
             pagesToScan: 250, sleepMillisecs: 0, maxKernelPages: 100000, maxPageSharing: 0, smartScan: false,
@@ -205,6 +208,7 @@ import TestSupport
         ("[reclaim]\nmax_bytes = \"1G\"", 3, "reclaim.max_bytes must be an integer, not a string"),
         ("[reclaim]\nmax_cpu_pressure = 0", 3, "reclaim.max_cpu_pressure = 0 is out of range: expected 1 to 100 (percent; 100 never waits)"),
         ("[reclaim]\nmax_cpu_pressure = 101", 3, "reclaim.max_cpu_pressure = 101 is out of range: expected 1 to 100 (percent; 100 never waits)"),
+        ("[reclaim]\npause_thread_nice = 5", 3, "reclaim.pause_thread_nice = 5 is out of range: expected -20 to 0 (0 leaves the thread's priority as it is)"),
         ("[reclaim]\njournal = \"paused.json\"", 3, "reclaim.journal = \"paused.json\" is not an absolute path"),
         ("[scan]\n[scan]", 3, "syntax error: "),
         ("verbose = true", 2, "unknown key \"verbose\" (expected \"libvirt\", \"control\", \"metrics\", \"scan\", \"policy\", \"reclaim\", \"qemu\", \"kernel_ksm\")"),

@@ -189,7 +189,8 @@ final class Reclaimer {
             guest: guest.identity, transport: transport, journal: journal,
             punch: BatchPunch(regions: batch.map { ($0.region, guest.regions[$0.region], $0.pages) }),
             budget: PauseBudget(maxPauseMs: guest.policy.maxPauseMs), expectedResumeMicros: guest.reclaimState.resumeMicros,
-            punchWindowFromSuspend: punchWindow(guest), timeouts: timeouts, logger: logger)
+            punchWindowFromSuspend: punchWindow(guest), timeouts: timeouts, logger: logger,
+            threadNice: configuration.pauseThreadNice)
         pausesInFlight[guest.uuid] = PauseInFlight(
             identity: guest.identity, tracked: ObjectIdentifier(guest), transport: transport, batch: batch,
             call: BlockingCall { () throws(Never) in session.run() })
