@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: Benchmarks/busy-host-reclaim.sh [SECONDS] [--hogs]
+# Usage: Benchmarks/busy-host-reclaim.sh [SECONDS] [--hogs | --hogs-for S] [--nice N]
 #
 # Zero-page reclaim on a host as busy as real hosts are (issue 20's host): four 192 MiB memfd
 # guests running the data-set workload (they hash their data set every 2 s, under TCG each keeps
@@ -10,16 +10,22 @@
 # RESUME; the share within max_pause_ms + 2 ms), what the calls took, the host's CPU pressure
 # (some, avg10) sampled every 5 s, the deferrals, and the host's Shmem before and after.
 # --hogs: a busy loop per core instead of the bursts (a saturated host): reclaim must wait.
+# --hogs-for S: the hogs for the first S seconds only, then nothing: reclaim must resume.
+# --nice N: reclaim.pause_thread_nice (default -10; 0 leaves the pausing thread as it is).
 # The guests are removed at the end. Run as root, with nothing else using the test host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 SECONDS_TO_RUN=150
 HOGS=0
-for arg in "$@"; do
-    case "$arg" in
-    --hogs) HOGS=1 ;;
-    *) SECONDS_TO_RUN="$arg" ;;
+HOGS_FOR=0
+NICE=-10
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --hogs) HOGS=1; shift ;;
+    --hogs-for) HOGS=1; HOGS_FOR="$2"; shift 2 ;;
+    --nice) NICE="$2"; shift 2 ;;
+    *) SECONDS_TO_RUN="$1"; shift ;;
     esac
 done
 WORK="$(mktemp -d /tmp/samepage-busy-host.XXXXXX)"
@@ -45,7 +51,7 @@ done
 swift build -c release --product samepaged >/dev/null 2>&1
 swift build -c release --product samepage >/dev/null 2>&1
 mkdir -p "$WORK/guests.d"
-printf '[metrics]\naddress = ""\n[scan]\nadvisor_target_scan_time = 10\n[policy.default]\nmode = "off"\n' > "$WORK/samepaged.toml"
+printf '[metrics]\naddress = ""\n[scan]\nadvisor_target_scan_time = 10\n[policy.default]\nmode = "off"\n[reclaim]\npause_thread_nice = %s\n' "$NICE" > "$WORK/samepaged.toml"
 for g in "${GUESTS[@]}"; do printf 'mode = "zero"\n' > "$WORK/guests.d/$g.toml"; done
 
 if [ "$HOGS" = 1 ]; then
@@ -69,8 +75,15 @@ SHMEM_BEFORE=$(awk '/^Shmem:/ {print $2}' /proc/meminfo)
     --pause-journal "$WORK/paused.json" </dev/null >"$WORK/log" 2>&1 &
 PID=$!
 : > "$WORK/pressure"
+ELAPSED=0
 for _ in $(seq $((SECONDS_TO_RUN / 5))); do
     sleep 5
+    ELAPSED=$((ELAPSED + 5))
+    if [ "$HOGS_FOR" -gt 0 ] && [ "$ELAPSED" -eq "$HOGS_FOR" ]; then
+        for p in "${LOAD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+        LOAD_PIDS=()
+        echo "hogs stopped after $HOGS_FOR s; pauses so far: $(grep -c 'audit: paused' "$WORK/log" || true)"
+    fi
     awk '/^some/ {split($2, a, "="); print a[2]}' /proc/pressure/cpu >> "$WORK/pressure"
 done
 SHMEM_AFTER=$(awk '/^Shmem:/ {print $2}' /proc/meminfo)
