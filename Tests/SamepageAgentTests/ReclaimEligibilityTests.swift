@@ -73,4 +73,17 @@ import Testing
             $0.facts.proxmoxLock = "migrate"
         } == "a job (migration, snapshot, dump) is running")
     }
+
+    /// What `advise` asks: would the guest be eligible in mode zero or merge?
+    @Test func asIfReclaimingPassesOverTheModeOnly() {
+        func asIf(_ change: (TrackedGuest) -> Void) -> String? {
+            let guest = Self.eligibleGuest()
+            change(guest)
+            return ReclaimEligibility.refusal(of: guest, reclaimEnabled: true, unendedPause: nil, asIfReclaiming: true)
+        }
+        #expect(asIf { $0.policy.mode = .report } == nil)
+        #expect(asIf { $0.policy.mode = .off } == nil)
+        #expect(asIf { $0.policy.mode = .report; $0.facts.locked = true } == "locked memory")
+        #expect(asIf { $0.policy.mode = .off; $0.slots = [] } == "not mapped")
+    }
 }

@@ -7,9 +7,13 @@
 enum ReclaimEligibility {
     /// Why the guest's zero pages may not be reclaimed now; nil when they may. The first
     /// reason that applies, in the order an operator would fix them.
-    static func refusal(of guest: TrackedGuest, reclaimEnabled: Bool, unendedPause: String?) -> String? {
+    ///
+    /// With `asIfReclaiming`, the answer for the guest as if its policy were mode `zero` or
+    /// `merge` (what `samepage advise` tells): the mode is passed over, and so are backends
+    /// open read-only, which a change to a reclaiming mode opens again read-write.
+    static func refusal(of guest: TrackedGuest, reclaimEnabled: Bool, unendedPause: String?, asIfReclaiming: Bool = false) -> String? {
         guard reclaimEnabled else { return "reclaim is disabled (no pause journal)" }
-        switch guest.policy.mode {
+        switch asIfReclaiming ? .zero : guest.policy.mode {
         case .off, .report: return "policy mode \(guest.policy.mode.rawValue) never changes the guest"
         case .zero, .merge: break
         }
@@ -33,7 +37,7 @@ enum ReclaimEligibility {
         if let failure = unendedPause ?? guest.reclaimState.status.resumeFailure {
             return "a pause of ours has not ended yet (\(failure))"
         }
-        if guest.regions.contains(where: { $0.access != .readWrite }) { return "its backends are open read-only (mapped again shortly)" }
+        if !asIfReclaiming || guest.policy.mode.reclaims, guest.regions.contains(where: { $0.access != .readWrite }) { return "its backends are open read-only (mapped again shortly)" }
         if !facts.otherMappers.isEmpty {
             // The guest's own vhost-user backends may map its RAM (suspend stops their rings);
             // anything else might write a page between our check and the punch.
