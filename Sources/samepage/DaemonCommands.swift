@@ -67,7 +67,7 @@ struct OutputOptions: ParsableArguments {
 func guestTable(_ guests: [GuestStatus]) -> String {
     // What each guest saves, in bytes, first; the kernel-named counters below.
     var lines = guests.map { "\($0.name): \(Savings($0).summary)" }
-    if guests.count > 1 { lines.append("total: \(guests.map { Savings($0) }.reduce(.zero, +).summary)") }
+    if guests.count > 1 { lines.append("total: \(Savings.host(guests, agent: nil).summary)") }
     if !guests.isEmpty { lines.append("") }
     lines.append(table(
         ["Name", "UUID", "Source", "State", "Backend", "Mapped", "Mode", "Group", "Scanned", "Shared", "Sharing", "Zero", "Reclaimed"],
@@ -146,6 +146,9 @@ struct DominfoCommand: ParsableCommand {
         print(lines.joined(separator: "\n"))
         print(counterLines(g.counters).joined(separator: "\n"))
         print(reclaimLines(g.reclaim).joined(separator: "\n"))
+        // What each mode would free now (as `samepage advise GUEST`).
+        print("Advice:")
+        print(AdviceText.lines(GuestAdvice(g)).joined(separator: "\n"))
     }
 }
 
