@@ -27,8 +27,8 @@ public enum AdviceText {
         }
         if let p = a.privateRAMWouldSave {
             lines.append(
-                "  private RAM: the kernel's KSM could merge about \(Savings.format(bytes: p.totalBytes)) "
-                    + "(duplicates \(Savings.format(bytes: p.duplicateBytes)), zero pages \(Savings.format(bytes: p.zeroBytes))); "
+                "  private RAM: the kernel's KSM could merge \(a.mode == .zero ? "at least" : "about") \(Savings.format(bytes: p.totalBytes)) "
+                    + "(duplicates \(a.mode == .zero ? "not compared in mode zero" : Savings.format(bytes: p.duplicateBytes)), zero pages \(Savings.format(bytes: p.zeroBytes))); "
                     + "it gives up vhost-user and virtiofs (they need shared memory)\(a.hugePages == nil ? "" : " and hugepages (the kernel's KSM merges no huge page)")")
         }
         if let h = a.hugePages {

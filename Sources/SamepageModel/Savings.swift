@@ -11,8 +11,9 @@ import SamepageCore
 ///    `run unmerge` allocates again.
 /// 2. **Freeable now** (``freeableBytes``): confirmed zero pages waiting for a pause
 ///    (`pending`) of guests eligible for reclaim. A guest that is not eligible frees nothing,
-///    whatever it has pending. On hugetlbfs only whole zero huge pages free anything (see
-///    `samepage advise`).
+///    whatever it has pending. On hugetlbfs only whole zero huge pages free anything: there the
+///    pending pages count up to the base pages of the all-zero huge pages (see
+///    `samepage advise` for the stranded rest).
 /// 3. **Merged by the kernel** (``kernelMergedBytes``): private-RAM pages the kernel's KSM
 ///    merged, from each guest's QEMU's `/proc/PID/ksm_stat` (`ksm_merging_pages` +
 ///    `ksm_zero_pages`): the one source, per guest and summed for the host. The kernel's
@@ -70,9 +71,16 @@ public struct Savings: Sendable, Equatable {
             guestRAMBytes: guest.regions.reduce(0) { $0 + $1.bytes },
             freedBytes: max(0, min(r.bytesReclaimed - refaulted, r.pagesHeld * pageSize)),
             reclaimedBytes: r.bytesReclaimed, refaultedBytes: refaulted,
-            freeableBytes: r.eligible ? r.pendingPages * pageSize : 0,
+            freeableBytes: r.eligible ? Self.freeablePages(r.pendingPages, guest.hugePageZeroes) * pageSize : 0,
             kernelMergedBytes: guest.kernelKSM.map(\.mergedBytes),
             privateRAMOnlyBytes: guest.privateRAM ? 0 : guest.attributedSharingBytes)
+    }
+
+    /// Pending pages that a punch frees: all of them, but on hugetlbfs no more than the base
+    /// pages of the huge pages that are all zero (a punch inside a huge page frees nothing).
+    private static func freeablePages(_ pending: Int, _ huge: HugePageZeroes?) -> Int {
+        guard let huge else { return pending }
+        return min(pending, huge.allZero * huge.pagesPerHugePage)
     }
 
     /// The host's: the sum over `guests`, with samepaged's own cost.

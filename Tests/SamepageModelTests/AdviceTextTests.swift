@@ -47,4 +47,16 @@ import Testing
               balloon: virtio, free page reporting on: the guest gives back the pages it frees
             """)
     }
+
+    /// Mode zero compares nothing: private RAM's figure is a floor, its duplicates unknown.
+    @Test func inModeZeroTheDuplicatesAreNotKnown() {
+        let advice = GuestAdvice(
+            name: "z", uuid: "u-4", mode: .zero, privateRAM: false, modes: [],
+            zeroBytesLeft: 3 << 20, privateRAMWouldSave: .init(duplicateBytes: 0, zeroBytes: 3 << 20), hugePages: nil,
+            balloon: Balloon(model: "virtio", freePageReporting: true))
+        #expect(AdviceText.lines(advice) == [
+            "  private RAM: the kernel's KSM could merge at least 3 MiB (duplicates not compared in mode zero, zero pages 3 MiB); it gives up vhost-user and virtiofs (they need shared memory)",
+            "  balloon: virtio, free page reporting on: the guest gives back the pages it frees",
+        ])
+    }
 }

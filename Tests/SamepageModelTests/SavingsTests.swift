@@ -59,6 +59,17 @@ import Testing
         #expect(Self.guest(eligible: false).savings.freeableBytes == 0)
     }
 
+    /// On hugetlbfs (2 MiB pages), 3 all-zero huge pages hold 1,536 base pages: of 2,000
+    /// pending, 1,536 × 4 KiB = 6 MiB can be freed; of 512 pending, all 512 (2 MiB).
+    @Test func onHugetlbfsOnlyTheAllZeroHugePagesAreFreeable() {
+        var g = Self.guest()
+        g.hugePageZeroes = HugePageZeroes(pagesPerHugePage: 512, hugePages: 64, allZero: 3, partlyZero: 4, strandedZeroPages: 900)
+        g.reclaim.pendingPages = 2_000
+        #expect(g.savings.freeableBytes == 6 << 20)
+        g.reclaim.pendingPages = 512
+        #expect(g.savings.freeableBytes == 2 << 20)
+    }
+
     @Test func aPrivateRAMGuestsDuplicatesAreTheKernelsNotCountedAsOnlyPrivateRAMsOwn() {
         var g = Self.guest(privateRAM: true)
         g.kernelKSM = GuestKernelKSM(mergeable: true, mergingPages: 1000, zeroPages: 280)  // 1,280 × 4 KiB = 5 MiB
