@@ -176,7 +176,7 @@ public final class MetricsExporter: Sendable {
         out.gauge(f(Families.freed), Double(s.freedBytes), labels)
         out.gauge(f(Families.freeable), Double(s.freeableBytes), labels)
         if let merged = s.kernelMergedBytes { out.gauge(f(Families.kernelMerged), Double(merged), labels) }
-        out.gauge(f(Families.privateRAMOnly), Double(s.privateRAMOnlyBytes), labels)
+        if let only = s.privateRAMOnlyBytes { out.gauge(f(Families.privateRAMOnly), Double(only), labels) }
     }
 
     private func writeGuest(_ guest: GuestStatus, _ out: inout Writer) {

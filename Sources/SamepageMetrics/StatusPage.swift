@@ -34,7 +34,7 @@ public enum StatusPage {
             ("freed now", "\(Savings.format(bytes: savings.freedBytes)) (gross \(Savings.format(bytes: savings.reclaimedBytes)), refaulted \(Savings.format(bytes: savings.refaultedBytes)))"),
             ("freeable now", Savings.format(bytes: savings.freeableBytes)),
             ("merged by the kernel", savings.kernelMergedBytes.map { Savings.format(bytes: $0) } ?? "nothing known"),
-            ("duplicates only private RAM could realise", Self.share(savings.privateRAMOnlyBytes, of: savings.guestRAMBytes)),
+            ("duplicates only private RAM could realise", Self.share(savings.privateRAMOnlyBytes ?? 0, of: savings.guestRAMBytes)),
             ("samepaged", savings.agent.map { a in "\(Savings.format(bytes: a.residentBytes)) RSS" + (a.cpuRatio.map { String(format: ", %.1f%% CPU", $0 * 100) } ?? "") } ?? "not read yet"),
             ("reclaim pauses", "\(snapshot.reclaim.pauses) (\(snapshot.reclaim.guestSeenOverruns) over max_pause_ms as the guest saw them)"),
             ("unresumed pauses", "\(snapshot.unresumedPauses)"),
@@ -74,7 +74,7 @@ public enum StatusPage {
                 guest.name, guest.source.rawValue + (guest.vmid.map { " \($0)" } ?? ""), guest.mapped ? guest.state : "\(guest.state), not mapped",
                 guest.mode.rawValue, guest.trustGroup ?? "(own)", Savings.format(bytes: savings.guestRAMBytes),
                 Savings.format(bytes: savings.freedBytes), Savings.format(bytes: savings.freeableBytes),
-                guest.privateRAM ? "(private RAM: the kernel's)" : share(savings.privateRAMOnlyBytes, of: savings.guestRAMBytes), reclaim,
+                savings.privateRAMOnlyBytes.map { share($0, of: savings.guestRAMBytes) } ?? "(private RAM: the kernel's)", reclaim,
             ]
             html += "<tr>" + cells.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n"
         }

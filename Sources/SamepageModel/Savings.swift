@@ -25,8 +25,8 @@ import SamepageCore
 ///    would save on shared-memory guests (their attributed sharing, see
 ///    `Engine.attributedSharing(of:)`). Linux cannot merge pages of shared-memory files, so
 ///    this is never freed while the guest's RAM is shared; with private RAM the kernel's KSM
-///    could merge them. Private-RAM guests' duplicates are the kernel's to merge and are not
-///    counted here.
+///    could merge them. Private-RAM guests' duplicates are the kernel's to merge: for such a
+///    guest the figure does not apply (nil) and it adds nothing to the host's.
 /// 5. **samepaged's own cost** (``agent``, the host's only): its RSS and CPU.
 ///
 /// Each guest's figures add up to the host's: the total is the sum over the guests present
@@ -44,14 +44,14 @@ public struct Savings: Sendable, Equatable {
     public var freeableBytes: Int
     /// Merged by the kernel (figure 3); nil when unknown.
     public var kernelMergedBytes: Int?
-    /// Duplicates only private RAM could realise (figure 4).
-    public var privateRAMOnlyBytes: Int
+    /// Duplicates only private RAM could realise (figure 4); nil for a private-RAM guest.
+    public var privateRAMOnlyBytes: Int?
     /// samepaged's own cost (figure 5), for the host; nil for a guest or when unread.
     public var agent: AgentCost?
 
     public init(
         guestRAMBytes: Int = 0, freedBytes: Int = 0, reclaimedBytes: Int = 0, refaultedBytes: Int = 0, freeableBytes: Int = 0,
-        kernelMergedBytes: Int? = nil, privateRAMOnlyBytes: Int = 0, agent: AgentCost? = nil
+        kernelMergedBytes: Int? = nil, privateRAMOnlyBytes: Int? = 0, agent: AgentCost? = nil
     ) {
         self.guestRAMBytes = guestRAMBytes
         self.freedBytes = freedBytes
@@ -73,7 +73,7 @@ public struct Savings: Sendable, Equatable {
             reclaimedBytes: r.bytesReclaimed, refaultedBytes: refaulted,
             freeableBytes: r.eligible ? Self.freeablePages(r.pendingPages, guest.hugePageZeroes) * pageSize : 0,
             kernelMergedBytes: guest.kernelKSM.map(\.mergedBytes),
-            privateRAMOnlyBytes: guest.privateRAM ? 0 : guest.attributedSharingBytes)
+            privateRAMOnlyBytes: guest.privateRAM ? nil : guest.attributedSharingBytes)
     }
 
     /// Pending pages that a punch frees: all of them, but on hugetlbfs no more than the base
@@ -98,7 +98,7 @@ public struct Savings: Sendable, Equatable {
         var parts = ["freed now \(Self.format(bytes: freedBytes)) (gross \(Self.format(bytes: reclaimedBytes)), refaulted \(Self.format(bytes: refaultedBytes)))"]
         parts.append("freeable now \(Self.format(bytes: freeableBytes))")
         if let kernelMergedBytes { parts.append("merged by the kernel \(Self.format(bytes: kernelMergedBytes))") }
-        parts.append("duplicates only private RAM could realise \(Self.format(bytes: privateRAMOnlyBytes))")
+        if let privateRAMOnlyBytes { parts.append("duplicates only private RAM could realise \(Self.format(bytes: privateRAMOnlyBytes))") }
         parts.append("of \(Self.format(bytes: guestRAMBytes)) guest RAM")
         var text = parts.joined(separator: ", ")
         if let agent {
@@ -115,7 +115,7 @@ public struct Savings: Sendable, Equatable {
             reclaimedBytes: a.reclaimedBytes + b.reclaimedBytes, refaultedBytes: a.refaultedBytes + b.refaultedBytes,
             freeableBytes: a.freeableBytes + b.freeableBytes,
             kernelMergedBytes: a.kernelMergedBytes == nil && b.kernelMergedBytes == nil ? nil : (a.kernelMergedBytes ?? 0) + (b.kernelMergedBytes ?? 0),
-            privateRAMOnlyBytes: a.privateRAMOnlyBytes + b.privateRAMOnlyBytes, agent: a.agent)
+            privateRAMOnlyBytes: (a.privateRAMOnlyBytes ?? 0) + (b.privateRAMOnlyBytes ?? 0), agent: a.agent)
     }
 
     /// Bytes in binary units with one decimal, a whole number without it: "0 B", "512 B",
@@ -134,7 +134,8 @@ public struct Savings: Sendable, Equatable {
 }
 
 /// The savings' wire form (`"savings"` of `stats` and of each guest): every figure under its
-/// name in bytes, `kernel_merged_bytes` and `agent` null when unknown.
+/// name in bytes, `kernel_merged_bytes` and `agent` null when unknown,
+/// `private_ram_only_sharing_bytes` null for a private-RAM guest.
 extension Savings: Codable {
     public enum CodingKeys: String, CodingKey {
         case agent
@@ -166,7 +167,7 @@ extension Savings: Codable {
             reclaimedBytes: try c.decode(Int.self, forKey: .reclaimedBytes), refaultedBytes: try c.decode(Int.self, forKey: .refaultedBytes),
             freeableBytes: try c.decode(Int.self, forKey: .freeableBytes),
             kernelMergedBytes: try c.decodeIfPresent(Int.self, forKey: .kernelMergedBytes),
-            privateRAMOnlyBytes: try c.decode(Int.self, forKey: .privateRAMOnlyBytes),
+            privateRAMOnlyBytes: try c.decodeIfPresent(Int.self, forKey: .privateRAMOnlyBytes),
             agent: try c.decodeIfPresent(AgentCost.self, forKey: .agent))
     }
 }
