@@ -25,7 +25,7 @@ public struct GuestAdvice: Sendable, Equatable, Codable {
     /// Zero pages found and not freed yet that a punch could give back, in bytes (see above).
     public var zeroBytesLeft: Int
     /// For a shared-memory guest: what private RAM would let the kernel's KSM merge; nil for a
-    /// private-RAM guest.
+    /// private-RAM guest, and for one not scanned (nothing is known of it).
     public var privateRAMWouldSave: PrivateRAMAdvice?
     /// For a guest on hugetlbfs: how its zero pages fall on its huge pages; nil elsewhere.
     public var hugePages: HugePageZeroes?
@@ -109,8 +109,11 @@ public struct GuestAdvice: Sendable, Equatable, Codable {
             zeroLeft = (reclaimingNow ? g.reclaim.pendingPages : g.counters.zeroPages) * pageSize
         }
         let zeroFree = g.reasonIfReclaiming == nil ? zeroLeft : 0
-        let zeroWhy = g.reasonIfReclaiming.map { "not eligible: \($0)" }
-            ?? "zero pages given back in short pauses of the guest"
+        // An unscanned guest (mode off, or not mapped) has no figures: eligible or not, what
+        // a mode would free is unknown until report (or the mode) scans it.
+        let unknown = g.mapped ? "" : "; not scanned now, so what it would free is unknown (report finds it)"
+        let zeroWhy = (g.reasonIfReclaiming.map { "not eligible: \($0)" }
+            ?? "zero pages given back in short pauses of the guest") + unknown
         var modes = [
             ModeAdvice(mode: .off, wouldFreeBytes: 0, eligible: false, why: "never read: nothing is found"),
             ModeAdvice(
@@ -122,14 +125,18 @@ public struct GuestAdvice: Sendable, Equatable, Codable {
         if g.privateRAM {
             modes.append(Self.kernelMerge(g, estimate: duplicates + g.counters.zeroPages * pageSize))
         } else {
-            let accounted = g.mode == .zero
-                ? "duplicates are not compared in mode zero (report or merge finds them)"
-                : "duplicates (\(Savings.format(bytes: duplicates))) accounted only: Linux cannot merge shared memory"
+            let accounted = if !g.mapped {
+                "duplicates are accounted only: Linux cannot merge shared memory"
+            } else if g.mode == .zero {
+                "duplicates are not compared in mode zero (report or merge finds them)"
+            } else {
+                "duplicates (\(Savings.format(bytes: duplicates))) accounted only: Linux cannot merge shared memory"
+            }
             modes.append(ModeAdvice(mode: .merge, wouldFreeBytes: zeroFree, eligible: g.reasonIfReclaiming == nil, why: "\(zeroWhy); \(accounted)"))
         }
         self.init(
             name: g.name, uuid: g.uuid, mode: g.mode, privateRAM: g.privateRAM, modes: modes, zeroBytesLeft: zeroLeft,
-            privateRAMWouldSave: g.privateRAM ? nil : PrivateRAMAdvice(duplicateBytes: duplicates, zeroBytes: zeroLeft),
+            privateRAMWouldSave: g.privateRAM || !g.mapped ? nil : PrivateRAMAdvice(duplicateBytes: duplicates, zeroBytes: zeroLeft),
             hugePages: g.hugePageZeroes, balloon: g.facts.balloon)
     }
 

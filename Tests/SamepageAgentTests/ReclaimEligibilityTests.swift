@@ -84,6 +84,12 @@ import Testing
         #expect(asIf { $0.policy.mode = .report } == nil)
         #expect(asIf { $0.policy.mode = .off } == nil)
         #expect(asIf { $0.policy.mode = .report; $0.facts.locked = true } == "locked memory")
-        #expect(asIf { $0.policy.mode = .off; $0.slots = [] } == "not mapped")
+        // Off: not mapped because of the mode, so that is no reason; its hugepages are
+        // judged from its definition.
+        #expect(asIf { $0.policy.mode = .off; $0.slots = [] } == nil)
+        #expect(asIf { $0.policy.mode = .off; $0.slots = []; $0.facts.hugepages = true }
+            == "hugetlbfs backend (a refault against an empty pool kills QEMU; set reclaim_hugetlbfs to allow)")
+        // Report, and mapping failed: that is a reason.
+        #expect(asIf { $0.policy.mode = .report; $0.slots = [] } == "not mapped")
     }
 }

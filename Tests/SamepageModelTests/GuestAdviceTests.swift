@@ -113,4 +113,18 @@ import Testing
         g.facts.balloon = Balloon(model: "virtio", freePageReporting: true)
         #expect(GuestAdvice(g).balloon == Balloon(model: "virtio", freePageReporting: true))
     }
+
+    @Test("A guest in mode off: not scanned, so what each mode would free is unknown, eligible or not")
+    func offGuestIsUnknown() throws {
+        var g = Self.guest(mode: .off, zeroPages: 0)
+        g.mapped = false
+        g.reason = "policy mode is off"
+        g.attributedSharingBytes = 0
+        let a = GuestAdvice(g)
+        let zero = try #require(a.advice(for: .zero))
+        #expect(zero.eligible && zero.wouldFreeBytes == 0)
+        #expect(zero.why == "zero pages given back in short pauses of the guest; not scanned now, so what it would free is unknown (report finds it)")
+        #expect(try #require(a.advice(for: .merge)).why.hasSuffix("; duplicates are accounted only: Linux cannot merge shared memory"))
+        #expect(a.privateRAMWouldSave == nil)
+    }
 }
