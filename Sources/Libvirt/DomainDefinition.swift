@@ -215,6 +215,7 @@ public struct MemoryBalloon: Sendable, Hashable {
     /// `freePageReporting='on'`.
     public var freePageReporting: Bool
 
+    /// A balloon of the values given.
     public init(model: String, freePageReporting: Bool) {
         self.model = model
         self.freePageReporting = freePageReporting

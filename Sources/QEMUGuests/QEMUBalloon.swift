@@ -10,6 +10,7 @@ public struct QEMUBalloon: Sendable, Hashable {
     /// `free-page-reporting=on`.
     public var freePageReporting: Bool
 
+    /// A balloon of the values given.
     public init(driver: String, freePageReporting: Bool) {
         self.driver = driver
         self.freePageReporting = freePageReporting

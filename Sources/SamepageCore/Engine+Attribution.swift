@@ -81,6 +81,7 @@ public struct HugePageZeroes: Sendable, Equatable, Codable {
     /// The confirmed zero base pages inside the partly zero huge pages: stranded.
     public var strandedZeroPages = 0
 
+    /// Counts of the values given; none zero by default.
     public init(pagesPerHugePage: Int, hugePages: Int, allZero: Int = 0, partlyZero: Int = 0, strandedZeroPages: Int = 0) {
         self.pagesPerHugePage = pagesPerHugePage
         self.hugePages = hugePages

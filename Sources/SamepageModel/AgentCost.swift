@@ -11,6 +11,7 @@ public struct AgentCost: Sendable, Equatable, Codable {
     /// CPU used over the last readings' span (about 10 s), in cores: 0.02 is 2% of one core.
     public var cpuRatio: Double?
 
+    /// The figures given.
     public init(residentBytes: Int, cpuSeconds: Double, cpuRatio: Double? = nil) {
         self.residentBytes = residentBytes
         self.cpuSeconds = cpuSeconds

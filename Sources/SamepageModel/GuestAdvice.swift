@@ -14,6 +14,7 @@ import SamepageCore
 /// that does not reclaim). On hugetlbfs only whole zero huge pages can be given back: a punch
 /// inside a huge page frees nothing, so there the figure is the all-zero huge pages.
 public struct GuestAdvice: Sendable, Equatable, Codable {
+    /// The guest's name and UUID.
     public var name: String
     public var uuid: String
     /// The mode in force.
@@ -34,6 +35,7 @@ public struct GuestAdvice: Sendable, Equatable, Codable {
 
     /// What one mode would free now, and whether it could.
     public struct ModeAdvice: Sendable, Equatable, Codable {
+        /// The mode advised on.
         public var mode: PolicyMode
         /// Bytes it would give back now (0 for `off` and `report`).
         public var wouldFreeBytes: Int
@@ -42,6 +44,7 @@ public struct GuestAdvice: Sendable, Equatable, Codable {
         /// Why, or why not, in an operator's words.
         public var why: String
 
+        /// The advice on one mode, as given.
         public init(mode: PolicyMode, wouldFreeBytes: Int, eligible: Bool, why: String) {
             self.mode = mode
             self.wouldFreeBytes = wouldFreeBytes
@@ -65,6 +68,7 @@ public struct GuestAdvice: Sendable, Equatable, Codable {
         /// The two together.
         public var totalBytes: Int { duplicateBytes + zeroBytes }
 
+        /// The figures given, in bytes.
         public init(duplicateBytes: Int, zeroBytes: Int) {
             self.duplicateBytes = duplicateBytes
             self.zeroBytes = zeroBytes
@@ -84,6 +88,7 @@ public struct GuestAdvice: Sendable, Equatable, Codable {
         case hugePages = "huge_pages"
     }
 
+    /// Advice made of the values given (tests, and a client reading the wire form).
     public init(
         name: String, uuid: String, mode: PolicyMode, privateRAM: Bool, modes: [ModeAdvice], zeroBytesLeft: Int,
         privateRAMWouldSave: PrivateRAMAdvice?, hugePages: HugePageZeroes?, balloon: Balloon?

@@ -111,6 +111,7 @@ public struct Balloon: Sendable, Equatable, Codable {
     /// Whether free page reporting is on.
     public var freePageReporting: Bool
 
+    /// A balloon of the values given.
     public init(model: String, freePageReporting: Bool) {
         self.model = model
         self.freePageReporting = freePageReporting

@@ -49,6 +49,7 @@ public struct Savings: Sendable, Equatable {
     /// samepaged's own cost (figure 5), for the host; nil for a guest or when unread.
     public var agent: AgentCost?
 
+    /// Savings of the figures given, in bytes; none by default.
     public init(
         guestRAMBytes: Int = 0, freedBytes: Int = 0, reclaimedBytes: Int = 0, refaultedBytes: Int = 0, freeableBytes: Int = 0,
         kernelMergedBytes: Int? = nil, privateRAMOnlyBytes: Int? = 0, agent: AgentCost? = nil
