@@ -58,6 +58,7 @@ extension DomainDefinition {
         vhostUserDevices = []
         sharedMemoryDevices = []
         virtiofsFilesystems = []
+        memoryBalloon = nil
         for device in root.child("devices")?.elementChildren ?? [] {
             let alias = device.child("alias")?["name"]
             switch device.name {
@@ -112,6 +113,10 @@ extension DomainDefinition {
                     name: device["name"] ?? "", model: device.child("model")?["type"],
                     sizeKiB: try size.flatMap { e throws(DomainDefinitionError) in try Self.kibibytes(e.text, unit: e["unit"]) },
                     alias: alias))
+            case "memballoon":
+                if let model = device["model"], model != "none" {
+                    memoryBalloon = MemoryBalloon(model: model, freePageReporting: device["freePageReporting"] == "on")
+                }
             case "filesystem" where device.child("driver")?["type"] == "virtiofs":
                 let source = device.child("source")
                 virtiofsFilesystems.append(VirtiofsFilesystem(

@@ -42,6 +42,8 @@ public struct DomainDefinition: Sendable, Hashable {
     public var virtiofsFilesystems: [VirtiofsFilesystem]
     /// The launch security type (`sev`, `sev-snp`, `tdx`, `s390-pv`), nil without one.
     public var launchSecurity: String?
+    /// The memory balloon (`<memballoon>`); nil without one or with `model='none'`.
+    public var memoryBalloon: MemoryBalloon?
 
     /// The guest's RAM regions as QEMU backs them: one per NUMA cell (or one for all main
     /// memory without cells), plus one per memory device.
@@ -203,4 +205,19 @@ public struct VirtiofsFilesystem: Sendable, Hashable {
     public var sourceDirectory: String?
     /// The socket of an externally launched virtiofsd.
     public var socketPath: String?
+}
+
+/// `<memballoon model='virtio' freePageReporting='on'>`: the balloon device, and whether the
+/// guest reports the pages it frees (QEMU's `free-page-reporting=on`).
+public struct MemoryBalloon: Sendable, Hashable {
+    /// `virtio`, `virtio-transitional`, `virtio-non-transitional`, `xen`.
+    public var model: String
+    /// `freePageReporting='on'`.
+    public var freePageReporting: Bool
+
+    /// A balloon of the values given.
+    public init(model: String, freePageReporting: Bool) {
+        self.model = model
+        self.freePageReporting = freePageReporting
+    }
 }

@@ -71,6 +71,8 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
     /// The Unix sockets of its vhost-user devices (``GuestMemory/QEMUCommandLine/vhostUserSocketPaths(arguments:)``):
     /// the backends at their other end map guest RAM too.
     public var vhostUserSockets: Set<String>
+    /// Its balloon device (``QEMUBalloon``); nil without one.
+    public var balloon: QEMUBalloon?
 
     /// Reads a command line (`/proc/PID/cmdline`'s arguments, `argv[0]` first).
     ///
@@ -106,6 +108,7 @@ public struct QEMUGuestCommandLine: Sendable, Hashable {
         }
         memoryLocked = overcommitLocks || realtimeLocks
         devices = QEMUGuestDevice.devices(in: options)
+        balloon = QEMUBalloon.find(in: options)
         memMergeOff = options.values(of: "-machine").contains { value in
             QEMUCommandLine.optsProperties(value)["mem-merge"].map { QEMUCommandLine.parseBool($0) == false } ?? false
         }

@@ -79,7 +79,7 @@ public struct QEMUGuestDevice: Sendable, Hashable, CustomStringConvertible {
         return devices
     }
 
-    private static func properties(_ value: String) -> [String: String] {
+    static func properties(_ value: String) -> [String: String] {
         value.hasPrefix("{") ? QEMUCommandLine.flatJSONProperties(value) : QEMUCommandLine.optsProperties(value)
     }
 

@@ -36,5 +36,6 @@ extension GuestFacts {
         launchSecurity = definition.launchSecurity
         vhostUser = definition.vhostUserDevices.map { "\($0.kind.rawValue) \($0.socketPath ?? $0.alias ?? "?")" }
             + definition.virtiofsFilesystems.map { "virtiofs \($0.socketPath ?? $0.target ?? "?")" }
+        balloon = definition.memoryBalloon.map { Balloon(model: $0.model, freePageReporting: $0.freePageReporting) }
     }
 }

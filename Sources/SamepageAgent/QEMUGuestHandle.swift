@@ -124,6 +124,7 @@ struct QEMUGuestHandle: Sendable, Equatable {
         facts.persistentMemory = commandLine.devices.filter { $0.kind == .persistentMemory }.map(\.description)
         facts.vhostUser = commandLine.vhostUserSockets.sorted()
         facts.qmpUnreachable = unreachable
+        facts.balloon = commandLine.balloon.map { Balloon(model: $0.driver, freePageReporting: $0.freePageReporting) }
         return facts
     }
 }

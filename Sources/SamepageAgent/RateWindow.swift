@@ -21,6 +21,12 @@ public struct RateWindow: Sendable {
         while samples.count > 2 && samples[1].at <= instant - span { samples.removeFirst() }
     }
 
+    /// Whether two samples lie at least 100 ms apart: a rate of 0 is then a measured one.
+    public var spansTime: Bool {
+        guard let first = samples.first, let last = samples.last else { return false }
+        return last.at - first.at >= .milliseconds(100)
+    }
+
     /// Counted per second over the window; 0 until two samples at least 100 ms apart.
     public var perSecond: Double {
         guard let first = samples.first, let last = samples.last else { return 0 }

@@ -25,6 +25,8 @@ extension Worker {
         snapshot.scanRate = scanRate.perSecond
         snapshot.lastFullScan = advisor.lastFullScan
         snapshot.updatedOnce = reconciledOnce
+        attribution.refresh(guests, engine: engine, at: lastPublish)
+        snapshot.agentCost = costMeter.read(at: lastPublish)
         snapshot.guests = guests.values.sorted { $0.identity.name < $1.identity.name }.map(status)
         snapshot.unresumedPauses = reclaimer.retries.count
         snapshot.reclaim = reclaimer.reclaimedByGoneGuests
@@ -53,6 +55,11 @@ extension Worker {
             counters: counters, regions: regions, facts: guest.facts, reclaim: reclaim, kernelKSM: kernel.guestStatus(guest))
         status.source = guest.source
         status.vmid = guest.qemu?.vmid
+        status.privateRAM = guest.hasPrivateRAM
+        let figures = attribution.of(guest.uuid)
+        status.attributedSharingBytes = Int((figures.sharingPages * Double(pageSize)).rounded())
+        status.hugePageZeroes = figures.hugePageZeroes
+        status.reasonIfReclaiming = reclaimer.ineligibility(guest, asIfReclaiming: true)
         return status
     }
 }

@@ -45,6 +45,10 @@ final class Worker {
     let mappers: GuestMappers
     let reclaimer: Reclaimer
     let kernel: KernelMergeControl
+    /// Each guest's fairly attributed sharing and huge-page zero counts, worked out now and then.
+    var attribution = GuestAttribution()
+    /// samepaged's own RSS and CPU, for the savings.
+    var costMeter = AgentCostMeter()
 
     init(agent: Agent) throws {
         self.agent = agent

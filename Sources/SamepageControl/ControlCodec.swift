@@ -165,7 +165,7 @@ private struct RequestLine: Encodable {
             try k.encodeIfPresent(changes.advisorMode, forKey: .advisorMode)
             try k.encodeIfPresent(changes.useZeroPages, forKey: .useZeroPages)
             try k.encodeIfPresent(changes.smartScan, forKey: .smartScan)
-        case .policyShow(let guest):
+        case .policyShow(let guest), .advise(let guest):
             try c.encodeIfPresent(guest, forKey: "guest")
         }
     }
@@ -227,6 +227,10 @@ extension RequestLine: Decodable {
             let guest = try Self.field(c, "guest", String.self, "a string (a guest name or UUID)")
             if guest?.isEmpty == true { throw ControlFailure(.invalidArgument, "\"guest\" must not be empty") }
             request = .policyShow(guest: guest)
+        case .advise:
+            let guest = try Self.field(c, "guest", String.self, "a string (a guest name or UUID)")
+            if guest?.isEmpty == true { throw ControlFailure(.invalidArgument, "\"guest\" must not be empty") }
+            request = .advise(guest: guest)
         case .run:
             request = .run(try Self.runMode(c))
         case .tune:

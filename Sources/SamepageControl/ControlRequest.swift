@@ -24,6 +24,7 @@ public enum ControlCommand: String, Sendable, Hashable, Codable, CaseIterable {
     case policyReload = "policy.reload"
     case sharing
     case version
+    case advise
 }
 
 /// Changes to the scanner's knobs asked by a `tune` request: each knob absent or its new
@@ -164,6 +165,9 @@ public enum ControlRequest: Sendable, Equatable {
     case sharing
     /// The protocol and daemon versions.
     case version
+    /// What each policy mode would free now, per guest: one guest (by name or UUID) or, with
+    /// nil, every guest.
+    case advise(guest: String?)
 
     /// The request's command name.
     public var command: ControlCommand {
@@ -178,6 +182,7 @@ public enum ControlRequest: Sendable, Equatable {
         case .policyReload: .policyReload
         case .sharing: .sharing
         case .version: .version
+        case .advise: .advise
         }
     }
 }

@@ -93,6 +93,8 @@ public enum ControlResult: Sendable, Equatable {
     case sharing(SharingMatrix)
     /// `version`: protocol and daemon versions.
     case version(VersionInfo)
+    /// `advise`: what each mode would free now, per guest asked for.
+    case advice([GuestAdvice])
 
     /// The command this result answers.
     public var command: ControlCommand {
@@ -107,6 +109,7 @@ public enum ControlResult: Sendable, Equatable {
         case .policyReload: .policyReload
         case .sharing: .sharing
         case .version: .version
+        case .advice: .advise
         }
     }
 }

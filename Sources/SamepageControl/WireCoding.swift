@@ -32,6 +32,7 @@ extension ControlResult {
         case .policyReload(let report): report
         case .sharing(let matrix): matrix
         case .version(let version): version
+        case .advice(let advice): advice
         }
     }
 
@@ -48,6 +49,7 @@ extension ControlResult {
         case .policyReload: self = .policyReload(try PolicyReloadReport(from: decoder))
         case .sharing: self = .sharing(try SharingMatrix(from: decoder))
         case .version: self = .version(try VersionInfo(from: decoder))
+        case .advise: self = .advice(try decoder.singleValueContainer().decode([GuestAdvice].self))
         }
     }
 }

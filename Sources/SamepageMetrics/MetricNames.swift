@@ -76,6 +76,14 @@ enum Families {
     static let pauseSeconds = Family("samepage_reclaim_pause_seconds", "Length of reclaim pauses from samepaged's calls, suspend call to resume returned")
     static let guestSeenPauseSeconds = Family("samepage_reclaim_guest_seen_pause_seconds", "Length of reclaim pauses as the guest saw them, QEMU STOP to RESUME (known for QMP pauses and libvirt's events)")
 
+    // The savings (`Savings`), in the order `list` and `stats` show them; samepaged's own cost
+    // is in the process_* series.
+    static let freed = Family("samepage_freed_bytes", "Memory the host has back now from zero-page reclaim, net of refaults: bytes reclaimed less refaulted, at most the pages still holes")
+    static let freeable = Family("samepage_freeable_bytes", "Confirmed zero pages waiting for a pause, of guests eligible for reclaim")
+    static let kernelMerged = Family("samepage_kernel_merged_bytes", "Guest pages the kernel's KSM merged, from their QEMUs' ksm_stat (ksm_merging_pages + ksm_zero_pages)")
+    static let privateRAMOnly = Family("samepage_private_ram_only_sharing_bytes", "What sharing would save on shared-memory guests, which only private RAM could realise (attributed evenly between the guests sharing)")
+    static let guestAttributedSharing = Family("samepage_guest_sharing_attributed_bytes", "What sharing would save on the guest's pages, each stable node's saving split evenly by page between the guests sharing it")
+
     // The daemon.
     static let buildInfo = Family("samepage_build_info", "samepaged's version; always 1")
     static let tracking = Family("samepage_tracking_bytes", "Memory the engine holds to track guest pages (rmap items and trees)")

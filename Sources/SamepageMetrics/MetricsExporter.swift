@@ -83,6 +83,7 @@ public final class MetricsExporter: Sendable {
             out.engine(key, snapshot.counters, [])
         }
         writeReclaim(snapshot.reclaim, prefix: nil, [], &out)
+        writeSavings(Savings.host(snapshot.guests, agent: nil), perGuest: false, [], &out)
         for reason in ReclaimDeferral.Reason.allCases {
             let waiting = snapshot.guests.count { $0.reclaim.deferred?.reason == reason }
             out.gauge(Families.deferredGuests, Double(waiting), [("reason", reason.rawValue)])
@@ -169,8 +170,19 @@ public final class MetricsExporter: Sendable {
         }
     }
 
+    /// The savings' figures (``Savings``), of the host or one guest.
+    private func writeSavings(_ s: Savings, perGuest: Bool, _ labels: [(String, String)], _ out: inout Writer) {
+        let f = { (family: Family) in perGuest ? family.perGuest : family }
+        out.gauge(f(Families.freed), Double(s.freedBytes), labels)
+        out.gauge(f(Families.freeable), Double(s.freeableBytes), labels)
+        if let merged = s.kernelMergedBytes { out.gauge(f(Families.kernelMerged), Double(merged), labels) }
+        if let only = s.privateRAMOnlyBytes { out.gauge(f(Families.privateRAMOnly), Double(only), labels) }
+    }
+
     private func writeGuest(_ guest: GuestStatus, _ out: inout Writer) {
         let labels = [("uuid", guest.uuid)]
+        writeSavings(guest.savings, perGuest: true, labels, &out)
+        out.gauge(Families.guestAttributedSharing, Double(guest.attributedSharingBytes), labels)
         out.gauge(Families.guestInfo, 1, labels + [
             ("name", guest.name), ("mode", guest.mode.rawValue), ("trust_group", guest.trustGroup ?? ""),
             ("source", guest.source.rawValue), ("vmid", guest.vmid.map(String.init) ?? ""),

@@ -31,10 +31,11 @@ public enum StatusPage {
             ("run mode", snapshot.run.name),
             ("guests", "\(snapshot.guests.count) known, \(stats.guestsMapped) mapped"),
             ("guest RAM", Savings.format(bytes: savings.guestRAMBytes)),
-            ("sharing would save", Self.share(savings.sharingWouldSaveBytes, of: savings.guestRAMBytes)),
-            ("zero pages", Savings.format(bytes: savings.zeroPageBytes)),
-            ("reclaimed", Savings.format(bytes: savings.reclaimedBytes)),
-            ("merged by the kernel", savings.kernelMergedBytes.map { Savings.format(bytes: $0) } ?? "not governed"),
+            ("freed now", "\(Savings.format(bytes: savings.freedBytes)) (gross \(Savings.format(bytes: savings.reclaimedBytes)), refaulted \(Savings.format(bytes: savings.refaultedBytes)))"),
+            ("freeable now", Savings.format(bytes: savings.freeableBytes)),
+            ("merged by the kernel", savings.kernelMergedBytes.map { Savings.format(bytes: $0) } ?? "nothing known"),
+            ("duplicates only private RAM could realise", Self.share(savings.privateRAMOnlyBytes ?? 0, of: savings.guestRAMBytes)),
+            ("samepaged", savings.agent.map { a in "\(Savings.format(bytes: a.residentBytes)) RSS" + (a.cpuRatio.map { String(format: ", %.1f%% CPU", $0 * 100) } ?? "") } ?? "not read yet"),
             ("reclaim pauses", "\(snapshot.reclaim.pauses) (\(snapshot.reclaim.guestSeenOverruns) over max_pause_ms as the guest saw them)"),
             ("unresumed pauses", "\(snapshot.unresumedPauses)"),
         ]
@@ -56,7 +57,7 @@ public enum StatusPage {
         var html = """
             <section id="guests"><h2>Guests</h2><table class="guests">
             <tr><th>guest</th><th>source</th><th>state</th><th>mode</th><th>trust group</th><th>RAM</th>\
-            <th>sharing would save</th><th>zero pages</th><th>reclaimed</th><th>reclaim</th></tr>
+            <th>freed now</th><th>freeable now</th><th>duplicates only private RAM could realise</th><th>reclaim</th></tr>
 
             """
         for guest in guests.sorted(by: { $0.name < $1.name }) {
@@ -72,8 +73,8 @@ public enum StatusPage {
             let cells = [
                 guest.name, guest.source.rawValue + (guest.vmid.map { " \($0)" } ?? ""), guest.mapped ? guest.state : "\(guest.state), not mapped",
                 guest.mode.rawValue, guest.trustGroup ?? "(own)", Savings.format(bytes: savings.guestRAMBytes),
-                share(savings.sharingWouldSaveBytes, of: savings.guestRAMBytes), Savings.format(bytes: savings.zeroPageBytes),
-                Savings.format(bytes: savings.reclaimedBytes), reclaim,
+                Savings.format(bytes: savings.freedBytes), Savings.format(bytes: savings.freeableBytes),
+                savings.privateRAMOnlyBytes.map { share($0, of: savings.guestRAMBytes) } ?? "(private RAM: the kernel's)", reclaim,
             ]
             html += "<tr>" + cells.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n"
         }

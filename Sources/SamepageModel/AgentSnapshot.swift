@@ -26,6 +26,8 @@ public struct AgentSnapshot: Sendable {
     public var reclaim = ReclaimStatus()
     /// The kernel's own KSM: governed or not, its counters.
     public var kernelKSM = KernelKSMStatus()
+    /// samepaged's own RSS and CPU, read on the agent's thread; nil until read.
+    public var agentCost: AgentCost?
 
     /// Before the agent has published anything: disconnected, no guests.
     public init() {}
@@ -58,11 +60,9 @@ public struct DaemonStats: Sendable, Equatable {
     /// The kernel's own KSM (`kernel_ksm`).
     public var kernelKSM = KernelKSMStatus()
 
-    /// The host's savings in bytes, over the mapped guests.
-    public var savings: Savings {
-        let kernel = kernelKSM.pagesSharing.map { ($0 + (kernelKSM.ksmZeroPages ?? 0)) * pageSize }
-        return Savings(counters: counters, reclaim: reclaim, guestRAMBytes: guestRAMBytes, kernelMergedBytes: kernel)
-    }
+    /// The host's savings in bytes: the sum over the guests present, and samepaged's cost
+    /// (see ``Savings``).
+    public var savings = Savings()
 
     public init(
         counters: Counters = Counters(), run: RunMode = .merge, tunables: Tunables = Tunables(),
@@ -92,12 +92,13 @@ public struct DaemonStats: Sendable, Equatable {
             guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
         guestRAMBytes = snapshot.guests.reduce(0) { $0 + $1.regions.reduce(0) { $0 + $1.bytes } }
         kernelKSM = snapshot.kernelKSM
+        savings = Savings.host(snapshot.guests, agent: snapshot.agentCost)
     }
 }
 
 /// The stats' wire form: one flat object of the kernel-named counters, `run` and `run_mode`,
 /// the tunables under their kernel names, reclaim's totals, the daemon's own keys, and
-/// `reclaim` nested. The counters, run mode, tunables, `tracking_bytes` and `connected` are
+/// `reclaim` and `savings` nested. The counters, run mode, tunables, `tracking_bytes` and `connected` are
 /// required; the rest may be missing. The last full scan is `full_scan_seconds` and
 /// `full_scan_cpu_percent`, both null until a full scan completed.
 extension DaemonStats: Codable {
@@ -109,6 +110,7 @@ extension DaemonStats: Codable {
         case guestsMapped = "guests_mapped"
         case guestRAMBytes = "guest_ram_bytes"
         case kernelKSM = "kernel_ksm"
+        case savings
         case fullScanSeconds = "full_scan_seconds"
         case fullScanCPUPercent = "full_scan_cpu_percent"
     }
@@ -128,6 +130,7 @@ extension DaemonStats: Codable {
         try c.encode(guestsMapped, forKey: .guestsMapped)
         try c.encode(guestRAMBytes, forKey: .guestRAMBytes)
         try c.encode(kernelKSM, forKey: .kernelKSM)
+        try c.encode(savings, forKey: .savings)
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
     }
@@ -150,6 +153,7 @@ extension DaemonStats: Codable {
         guestsMapped = try c.decode(.guestsMapped, or: guestsMapped)
         guestRAMBytes = try c.decode(.guestRAMBytes, or: guestRAMBytes)
         kernelKSM = try c.decode(.kernelKSM, or: kernelKSM)
+        savings = try c.decode(.savings, or: savings)
         reclaim = try c.decode(.reclaim, or: reclaim)
     }
 }

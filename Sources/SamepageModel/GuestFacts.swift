@@ -46,6 +46,9 @@ public struct GuestFacts: Sendable, Equatable {
     /// A Proxmox VE guest's `lock:` (backup, migrate, snapshot, suspending, ...): an operation
     /// of Proxmox's is under way, and nothing pauses the guest meanwhile.
     @ExplicitNull public var proxmoxLock: String? = nil
+    /// Its memory balloon (libvirt's `<memballoon>`, QEMU's `virtio-balloon` device); nil
+    /// without one (libvirt's `model='none'`) or when not known.
+    @ExplicitNull public var balloon: Balloon? = nil
 
     /// Nothing known yet.
     public init() {}
@@ -68,6 +71,7 @@ extension GuestFacts: Codable {
         case definitionUnknown = "definition_unknown"
         case qmpUnreachable = "qmp_unreachable"
         case proxmoxLock = "proxmox_lock"
+        case balloon
     }
 
     public init(from decoder: any Decoder) throws {
@@ -91,6 +95,31 @@ extension GuestFacts: Codable {
         definitionUnknown = try c.decode(.definitionUnknown, or: definitionUnknown)
         qmpUnreachable = try c.decodeIfPresent(String.self, forKey: .qmpUnreachable)
         proxmoxLock = try c.decodeIfPresent(String.self, forKey: .proxmoxLock)
+        balloon = try c.decodeIfPresent(Balloon.self, forKey: .balloon)
+    }
+}
+
+/// A guest's balloon device and whether it reports free pages: with free page reporting
+/// (libvirt's `<memballoon model='virtio' freePageReporting='on'>`, QEMU's
+/// `virtio-balloon-pci,free-page-reporting=on`), the guest's own driver hands pages it freed
+/// back to the host, which QEMU discards: memory given back without samepaged.
+///
+/// On the wire: `{"model": "virtio", "free_page_reporting": true}`.
+public struct Balloon: Sendable, Equatable, Codable {
+    /// libvirt's model (`virtio`, `virtio-transitional`, ...) or QEMU's device driver.
+    public var model: String
+    /// Whether free page reporting is on.
+    public var freePageReporting: Bool
+
+    /// A balloon of the values given.
+    public init(model: String, freePageReporting: Bool) {
+        self.model = model
+        self.freePageReporting = freePageReporting
+    }
+
+    public enum CodingKeys: String, CodingKey {
+        case model
+        case freePageReporting = "free_page_reporting"
     }
 }
 

@@ -29,6 +29,22 @@ public struct GuestStatus: Sendable, Equatable {
     /// What the kernel's own KSM does with the guest; nil when nothing is known (no QEMU
     /// process found, or a kernel without `ksm_stat`).
     public var kernelKSM: GuestKernelKSM?
+    /// Whether its RAM is private to QEMU (the kernel's KSM may merge it), not shared memory.
+    public var privateRAM = false
+    /// What sharing would save on its pages, attributed fairly between the guests that share
+    /// them (each member of a stable node of n pages carries (n − 1)/n of a page; see
+    /// `Engine.attributedSharing(of:)`), in bytes. Unlike `pages_sharing`, two identical guests
+    /// get the same figure.
+    public var attributedSharingBytes = 0
+    /// On hugetlbfs: how its confirmed zero pages fall on its huge pages; nil elsewhere or
+    /// before the agent counted them.
+    public var hugePageZeroes: HugePageZeroes?
+    /// Why its zero pages could not be reclaimed in mode `zero` or `merge` (the same reasons
+    /// as `reclaim.reason`, as if it were in such a mode); nil when they could.
+    public var reasonIfReclaiming: String?
+
+    /// Its savings (see ``Savings``), from the figures above.
+    public var savings: Savings { Savings(self) }
 
     public init(
         name: String, uuid: String, state: String, mapped: Bool, reason: String? = nil, mode: PolicyMode,
@@ -56,13 +72,19 @@ public struct GuestStatus: Sendable, Equatable {
 }
 
 /// The guest's wire form: snake_case keys, null for what it lacks; the kernel-named counters
-/// and reclaim's totals at top level, `regions`, `facts` and `reclaim` nested. Name, UUID,
+/// and reclaim's totals at top level, `regions`, `facts`, `reclaim`, `huge_page_zeroes` and
+/// `savings` (derived, ignored when read) nested. Name, UUID,
 /// state, `mapped`, mode and the counters are required; the rest may be missing.
 extension GuestStatus: Codable {
     public enum CodingKeys: String, CodingKey {
         case name, uuid, source, vmid, state, mapped, reason, mode, backend, regions, facts, reclaim
+        case savings
         case trustGroup = "trust_group"
         case kernelKSM = "kernel_ksm"
+        case privateRAM = "private_ram"
+        case attributedSharingBytes = "sharing_attributed_bytes"
+        case hugePageZeroes = "huge_page_zeroes"
+        case reasonIfReclaiming = "reason_if_reclaiming"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -83,6 +105,12 @@ extension GuestStatus: Codable {
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
         try c.encodeIfPresent(kernelKSM, forKey: .kernelKSM)
+        try c.encode(privateRAM, forKey: .privateRAM)
+        try c.encode(attributedSharingBytes, forKey: .attributedSharingBytes)
+        try c.encode(hugePageZeroes, forKey: .hugePageZeroes)
+        try c.encode(reasonIfReclaiming, forKey: .reasonIfReclaiming)
+        // Derived, for readers of the JSON; not read back.
+        try c.encode(savings, forKey: .savings)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -104,6 +132,10 @@ extension GuestStatus: Codable {
         if c.contains(.facts) { facts = try c.decode(GuestFacts.self, forKey: .facts) }
         reclaim = try c.decode(.reclaim, or: reclaim)
         kernelKSM = try c.decodeIfPresent(GuestKernelKSM.self, forKey: .kernelKSM)
+        privateRAM = try c.decode(.privateRAM, or: privateRAM)
+        attributedSharingBytes = try c.decode(.attributedSharingBytes, or: attributedSharingBytes)
+        hugePageZeroes = try c.decodeIfPresent(HugePageZeroes.self, forKey: .hugePageZeroes)
+        reasonIfReclaiming = try c.decodeIfPresent(String.self, forKey: .reasonIfReclaiming)
     }
 }
 

@@ -1,69 +1,123 @@
 import Foundation
 import SamepageCore
 
-/// What merging and reclaim do, or would do, for a guest or the host, in bytes: the outcomes
-/// an operator asks about, each kept apart.
+/// What Samepage gives back, could give back, and costs, for a guest or the host, in bytes:
+/// the figures an operator asks about, in the order they are shown and never blurred.
 ///
-/// - **Sharing would save**: pages merged into a stable node beyond its first
-///   (`pages_sharing`). On shared-memory guests Samepage accounts these merges and does not
-///   make them (see DESIGN.md): this is what merging them would give back.
-/// - **Zero pages**: pages found all zero on two visits (`zero_pages`), whether or not
-///   reclaimed yet.
-/// - **Reclaimed**: zero pages punched out and still holes (`pages_held`): memory the host
-///   has back now.
-/// - **Merged by the kernel**: private-RAM pages the kernel's KSM merged for real
-///   (`ksm_merging_pages` and `ksm_zero_pages`), when known.
+/// 1. **Freed now** (``freedBytes``): memory the host has back at this moment from zero-page
+///    reclaim, net of refaults: the bytes the backends gave back (``reclaimedBytes``, measured
+///    from their allocated blocks: the gross figure) less the pages the guest touched again
+///    (``refaultedBytes``), and never more than the pages still holes (`pages_held`), which
+///    `run unmerge` allocates again.
+/// 2. **Freeable now** (``freeableBytes``): confirmed zero pages waiting for a pause
+///    (`pending`) of guests eligible for reclaim. A guest that is not eligible frees nothing,
+///    whatever it has pending. On hugetlbfs only whole zero huge pages free anything: there the
+///    pending pages count up to the base pages of the all-zero huge pages (see
+///    `samepage advise` for the stranded rest).
+/// 3. **Merged by the kernel** (``kernelMergedBytes``): private-RAM pages the kernel's KSM
+///    merged, from each guest's QEMU's `/proc/PID/ksm_stat` (`ksm_merging_pages` +
+///    `ksm_zero_pages`): the one source, per guest and summed for the host. The kernel's
+///    global counters (`samepage ksm`: `pages_sharing` + `ksm_zero_pages`) differ: they count
+///    every process of the host, not only guests, and count each KSM page's first mapping as
+///    not merged, while `ksm_merging_pages` counts every page mapped to a KSM page. nil when
+///    nothing is known (no `ksm_stat`).
+/// 4. **Duplicates only private RAM could realise** (``privateRAMOnlyBytes``): what sharing
+///    would save on shared-memory guests (their attributed sharing, see
+///    `Engine.attributedSharing(of:)`). Linux cannot merge pages of shared-memory files, so
+///    this is never freed while the guest's RAM is shared; with private RAM the kernel's KSM
+///    could merge them. Private-RAM guests' duplicates are the kernel's to merge: for such a
+///    guest the figure does not apply (nil) and it adds nothing to the host's.
+/// 5. **samepaged's own cost** (``agent``, the host's only): its RSS and CPU.
+///
+/// Each guest's figures add up to the host's: the total is the sum over the guests present
+/// (guests gone are left out: what they freed is not held any more).
 public struct Savings: Sendable, Equatable {
     /// The RAM of the guests counted, in bytes (their mapped regions).
     public var guestRAMBytes: Int
-    public var sharingWouldSaveBytes: Int
-    public var zeroPageBytes: Int
+    /// Freed now, net of refaults (figure 1).
+    public var freedBytes: Int
+    /// Gross: bytes the backends gave back to reclaim.
     public var reclaimedBytes: Int
-    /// nil when the kernel's figures are not known.
+    /// Reclaimed pages the guests touched again, in bytes.
+    public var refaultedBytes: Int
+    /// Freeable now (figure 2).
+    public var freeableBytes: Int
+    /// Merged by the kernel (figure 3); nil when unknown.
     public var kernelMergedBytes: Int?
+    /// Duplicates only private RAM could realise (figure 4); nil for a private-RAM guest.
+    public var privateRAMOnlyBytes: Int?
+    /// samepaged's own cost (figure 5), for the host; nil for a guest or when unread.
+    public var agent: AgentCost?
 
-    public init(guestRAMBytes: Int, sharingWouldSaveBytes: Int, zeroPageBytes: Int, reclaimedBytes: Int, kernelMergedBytes: Int? = nil) {
+    /// Savings of the figures given, in bytes; none by default.
+    public init(
+        guestRAMBytes: Int = 0, freedBytes: Int = 0, reclaimedBytes: Int = 0, refaultedBytes: Int = 0, freeableBytes: Int = 0,
+        kernelMergedBytes: Int? = nil, privateRAMOnlyBytes: Int? = 0, agent: AgentCost? = nil
+    ) {
         self.guestRAMBytes = guestRAMBytes
-        self.sharingWouldSaveBytes = sharingWouldSaveBytes
-        self.zeroPageBytes = zeroPageBytes
+        self.freedBytes = freedBytes
         self.reclaimedBytes = reclaimedBytes
+        self.refaultedBytes = refaultedBytes
+        self.freeableBytes = freeableBytes
         self.kernelMergedBytes = kernelMergedBytes
+        self.privateRAMOnlyBytes = privateRAMOnlyBytes
+        self.agent = agent
     }
 
-    /// From the kernel-named counters and reclaim's figures, in pages of ``pageSize``.
-    public init(counters: Counters, reclaim: ReclaimStatus, guestRAMBytes: Int, kernelMergedBytes: Int? = nil) {
-        self.init(
-            guestRAMBytes: guestRAMBytes, sharingWouldSaveBytes: counters.pagesSharing * pageSize,
-            zeroPageBytes: counters.zeroPages * pageSize, reclaimedBytes: reclaim.pagesHeld * pageSize,
-            kernelMergedBytes: kernelMergedBytes)
-    }
-
-    /// A guest's: its mapped regions are its RAM.
+    /// A guest's, from its status (see the figures' definitions above).
     public init(_ guest: GuestStatus) {
+        let r = guest.reclaim
+        let refaulted = r.zeroPagesRefaulted * pageSize
         self.init(
-            counters: guest.counters, reclaim: guest.reclaim, guestRAMBytes: guest.regions.reduce(0) { $0 + $1.bytes },
-            kernelMergedBytes: guest.kernelKSM.map(\.mergedBytes))
+            guestRAMBytes: guest.regions.reduce(0) { $0 + $1.bytes },
+            freedBytes: max(0, min(r.bytesReclaimed - refaulted, r.pagesHeld * pageSize)),
+            reclaimedBytes: r.bytesReclaimed, refaultedBytes: refaulted,
+            freeableBytes: r.eligible ? Self.freeablePages(r.pendingPages, guest.hugePageZeroes) * pageSize : 0,
+            kernelMergedBytes: guest.kernelKSM.map(\.mergedBytes),
+            privateRAMOnlyBytes: guest.privateRAM ? nil : guest.attributedSharingBytes)
     }
 
-    /// In words, leading with what sharing would save as a share of the RAM: "sharing would
-    /// save 141.5 MiB of 512 MiB (27.6%), zero pages 84.1 MiB, reclaimed 3.2 MiB".
+    /// Pending pages that a punch frees: all of them, but on hugetlbfs no more than the base
+    /// pages of the huge pages that are all zero (a punch inside a huge page frees nothing).
+    private static func freeablePages(_ pending: Int, _ huge: HugePageZeroes?) -> Int {
+        guard let huge else { return pending }
+        return min(pending, huge.allZero * huge.pagesPerHugePage)
+    }
+
+    /// The host's: the sum over `guests`, with samepaged's own cost.
+    public static func host(_ guests: [GuestStatus], agent: AgentCost?) -> Savings {
+        var total = guests.map(Savings.init).reduce(Savings(), +)
+        total.agent = agent
+        return total
+    }
+
+    /// In words, in the figures' order; the RAM they are of last, and samepaged's cost when
+    /// known: "freed now 40.3 MiB (gross 45 MiB, refaulted 4.7 MiB), freeable now 12 MiB,
+    /// merged by the kernel 768 KiB, duplicates only private RAM could realise 132.6 MiB, of
+    /// 768 MiB guest RAM; samepaged 86 MiB RSS, 2.1% CPU".
     public var summary: String {
-        let share = guestRAMBytes > 0 ? String(format: " (%.1f%%)", Double(sharingWouldSaveBytes) * 100 / Double(guestRAMBytes)) : ""
-        let of = guestRAMBytes > 0 ? " of \(Self.format(bytes: guestRAMBytes))" : ""
-        return "sharing would save \(Self.format(bytes: sharingWouldSaveBytes))\(of)\(share), "
-            + "zero pages \(Self.format(bytes: zeroPageBytes)), reclaimed \(Self.format(bytes: reclaimedBytes))"
-            + (kernelMergedBytes.map { ", merged by the kernel \(Self.format(bytes: $0))" } ?? "")
+        var parts = ["freed now \(Self.format(bytes: freedBytes)) (gross \(Self.format(bytes: reclaimedBytes)), refaulted \(Self.format(bytes: refaultedBytes)))"]
+        parts.append("freeable now \(Self.format(bytes: freeableBytes))")
+        if let kernelMergedBytes { parts.append("merged by the kernel \(Self.format(bytes: kernelMergedBytes))") }
+        if let privateRAMOnlyBytes { parts.append("duplicates only private RAM could realise \(Self.format(bytes: privateRAMOnlyBytes))") }
+        parts.append("of \(Self.format(bytes: guestRAMBytes)) guest RAM")
+        var text = parts.joined(separator: ", ")
+        if let agent {
+            text += "; samepaged \(Self.format(bytes: agent.residentBytes)) RSS"
+            text += agent.cpuRatio.map { String(format: ", %.1f%% CPU", $0 * 100) } ?? ""
+        }
+        return text
     }
 
-    /// Sums savings (for the host's total).
+    /// Sums savings (for the host's total); the agent's cost is not summed (the left one's kept).
     public static func + (a: Savings, b: Savings) -> Savings {
         Savings(
-            guestRAMBytes: a.guestRAMBytes + b.guestRAMBytes, sharingWouldSaveBytes: a.sharingWouldSaveBytes + b.sharingWouldSaveBytes,
-            zeroPageBytes: a.zeroPageBytes + b.zeroPageBytes, reclaimedBytes: a.reclaimedBytes + b.reclaimedBytes,
-            kernelMergedBytes: a.kernelMergedBytes == nil && b.kernelMergedBytes == nil ? nil : (a.kernelMergedBytes ?? 0) + (b.kernelMergedBytes ?? 0))
+            guestRAMBytes: a.guestRAMBytes + b.guestRAMBytes, freedBytes: a.freedBytes + b.freedBytes,
+            reclaimedBytes: a.reclaimedBytes + b.reclaimedBytes, refaultedBytes: a.refaultedBytes + b.refaultedBytes,
+            freeableBytes: a.freeableBytes + b.freeableBytes,
+            kernelMergedBytes: a.kernelMergedBytes == nil && b.kernelMergedBytes == nil ? nil : (a.kernelMergedBytes ?? 0) + (b.kernelMergedBytes ?? 0),
+            privateRAMOnlyBytes: (a.privateRAMOnlyBytes ?? 0) + (b.privateRAMOnlyBytes ?? 0), agent: a.agent)
     }
-
-    public static let zero = Savings(guestRAMBytes: 0, sharingWouldSaveBytes: 0, zeroPageBytes: 0, reclaimedBytes: 0)
 
     /// Bytes in binary units with one decimal, a whole number without it: "0 B", "512 B",
     /// "4 KiB", "141.5 MiB", "1.5 GiB".
@@ -77,5 +131,44 @@ public struct Savings: Sendable, Equatable {
         }
         let text = String(format: "%.1f", value)
         return "\(text.hasSuffix(".0") ? String(text.dropLast(2)) : text) \(units[unit])"
+    }
+}
+
+/// The savings' wire form (`"savings"` of `stats` and of each guest): every figure under its
+/// name in bytes, `kernel_merged_bytes` and `agent` null when unknown,
+/// `private_ram_only_sharing_bytes` null for a private-RAM guest.
+extension Savings: Codable {
+    public enum CodingKeys: String, CodingKey {
+        case agent
+        case guestRAMBytes = "guest_ram_bytes"
+        case freedBytes = "freed_bytes"
+        case reclaimedBytes = "reclaimed_bytes"
+        case refaultedBytes = "refaulted_bytes"
+        case freeableBytes = "freeable_bytes"
+        case kernelMergedBytes = "kernel_merged_bytes"
+        case privateRAMOnlyBytes = "private_ram_only_sharing_bytes"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(guestRAMBytes, forKey: .guestRAMBytes)
+        try c.encode(freedBytes, forKey: .freedBytes)
+        try c.encode(reclaimedBytes, forKey: .reclaimedBytes)
+        try c.encode(refaultedBytes, forKey: .refaultedBytes)
+        try c.encode(freeableBytes, forKey: .freeableBytes)
+        try c.encode(kernelMergedBytes, forKey: .kernelMergedBytes)
+        try c.encode(privateRAMOnlyBytes, forKey: .privateRAMOnlyBytes)
+        try c.encode(agent, forKey: .agent)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            guestRAMBytes: try c.decode(Int.self, forKey: .guestRAMBytes), freedBytes: try c.decode(Int.self, forKey: .freedBytes),
+            reclaimedBytes: try c.decode(Int.self, forKey: .reclaimedBytes), refaultedBytes: try c.decode(Int.self, forKey: .refaultedBytes),
+            freeableBytes: try c.decode(Int.self, forKey: .freeableBytes),
+            kernelMergedBytes: try c.decodeIfPresent(Int.self, forKey: .kernelMergedBytes),
+            privateRAMOnlyBytes: try c.decodeIfPresent(Int.self, forKey: .privateRAMOnlyBytes),
+            agent: try c.decodeIfPresent(AgentCost.self, forKey: .agent))
     }
 }

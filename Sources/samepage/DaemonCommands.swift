@@ -46,7 +46,7 @@ func answer(_ socket: String, _ request: ControlRequest, json: Bool) throws -> C
 func guestTable(_ guests: [GuestStatus], showsUUID: Bool = false) -> String {
     // What each guest saves, in bytes, first; the kernel-named counters below.
     var lines = guests.map { "\($0.name): \(Savings($0).summary)" }
-    if guests.count > 1 { lines.append("total: \(guests.map { Savings($0) }.reduce(.zero, +).summary)") }
+    if guests.count > 1 { lines.append("total: \(Savings.host(guests, agent: nil).summary)") }
     if !guests.isEmpty { lines.append("") }
     lines.append(GuestListTable(guests, showsUUID: showsUUID).text)
     return lines.joined(separator: "\n")
@@ -109,6 +109,9 @@ struct DominfoCommand: ParsableCommand {
         print(lines.joined(separator: "\n"))
         print(counterLines(g.counters).joined(separator: "\n"))
         print(StatsText.reclaim(g.reclaim).lines().joined(separator: "\n"))
+        // What each mode would free now (as `samepage advise GUEST`).
+        print("Advice:")
+        print(AdviceText.lines(GuestAdvice(g)).joined(separator: "\n"))
     }
 }
 

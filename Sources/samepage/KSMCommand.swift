@@ -36,7 +36,9 @@ func kernelKSMLines(_ k: KernelKSMStatus) -> [String] {
         "run              \(k.run.flatMap(RunMode.init(rawValue:)).map { "\($0.name) (\($0.rawValue))" } ?? value(k.run))\(k.why.map { ": \($0)" } ?? "")",
     ]
     let merged = ((k.pagesSharing ?? 0) + (k.ksmZeroPages ?? 0)) * pageSize
-    lines.append("merged           \(Savings.format(bytes: merged)) (pages_sharing + ksm_zero_pages)")
+    // Frames the kernel freed host-wide, every mergeable process included; `list` and `stats`
+    // show what it merged of the guests, from each QEMU's ksm_stat (see Savings).
+    lines.append("freed (host)     \(Savings.format(bytes: merged)) (pages_sharing + ksm_zero_pages, every process; the guests' ksm_stat in list)")
     for (name, number) in [
         ("pages_shared", k.pagesShared), ("pages_sharing", k.pagesSharing), ("pages_unshared", k.pagesUnshared),
         ("pages_volatile", k.pagesVolatile), ("full_scans", k.fullScans), ("ksm_zero_pages", k.ksmZeroPages),

@@ -22,6 +22,7 @@ struct SamepageCommand: ParsableCommand {
         subcommands: [
             ListCommand.self, DominfoCommand.self, StatsCommand.self, RunCommand.self, TuneCommand.self,
             PolicyCommand.self, SharingCommand.self, ScanCommand.self, GuestsCommand.self, KSMCommand.self,
+            AdviseCommand.self,
         ]
     )
 

@@ -84,7 +84,11 @@ struct ScanCommand: ParsableCommand {
     private func printTable(global: Counters, files: [(ImageFile, Counters)]) {
         // Files are not reclaimed: what sharing would save and the zero pages, as a share of them.
         func savings(_ counters: Counters, pages: Int) -> String {
-            Savings(counters: counters, reclaim: ReclaimStatus(), guestRAMBytes: pages * pageSize).summary
+            let bytes = pages * pageSize
+            let sharing = counters.pagesSharing * pageSize
+            let share = bytes > 0 ? String(format: " (%.1f%%)", Double(sharing) * 100 / Double(bytes)) : ""
+            return "sharing would save \(Savings.format(bytes: sharing)) of \(Savings.format(bytes: bytes))\(share), "
+                + "zero pages \(Savings.format(bytes: counters.zeroPages * pageSize))"
         }
         print("saves            \(savings(global, pages: files.reduce(0) { $0 + $1.0.pageCount }))")
         for (name, value) in global.named {

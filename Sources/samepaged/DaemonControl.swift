@@ -71,6 +71,14 @@ struct DaemonControl: Sendable {
             return .success(.sharing(matrix))
         case .version:
             return .success(.version(VersionInfo(daemon: version)))
+        case .advise(let name):
+            let snapshot = agent.snapshot
+            var guests = snapshot.guests
+            if let name {
+                guard let guest = find(name, in: snapshot) else { return unknownGuest(name) }
+                guests = [guest]
+            }
+            return .success(.advice(guests.map(GuestAdvice.init)))
         }
     }
 

@@ -73,4 +73,23 @@ import Testing
             $0.facts.proxmoxLock = "migrate"
         } == "a job (migration, snapshot, dump) is running")
     }
+
+    /// What `advise` asks: would the guest be eligible in mode zero or merge?
+    @Test func asIfReclaimingPassesOverTheModeOnly() {
+        func asIf(_ change: (TrackedGuest) -> Void) -> String? {
+            let guest = Self.eligibleGuest()
+            change(guest)
+            return ReclaimEligibility.refusal(of: guest, reclaimEnabled: true, unendedPause: nil, asIfReclaiming: true)
+        }
+        #expect(asIf { $0.policy.mode = .report } == nil)
+        #expect(asIf { $0.policy.mode = .off } == nil)
+        #expect(asIf { $0.policy.mode = .report; $0.facts.locked = true } == "locked memory")
+        // Off: not mapped because of the mode, so that is no reason; its hugepages are
+        // judged from its definition.
+        #expect(asIf { $0.policy.mode = .off; $0.slots = [] } == nil)
+        #expect(asIf { $0.policy.mode = .off; $0.slots = []; $0.facts.hugepages = true }
+            == "hugetlbfs backend (a refault against an empty pool kills QEMU; set reclaim_hugetlbfs to allow)")
+        // Report, and mapping failed: that is a reason.
+        #expect(asIf { $0.policy.mode = .report; $0.slots = [] } == "not mapped")
+    }
 }

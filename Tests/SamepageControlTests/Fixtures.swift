@@ -77,6 +77,17 @@ enum Sample {
         guests: [GuestIdentity(name: "alpha", uuid: alpha.uuid), GuestIdentity(name: "beta", uuid: beta.uuid)],
         stableNodes: [[10, 4], [4, 0]])
 
+    /// Advice with every part present: modes, private RAM, huge pages, balloon.
+    static let advice = GuestAdvice(
+        name: "alpha", uuid: alpha.uuid, mode: .merge, privateRAM: false,
+        modes: [
+            .init(mode: .off, wouldFreeBytes: 0, eligible: false, why: "never read: frees nothing, finds nothing"),
+            .init(mode: .zero, wouldFreeBytes: 4 << 20, eligible: true, why: "zero pages given back in short pauses of the guest"),
+        ],
+        zeroBytesLeft: 4 << 20, privateRAMWouldSave: .init(duplicateBytes: 1 << 20, zeroBytes: 4 << 20),
+        hugePages: HugePageZeroes(pagesPerHugePage: 512, hugePages: 128, allZero: 2, partlyZero: 1, strandedZeroPages: 7),
+        balloon: Balloon(model: "virtio", freePageReporting: true))
+
     static let reload = PolicyReloadReport(errors: ["/etc/samepage/guests.d/beta.toml:3: unknown key \"mod\""])
 }
 
@@ -130,6 +141,11 @@ final class FakeDaemon: ControlHandler {
             return .success(.sharing(Sample.sharing))
         case .version:
             return .success(.version(VersionInfo(daemon: "0.1")))
+        case .advise(let guest):
+            guard guest == nil || guest == "alpha" || guest == Sample.alpha.uuid else {
+                return .failure(.unknownGuest, "no guest named \(guest ?? "")")
+            }
+            return .success(.advice([Sample.advice]))
         }
     }
 }

@@ -39,6 +39,7 @@ struct ControlGoldenTests {
             ("policy reload", .success(.policyReload(Sample.reload))),
             ("sharing", .success(.sharing(Sample.sharing))),
             ("version", .success(.version(VersionInfo(daemon: "0.1")))),
+            ("advise", .success(.advice([Sample.advice]))),
             ("failure", .failure(.unknownGuest, "no guest named gamma")),
         ]
     }

@@ -38,7 +38,7 @@ struct StatusPageBrowserTests {
             #expect(result.status == 0, "\(result.error)")
             let dom = result.output
             #expect(dom.contains("<title>samepaged status</title>"))
-            #expect(dom.contains("<td>250 MiB (8.1%)</td>"))
+            #expect(dom.contains("<td>125 MiB (4.1%)</td>"))
             #expect(dom.contains("<td>web1</td>"))
             #expect(dom.contains("<td>web2</td>"))
             // The heatmap's nine cells, the largest darkest.
@@ -56,7 +56,7 @@ struct StatusPageBrowserTests {
             let result = try Chromium.run(["--dump-dom", url])
             #expect(result.status == 0, "\(result.error)")
             #expect(result.output.contains("per_guest = false"))
-            #expect(result.output.contains("<td>250 MiB (8.1%)</td>"))
+            #expect(result.output.contains("<td>125 MiB (4.1%)</td>"))
             #expect(!result.output.contains("web1"))
             #expect(!result.output.contains("evil"))
         }

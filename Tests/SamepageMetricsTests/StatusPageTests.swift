@@ -15,9 +15,11 @@ enum StatusFixture {
         snapshot.run = .merge
         var web1 = guest("web1", uuid: "00000000-0000-0000-0000-00000000000a", group: "web", scanned: 262_144, shared: 20_000, reclaimed: 9_000)
         web1.counters.zeroPages = 30_000
+        web1.attributedSharingBytes = 16_000 * 4096
         var web2 = guest("web2", uuid: "00000000-0000-0000-0000-00000000000b", group: "web", scanned: 262_144, shared: 12_000, reclaimed: 4_000)
         web2.reclaim.deferred = ReclaimDeferral(.cpuPressure, detail: "host CPU pressure 40.0% (limit 25.0%)")
         web2.counters.zeroPages = 8_000
+        web2.attributedSharingBytes = 16_000 * 4096
         var db = guest(hostile, uuid: "00000000-0000-0000-0000-00000000000c", group: nil, scanned: 131_072, shared: 0, reclaimed: 1)
         db.source = .proxmox
         db.vmid = 104
@@ -47,9 +49,12 @@ struct StatusPageTests {
         let html = page(perGuest: true)
         #expect(html.hasPrefix("<!DOCTYPE html>"))
         #expect(html.contains("samepaged 9.9"))
-        // Three guests of 1 GiB: sharing would save 2 × 20,000 + 2 × 12,000 pages of 4 KiB.
+        // Three guests of 1 GiB; web1 and web2 each attributed 16,000 pages of sharing that only
+        // private RAM could realise: 32,000 × 4 KiB = 125 MiB, 4.07% of 3 GiB.
         #expect(html.contains("<td>3 GiB</td>"))
-        #expect(html.contains("<td>250 MiB (8.1%)</td>"))
+        #expect(html.contains("<td>125 MiB (4.1%)</td>"))
+        // Each guest's own: 62.5 MiB of 1 GiB = 6.1%.
+        #expect(html.components(separatedBy: "<td>62.5 MiB (6.1%)</td>").count == 3)
         #expect(html.contains("<td>web1</td>"))
         #expect(html.contains("waits: cpu_pressure"))
         #expect(html.contains("proxmox 104"))
@@ -75,7 +80,7 @@ struct StatusPageTests {
         #expect(!html.contains("heatmap\">"))
         #expect(!html.contains("00000000-"))
         // The host's figures stay.
-        #expect(html.contains("<td>250 MiB (8.1%)</td>"))
+        #expect(html.contains("<td>125 MiB (4.1%)</td>"))
     }
 
     @Test("Without a matrix, the page says so")

@@ -183,13 +183,13 @@ _samepage() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list|dominfo|stats|run|tune|policy|sharing|scan|guests|ksm|help)
+    list|dominfo|stats|run|tune|policy|sharing|scan|guests|ksm|advise|help)
         # Offer subcommand argument completions
         "_samepage_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list dominfo stats run tune policy sharing scan guests ksm help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list dominfo stats run tune policy sharing scan guests ksm advise help' -- "${cur}"))
         ;;
     esac
 }
@@ -449,6 +449,22 @@ _samepage_ksm() {
     repeating_options=()
     non_repeating_options=()
     __samepage_offer_flags_options 0
+}
+
+_samepage_advise() {
+    repeating_flags=()
+    non_repeating_flags=(--json -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __samepage_offer_flags_options 1
+
+    # Offer positional completions
+    case "${positional_number}" in
+    1)
+        __samepage_add_completions -W "$(__samepage_custom_complete ---completion advise -- positional@0 "${COMP_CWORD}" "$(__samepage_cursor_index_in_current_word)")"
+        return
+        ;;
+    esac
 }
 
 _samepage_help() {

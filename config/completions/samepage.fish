@@ -50,6 +50,8 @@ function __samepage_parse_tokens -S
             __samepage_parse_subcommand 0 'connect=' 'passes=' 'mode=' 'trust-group=' 'timeout=' 'json' 'verbose' 'h/help'
         case 'ksm'
             __samepage_parse_subcommand 0 'json' 'h/help'
+        case 'advise'
+            __samepage_parse_subcommand 1 'json' 'h/help'
         case 'help'
             __samepage_parse_subcommand -r 1 
         end
@@ -119,6 +121,7 @@ complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "s
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'scan' -d 'Scan memory image files for mergeable pages and print KSM\'s counters.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'guests' -d 'Discover libvirt guests, map their RAM (shared or private), scan it and report.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'ksm' -d 'Show the kernel\'s own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'advise' -d 'What each mode (off, report, zero, merge) would free now, and why or why not, per guest.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage list" uuid' -l 'uuid' -d 'Show each guest\'s UUID (36 more columns).'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage list" json' -l 'json' -d 'Print the daemon\'s answer as JSON: an array of guest objects, the kernel\'s counter names as keys.'
@@ -182,3 +185,6 @@ complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_opti
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage guests" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage ksm" json' -l 'json' -d 'Print JSON: the kernel_ksm object of the daemon\'s stats answer (as in \'stats --json\').'
 complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage ksm" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_positional "samepage advise" -eq 1' -fka '(__samepage_custom_completion ---completion advise -- positional@0 (count (__samepage_tokens -pc)) (__samepage_tokens -tC))'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage advise" json' -l 'json' -d 'Print the daemon\'s answer as JSON: an array of advice objects, one per guest.'
+complete -c 'samepage' -n '__samepage_should_offer_completions_for_flags_or_options "samepage advise" h help' -s 'h' -l 'help' -d 'Show help information.'

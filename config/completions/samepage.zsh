@@ -62,13 +62,14 @@ _samepage() {
             'scan:Scan memory image files for mergeable pages and print KSM'\''s counters.'
             'guests:Discover libvirt guests, map their RAM (shared or private), scan it and report.'
             'ksm:Show the kernel'\''s own KSM (ksmd): whether samepaged governs it, why it runs or not, its counters.'
+            'advise:What each mode (off, report, zero, merge) would free now, and why or why not, per guest.'
             'help:Show subcommand help information.'
         )
         _describe -V subcommand subcommands && ret=0
         ;;
     arg)
         case "${words[1]}" in
-        list|dominfo|stats|run|tune|policy|sharing|scan|guests|ksm|help)
+        list|dominfo|stats|run|tune|policy|sharing|scan|guests|ksm|advise|help)
             "_samepage_${words[1]}" && ret=0
             ;;
         esac
@@ -274,6 +275,18 @@ _samepage_ksm() {
     local -i ret=1
     local -ar arg_specs=(
         '--json[Print JSON\: the kernel_ksm object of the daemon'\''s stats answer (as in '\''stats --json'\'').]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+_samepage_advise() {
+    local -i ret=1
+    local -ar arg_specs=(
+        ':guest:{__samepage_custom_complete ---completion advise -- positional@0 "${current_word_index}" "$(__samepage_cursor_index_in_current_word)"}'
+        '--json[Print the daemon'\''s answer as JSON\: an array of advice objects, one per guest.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
     _arguments -w -s -S : "${arg_specs[@]}" && ret=0

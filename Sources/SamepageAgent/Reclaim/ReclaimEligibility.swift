@@ -7,13 +7,20 @@
 enum ReclaimEligibility {
     /// Why the guest's zero pages may not be reclaimed now; nil when they may. The first
     /// reason that applies, in the order an operator would fix them.
-    static func refusal(of guest: TrackedGuest, reclaimEnabled: Bool, unendedPause: String?) -> String? {
+    ///
+    /// With `asIfReclaiming`, the answer for the guest as if its policy were mode `zero` or
+    /// `merge` (what `samepage advise` tells): the mode is passed over, and so are backends
+    /// open read-only, which a change to a reclaiming mode opens again read-write, and, for a
+    /// guest in mode `off`, not being mapped (the mode is why; its hugepages are then judged
+    /// from its definition).
+    static func refusal(of guest: TrackedGuest, reclaimEnabled: Bool, unendedPause: String?, asIfReclaiming: Bool = false) -> String? {
         guard reclaimEnabled else { return "reclaim is disabled (no pause journal)" }
-        switch guest.policy.mode {
+        switch asIfReclaiming ? .zero : guest.policy.mode {
         case .off, .report: return "policy mode \(guest.policy.mode.rawValue) never changes the guest"
         case .zero, .merge: break
         }
-        guard guest.mapped else { return "not mapped" }
+        let offNow = asIfReclaiming && guest.policy.mode == .off
+        guard guest.mapped || offNow else { return "not mapped" }
         if guest.hasPrivateRAM {
             return "private RAM: its zero pages are the kernel's KSM's to merge (use_zero_pages), not reclaimed"
         }
@@ -33,7 +40,7 @@ enum ReclaimEligibility {
         if let failure = unendedPause ?? guest.reclaimState.status.resumeFailure {
             return "a pause of ours has not ended yet (\(failure))"
         }
-        if guest.regions.contains(where: { $0.access != .readWrite }) { return "its backends are open read-only (mapped again shortly)" }
+        if !asIfReclaiming || guest.policy.mode.reclaims, guest.regions.contains(where: { $0.access != .readWrite }) { return "its backends are open read-only (mapped again shortly)" }
         if !facts.otherMappers.isEmpty {
             // The guest's own vhost-user backends may map its RAM (suspend stops their rings);
             // anything else might write a page between our check and the punch.
@@ -45,7 +52,9 @@ enum ReclaimEligibility {
         if let disk = guest.regions.first(where: { if case .diskFile = $0.kind { true } else { false } }) {
             return "its backend \(disk.backendID) is on a disk filesystem (\(disk.kind)): only RAM on tmpfs, memfd or hugetlbfs is reclaimed"
         }
-        if !guest.policy.reclaimHugetlbfs, guest.regions.contains(where: { if case .hugetlbfs = $0.kind { true } else { false } }) {
+        let hugetlbfs = guest.regions.contains { if case .hugetlbfs = $0.kind { true } else { false } }
+            || (offNow && guest.regions.isEmpty && guest.facts.hugepages)
+        if !guest.policy.reclaimHugetlbfs, hugetlbfs {
             return "hugetlbfs backend (a refault against an empty pool kills QEMU; set reclaim_hugetlbfs to allow)"
         }
         if guest.policy.maxPauseMsPerMinute == 0 { return "max_pause_ms_per_minute is 0" }

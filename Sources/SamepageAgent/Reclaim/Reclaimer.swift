@@ -57,9 +57,10 @@ final class Reclaimer {
     func holdsPause(of uuid: UUID) -> Bool { pausesInFlight[uuid] != nil }
 
     /// Why the guest's zero pages may not be reclaimed now; nil when they may.
-    func ineligibility(_ guest: TrackedGuest) -> String? {
+    func ineligibility(_ guest: TrackedGuest, asIfReclaiming: Bool = false) -> String? {
         ReclaimEligibility.refusal(
-            of: guest, reclaimEnabled: journal != nil, unendedPause: retries.failure(ofGuest: guest.identity.uuid))
+            of: guest, reclaimEnabled: journal != nil, unendedPause: retries.failure(ofGuest: guest.identity.uuid),
+            asIfReclaiming: asIfReclaiming)
     }
 
     /// A page the engine found zero on two visits in a row, in the guest's region `region`.
