@@ -30,6 +30,7 @@ extension Worker {
         snapshot.reclaim = reclaimer.reclaimedByGoneGuests
         for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
         snapshot.kernelKSM = kernel.status
+        snapshot.ignoredProcesses = qemuScanner?.ignored ?? []
         agent.publish(snapshot)
     }
 

@@ -26,6 +26,8 @@ public struct AgentSnapshot: Sendable {
     public var reclaim = ReclaimStatus()
     /// The kernel's own KSM: governed or not, its counters.
     public var kernelKSM = KernelKSMStatus()
+    /// Processes that look like a QEMU but are not trusted as one, by pid.
+    public var ignoredProcesses: [IgnoredProcess] = []
 
     /// Before the agent has published anything: disconnected, no guests.
     public init() {}
@@ -57,6 +59,9 @@ public struct DaemonStats: Sendable, Equatable {
     public var reclaim: ReclaimStatus
     /// The kernel's own KSM (`kernel_ksm`).
     public var kernelKSM = KernelKSMStatus()
+    /// Processes that look like a QEMU but are not trusted as one (`ignored_processes`, left
+    /// out when there are none).
+    public var ignoredProcesses: [IgnoredProcess] = []
 
     /// The host's savings in bytes, over the mapped guests.
     public var savings: Savings {
@@ -92,6 +97,7 @@ public struct DaemonStats: Sendable, Equatable {
             guestsMapped: snapshot.guests.count(where: \.mapped), reclaim: snapshot.reclaim)
         guestRAMBytes = snapshot.guests.reduce(0) { $0 + $1.regions.reduce(0) { $0 + $1.bytes } }
         kernelKSM = snapshot.kernelKSM
+        ignoredProcesses = snapshot.ignoredProcesses
     }
 }
 
@@ -111,6 +117,7 @@ extension DaemonStats: Codable {
         case kernelKSM = "kernel_ksm"
         case fullScanSeconds = "full_scan_seconds"
         case fullScanCPUPercent = "full_scan_cpu_percent"
+        case ignoredProcesses = "ignored_processes"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -128,6 +135,7 @@ extension DaemonStats: Codable {
         try c.encode(guestsMapped, forKey: .guestsMapped)
         try c.encode(guestRAMBytes, forKey: .guestRAMBytes)
         try c.encode(kernelKSM, forKey: .kernelKSM)
+        if !ignoredProcesses.isEmpty { try c.encode(ignoredProcesses, forKey: .ignoredProcesses) }
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
     }
@@ -151,5 +159,6 @@ extension DaemonStats: Codable {
         guestRAMBytes = try c.decode(.guestRAMBytes, or: guestRAMBytes)
         kernelKSM = try c.decode(.kernelKSM, or: kernelKSM)
         reclaim = try c.decode(.reclaim, or: reclaim)
+        ignoredProcesses = try c.decode(.ignoredProcesses, or: ignoredProcesses)
     }
 }

@@ -104,6 +104,7 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         guard case .guests(let guests) = try output.answer(root.socket, .list) else { return }
         print(guestTable(guests))
+        printIgnoredProcesses(root.socket)
     }
 }
 
