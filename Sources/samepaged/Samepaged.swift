@@ -131,7 +131,8 @@ struct Samepaged: AsyncParsableCommand {
         do {
             server = try ControlServer(
                 path: settings.controlSocket, mode: mode_t(settings.controlSocketMode),
-                group: try groupID(settings.controlGroup), handler: control.handle)
+                group: try groupID(settings.controlGroup, key: "control.group"),
+                adminGroup: try groupID(settings.controlAdminGroup, key: "control.admin_group"), handler: control.handle)
         } catch {
             logger.critical("control socket: \(error)")
             throw ExitCode.failure
@@ -214,10 +215,10 @@ struct Samepaged: AsyncParsableCommand {
         return settings
     }
 
-    private func groupID(_ name: String?) throws -> gid_t? {
+    private func groupID(_ name: String?, key: String) throws -> gid_t? {
         guard let name else { return nil }
         guard let entry = getgrnam(name) else {
-            throw ValidationError("control.group: no group named \(name)")
+            throw ValidationError("\(key): no group named \(name)")
         }
         return entry.pointee.gr_gid
     }
