@@ -15,6 +15,9 @@ struct JournalReplayError: Error, CustomStringConvertible {
 func endJournalledPause(
     _ entry: PauseJournal.Entry, journal: PauseJournal, connection: LibvirtConnection?, qmpTimeout: Duration
 ) throws(JournalReplayError) -> PauseEnd {
+    // An entry that could not be cleared after its pause ended is never replayed: its guest
+    // may be paused by someone else by now.
+    if let blocked = journal.replayBlock(entry) { throw JournalReplayError(description: blocked) }
     switch entry.target {
     case .libvirt(let domainID):
         guard let connection else { throw JournalReplayError(description: "libvirtd cannot be reached") }

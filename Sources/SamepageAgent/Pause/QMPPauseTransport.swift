@@ -220,7 +220,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
         let startTime: UInt64?
         do { startTime = try QEMUGuestHandle.startTime(of: target.pid) } catch { throw .system(error) }
         guard startTime == target.startTime else {
-            try? journal.didResume(uuid: entry.uuid)
+            journal.clearAfterEnd(uuid: entry.uuid)
             return .gone
         }
         // Only a socket that is this QEMU's (its uid read now: the process is the one journalled).
@@ -249,7 +249,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
         default:
             outcome = .notOurs("its QEMU is \(status.status), a state of QEMU's own")
         }
-        try? journal.didResume(uuid: entry.uuid)
+        journal.clearAfterEnd(uuid: entry.uuid)
         return outcome
     }
 }
