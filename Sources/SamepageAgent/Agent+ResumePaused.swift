@@ -63,9 +63,11 @@ extension Agent {
         // when libvirtd cannot be reached, and libvirt's entries then count as left.
         var connection: LibvirtConnection?
         if work.contains(where: { $0.1.contains { if case .libvirt = $0.target { true } else { false } } }) {
-            do { connection = try LibvirtConnection(uri: uri) } catch {
+            if uri.isEmpty {
+                logger.critical("the journal holds pauses made through libvirt, and libvirt is off (libvirt.uri = \"\"): set libvirt.uri to end them, or resume them with virsh")
+            } else { do { connection = try LibvirtConnection(uri: uri) } catch {
                 logger.critical("cannot connect to libvirt at \(uri): \(error)")
-            }
+            } }
         }
         for (journal, entries) in work {
             for entry in entries {

@@ -16,6 +16,7 @@ extension Worker {
         lastPublish = ContinuousClock.now
         var snapshot = AgentSnapshot()
         snapshot.connected = connection != nil
+        snapshot.libvirtConfigured = link.isConfigured
         snapshot.connectionError = link.error
         snapshot.counters = engine.counters
         snapshot.tunables = engine.tunables

@@ -65,7 +65,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     // MARK: [libvirt]
 
-    /// The libvirt connection URI (`libvirt.uri`).
+    /// The libvirt connection URI (`libvirt.uri`); empty when libvirt is off (a Proxmox VE
+    /// host: no connection is ever attempted, guests are found in /proc only).
     public var libvirtURI = HostDefaults.libvirtURI
 
     // MARK: [control]
@@ -254,12 +255,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     private mutating func readLibvirt(_ section: inout TableReader) {
         guard let uri = section.string("uri") else { return }
-        if Self.isLibvirtURI(uri) {
+        if uri.isEmpty || Self.isLibvirtURI(uri) {
             libvirtURI = uri
         } else {
             section.error(
                 at: "uri",
-                "\(section.name("uri")) = \(TableReader.quoted(uri)) is not a libvirt URI (like \"qemu:///system\")"
+                "\(section.name("uri")) = \(TableReader.quoted(uri)) is not a libvirt URI (like \"qemu:///system\"; \"\" turns libvirt off)"
             )
         }
     }

@@ -5,6 +5,9 @@ import SamepageCore
 public struct AgentSnapshot: Sendable {
     /// Whether the libvirt connection is up.
     public var connected = false
+    /// Whether libvirt is configured at all (`libvirt.uri` not empty): false on a host
+    /// without libvirtd (Proxmox VE), where ``connected`` is always false and means nothing.
+    public var libvirtConfigured = true
     /// The last connection error, while disconnected.
     public var connectionError: String?
     /// Pauses of samepaged's (this run's or a journalled earlier one's) not resumed yet.
@@ -48,6 +51,8 @@ public struct DaemonStats: Sendable, Equatable {
     public var lastFullScan: FullScanTime?
     /// Whether the libvirt connection is up.
     public var connected: Bool
+    /// Whether libvirt is configured at all (`libvirt_configured`, left out while it is).
+    public var libvirtConfigured = true
     /// The last connection error, while disconnected.
     public var connectionError: String?
     /// Guests known, and how many of them are mapped.
@@ -98,6 +103,7 @@ public struct DaemonStats: Sendable, Equatable {
         guestRAMBytes = snapshot.guests.reduce(0) { $0 + $1.regions.reduce(0) { $0 + $1.bytes } }
         kernelKSM = snapshot.kernelKSM
         ignoredProcesses = snapshot.ignoredProcesses
+        libvirtConfigured = snapshot.libvirtConfigured
     }
 }
 
@@ -118,6 +124,7 @@ extension DaemonStats: Codable {
         case fullScanSeconds = "full_scan_seconds"
         case fullScanCPUPercent = "full_scan_cpu_percent"
         case ignoredProcesses = "ignored_processes"
+        case libvirtConfigured = "libvirt_configured"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -136,6 +143,7 @@ extension DaemonStats: Codable {
         try c.encode(guestRAMBytes, forKey: .guestRAMBytes)
         try c.encode(kernelKSM, forKey: .kernelKSM)
         if !ignoredProcesses.isEmpty { try c.encode(ignoredProcesses, forKey: .ignoredProcesses) }
+        if !libvirtConfigured { try c.encode(false, forKey: .libvirtConfigured) }
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
     }
@@ -160,5 +168,6 @@ extension DaemonStats: Codable {
         kernelKSM = try c.decode(.kernelKSM, or: kernelKSM)
         reclaim = try c.decode(.reclaim, or: reclaim)
         ignoredProcesses = try c.decode(.ignoredProcesses, or: ignoredProcesses)
+        libvirtConfigured = try c.decode(.libvirtConfigured, or: libvirtConfigured)
     }
 }

@@ -174,7 +174,7 @@ struct StatsCommand: ParsableCommand {
             "tracking_bytes   \(s.trackingBytes)",
             "scan_rate        \(Int(s.scanRate.rounded())) pages/s",
             "guests           \(s.guests) (\(s.guestsMapped) mapped)",
-            "libvirt          \(s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")")",
+            "libvirt          \(!s.libvirtConfigured ? "off (libvirt.uri = \"\")" : s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")")",
         ] + reclaimLines(s.reclaim)
         print(lines.joined(separator: "\n"))
     }

@@ -64,7 +64,7 @@ struct DaemonControl: Sendable {
                 guests = [guest]
             }
             return .success(.policies(guests.map { guest in
-                let (policy, source) = policies.policy(for: guest.identity)
+                let (policy, source) = policies.policy(for: guest.identity, vmid: guest.vmid)
                 return GuestPolicyInfo(name: guest.name, uuid: guest.uuid, source: source, policy: policy)
             }))
         case .policyReload:

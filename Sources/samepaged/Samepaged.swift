@@ -115,7 +115,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.uri = settings.libvirtURI
         agentConfiguration.tunables = settings.tunables
         agentConfiguration.run = settings.run
-        agentConfiguration.policy = { policies.policy(for: $0).policy }
+        agentConfiguration.policy = { policies.policy(for: $0, vmid: $1).policy }
         agentConfiguration.pauseJournal = settings.pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
         agentConfiguration.reclaimMaxCPUPressure = Double(settings.reclaimMaxCPUPressure)
@@ -160,7 +160,7 @@ struct Samepaged: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
-        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics, status page at /" } ?? "off")")
+        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI.isEmpty ? "off" : settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics, status page at /" } ?? "off")")
 
         // One lifecycle: each component's run() is its life, and graceful shutdown ends them in
         // the reverse order: the hangup handler, the metrics endpoint, the control socket,

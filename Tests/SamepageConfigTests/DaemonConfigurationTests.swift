@@ -185,8 +185,7 @@ import TestSupport
         ("[scan]\nadvisor_min_pages_to_scan = 5000\nadvisor_max_pages_to_scan = 4000", 4,
          "advisor_max_pages_to_scan = 4000 is out of range: expected at least advisor_min_pages_to_scan (5000)"),
         ("libvirt = \"qemu:///system\"", 2, "[libvirt] must be a table, not a string"),
-        ("[libvirt]\nuri = \"\"", 3, "libvirt.uri = \"\" is not a libvirt URI (like \"qemu:///system\")"),
-        ("[libvirt]\nuri = \"system\"", 3, "libvirt.uri = \"system\" is not a libvirt URI (like \"qemu:///system\")"),
+        ("[libvirt]\nuri = \"system\"", 3, "libvirt.uri = \"system\" is not a libvirt URI (like \"qemu:///system\"; \"\" turns libvirt off)"),
         ("[control]\nsocket = \"samepaged.sock\"", 3, "control.socket = \"samepaged.sock\" is not an absolute path"),
         ("[control]\nmode = 600", 3, "control.mode must be a string of octal digits, like \"0660\", not an integer"),
         ("[control]\nmode = \"0666\"", 3, "control.mode = \"0666\" gives other users access: use a group instead"),
@@ -311,6 +310,13 @@ import TestSupport
             }
         }
         #expect(parsed > 10)
+    }
+
+    /// A Proxmox VE host has no libvirtd: `uri = ""` turns libvirt off.
+    @Test func anEmptyLibvirtURITurnsLibvirtOff() throws {
+        let configuration = try DaemonConfiguration.parse(text: "[libvirt]\nuri = \"\"\n", file: "samepaged.toml")
+        #expect(configuration.libvirtURI == "")
+        #expect(DaemonConfiguration.defaults.libvirtURI == "qemu:///system")
     }
 
     /// `control.admin_group` is read like `control.group`, and either asks for mode 0660.
