@@ -67,9 +67,13 @@ struct QEMUScanner {
             logger.warning("process \(process.pid) looks like a QEMU but is ignored: \(process.reason)")
         }
         untrustedWarned.formIntersection(discovery.untrusted.keys)
-        ignored = untrusted.map(Self.ignoredProcess)
+        // Bounded: any user can start processes named kvm by the thousand.
+        ignored = untrusted.prefix(Self.maximumIgnoredReported).map(Self.ignoredProcess)
         return handles
     }
+
+    /// The most ignored processes the status carries (the lowest pids); the log names each.
+    static let maximumIgnoredReported = 32
 
     /// An untrusted process as the model reports it.
     static func ignoredProcess(_ process: UntrustedQEMU) -> IgnoredProcess {
