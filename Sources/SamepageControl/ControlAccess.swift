@@ -73,7 +73,7 @@ public struct ControlAccess: Sendable, Equatable {
         let needed = adminGroup.map { "the admin group \(groupName($0)) (control.admin_group)" }
             ?? "root (no control.admin_group is configured)"
         return ControlFailure(
-            .permissionDenied, "permission denied: `\(command.rawValue)` needs \(needed); uid \(uid) may only read")
+            .permissionDenied, "`\(command.rawValue)` needs \(needed); uid \(uid) may only read")
     }
 
     /// The refusal of a peer with no role at all.

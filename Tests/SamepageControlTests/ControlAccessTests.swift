@@ -39,9 +39,9 @@ import Testing
     func refusalMessage() {
         let refusal = ControlAccess(readGroup: 100, adminGroup: 4242, ownUID: 0).refusal(of: .tune, to: .read, uid: 1000)
         #expect(refusal == ControlFailure(
-            .permissionDenied, "permission denied: `tune` needs the admin group gid 4242 (control.admin_group); uid 1000 may only read"))
+            .permissionDenied, "`tune` needs the admin group gid 4242 (control.admin_group); uid 1000 may only read"))
         let rootOnly = ControlAccess(readGroup: 100, ownUID: 0).refusal(of: .run, to: .read, uid: 1000)
-        #expect(rootOnly?.message == "permission denied: `run` needs root (no control.admin_group is configured); uid 1000 may only read")
+        #expect(rootOnly?.message == "`run` needs root (no control.admin_group is configured); uid 1000 may only read")
     }
 
     @Test("the socket file's group: the read group, else the admin group")
