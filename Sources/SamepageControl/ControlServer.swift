@@ -357,8 +357,7 @@ private final class ServerState: Sendable {
     }
 
     /// Writes `response` whole before `deadline` (each wait for room is a `poll` for the time
-    /// left):
-    /// false when it could not be.
+    /// left); false when it could not.
     private func send(_ response: ControlResponse, id: Int?, on socket: borrowing UnixSocket, until deadline: ContinuousClock.Instant) -> Bool {
         // Never blocking in send itself: every wait for room is a poll until the deadline.
         socket.sendAll(ControlCodec.encode(response, id: id), flags: Int32(MSG_DONTWAIT), until: deadline) == nil
