@@ -303,16 +303,21 @@ public struct LineBuffer: Sendable {
 /// recorded it then (`SO_PEERCRED`): its pid, uid and gid at `listen` or `connect` time,
 /// whatever the peer says or does later.
 public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
+    /// The peer's process id then.
     public var pid: pid_t
+    /// Its effective uid then.
     public var uid: uid_t
+    /// Its effective gid then.
     public var gid: gid_t
 
+    /// Credentials as given (tests); a socket's come from ``UnixSocket/peerCredentials()``.
     public init(pid: pid_t, uid: uid_t, gid: gid_t) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
     }
 
+    /// `pid N uid N gid N`.
     public var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
 }
 

@@ -35,6 +35,7 @@ public struct DiscoveredQEMU: Sendable, Hashable {
 /// A process named like a QEMU that the kernel's facts do not make a hypervisor
 /// (``ProcessTrust``): never contacted, listed as a guest or read, only reported, with why.
 public struct UntrustedQEMU: Sendable, Hashable {
+    /// Its process id.
     public var pid: pid_t
     /// The uid it runs as (effective); nil when its `status` could not be read.
     public var uid: uid_t?
@@ -48,6 +49,7 @@ public struct UntrustedQEMU: Sendable, Hashable {
     /// The UUID its command line claims (`-uuid`), likewise.
     public var claimedUUID: String?
 
+    /// A report of an untrusted process.
     public init(pid: pid_t, uid: uid_t?, executable: String, reason: String, claimedName: String? = nil, claimedUUID: String? = nil) {
         self.pid = pid
         self.uid = uid

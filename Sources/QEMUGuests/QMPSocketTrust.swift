@@ -29,10 +29,14 @@ import LinuxSystem
 public enum QMPSocketTrust {
     /// What `lstat` says about one file on the socket's path.
     public struct Entry: Sendable, Equatable {
+        /// The file's path, as looked at.
         public var path: String
+        /// Its owner (`st_uid`).
         public var owner: uid_t
+        /// Its type and permission bits (`st_mode`).
         public var mode: mode_t
 
+        /// The facts of one file (tests give them; ``QMPSocketTrust/facts(path:)`` reads them).
         public init(path: String, owner: uid_t, mode: mode_t) {
             self.path = path
             self.owner = owner
@@ -50,6 +54,7 @@ public enum QMPSocketTrust {
         /// The socket's own directory, as written and as resolved: never writable by others.
         public var parents: [String]
 
+        /// The facts of a socket; `parents` defaults to the socket's directory as written.
         public init(socket: Entry, directories: [Entry], parents: [String]? = nil) {
             self.socket = socket
             self.directories = directories

@@ -10,6 +10,7 @@ import Glibc
 /// replaces control characters and cuts long ones, so that printing them cannot drive a
 /// terminal.
 public struct IgnoredProcess: Sendable, Equatable, Codable {
+    /// Its process id.
     public var pid: Int32
     /// The uid it runs as; nil when it could not be read.
     public var uid: UInt32?
@@ -25,6 +26,7 @@ public struct IgnoredProcess: Sendable, Equatable, Codable {
     /// The longest text taken from the process itself.
     public static let maximumTextLength = 120
 
+    /// A report; text from the process itself is made printable and cut here.
     public init(pid: Int32, uid: UInt32?, executable: String, reason: String, claimedName: String? = nil, claimedUUID: String? = nil) {
         self.pid = pid
         self.uid = uid
@@ -40,6 +42,7 @@ public struct IgnoredProcess: Sendable, Equatable, Codable {
         case claimedUUID = "claimed_uuid"
     }
 
+    /// Reads the wire form, making its text printable as ``init(pid:uid:executable:reason:claimedName:claimedUUID:)`` does.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
