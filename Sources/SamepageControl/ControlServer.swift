@@ -57,6 +57,11 @@ public final class ControlServer: Service, Sendable {
     public struct Limits: Sendable {
         /// Connections served at once; one more gets a `busy` failure and is closed.
         public var maximumConnections = 32
+        /// Connections one uid other than root (and the daemon's own) may hold at once.
+        public var maximumConnectionsPerUser = 8
+        /// Connections of ``maximumConnections`` that only root (and the daemon's own uid)
+        /// may take: members of the groups cannot lock root out.
+        public var reservedForRoot = 4
         /// The longest request line, newline excluded; a longer one gets a
         /// `request_too_large` failure and the connection is closed.
         public var maximumRequestLength = ControlProtocol.maximumRequestLength
@@ -181,8 +186,9 @@ private final class ServerState: Sendable {
         var stopped = false
         /// Waiting in ``stopped()`` for the server to have stopped.
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
-        /// Descriptors of connections being served; a thread removes its own before closing it.
-        var open: Set<Int32> = []
+        /// Descriptors of connections being served, with their peer's uid; a thread removes its
+        /// own before closing it.
+        var open: [Int32: uid_t] = [:]
     }
 
     init(
@@ -229,7 +235,7 @@ private final class ServerState: Sendable {
             guard !state.stopping else { return (false, false) }
             state.stopping = true
             state.listener?.socket.shutdownBoth()
-            for fd in state.open { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+            for fd in state.open.keys { _ = shutdown(fd, Int32(SHUT_RDWR)) }
             return (true, state.accepting)
         }
         guard first else { return }
@@ -269,10 +275,17 @@ private final class ServerState: Sendable {
                 }
             }
             enum Admission { case stopping, busy, admitted }
+            // Who connected, as the kernel says (nil: refused later, counted as anyone's).
+            let uid = peerUID(fd) ?? uid_t.max
+            let privileged = uid == 0 || uid == access.ownUID
             let admission = shared.withLock { state -> Admission in
                 if state.stopping { return .stopping }
                 if state.open.count >= limits.maximumConnections { return .busy }
-                state.open.insert(fd)
+                if !privileged {
+                    if state.open.count >= limits.maximumConnections - limits.reservedForRoot { return .busy }
+                    if state.open.values.count(where: { $0 == uid }) >= limits.maximumConnectionsPerUser { return .busy }
+                }
+                state.open[fd] = uid
                 connections.enter()
                 return .admitted
             }
@@ -283,7 +296,7 @@ private final class ServerState: Sendable {
             case .busy:
                 let socket = UnixSocket(taking: FileDescriptor(rawValue: fd))
                 let failure = ControlFailure(
-                    .busy, "samepaged serves \(limits.maximumConnections) connections already; try again")
+                    .busy, "samepaged serves as many connections as it takes (from this user, or in all) already; try again")
                 _ = socket.sendAll(ControlCodec.encode(.failure(failure), id: nil), flags: Int32(MSG_DONTWAIT))
             case .admitted:
                 let thread = Thread { [self] in serve(fd) }
@@ -293,6 +306,15 @@ private final class ServerState: Sendable {
         }
     }
 
+    /// The uid of the peer of the connected socket `fd` (`SO_PEERCRED`); nil when the kernel
+    /// gives none.
+    private func peerUID(_ fd: Int32) -> uid_t? {
+        var credentials: (pid: pid_t, uid: uid_t, gid: gid_t) = (0, 0, 0)
+        var length = socklen_t(12)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, length == 12 else { return nil }
+        return credentials.uid
+    }
+
     // MARK: Serving one connection
 
     /// Serves the connection on `fd` (which it owns) until it ends, then closes it.
@@ -300,7 +322,7 @@ private final class ServerState: Sendable {
         let socket = UnixSocket(taking: FileDescriptor(rawValue: fd))
         converse(on: socket)
         // Forget it before closing it: stop() must never shut down a reused descriptor.
-        shared.withLock { _ = $0.open.remove(fd) }
+        shared.withLock { _ = $0.open.removeValue(forKey: fd) }
         socket.close()
         connections.leave()
     }

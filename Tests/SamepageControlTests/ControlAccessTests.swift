@@ -149,4 +149,59 @@ struct ControlAccessUserTests {
         let stranger = try run(["version"], socket: server.path, asUser: ["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
         #expect(errorCode(stranger.first) == "permission_denied")
     }
+
+    /// Opens `count` connections as `user`, all held, then asks `version` on each: each reply's
+    /// `ok` or error code.
+    private func hold(_ count: Int, socket: String, asUser user: [String]) throws -> [String] {
+        let script = """
+            import socket, sys, json
+            held = []
+            for _ in range(int(sys.argv[2])):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(10)
+                s.connect(sys.argv[1])
+                held.append(s)
+            for s in held:
+                try:
+                    s.sendall(b'{"version":1,"id":1,"command":"version"}\\n')
+                except OSError:
+                    pass
+                reply = json.loads(s.makefile("rb").readline().decode() or "{}")
+                print("ok" if reply.get("ok") else reply.get("error", {}).get("code", "none"))
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = user + ["/usr/bin/python3", "-c", script, socket, "\(count)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    @Test("one user holds at most its share of the connections, and root keeps some of its own")
+    func connectionsPerUser() throws {
+        let directory = TemporaryDirectory(mode: 0o755)
+        let nogroup: gid_t = 65534
+        var limits = ControlServer.Limits()
+        limits.maximumConnections = 4
+        limits.maximumConnectionsPerUser = 2
+        limits.reservedForRoot = 1
+        let server = try ControlServer(path: directory.file("ctl.sock"), mode: 0o666, group: nogroup, limits: limits, handler: FakeDaemon()).start()
+        defer { server.stop() }
+        let nobody = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        #expect(try hold(3, socket: server.path, asUser: nobody) == ["ok", "ok", "busy"])
+
+        var reserve = ControlServer.Limits()
+        reserve.maximumConnections = 2
+        reserve.reservedForRoot = 1
+        let tight = try ControlServer(path: directory.file("tight.sock"), mode: 0o666, group: nogroup, limits: reserve, handler: FakeDaemon()).start()
+        defer { tight.stop() }
+        #expect(try hold(2, socket: tight.path, asUser: nobody) == ["ok", "busy"])
+        // Root is never held to a user's share, nor kept out of its reserve (once nobody's
+        // connections, closed at its exit, are let go).
+        usleep(300_000)
+        #expect(try hold(2, socket: tight.path, asUser: ["--reuid=root", "--regid=root", "--clear-groups"]) == ["ok", "ok"])
+    }
 }
