@@ -296,3 +296,42 @@ public struct LineBuffer: Sendable {
         }
     }
 }
+
+// MARK: - Peer credentials
+
+/// Who listened on (or connected to) the other end of a connected Unix socket, as the kernel
+/// recorded it then (`SO_PEERCRED`): its pid, uid and gid at `listen` or `connect` time,
+/// whatever the peer says or does later.
+public struct PeerCredentials: Sendable, Hashable, CustomStringConvertible {
+    /// The peer's process id then.
+    public var pid: pid_t
+    /// Its effective uid then.
+    public var uid: uid_t
+    /// Its effective gid then.
+    public var gid: gid_t
+
+    /// Credentials as given (tests); a socket's come from ``UnixSocket/peerCredentials()``.
+    public init(pid: pid_t, uid: uid_t, gid: gid_t) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+
+    /// `pid N uid N gid N`.
+    public var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
+}
+
+extension UnixSocket {
+    /// The credentials of the peer of this connected socket; nil when the kernel gives none.
+    ///
+    /// The corresponding C function is `getsockopt` with `SO_PEERCRED`.
+    public func peerCredentials() -> PeerCredentials? {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; }: Glibc's module map leaves it out
+        // (it is under _GNU_SOURCE).
+        var credentials: (pid: pid_t, uid: uid_t, gid: gid_t) = (0, 0, 0)
+        var length = socklen_t(MemoryLayout<pid_t>.size + MemoryLayout<uid_t>.size + MemoryLayout<gid_t>.size)
+        guard getsockopt(descriptor.rawValue, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, length == 12
+        else { return nil }
+        return PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
+    }
+}

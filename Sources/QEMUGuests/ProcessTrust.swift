@@ -78,12 +78,7 @@ public struct ProcessTrust: Sendable, Equatable {
     /// inode through `exe` (which reaches it even when unlinked), and the directories of the
     /// path `exe` names.
     public static func facts(pid: pid_t, procRoot: String = "/proc", executable: String) throws(SystemError) -> Facts {
-        let status = String(decoding: try readWholeFile("\(procRoot)/\(pid)/status", limit: 64 << 10), as: UTF8.self)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else {
-            throw SystemError(errno: .ioError, operation: "parse \(procRoot)/\(pid)/status (no Uid line)")
-        }
-        let uids = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " }).compactMap { uid_t($0) }
-        guard uids.count == 4 else { throw SystemError(errno: .ioError, operation: "parse \(procRoot)/\(pid)/status (Uid line)") }
+        let uids = try Self.uids(pid: pid, procRoot: procRoot)
         var binary = stat()
         guard stat("\(procRoot)/\(pid)/exe", &binary) == 0 else { throw SystemError("stat \(procRoot)/\(pid)/exe") }
         var directories: [(path: String, owner: uid_t, mode: mode_t)] = []
@@ -96,5 +91,17 @@ public struct ProcessTrust: Sendable, Equatable {
             directories.append((path, directory.st_uid, directory.st_mode))
         }
         return Facts(uids: uids, executableOwner: binary.st_uid, executableMode: binary.st_mode, directories: directories)
+    }
+
+    /// The real, effective, saved and filesystem uids of `pid` (the `Uid:` line of its
+    /// `status`).
+    public static func uids(pid: pid_t, procRoot: String = "/proc") throws(SystemError) -> [uid_t] {
+        let status = String(decoding: try readWholeFile("\(procRoot)/\(pid)/status", limit: 64 << 10), as: UTF8.self)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else {
+            throw SystemError(errno: .ioError, operation: "parse \(procRoot)/\(pid)/status (no Uid line)")
+        }
+        let uids = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " }).compactMap { uid_t($0) }
+        guard uids.count == 4 else { throw SystemError(errno: .ioError, operation: "parse \(procRoot)/\(pid)/status (Uid line)") }
+        return uids
     }
 }

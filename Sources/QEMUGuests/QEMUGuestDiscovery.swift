@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import GuestMemory
 import LinuxSystem
@@ -15,15 +16,47 @@ public struct DiscoveredQEMU: Sendable, Hashable {
     public var commandLine: QEMUGuestCommandLine
     /// Why libvirt manages it (then it is found through libvirt, not here), or nil.
     public var managedByLibvirt: LibvirtOwnership?
+    /// The uid it runs as (effective, from its `status`): who may own its QMP socket
+    /// (``QMPSocketTrust``).
+    public var uid: uid_t
 
     public init(pid: pid_t, startTime: UInt64, executable: String, executableDeleted: Bool = false,
-                commandLine: QEMUGuestCommandLine, managedByLibvirt: LibvirtOwnership? = nil) {
+                commandLine: QEMUGuestCommandLine, managedByLibvirt: LibvirtOwnership? = nil, uid: uid_t = 0) {
         self.pid = pid
+        self.uid = uid
         self.startTime = startTime
         self.executable = executable
         self.executableDeleted = executableDeleted
         self.commandLine = commandLine
         self.managedByLibvirt = managedByLibvirt
+    }
+}
+
+/// A process named like a QEMU that the kernel's facts do not make a hypervisor
+/// (``ProcessTrust``): never contacted, listed as a guest or read, only reported, with why.
+public struct UntrustedQEMU: Sendable, Hashable {
+    /// Its process id.
+    public var pid: pid_t
+    /// The uid it runs as (effective); nil when its `status` could not be read.
+    public var uid: uid_t?
+    /// Its binary, as `/proc/PID/exe` names it.
+    public var executable: String
+    /// Why it is not trusted.
+    public var reason: String
+    /// The guest name its command line claims (`-name`), read for the report only (so that
+    /// `dominfo NAME` can say who claims it); nil without one.
+    public var claimedName: String?
+    /// The UUID its command line claims (`-uuid`), likewise.
+    public var claimedUUID: String?
+
+    /// A report of an untrusted process.
+    public init(pid: pid_t, uid: uid_t?, executable: String, reason: String, claimedName: String? = nil, claimedUUID: String? = nil) {
+        self.pid = pid
+        self.uid = uid
+        self.executable = executable
+        self.reason = reason
+        self.claimedName = claimedName
+        self.claimedUUID = claimedUUID
     }
 }
 
@@ -81,7 +114,7 @@ public final class QEMUGuestDiscovery {
         case qemu(ProcessKey, QEMURecord)
         /// Named like a QEMU, but not trusted as a hypervisor (``ProcessTrust``): never read
         /// further, never listed.
-        case untrusted(ProcessKey, String)
+        case untrusted(ProcessKey, UntrustedQEMU)
     }
 
     private struct QEMURecord {
@@ -89,6 +122,7 @@ public final class QEMUGuestDiscovery {
         var arguments: [String]
         var commandLine: QEMUGuestCommandLine
         var cgroup: String?
+        var uid: uid_t
     }
 
     /// Where proc is mounted; the tables it is refreshed from are of this root.
@@ -102,7 +136,7 @@ public final class QEMUGuestDiscovery {
     public private(set) var lastPass = Pass()
     /// The processes named like a QEMU that are not trusted as one, with the reason, as of the
     /// latest pass: not returned by ``refresh()``.
-    public private(set) var untrusted: [pid_t: String] = [:]
+    public private(set) var untrusted: [pid_t: UntrustedQEMU] = [:]
 
     /// - Parameters:
     ///   - procRoot: where proc is mounted (a fake tree in tests).
@@ -168,7 +202,8 @@ public final class QEMUGuestDiscovery {
                 commandLine: qemu.commandLine,
                 managedByLibvirt: LibvirtOwnership.owner(
                     pid: pid, arguments: qemu.arguments, cgroup: qemu.cgroup, libvirtPIDFiles: pidFiles ?? [:],
-                    runDirectory: libvirtRunDirectory)))
+                    runDirectory: libvirtRunDirectory),
+                uid: qemu.uid))
         }
         return found.sorted { $0.pid < $1.pid }
     }
@@ -186,16 +221,24 @@ public final class QEMUGuestDiscovery {
             return nil
         }
         guard executableNames.matches(linkTarget: linkTarget) else { return .other(key) }
+        let executable = QEMUExecutableNames.executable(linkTarget: linkTarget).path
+        var uid: uid_t?
         if let trust {
             // Before anything of the process's own words is read.
-            let executable = QEMUExecutableNames.executable(linkTarget: linkTarget).path
             do {
                 let facts = try ProcessTrust.facts(pid: pid, procRoot: procRoot, executable: executable)
-                if let why = trust.untrustedReason(facts, executable: executable) { return .untrusted(key, why) }
+                uid = facts.uids[1]
+                if let why = trust.untrustedReason(facts, executable: executable) {
+                    return .untrusted(key, untrustedRecord(pid, uid: uid, executable: executable, reason: why))
+                }
             } catch {
                 if error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess { return nil }
-                return .untrusted(key, "its owner and executable cannot be checked: \(error)")
+                uid = try? ProcessTrust.uids(pid: pid, procRoot: procRoot)[1]
+                return .untrusted(key, untrustedRecord(
+                    pid, uid: uid, executable: executable, reason: "its owner and executable cannot be checked: \(error)"))
             }
+        } else {
+            uid = try? ProcessTrust.uids(pid: pid, procRoot: procRoot)[1]
         }
 
         pass.commandLinesRead += 1
@@ -210,7 +253,17 @@ public final class QEMUGuestDiscovery {
         let cgroup = try? readWholeFile("\(procRoot)/\(pid)/cgroup", limit: 64 << 10)
         return .qemu(key, QEMURecord(
             linkTarget: linkTarget, arguments: arguments, commandLine: QEMUGuestCommandLine(arguments: arguments, proxmoxRunDirectories: proxmoxRunDirectories),
-            cgroup: cgroup.map { String(decoding: $0, as: UTF8.self) }))
+            cgroup: cgroup.map { String(decoding: $0, as: UTF8.self) }, uid: uid ?? 0))
+    }
+
+    /// The report of an untrusted process: its facts, and the name and UUID its command line
+    /// claims (read for the report only, never believed).
+    private func untrustedRecord(_ pid: pid_t, uid: uid_t?, executable: String, reason: String) -> UntrustedQEMU {
+        let arguments = (try? readWholeFile("\(procRoot)/\(pid)/cmdline", limit: 256 << 10)).map(QEMUCommandLine.arguments(cmdline:)) ?? []
+        let claimed = arguments.isEmpty ? nil : QEMUGuestCommandLine(arguments: arguments, proxmoxRunDirectories: proxmoxRunDirectories)
+        return UntrustedQEMU(
+            pid: pid, uid: uid, executable: executable, reason: reason, claimedName: claimed?.name,
+            claimedUUID: claimed?.uuid?.uuidString.lowercased())
     }
 
     /// The start time and command name of `pid` read afresh from its `stat`; nil when it is

@@ -103,12 +103,22 @@ public struct QMPConnection: ~Copyable, Sendable {
     ///   ``maximumUnsolicitedMessages`` messages first; any other ``QMPError``.
     ///
     /// The corresponding C calls are `socket`, `connect` and `poll`.
+    ///   - peerCheck: Judges who listens on the socket (`SO_PEERCRED`) before anything is read
+    ///     from it or sent to it: a reason to refuse it, or nil. A refusal is
+    ///     ``QMPError/untrustedPeer(path:detail:)``, as are credentials the kernel does not give.
     @available(*, noasync, message: "blocks the calling thread for up to its timeout")
     public static func connect(
-        path: String, timeout: Duration, maximumMessageLength: Int = defaultMaximumMessageLength
+        path: String, timeout: Duration, maximumMessageLength: Int = defaultMaximumMessageLength,
+        peerCheck: ((PeerCredentials) -> String?)? = nil
     ) throws(QMPError) -> QMPConnection {
         var deadline = Deadline(ContinuousClock.now + timeout)
         let socket = try openSocket(connectedTo: path, until: deadline.instant, timeout: timeout)
+        if let peerCheck {
+            guard let peer = socket.peerCredentials() else {
+                throw .untrustedPeer(path: path, detail: "the kernel gives no credentials of its listener")
+            }
+            if let refusal = peerCheck(peer) { throw .untrustedPeer(path: path, detail: refusal) }
+        }
         var reader = MessageReader(limit: maximumMessageLength)
         var unsolicited = 0
         var greeting: QMPGreeting?

@@ -35,6 +35,10 @@ public enum QMPError: Error, Sendable, Hashable, CustomStringConvertible {
     /// blank lines, replies to commands that timed out) between two commands than
     /// ``QMPConnection/maximumUnsolicitedMessages``. The connection is broken.
     case flood(path: String, detail: String)
+    /// The socket, or the process listening on it, is not one samepaged may trust with this
+    /// guest (its owner, its directory, or its listener's credentials); `detail` says why.
+    /// Nothing was sent to it.
+    case untrustedPeer(path: String, detail: String)
     /// A system call failed (`socket`, `poll`, `recv`, `send`, `connect` with another errno).
     case system(SystemError)
 
@@ -42,7 +46,8 @@ public enum QMPError: Error, Sendable, Hashable, CustomStringConvertible {
     public var path: String? {
         switch self {
         case .noServer(let path, _), .busy(let path, _), .timedOut(let path, _, _), .closed(let path),
-            .protocolViolation(let path, _), .commandFailed(let path, _, _, _), .flood(let path, _):
+            .protocolViolation(let path, _), .commandFailed(let path, _, _, _), .flood(let path, _),
+            .untrustedPeer(let path, _):
             path
         case .system:
             nil
@@ -66,6 +71,8 @@ public enum QMPError: Error, Sendable, Hashable, CustomStringConvertible {
             return "QEMU at \(path) refused \(command): \(description) (\(errorClass))"
         case .flood(let path, let detail):
             return "the QEMU monitor at \(path) floods its client: \(detail)"
+        case .untrustedPeer(_, let detail):
+            return "\(detail); it is not used"
         case .system(let error):
             return error.description
         }

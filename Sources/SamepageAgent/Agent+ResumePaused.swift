@@ -15,6 +15,9 @@ struct JournalReplayError: Error, CustomStringConvertible {
 func endJournalledPause(
     _ entry: PauseJournal.Entry, journal: PauseJournal, connection: LibvirtConnection?, qmpTimeout: Duration
 ) throws(JournalReplayError) -> PauseEnd {
+    // An entry that could not be cleared after its pause ended is never replayed: its guest
+    // may be paused by someone else by now.
+    if let blocked = journal.replayBlock(entry) { throw JournalReplayError(description: blocked) }
     switch entry.target {
     case .libvirt(let domainID):
         guard let connection else { throw JournalReplayError(description: "libvirtd cannot be reached") }
@@ -60,9 +63,11 @@ extension Agent {
         // when libvirtd cannot be reached, and libvirt's entries then count as left.
         var connection: LibvirtConnection?
         if work.contains(where: { $0.1.contains { if case .libvirt = $0.target { true } else { false } } }) {
-            do { connection = try LibvirtConnection(uri: uri) } catch {
+            if uri.isEmpty {
+                logger.critical("the journal holds pauses made through libvirt, and libvirt is off (libvirt.uri = \"\"): set libvirt.uri to end them, or resume them with virsh")
+            } else { do { connection = try LibvirtConnection(uri: uri) } catch {
                 logger.critical("cannot connect to libvirt at \(uri): \(error)")
-            }
+            } }
         }
         for (journal, entries) in work {
             for entry in entries {

@@ -17,7 +17,9 @@ public struct AgentConfiguration: Sendable {
     /// Whether to scan at start (`run`).
     public var run: RunMode = .merge
     /// The policy of each guest; asked when a guest is found and on ``Agent/reloadPolicies()``.
-    public var policy: @Sendable (GuestIdentity) -> GuestPolicy = { _ in GuestPolicy() }
+    /// The second argument is the guest's Proxmox VE VM id (nil for other guests): its
+    /// `VMID.toml` comes before its `NAME.toml`.
+    public var policy: @Sendable (GuestIdentity, Int?) -> GuestPolicy = { _, _ in GuestPolicy() }
     /// How often the guest list is re-read from libvirt even without events.
     public var reconcileInterval: Duration = .seconds(5)
     /// Where libvirt's QEMU driver keeps `NAME.pid`.

@@ -68,6 +68,8 @@ final class KernelKSMGovernor {
         }
         policy = KernelKSMRunPolicy(availableThresholdPercent: configuration.availableThresholdPercent, running: false)
         status.governed = true
+        status.holdBackFailing = false
+        status.holdBackFailures = 0
         let governing = apply(configuration)
         logger.notice("kernel_ksm: samepaged governs ksmd (\(governing)); the host's settings were \(saved)")
         // Stopped until every guest outside the trust group is known to have merging off.
@@ -123,17 +125,21 @@ final class KernelKSMGovernor {
                         logger.warning("kernel_ksm: ksmd stopped: \(holdBack)")
                         heldStopped = true
                         status.failures.removeAll { $0.hasPrefix(Self.holdBackFailure) }
+                        status.holdBackFailing = false
                     } catch {
                         // Said at every interval while it lasts: guests may be merged that must not be.
                         logger.critical("kernel_ksm: \(Self.holdBackFailure) (\(error)): ksmd may merge guests outside the trust group while \(holdBack)")
                         status.failures.removeAll { $0.hasPrefix(Self.holdBackFailure) }
                         status.failures.append("\(Self.holdBackFailure): \(error)")
+                        status.holdBackFailing = true
+                        status.holdBackFailures = (status.holdBackFailures ?? 0) + 1
                         status.why = "cannot hold ksmd back: \(error)"
                         nextDecision = now + Self.decisionInterval
                         return
                     }
                 } else {
                     heldStopped = true
+                    status.holdBackFailing = false
                 }
             }
             status.why = "held back: \(holdBack)"

@@ -32,7 +32,10 @@ final class LibvirtLink {
     }
 
     /// Whether an attempt to connect is due at `now` (no connection, and the backoff is over).
-    func connectIsDue(at now: ContinuousClock.Instant) -> Bool { connection == nil && now >= nextAttempt }
+    func connectIsDue(at now: ContinuousClock.Instant) -> Bool { isConfigured && connection == nil && now >= nextAttempt }
+
+    /// Whether libvirt is on (`libvirt.uri` not empty): off, no connection is ever attempted.
+    var isConfigured: Bool { !uri.isEmpty }
 
     /// Connects and subscribes to the events, or, failing, says why once (the same error is
     /// not logged again) and waits longer before the next attempt.

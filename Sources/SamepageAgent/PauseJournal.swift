@@ -138,9 +138,16 @@ public struct PauseJournal: Sendable {
 
     /// Records a pause before it happens. Throws if it cannot be made durable: then the guest
     /// must not be paused.
+    ///
+    /// A guest whose earlier entry could not be cleared (``JournalBlocks``) is not paused
+    /// again until that entry is removed by hand: this throws, saying how.
     public func willPause(_ entry: Entry) throws(JournalError) {
         try Self.writers.withLock { _ throws(JournalError) in
-            var entries = try entries().filter { $0.uuid != entry.uuid }
+            let current = try entries()
+            if let old = current.first(where: { $0.uuid == entry.uuid }), blocks.isBlocked(entry.uuid, entries: current) {
+                throw JournalError(path: path, problem: "blocks a new pause: \(blocks.howToResolve(old))")
+            }
+            var entries = current.filter { $0.uuid != entry.uuid }
             entries.append(entry)
             try write(entries)
         }

@@ -12,6 +12,8 @@ struct QEMUGuestHandle: Sendable, Equatable {
     var pid: pid_t
     /// Field 22 of `/proc/PID/stat`: with the pid, the process's identity.
     var startTime: UInt64
+    /// The uid it runs as: who besides root may own its QMP socket (``TrustedQMP``).
+    var uid: uid_t
     var name: String
     var uuid: UUID
     /// Whether ``uuid`` was derived from its name or VMID: the command line has none.
@@ -34,6 +36,7 @@ struct QEMUGuestHandle: Sendable, Equatable {
         guard let key = line.key else { return nil }
         pid = found.pid
         startTime = found.startTime
+        uid = found.uid
         commandLine = line
         switch line.source {
         case .proxmox(let id):

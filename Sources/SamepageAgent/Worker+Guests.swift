@@ -113,7 +113,7 @@ extension Worker {
 
     func reloadPolicies() {
         for guest in guests.values {
-            let policy = configuration.policy(guest.identity)
+            let policy = configuration.policy(guest.identity, guest.qemu?.vmid)
             guard policy != guest.policy else { continue }
             let old = guest.policy
             guest.policy = policy

@@ -44,7 +44,7 @@ extension Worker {
     func attachQEMU(_ handle: QEMUGuestHandle) {
         let guest = TrackedGuest(handle)
         guests[handle.uuid] = guest
-        guest.policy = configuration.policy(guest.identity)
+        guest.policy = configuration.policy(guest.identity, guest.qemu?.vmid)
         guest.facts = handle.commandLineFacts
         queries.refreshProxmoxLock(guest)
         if guest.policy.mode != .off { queries.askAtAttach(guest) }

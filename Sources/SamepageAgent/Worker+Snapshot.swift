@@ -16,6 +16,7 @@ extension Worker {
         lastPublish = ContinuousClock.now
         var snapshot = AgentSnapshot()
         snapshot.connected = connection != nil
+        snapshot.libvirtConfigured = link.isConfigured
         snapshot.connectionError = link.error
         snapshot.counters = engine.counters
         snapshot.tunables = engine.tunables
@@ -32,6 +33,7 @@ extension Worker {
         snapshot.reclaim = reclaimer.reclaimedByGoneGuests
         for guest in snapshot.guests { snapshot.reclaim.add(guest.reclaim) }
         snapshot.kernelKSM = kernel.status
+        snapshot.ignoredProcesses = qemuScanner?.ignored ?? []
         agent.publish(snapshot)
     }
 

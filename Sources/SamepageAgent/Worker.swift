@@ -100,6 +100,8 @@ final class Worker {
             if connection != nil && (reconcileNow || ContinuousClock.now >= nextReconcile) { reconcile() }
             if let handles = qemuScanner?.scan(at: ContinuousClock.now, force: lookForQEMUsNow) {
                 reconcileQEMUGuests(handles)
+                // Without libvirt, one pass over /proc has seen every guest there is.
+                if !link.isConfigured { reconciledOnce = true }
                 publish()
             }
             releaseExitedGuests()
@@ -114,7 +116,7 @@ final class Worker {
             for failure in report.failures { slotFailed(failure) }
             reclaimer.readLoad(guests)
             // ksmd's run follows memory even while libvirtd is away (every 5 s).
-            kernel.tick(guests, connected: connection != nil, reconciledOnce: reconciledOnce)
+            kernel.tick(guests, connected: connection != nil || !link.isConfigured, reconciledOnce: reconciledOnce)
             if reclaimer.collectPauses(guests) { publish() }
             reclaimer.reclaimIfDue(guests, engine: engine, connection: connection)
             if reclaimer.afterBatch(guests, engine: engine) { publish() }
@@ -227,7 +229,7 @@ final class Worker {
     func attach(_ info: DomainInfo, connection: LibvirtConnection) {
         let guest = TrackedGuest(info)
         guests[info.uuid] = guest
-        guest.policy = configuration.policy(guest.identity)
+        guest.policy = configuration.policy(guest.identity, guest.qemu?.vmid)
         do {
             let definition = try connection.domainDefinition(uuid: info.uuid)
             guest.definition = definition

@@ -23,7 +23,7 @@ public enum StatsText {
             ("tracking_memory", bytesText(s.trackingBytes)),
             ("scan_rate", "\(Int(s.scanRate.rounded())) pages/s"),
             ("guests", "\(s.guests) (\(s.guestsMapped) mapped)"),
-            ("libvirt", s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")"),
+            ("libvirt", !s.libvirtConfigured ? "off (libvirt.uri = \"\")" : s.connected ? "connected" : "disconnected: \(s.connectionError ?? "")"),
         ])
         return daemon.lines() + [""] + reclaim(s.reclaim).lines()
     }

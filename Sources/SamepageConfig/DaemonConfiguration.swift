@@ -66,23 +66,27 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     // MARK: [libvirt]
 
-    /// The libvirt connection URI (`libvirt.uri`).
+    /// The libvirt connection URI (`libvirt.uri`); empty when libvirt is off (a Proxmox VE
+    /// host: no connection is ever attempted, guests are found in /proc only).
     public var libvirtURI = HostDefaults.libvirtURI
 
     // MARK: [control]
 
     /// The control socket's path (`control.socket`).
     public var controlSocket = HostDefaults.controlSocket
-    /// A group whose members may use the control socket besides root (`control.group`);
-    /// nil when the socket is root's only.
+    /// A group whose members may read through the control socket besides root
+    /// (`control.group`): list, dominfo, stats, policy show, sharing; nil for none.
     public var controlGroup: String?
+    /// A group whose members may also change what samepaged does (`control.admin_group`):
+    /// run, tune, ksm tune, policy reload; nil for root only.
+    public var controlAdminGroup: String?
     /// The control socket's file mode as configured (`control.mode`); nil to let
     /// ``controlSocketMode`` follow the group.
     public var configuredControlSocketMode: UInt32?
 
     /// The control socket's file mode: as configured, else `0o600`, or `0o660` with a group.
     public var controlSocketMode: UInt32 {
-        configuredControlSocketMode ?? (controlGroup == nil ? 0o600 : 0o660)
+        configuredControlSocketMode ?? (controlGroup == nil && controlAdminGroup == nil ? 0o600 : 0o660)
     }
 
     // MARK: [metrics]
@@ -258,12 +262,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     private mutating func readLibvirt(_ section: inout TableReader) {
         guard let uri = section.string("uri") else { return }
-        if Self.isLibvirtURI(uri) {
+        if uri.isEmpty || Self.isLibvirtURI(uri) {
             libvirtURI = uri
         } else {
             section.error(
                 at: "uri",
-                "\(section.name("uri")) = \(TableReader.quoted(uri)) is not a libvirt URI (like \"qemu:///system\")"
+                "\(section.name("uri")) = \(TableReader.quoted(uri)) is not a libvirt URI (like \"qemu:///system\"; \"\" turns libvirt off)"
             )
         }
     }
@@ -280,18 +284,22 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 controlSocket = socket
             }
         }
-        if let group = section.string("group") {
+        for key in ["group", "admin_group"] {
+            guard let group = section.string(key) else { continue }
+            let value: String?
             if group.isEmpty {
-                controlGroup = nil
+                value = nil
             } else if Self.isGroupName(group) {
-                controlGroup = group
+                value = group
             } else {
                 section.error(
-                    at: "group",
-                    "\(section.name("group")) = \(TableReader.quoted(group)) is not a group name "
+                    at: key,
+                    "\(section.name(key)) = \(TableReader.quoted(group)) is not a group name "
                         + "(letters, digits, '.', '_', '-', at most 32 characters; \"\" for root only)"
                 )
+                continue
             }
+            if key == "group" { controlGroup = value } else { controlAdminGroup = value }
         }
         if let value = section.value("mode") {
             // A TOML integer cannot be written in octal with a leading zero, so modes are strings.

@@ -9,8 +9,11 @@ import Synchronization
 /// - `UUID.toml` applies to the guest with that UUID (any case in the file name), and to no
 ///   other guest: a file whose name has the form of a UUID (8-4-4-4-12 hexadecimal digits) is
 ///   matched against guests' UUIDs only, never against their names;
+/// - `VMID.toml` (digits only, like `101.toml`) applies to the Proxmox VE guest with that VM
+///   id: unique in a Proxmox cluster, where names may repeat;
 /// - `NAME.toml` applies to the guest with that libvirt name (case-sensitive), when NAME does
-///   not have the form of a UUID;
+///   not have the form of a UUID; a name of digits only is a VMID for a Proxmox VE guest, and
+///   a name for the others;
 /// - `default.toml` applies to guests that have neither;
 /// - other files (not ending in `.toml`, or starting with `.`, such as editor swap files and
 ///   `example.toml.sample`) are ignored. A `.toml` file that names no running guest is kept:
@@ -19,7 +22,8 @@ import Synchronization
 /// ## Precedence
 ///
 /// For a guest, the first of these that exists and has (or had) a valid policy wins:
-/// its `UUID.toml`, its `NAME.toml`, `default.toml`, then ``defaultPolicy`` (from the daemon's
+/// its `UUID.toml`, its `VMID.toml` (Proxmox VE guests), its `NAME.toml`, `default.toml`, then
+/// ``defaultPolicy`` (from the daemon's
 /// `[policy.default]`). The UUID file wins because a UUID is unique and survives a rename. A
 /// guest named `default`, with a name starting with `.`, or with a name that has the form of a
 /// UUID, is reached through its UUID file only. Otherwise a guest could name itself after
@@ -88,12 +92,20 @@ public final class PolicyDirectory: Sendable {
     }
 
     /// The policy for `guest`, and the file it comes from (nil for ``defaultPolicy``).
-    public func policy(for guest: GuestIdentity) -> (policy: GuestPolicy, source: String?) {
+    ///
+    /// - Parameter vmid: the guest's Proxmox VE VM id, for a Proxmox guest: its `VMID.toml`
+    ///   comes before its `NAME.toml`, and a name of digits only is never looked up for it
+    ///   (a guest named `102` must not take VM 102's policy).
+    public func policy(for guest: GuestIdentity, vmid: Int? = nil) -> (policy: GuestPolicy, source: String?) {
         state.withLock { state in
             if let entry = state.byUUID[guest.uuid.lowercased()], let policy = entry.policy {
                 return (policy, entry.file)
             }
-            if let entry = state.byName[guest.name], let policy = entry.policy {
+            if let vmid, let entry = state.byName[String(vmid)], let policy = entry.policy {
+                return (policy, entry.file)
+            }
+            let digitsOnly = !guest.name.isEmpty && guest.name.utf8.allSatisfy { (0x30...0x39).contains($0) }
+            if vmid == nil || !digitsOnly, let entry = state.byName[guest.name], let policy = entry.policy {
                 return (policy, entry.file)
             }
             if let entry = state.fallback, let policy = entry.policy {

@@ -39,20 +39,35 @@ public struct ControlHandlerClosure: ControlHandler {
 /// connection on another (at most ``Limits/maximumConnections``), never on Swift's
 /// cooperative pool; so does the wait for handler calls in flight at shutdown.
 ///
-/// Access: root, the daemon's own uid, and, when ``group`` is set, any process whose
-/// primary or supplementary groups include it. Anyone else gets one `permission_denied`
-/// response and the connection is closed. The socket file's mode and group come on top
-/// of that (give mode `0o660` for a group to reach the socket at all).
+/// Access (``ControlAccess``): root and the daemon's own uid may do anything; members of
+/// ``adminGroup`` too; members of ``group`` may read only (a request that changes something
+/// gets `permission_denied`, naming the admin group). Anyone else gets one
+/// `permission_denied` response and the connection is closed. The socket file's mode and
+/// group come on top of that (give mode `0o660` for a group to reach the socket at all; the
+/// file's group is ``group``, else ``adminGroup``).
+///
+/// Time and memory per peer are bounded whatever it sends: a request line must arrive whole
+/// within ``Limits/idleTimeout`` of the previous answer (or of the connection), an absolute
+/// deadline that bytes trickling in cannot extend; an answer must be taken within the same
+/// time; requests are answered one at a time, each only once the previous answer was written,
+/// so a peer that pipelines requests and reads nothing holds one answer and one request line
+/// at most, and is closed at the deadline.
 public final class ControlServer: Service, Sendable {
     /// Bounds on what one peer can make the server do.
     public struct Limits: Sendable {
         /// Connections served at once; one more gets a `busy` failure and is closed.
         public var maximumConnections = 32
+        /// Connections one uid other than root (and the daemon's own) may hold at once.
+        public var maximumConnectionsPerUser = 8
+        /// Connections of ``maximumConnections`` that only root (and the daemon's own uid)
+        /// may take: members of the groups cannot lock root out.
+        public var reservedForRoot = 4
         /// The longest request line, newline excluded; a longer one gets a
         /// `request_too_large` failure and the connection is closed.
         public var maximumRequestLength = ControlProtocol.maximumRequestLength
-        /// A connection that sends nothing for this long is closed (`SO_RCVTIMEO`); a peer
-        /// that does not read its responses for this long too (`SO_SNDTIMEO`).
+        /// How long a peer has to send a whole request line, from the connection or the
+        /// previous answer, and to take an answer: absolute deadlines; a peer that misses one
+        /// is closed.
         public var idleTimeout: Duration = .seconds(60)
         /// How long ``ControlServer/stop()`` waits for handler calls in flight to return.
         public var drainTimeout: Duration = .seconds(5)
@@ -64,8 +79,10 @@ public final class ControlServer: Service, Sendable {
     public let path: String
     /// The socket file's permission bits.
     public let mode: mode_t
-    /// The group allowed besides root (and the group of the socket file), if any.
+    /// The group whose members may read (`control.group`), if any.
     public let group: gid_t?
+    /// The group whose members may read and change (`control.admin_group`), if any.
+    public let adminGroup: gid_t?
     public let limits: Limits
     private let state: ServerState
 
@@ -80,19 +97,23 @@ public final class ControlServer: Service, Sendable {
     ///
     /// - Parameters:
     ///   - mode: the socket file's permission bits; root-only by default.
-    ///   - group: a group whose members may use the socket; the socket file is given to it.
+    ///   - group: a group whose members may read; the socket file is given to it.
+    ///   - adminGroup: a group whose members may read and change; the socket file is given
+    ///     to it when there is no `group`.
     public init(
-        path: String, mode: mode_t = 0o600, group: gid_t? = nil, limits: Limits = Limits(),
+        path: String, mode: mode_t = 0o600, group: gid_t? = nil, adminGroup: gid_t? = nil, limits: Limits = Limits(),
         handler: some ControlHandler
     ) throws(ControlError) {
         self.path = path
         self.mode = mode
         self.group = group
+        self.adminGroup = adminGroup
         self.limits = limits
-        let listener = try ControlListener(path: path, mode: mode, group: group)
+        let access = ControlAccess(readGroup: group, adminGroup: adminGroup)
+        let listener = try ControlListener(path: path, mode: mode, group: access.socketGroup)
         let identity = listener.file
         state = ServerState(
-            path: path, group: group, limits: limits, handler: handler, listener: listener, identity: identity)
+            path: path, access: access, limits: limits, handler: handler, listener: listener, identity: identity)
     }
 
     /// Starts accepting on a thread of its own and returns at once; idempotent. For callers
@@ -125,11 +146,11 @@ public final class ControlServer: Service, Sendable {
     /// Binds and listens on `path` with a closure for handler; see
     /// the designated initializer.
     public convenience init(
-        path: String, mode: mode_t = 0o600, group: gid_t? = nil, limits: Limits = Limits(),
+        path: String, mode: mode_t = 0o600, group: gid_t? = nil, adminGroup: gid_t? = nil, limits: Limits = Limits(),
         handler: @escaping @Sendable (ControlRequest) -> ControlResponse
     ) throws(ControlError) {
         try self.init(
-            path: path, mode: mode, group: group, limits: limits,
+            path: path, mode: mode, group: group, adminGroup: adminGroup, limits: limits,
             handler: ControlHandlerClosure { request, _ in handler(request) })
     }
 
@@ -146,11 +167,10 @@ public final class ControlServer: Service, Sendable {
 /// server stops them.
 private final class ServerState: Sendable {
     let path: String
-    let group: gid_t?
+    let access: ControlAccess
     let limits: Limits
     let handler: any ControlHandler
     let identity: FileIdentity
-    let ownUID = geteuid()
     private let shared: Mutex<Shared>
     /// Signalled when the accept thread has left its loop.
     private let acceptDone = DispatchSemaphore(value: 0)
@@ -166,16 +186,17 @@ private final class ServerState: Sendable {
         var stopped = false
         /// Waiting in ``stopped()`` for the server to have stopped.
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
-        /// Descriptors of connections being served; a thread removes its own before closing it.
-        var open: Set<Int32> = []
+        /// Descriptors of connections being served, with their peer's uid; a thread removes its
+        /// own before closing it.
+        var open: [Int32: uid_t] = [:]
     }
 
     init(
-        path: String, group: gid_t?, limits: Limits, handler: any ControlHandler, listener: consuming ControlListener,
+        path: String, access: ControlAccess, limits: Limits, handler: any ControlHandler, listener: consuming ControlListener,
         identity: FileIdentity
     ) {
         self.path = path
-        self.group = group
+        self.access = access
         self.limits = limits
         self.handler = handler
         self.identity = identity
@@ -214,7 +235,7 @@ private final class ServerState: Sendable {
             guard !state.stopping else { return (false, false) }
             state.stopping = true
             state.listener?.socket.shutdownBoth()
-            for fd in state.open { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+            for fd in state.open.keys { _ = shutdown(fd, Int32(SHUT_RDWR)) }
             return (true, state.accepting)
         }
         guard first else { return }
@@ -254,10 +275,17 @@ private final class ServerState: Sendable {
                 }
             }
             enum Admission { case stopping, busy, admitted }
+            // Who connected, as the kernel says (nil: refused later, counted as anyone's).
+            let uid = peerUID(fd) ?? uid_t.max
+            let privileged = uid == 0 || uid == access.ownUID
             let admission = shared.withLock { state -> Admission in
                 if state.stopping { return .stopping }
                 if state.open.count >= limits.maximumConnections { return .busy }
-                state.open.insert(fd)
+                if !privileged {
+                    if state.open.count >= limits.maximumConnections - limits.reservedForRoot { return .busy }
+                    if state.open.values.count(where: { $0 == uid }) >= limits.maximumConnectionsPerUser { return .busy }
+                }
+                state.open[fd] = uid
                 connections.enter()
                 return .admitted
             }
@@ -268,7 +296,7 @@ private final class ServerState: Sendable {
             case .busy:
                 let socket = UnixSocket(taking: FileDescriptor(rawValue: fd))
                 let failure = ControlFailure(
-                    .busy, "samepaged serves \(limits.maximumConnections) connections already; try again")
+                    .busy, "samepaged serves as many connections as it takes (from this user, or in all) already; try again")
                 _ = socket.sendAll(ControlCodec.encode(.failure(failure), id: nil), flags: Int32(MSG_DONTWAIT))
             case .admitted:
                 let thread = Thread { [self] in serve(fd) }
@@ -278,6 +306,15 @@ private final class ServerState: Sendable {
         }
     }
 
+    /// The uid of the peer of the connected socket `fd` (`SO_PEERCRED`); nil when the kernel
+    /// gives none.
+    private func peerUID(_ fd: Int32) -> uid_t? {
+        var credentials: (pid: pid_t, uid: uid_t, gid: gid_t) = (0, 0, 0)
+        var length = socklen_t(12)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, length == 12 else { return nil }
+        return credentials.uid
+    }
+
     // MARK: Serving one connection
 
     /// Serves the connection on `fd` (which it owns) until it ends, then closes it.
@@ -285,7 +322,7 @@ private final class ServerState: Sendable {
         let socket = UnixSocket(taking: FileDescriptor(rawValue: fd))
         converse(on: socket)
         // Forget it before closing it: stop() must never shut down a reused descriptor.
-        shared.withLock { _ = $0.open.remove(fd) }
+        shared.withLock { _ = $0.open.removeValue(forKey: fd) }
         socket.close()
         connections.leave()
     }
@@ -293,13 +330,15 @@ private final class ServerState: Sendable {
     private func converse(on socket: borrowing UnixSocket) {
         socket.setTimeouts(receive: limits.idleTimeout, send: limits.idleTimeout)
         guard let peer = ControlPeer(of: socket) else { return }
-        guard authorizes(peer, socket: socket) else {
-            _ = socket.sendAll(ControlCodec.encode(.failure(denial(of: peer)), id: nil))
+        guard let role = access.role(uid: peer.uid, gid: peer.gid, groups: { supplementaryGroups(of: socket, peer: peer) }) else {
+            _ = send(.failure(access.denial(uid: peer.uid)), id: nil, on: socket, until: .now + limits.idleTimeout)
             return
         }
         var reader = LineReader(limit: limits.maximumRequestLength)
+        // Absolute: from the connection or the previous answer, whatever arrives meanwhile.
+        var deadline = ContinuousClock.now + limits.idleTimeout
         while true {
-            switch reader.next(from: socket) {
+            switch reader.next(from: socket, until: deadline) {
             case .line(var line):
                 if line.last == UInt8(ascii: "\r") { line.removeLast() }
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
@@ -310,13 +349,19 @@ private final class ServerState: Sendable {
                     response = .failure(failure)
                 case .success(let request):
                     if isStopping { return }
-                    response = answer(request, from: peer)
+                    if let refusal = access.refusal(of: request.command, to: role, uid: peer.uid) {
+                        response = .failure(refusal)
+                    } else {
+                        response = answer(request, from: peer)
+                    }
                 }
-                guard socket.sendAll(ControlCodec.encode(response, id: id)) == nil else { return }
+                // The answer must be taken in time too; then the next request's time begins.
+                guard send(response, id: id, on: socket, until: .now + limits.idleTimeout) else { return }
+                deadline = .now + limits.idleTimeout
             case .tooLong:
                 let failure = ControlFailure(
                     .requestTooLarge, "request line longer than \(limits.maximumRequestLength) bytes; closing the connection")
-                _ = socket.sendAll(ControlCodec.encode(.failure(failure), id: nil))
+                _ = send(.failure(failure), id: nil, on: socket, until: .now + limits.idleTimeout)
                 return
             case .end, .timedOut, .failed:
                 return
@@ -333,29 +378,10 @@ private final class ServerState: Sendable {
         return response
     }
 
-    // MARK: Credentials
-
-    private func authorizes(_ peer: ControlPeer, socket: borrowing UnixSocket) -> Bool {
-        if peer.uid == 0 || peer.uid == ownUID { return true }
-        guard let group else { return false }
-        if peer.gid == group { return true }
-        return supplementaryGroups(of: socket, peer: peer).contains(group)
-    }
-
-    private func denial(of peer: ControlPeer) -> ControlFailure {
-        let allowed = group.map { "root or members of group \(groupName($0))" } ?? "root"
-        return ControlFailure(
-            .permissionDenied, "uid \(peer.uid) may not use samepaged's control socket: it is for \(allowed) only")
+    /// Writes `response` whole before `deadline` (each wait for room is a `poll` for the time
+    /// left); false when it could not.
+    private func send(_ response: ControlResponse, id: Int?, on socket: borrowing UnixSocket, until deadline: ContinuousClock.Instant) -> Bool {
+        // Never blocking in send itself: every wait for room is a poll until the deadline.
+        socket.sendAll(ControlCodec.encode(response, id: id), flags: Int32(MSG_DONTWAIT), until: deadline) == nil
     }
 }
-
-/// `name (gid N)`, or `gid N` for a group without a name.
-private func groupName(_ gid: gid_t) -> String {
-    var group = Glibc.group()
-    var result: UnsafeMutablePointer<Glibc.group>?
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let status = getgrgid_r(gid, &group, &buffer, buffer.count, &result)
-    guard status == 0, result != nil, let name = group.gr_name else { return "gid \(gid)" }
-    return "\(String(cString: name)) (gid \(gid))"
-}
-

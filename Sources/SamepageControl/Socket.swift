@@ -43,6 +43,31 @@ struct LineReader {
 
     var limit: Int { lines.limit }
 
+    /// The next line, waiting until `deadline` at most: an absolute bound that bytes arriving
+    /// slowly cannot extend (each wait is for the time left, `SO_RCVTIMEO`).
+    mutating func next(from socket: borrowing UnixSocket, until deadline: ContinuousClock.Instant) -> LineRead {
+        while true {
+            switch lines.nextLine() {
+            case .line(let line)?: return .line(Array(line))
+            case .tooLong?: return .tooLong
+            case nil: break
+            }
+            if ended {
+                guard let rest = lines.takeRemainder() else { return .end }
+                return .line(rest)
+            }
+            let left = deadline - .now
+            guard left > .zero else { return .timedOut }
+            socket.setTimeouts(receive: max(left, .milliseconds(1)))
+            switch lines.receive(from: socket.descriptor) {
+            case .received: continue
+            case .end: ended = true
+            case .failed(.wouldBlock): return .timedOut
+            case .failed(let errno): return .failed(errno.rawValue)
+            }
+        }
+    }
+
     mutating func next(from socket: borrowing UnixSocket) -> LineRead {
         while true {
             switch lines.nextLine() {

@@ -91,6 +91,7 @@ enum Families {
     static let guestsMapped = Family("samepage_guests_mapped", "Guests whose RAM backends are mapped and scanned")
     static let mappedRAM = Family("samepage_mapped_ram_bytes", "RAM of the mapped guests (their mapped regions): what the savings are a share of")
     static let connected = Family("samepage_libvirt_connected", "1 while the libvirt connection is up")
+    static let libvirtConfigured = Family("samepage_libvirt_configured", "1 when libvirt is configured (libvirt.uri), 0 when it is off (a Proxmox VE host): samepage_libvirt_connected then means nothing")
     static let runState = Family("samepage_run_state", "The run mode, one series per state (stop, merge, unmerge): 1 for the one in force")
     static let pagesToScan = Family("samepage_pages_to_scan", "Pages visited per batch (pages_to_scan); the scan-time advisor's while it is on")
     static let advisorState = Family("samepage_advisor_state", "Who sets pages_to_scan, one series per advisor_mode (none, scan-time): 1 for the one in force")
@@ -105,6 +106,8 @@ enum Families {
     static let kernelSharing = Family("samepage_kernel_ksm_sharing_bytes", "Bytes the kernel merged for real beyond the first of each KSM page (pages_sharing)")
     static let kernelShared = Family("samepage_kernel_ksm_shared_bytes", "Bytes of KSM pages in use (the kernel's pages_shared)")
     static let kernelZero = Family("samepage_kernel_ksm_zero_page_bytes", "Bytes the kernel merged with the zero page (ksm_zero_pages, use_zero_pages)")
+    static let kernelHoldBackFailing = Family("samepage_kernel_ksm_holdback_failing", "1 while samepaged cannot stop ksmd to hold it back from guests outside kernel_ksm.trust_group (governed only): ksmd may merge guests it must not")
+    static let kernelHoldBackFailures = Family("samepage_kernel_ksm_holdback_failures_total", "Times stopping ksmd for a hold-back failed since samepaged started (governed only)")
     static let kernelProfit = Family("samepage_kernel_ksm_general_profit_bytes", "The kernel's general_profit: bytes KSM saves, less its own tracking")
 
     // Per guest only: labelled by uuid alone; the rest of what describes a guest is in its info.

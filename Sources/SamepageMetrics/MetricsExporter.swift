@@ -114,6 +114,7 @@ public final class MetricsExporter: Sendable {
         out.gauge(Families.guestsMapped, Double(snapshot.guests.count(where: \.mapped)))
         out.gauge(Families.mappedRAM, Double(snapshot.guests.filter(\.mapped).reduce(0) { $0 + Self.ramBytes($1) }))
         out.gauge(Families.connected, snapshot.connected ? 1 : 0)
+        out.gauge(Families.libvirtConfigured, snapshot.libvirtConfigured ? 1 : 0)
         for mode in RunMode.allCases {
             out.gauge(Families.runState, snapshot.run == mode ? 1 : 0, [("state", mode.name)])
         }
@@ -142,6 +143,10 @@ public final class MetricsExporter: Sendable {
             if let pages { out.gauge(family, Double(pages * pageSize)) }
         }
         if let profit = kernel.generalProfit { out.gauge(Families.kernelProfit, Double(profit)) }
+        if kernel.governed {
+            out.gauge(Families.kernelHoldBackFailing, kernel.holdBackFailing == true ? 1 : 0)
+            out.counter(Families.kernelHoldBackFailures, kernel.holdBackFailures ?? 0)
+        }
     }
 
     private func writeProcess(_ process: ProcessMetrics, _ out: inout Writer) {

@@ -5,6 +5,9 @@ import SamepageCore
 public struct AgentSnapshot: Sendable {
     /// Whether the libvirt connection is up.
     public var connected = false
+    /// Whether libvirt is configured at all (`libvirt.uri` not empty): false on a host
+    /// without libvirtd (Proxmox VE), where ``connected`` is always false and means nothing.
+    public var libvirtConfigured = true
     /// The last connection error, while disconnected.
     public var connectionError: String?
     /// Pauses of samepaged's (this run's or a journalled earlier one's) not resumed yet.
@@ -28,6 +31,8 @@ public struct AgentSnapshot: Sendable {
     public var kernelKSM = KernelKSMStatus()
     /// samepaged's own RSS and CPU, read on the agent's thread; nil until read.
     public var agentCost: AgentCost?
+    /// Processes that look like a QEMU but are not trusted as one, by pid.
+    public var ignoredProcesses: [IgnoredProcess] = []
 
     /// Before the agent has published anything: disconnected, no guests.
     public init() {}
@@ -48,6 +53,8 @@ public struct DaemonStats: Sendable, Equatable {
     public var lastFullScan: FullScanTime?
     /// Whether the libvirt connection is up.
     public var connected: Bool
+    /// Whether libvirt is configured at all (`libvirt_configured`, left out while it is).
+    public var libvirtConfigured = true
     /// The last connection error, while disconnected.
     public var connectionError: String?
     /// Guests known, and how many of them are mapped.
@@ -59,6 +66,9 @@ public struct DaemonStats: Sendable, Equatable {
     public var reclaim: ReclaimStatus
     /// The kernel's own KSM (`kernel_ksm`).
     public var kernelKSM = KernelKSMStatus()
+    /// Processes that look like a QEMU but are not trusted as one (`ignored_processes`, left
+    /// out when there are none).
+    public var ignoredProcesses: [IgnoredProcess] = []
 
     /// The host's savings in bytes: the sum over the guests present, and samepaged's cost
     /// (see ``Savings``).
@@ -93,6 +103,8 @@ public struct DaemonStats: Sendable, Equatable {
         guestRAMBytes = snapshot.guests.reduce(0) { $0 + $1.regions.reduce(0) { $0 + $1.bytes } }
         kernelKSM = snapshot.kernelKSM
         savings = Savings.host(snapshot.guests, agent: snapshot.agentCost)
+        ignoredProcesses = snapshot.ignoredProcesses
+        libvirtConfigured = snapshot.libvirtConfigured
     }
 }
 
@@ -113,6 +125,8 @@ extension DaemonStats: Codable {
         case savings
         case fullScanSeconds = "full_scan_seconds"
         case fullScanCPUPercent = "full_scan_cpu_percent"
+        case ignoredProcesses = "ignored_processes"
+        case libvirtConfigured = "libvirt_configured"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -131,6 +145,8 @@ extension DaemonStats: Codable {
         try c.encode(guestRAMBytes, forKey: .guestRAMBytes)
         try c.encode(kernelKSM, forKey: .kernelKSM)
         try c.encode(savings, forKey: .savings)
+        if !ignoredProcesses.isEmpty { try c.encode(ignoredProcesses, forKey: .ignoredProcesses) }
+        if !libvirtConfigured { try c.encode(false, forKey: .libvirtConfigured) }
         try reclaim.encodeTotals(to: encoder)
         try c.encode(reclaim, forKey: .reclaim)
     }
@@ -155,5 +171,7 @@ extension DaemonStats: Codable {
         kernelKSM = try c.decode(.kernelKSM, or: kernelKSM)
         savings = try c.decode(.savings, or: savings)
         reclaim = try c.decode(.reclaim, or: reclaim)
+        ignoredProcesses = try c.decode(.ignoredProcesses, or: ignoredProcesses)
+        libvirtConfigured = try c.decode(.libvirtConfigured, or: libvirtConfigured)
     }
 }

@@ -12,6 +12,13 @@ public struct KernelKSMStatus: Sendable, Equatable, Codable {
     public var why: String?
     /// Settings samepaged could not apply or restore, each with its errno.
     public var failures: [String] = []
+    /// Whether samepaged fails to hold ksmd back now (to stop it while a guest outside the
+    /// trust group may still be merged): it does not govern ksmd as it promised (governed
+    /// only; nil otherwise).
+    public var holdBackFailing: Bool?
+    /// How many times stopping ksmd for a hold-back has failed since samepaged started
+    /// (governed only; nil otherwise).
+    public var holdBackFailures: Int?
     /// The kernel's counters, under their file names; nil where the kernel has no such file.
     public var pagesShared: Int?
     public var pagesSharing: Int?
@@ -33,6 +40,8 @@ public struct KernelKSMStatus: Sendable, Equatable, Codable {
 
     public enum CodingKeys: String, CodingKey {
         case governed, run, why, failures, configuration
+        case holdBackFailing = "hold_back_failing"
+        case holdBackFailures = "hold_back_failures"
         case trustGroup = "trust_group"
         case pagesShared = "pages_shared"
         case pagesSharing = "pages_sharing"

@@ -66,6 +66,7 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         guard case .guests(let guests) = try answer(root.socketPath(), .list, json: json) else { return }
         print(guestTable(guests, showsUUID: uuid))
+        if !json { printIgnoredProcesses(try root.socketPath()) }
     }
 }
 

@@ -58,7 +58,7 @@ struct GuestsCommand: ParsableCommand {
         // Read-only: no journal means no reclaim, no pause and no replay of the daemon's journal.
         configuration.pauseJournal = nil
         let policy = GuestPolicy(mode: mode, trustGroup: trustGroup)
-        configuration.policy = { _ in policy }
+        configuration.policy = { _, _ in policy }
         let agent = Agent(configuration: configuration, logger: logger)
         agent.start()
         defer { agent.stop() }

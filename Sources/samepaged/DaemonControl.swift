@@ -16,7 +16,14 @@ struct DaemonControl: Sendable {
         case .list:
             return .success(.guests(agent.snapshot.guests))
         case .dominfo(let name):
-            guard let guest = find(name, in: agent.snapshot) else { return unknownGuest(name) }
+            let snapshot = agent.snapshot
+            guard let guest = find(name, in: snapshot) else {
+                // A name only an untrusted process claims: say who, and why it is ignored.
+                if let why = IgnoredProcess.onlyClaimedBy(name, in: snapshot.ignoredProcesses) {
+                    return .failure(.unknownGuest, why)
+                }
+                return unknownGuest(name)
+            }
             return .success(.guest(guest))
         case .stats:
             return .success(.stats(DaemonStats(agent.snapshot)))
@@ -57,7 +64,7 @@ struct DaemonControl: Sendable {
                 guests = [guest]
             }
             return .success(.policies(guests.map { guest in
-                let (policy, source) = policies.policy(for: guest.identity)
+                let (policy, source) = policies.policy(for: guest.identity, vmid: guest.vmid)
                 return GuestPolicyInfo(name: guest.name, uuid: guest.uuid, source: source, policy: policy)
             }))
         case .policyReload:

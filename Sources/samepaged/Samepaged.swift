@@ -121,7 +121,7 @@ struct Samepaged: AsyncParsableCommand {
         agentConfiguration.uri = settings.libvirtURI
         agentConfiguration.tunables = settings.tunables
         agentConfiguration.run = settings.run
-        agentConfiguration.policy = { policies.policy(for: $0).policy }
+        agentConfiguration.policy = { policies.policy(for: $0, vmid: $1).policy }
         agentConfiguration.pauseJournal = settings.pauseJournal
         agentConfiguration.reclaimMaxBytes = settings.reclaimMaxBytes
         agentConfiguration.reclaimMaxCPUPressure = Double(settings.reclaimMaxCPUPressure)
@@ -138,7 +138,8 @@ struct Samepaged: AsyncParsableCommand {
         do {
             server = try ControlServer(
                 path: settings.controlSocket, mode: mode_t(settings.controlSocketMode),
-                group: try groupID(settings.controlGroup), handler: control.handle)
+                group: try groupID(settings.controlGroup, key: "control.group"),
+                adminGroup: try groupID(settings.controlAdminGroup, key: "control.admin_group"), handler: control.handle)
         } catch {
             logger.critical("control socket: \(error)")
             throw ExitCode.failure
@@ -166,7 +167,7 @@ struct Samepaged: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
-        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics, status page at /" } ?? "off")")
+        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI.isEmpty ? "off" : settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics, status page at /" } ?? "off")")
 
         // One lifecycle: each component's run() is its life, and graceful shutdown ends them in
         // the reverse order: the hangup handler, the metrics endpoint, the control socket,
@@ -234,10 +235,10 @@ struct Samepaged: AsyncParsableCommand {
         return settings
     }
 
-    private func groupID(_ name: String?) throws -> gid_t? {
+    private func groupID(_ name: String?, key: String) throws -> gid_t? {
         guard let name else { return nil }
         guard let entry = getgrnam(name) else {
-            throw ValidationError("control.group: no group named \(name)")
+            throw ValidationError("\(key): no group named \(name)")
         }
         return entry.pointee.gr_gid
     }

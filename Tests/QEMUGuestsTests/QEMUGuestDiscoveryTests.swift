@@ -220,9 +220,46 @@ struct ProcessTrustTests {
         proc.directory.write("200/status", "Name:\tkvm\nUid:\t0\t0\t0\t0\n")
         let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none", trust: ProcessTrust(allowedUIDs: [0]))
         #expect(discovery.refresh().isEmpty)
-        #expect(discovery.untrusted[100]?.contains("uid 65534") == true, "\(discovery.untrusted)")
+        #expect(discovery.untrusted[100]?.reason.contains("uid 65534") == true, "\(discovery.untrusted)")
+        #expect(discovery.untrusted[100]?.uid == 65534)
+        #expect(discovery.untrusted[100]?.executable == "\(binaries.path)/kvm")
+        // The name it claims is kept for the report (dominfo db1 says who claims it), never believed.
+        #expect(discovery.untrusted[100]?.claimedName == "db1")
         // Root's, but from a directory under /tmp, which others may write.
-        #expect(discovery.untrusted[200]?.contains("writable by others") == true, "\(discovery.untrusted)")
+        #expect(discovery.untrusted[200]?.reason.contains("writable by others") == true, "\(discovery.untrusted)")
+        #expect(discovery.untrusted[200]?.uid == 0)
         #expect(discovery.lastPass.commandLinesRead == 0)
+    }
+
+    @Test("A libvirt session guest (qemu:///session: the user's own QEMU) is not picked up")
+    func sessionGuestExcluded() throws {
+        // A real root-owned QEMU binary in root's directories: only the uid can refuse it.
+        let binary = "/usr/bin/qemu-system-x86_64"
+        guard access(binary, X_OK) == 0 else { return }
+        let proc = FakeProc()
+        let key = "/home/alice/.config/libvirt/qemu/lib/domain-1-web/master-key.aes"
+        proc.process(300, comm: "qemu-system-x86", start: 3000, exe: binary, arguments: [
+            "/usr/bin/qemu-system-x86_64", "-name", "guest=web,debug-threads=on", "-S",
+            "-object", #"{"qom-type":"secret","id":"masterKey0","format":"raw","file":"\#(key)"}"#,
+            "-uuid", "0b7e6f5c-1d2e-4f30-9a4b-5c6d7e8f9a0b",
+            "-chardev", "socket,id=charmonitor,fd=21,server=on,wait=off",
+        ], cgroup: "0::/user.slice/user-1000.slice/user@1000.service/app.slice\n")
+        proc.directory.write("300/status", "Name:\tqemu-system-x86\nUid:\t1000\t1000\t1000\t1000\n")
+
+        // The defaults: root and libvirt-qemu. alice's QEMU is ignored, with why.
+        let discovery = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none", trust: ProcessTrust(allowedUIDs: [0, 64055]))
+        #expect(discovery.refresh().isEmpty)
+        let ignored = try #require(discovery.untrusted[300])
+        #expect(ignored.reason == "it runs as uid 1000, not root or a configured hypervisor user (qemu.hypervisor_users)")
+        #expect(ignored.claimedName == "web")
+
+        // Even with alice among the hypervisor users, it is libvirt's (its master key): found
+        // only through a libvirt connection to her session, which samepaged never makes unless
+        // libvirt.uri names it.
+        let trusting = QEMUGuestDiscovery(procRoot: proc.root, libvirtRunDirectory: "\(proc.root)/none", trust: ProcessTrust(allowedUIDs: [0, 1000]))
+        let found = trusting.refresh()
+        #expect(found.map(\.pid) == [300])
+        #expect(found.first?.managedByLibvirt == .masterKey(key))
+        #expect(found.first?.uid == 1000)
     }
 }

@@ -26,6 +26,18 @@ import Testing
         #expect(!link.disconnect(reason: "test"))
     }
 
+    /// `libvirt.uri = ""` (a Proxmox VE host): never an attempt, never an error to report.
+    @Test func anEmptyURIIsLibvirtOff() {
+        var configuration = AgentConfiguration()
+        configuration.uri = ""
+        let link = LibvirtLink(agent: Agent(configuration: configuration))
+        #expect(!link.isConfigured)
+        let t0 = ContinuousClock.now
+        #expect(!link.connectIsDue(at: t0))
+        #expect(!link.connectIsDue(at: t0 + .seconds(3600)))
+        #expect(link.error == nil)
+    }
+
     @Test func aConnectionResetsTheBackoff() throws {
         var configuration = AgentConfiguration()
         configuration.uri = "test:///default"

@@ -52,7 +52,7 @@ import TestSupport
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let keys = text.split(separator: "\n").filter { $0.contains(" = ") && !$0.hasPrefix("#") }
         #expect(keys.map { $0.split(separator: " ").first! }.sorted() == [
-            "address", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "pause_thread_nice", "per_guest", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
+            "address", "admin_group", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "pause_thread_nice", "per_guest", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
         ])
         // pages_to_scan is documented, commented out: with the advisor on, the file may not set it.
         #expect(text.contains("\n# pages_to_scan = 1000\n"))
@@ -188,8 +188,7 @@ import TestSupport
         ("[scan]\nadvisor_min_pages_to_scan = 5000\nadvisor_max_pages_to_scan = 4000", 4,
          "advisor_max_pages_to_scan = 4000 is out of range: expected at least advisor_min_pages_to_scan (5000)"),
         ("libvirt = \"qemu:///system\"", 2, "[libvirt] must be a table, not a string"),
-        ("[libvirt]\nuri = \"\"", 3, "libvirt.uri = \"\" is not a libvirt URI (like \"qemu:///system\")"),
-        ("[libvirt]\nuri = \"system\"", 3, "libvirt.uri = \"system\" is not a libvirt URI (like \"qemu:///system\")"),
+        ("[libvirt]\nuri = \"system\"", 3, "libvirt.uri = \"system\" is not a libvirt URI (like \"qemu:///system\"; \"\" turns libvirt off)"),
         ("[control]\nsocket = \"samepaged.sock\"", 3, "control.socket = \"samepaged.sock\" is not an absolute path"),
         ("[control]\nmode = 600", 3, "control.mode must be a string of octal digits, like \"0660\", not an integer"),
         ("[control]\nmode = \"0666\"", 3, "control.mode = \"0666\" gives other users access: use a group instead"),
@@ -315,5 +314,25 @@ import TestSupport
             }
         }
         #expect(parsed > 10)
+    }
+
+    /// A Proxmox VE host has no libvirtd: `uri = ""` turns libvirt off.
+    @Test func anEmptyLibvirtURITurnsLibvirtOff() throws {
+        let configuration = try DaemonConfiguration.parse(text: "[libvirt]\nuri = \"\"\n", file: "samepaged.toml")
+        #expect(configuration.libvirtURI == "")
+        #expect(DaemonConfiguration.defaults.libvirtURI == "qemu:///system")
+    }
+
+    /// `control.admin_group` is read like `control.group`, and either asks for mode 0660.
+    @Test func controlAdminGroup() throws {
+        let both = try DaemonConfiguration.parse(text: "[control]\ngroup = \"samepage\"\nadmin_group = \"samepage-admin\"\n", file: "samepaged.toml")
+        #expect(both.controlGroup == "samepage")
+        #expect(both.controlAdminGroup == "samepage-admin")
+        #expect(both.controlSocketMode == 0o660)
+        let adminOnly = try DaemonConfiguration.parse(text: "[control]\nadmin_group = \"samepage-admin\"\n", file: "samepaged.toml")
+        #expect(adminOnly.controlGroup == nil)
+        #expect(adminOnly.controlSocketMode == 0o660)
+        #expect(DaemonConfiguration.defaults.controlAdminGroup == nil)
+        #expect(throws: (any Error).self) { try DaemonConfiguration.parse(text: "[control]\nadmin_group = \"a b\"\n", file: "samepaged.toml") }
     }
 }

@@ -46,6 +46,8 @@ struct MetricsGoldenTests {
         snapshot.kernelKSM.pagesShared = 50
         snapshot.kernelKSM.ksmZeroPages = 40
         snapshot.kernelKSM.generalProfit = 1_300_000
+        snapshot.kernelKSM.holdBackFailing = true
+        snapshot.kernelKSM.holdBackFailures = 3
         let exporter = MetricsExporter(version: "0.1.0")
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 4))
         exporter.record(ReclaimPause(guest: GuestIdentity(name: "alpha", uuid: a.uuid), trustGroup: "web", milliseconds: 30, guestSeenMilliseconds: 12))

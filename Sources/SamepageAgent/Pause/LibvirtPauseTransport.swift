@@ -166,7 +166,7 @@ extension LibvirtPauseTransport {
         _ entry: PauseJournal.Entry, domainID: UInt32?, connection: LibvirtConnection, journal: PauseJournal
     ) throws(LibvirtError) -> PauseEnd {
         guard let uuid = UUID(uuidString: entry.uuid) else {
-            try? journal.didResume(uuid: entry.uuid)
+            journal.clearAfterEnd(uuid: entry.uuid)
             return .gone
         }
         let outcome: PauseEnd
@@ -189,7 +189,7 @@ extension LibvirtPauseTransport {
         } catch where error.isNoDomain {
             outcome = .gone
         }
-        try? journal.didResume(uuid: entry.uuid)
+        journal.clearAfterEnd(uuid: entry.uuid)
         return outcome
     }
 }

@@ -24,6 +24,13 @@ struct PunchResult: Sendable {
 protocol PauseJournaling: Sendable {
     func willPause(_ entry: PauseJournal.Entry) throws
     func didResume(uuid: String) throws
+    /// Marks the entry of `uuid`, which could not be cleared after its pause ended, so that
+    /// nothing replays it (``JournalBlocks``).
+    func blockUncleared(uuid: String)
+}
+
+extension PauseJournaling {
+    func blockUncleared(uuid: String) {}
 }
 
 /// The deadlines of a pause's calls.
@@ -346,7 +353,8 @@ struct PauseSession: Sendable {
     /// stale entry would be replayed, and is checked then).
     private func clearJournal() {
         do { try journal.didResume(uuid: guest.uuid) } catch {
-            logger.critical("guest \(guest.name): cannot clear its pause from the journal: \(error)")
+            journal.blockUncleared(uuid: guest.uuid)
+            logger.critical("guest \(guest.name): cannot clear its pause from the journal: \(error); the entry is blocked: no replay resumes it and the guest is not paused again until it is removed by hand")
         }
     }
 }

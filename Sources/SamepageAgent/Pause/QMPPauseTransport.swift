@@ -1,4 +1,6 @@
 import Foundation
+import Glibc
+import QEMUGuests
 import QMP
 
 /// Pauses a guest libvirt does not manage with QEMU's own `stop` and `cont`, over its QMP
@@ -42,7 +44,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
             throw .notApplicable("its QEMU \(handle.pid) has exited")
         }
         var qmp: QMPConnection
-        do { qmp = try QMPConnection.connect(path: socket, timeout: max(.zero, deadline - .now)) } catch {
+        do { qmp = try TrustedQMP.connect(handle, socket: socket, timeout: max(.zero, deadline - .now)) } catch {
             throw Self.transportError(error)
         }
         // The socket answers for this guest: not a QEMU that took its path since.
@@ -172,6 +174,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
         case .protocolViolation: .misbehaving("\(error)")
         case .closed, .system: .lost("\(error)")
         case .flood: .misbehaving("\(error)")
+        case .untrustedPeer(_, let why): .wrongPeer(why)
         }
     }
 
@@ -217,10 +220,17 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
         let startTime: UInt64?
         do { startTime = try QEMUGuestHandle.startTime(of: target.pid) } catch { throw .system(error) }
         guard startTime == target.startTime else {
-            try? journal.didResume(uuid: entry.uuid)
+            journal.clearAfterEnd(uuid: entry.uuid)
             return .gone
         }
-        var qmp = try QMPConnection.connect(path: target.socket, timeout: timeout)
+        // Only a socket that is this QEMU's (its uid read now: the process is the one journalled).
+        let uid: uid_t
+        do { uid = try ProcessTrust.uids(pid: target.pid)[1] } catch { throw .system(error) }
+        var qmp: QMPConnection
+        do { qmp = try TrustedQMP.connect(socket: target.socket, pid: target.pid, uid: uid, timeout: timeout) } catch {
+            guard case .untrustedPeer(_, let why) = error else { throw error }
+            return .notOurs("\(why); resume it by hand if it is still paused, then remove its entry")
+        }
         // The socket must answer for the guest that was paused: its path may have been taken.
         let uuid = try? qmp.queryUUID(timeout: timeout)
         let name = try? qmp.queryName(timeout: timeout)
@@ -239,7 +249,7 @@ final class QMPPauseTransport: PauseTransport, @unchecked Sendable {
         default:
             outcome = .notOurs("its QEMU is \(status.status), a state of QEMU's own")
         }
-        try? journal.didResume(uuid: entry.uuid)
+        journal.clearAfterEnd(uuid: entry.uuid)
         return outcome
     }
 }

@@ -45,20 +45,23 @@ struct QEMUGuestQueries {
         }
     }
 
-    /// The one connect-and-ask over a guest's QMP socket: connects, checks that the socket
+    /// The one connect-and-ask over a guest's QMP socket: connects (only to a socket that is
+    /// its QEMU's: ``TrustedQMP``), checks that the socket
     /// answers for this guest (``QMPPauseTransport/identityMismatch(_:handle:timeout:)``),
     /// runs `body`, disconnects. A socket that answers for another guest is never asked
     /// anything: the guest is marked unreachable (it is accounted, never paused), logged
     /// once.
     func ask<Value>(_ guest: TrackedGuest, _ body: (inout QMPConnection) throws(QMPError) -> Value) throws(AskError) -> Value {
         guard let handle = guest.qemu, let socket = handle.qmpSocket else { throw .noSocket }
-        let mismatch: String?
+        var mismatch: String?
         do {
-            var qmp = try QMPConnection.connect(path: socket, timeout: timeout)
+            var qmp = try TrustedQMP.connect(handle, socket: socket, timeout: timeout)
             mismatch = try QMPPauseTransport.identityMismatch(&qmp, handle: handle, timeout: timeout)
             if mismatch == nil { return try body(&qmp) }
         } catch {
-            throw .qmp(error)
+            // A socket that is not its QEMU's is never asked anything: as a wrong peer.
+            guard case .untrustedPeer(_, let why) = error else { throw .qmp(error) }
+            mismatch = why
         }
         if let mismatch {
             if guest.facts.qmpUnreachable != mismatch {

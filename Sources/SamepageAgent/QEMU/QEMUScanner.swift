@@ -3,6 +3,7 @@ import Foundation
 import GuestMemory
 import Logging
 import QEMUGuests
+import SamepageModel
 
 /// Finds the QEMU processes libvirt does not manage (Proxmox VE's qemu-server, hand-written
 /// units, anything else) in /proc, at the reconcile interval or when asked, and names each
@@ -22,6 +23,9 @@ struct QEMUScanner {
     private var warned = Set<pid_t>()
     /// Processes named like a QEMU and ignored as untrusted, already warned about.
     private var untrustedWarned = Set<pid_t>()
+    /// The processes named like a QEMU that are ignored as untrusted, as of the latest pass,
+    /// by pid: what `list` and `dominfo` say about them.
+    private(set) var ignored: [IgnoredProcess] = []
 
     /// A scanner when `[qemu] enabled`; nil otherwise.
     init?(configuration: AgentConfiguration, processes: ProcessTables, logger: Logger) {
@@ -58,11 +62,24 @@ struct QEMUScanner {
         }
         // Processes named like a QEMU that the kernel's facts do not make a hypervisor: said
         // once each, never contacted, listed or read.
-        for (pid, why) in discovery.untrusted.sorted(by: { $0.key < $1.key }) where untrustedWarned.insert(pid).inserted {
-            logger.warning("process \(pid) looks like a QEMU but is ignored: \(why)")
+        let untrusted = discovery.untrusted.values.sorted { $0.pid < $1.pid }
+        for process in untrusted where untrustedWarned.insert(process.pid).inserted {
+            logger.warning("process \(process.pid) looks like a QEMU but is ignored: \(process.reason)")
         }
         untrustedWarned.formIntersection(discovery.untrusted.keys)
+        // Bounded: any user can start processes named kvm by the thousand.
+        ignored = untrusted.prefix(Self.maximumIgnoredReported).map(Self.ignoredProcess)
         return handles
+    }
+
+    /// The most ignored processes the status carries (the lowest pids); the log names each.
+    static let maximumIgnoredReported = 32
+
+    /// An untrusted process as the model reports it.
+    static func ignoredProcess(_ process: UntrustedQEMU) -> IgnoredProcess {
+        IgnoredProcess(
+            pid: process.pid, uid: process.uid, executable: process.executable, reason: process.reason,
+            claimedName: process.claimedName, claimedUUID: process.claimedUUID)
     }
 
     /// Who may be a hypervisor: root and the configured users that exist here.

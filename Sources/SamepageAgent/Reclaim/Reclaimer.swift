@@ -49,7 +49,10 @@ final class Reclaimer {
         punched = PunchRecords(file: agent.configuration.pauseJournal.map(PunchLedgerFile.init(besideJournal:)), logger: agent.logger)
         retries = ResumeRetries(journalled: try journal?.entries() ?? [], configuration: agent.configuration, logger: agent.logger)
         if !retries.isEmpty {
-            agent.logger.warning("\(retries.count) guest(s) paused by an earlier samepaged: resuming them once libvirt is reachable")
+            agent.logger.warning("\(retries.count) guest(s) paused by an earlier samepaged: resuming them (over QMP at once, through libvirt once it is reachable)")
+            if retries.needsLibvirt, agent.configuration.uri.isEmpty {
+                agent.logger.critical("the pause journal holds pauses made through libvirt, and libvirt is off (libvirt.uri = \"\"): set libvirt.uri to end them, or resume them with virsh")
+            }
         }
     }
 

@@ -12,7 +12,7 @@ func makeAgent(guests: Set<String>, log: CapturedLog, pagesToScan: Int = 20_000,
         pagesToScan: pagesToScan, sleepMillisecs: sleep, maxPageSharing: 0, smartScan: false, advisorMode: .off)
     configuration.reconcileInterval = .seconds(1)
     configuration.maximumReconnectDelay = .seconds(1)
-    configuration.policy = { guest in
+    configuration.policy = { guest, _ in
         guests.contains(guest.name) ? GuestPolicy(mode: .report, trustGroup: groups[guest.name] ?? "e2e") : GuestPolicy(mode: .off)
     }
     return Agent(configuration: configuration, logger: log.logger())
