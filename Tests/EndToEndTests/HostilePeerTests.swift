@@ -12,13 +12,15 @@ private final class FakeQEMU {
     /// - Parameters:
     ///   - binary: where the copy of Python goes (its directories are made 0755).
     ///   - user: who runs it (nil: root), and owns the copy and its directory.
-    init(binary: String, name: String, uuid: String, mode: String, user: String?) throws {
+    ///   - socket: its QMP socket (default: `qmp.sock` beside the binary).
+    init(binary: String, name: String, uuid: String, mode: String, user: String?, socket: String? = nil) throws {
         let directory = (binary as NSString).deletingLastPathComponent
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         try FileManager.default.copyItem(atPath: "/usr/bin/python3.11", toPath: binary)
         chmod(binary, 0o755)
-        socket = "\(directory)/qmp.sock"
+        self.socket = socket ?? "\(directory)/qmp.sock"
+        unlink(self.socket)
         log = "\(directory)/connections.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         if let user {
@@ -27,7 +29,7 @@ private final class FakeQEMU {
         let script = TestHost.scripts.appendingPathComponent("fake-qemu.py").path
         let setpriv = user.map { "setpriv --reuid=\($0) --regid=nogroup --clear-groups " } ?? ""
         let command = "FAKE_QEMU_MODE=\(mode) FAKE_QEMU_LOG=\(log) exec \(setpriv)\(binary) - -name \(name) -uuid \(uuid) "
-            + "-qmp unix:\(socket),server=on,wait=off -object memory-backend-memfd,id=pc.ram,size=64M,share=on "
+            + "-qmp unix:\(self.socket),server=on,wait=off -object memory-backend-memfd,id=pc.ram,size=64M,share=on "
             + "-machine memory-backend=pc.ram < \(script)"
         pid = try TestHost.spawn("/bin/sh", ["-c", command], output: "\(directory)/output.log")
         guard eventually(timeout: .seconds(20), { access(self.socket, F_OK) == 0 }) else {
@@ -64,9 +66,15 @@ struct HostilePeerEndToEndTests {
             binary: "/dev/shm/samepage-e2e-impostor/kvm", name: guests[0],
             uuid: "0b9e7a61-2f4c-4d8e-a1b3-c5d7e9f1a2b4", mode: "quiet", user: "nobody")
         defer { impostor.stop() }
+        // root's, from root's own directories, but its QMP socket in /dev/shm, where anyone may
+        // put a socket: found and accounted, its socket never used.
+        let openSocket = try FakeQEMU(
+            binary: "\(TestHost.stateDirectory)/fake-qemu-open/bin/qemu-system-x86_64", name: "sp-e2e-opensock",
+            uuid: "7c2d9e4f-1a3b-4c5d-8e6f-9a0b1c2d3e4f", mode: "quiet", user: nil, socket: "/dev/shm/samepage-e2e-open.qmp")
+        defer { openSocket.stop(); unlink(openSocket.socket) }
 
         let daemon = try DaemonProcess(config: daemonConfig)  // [qemu] is on by default
-        for name in guests + [flooder] {
+        for name in guests + [flooder, "sp-e2e-opensock"] {
             try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms = 30\nmax_pause_ms_per_minute = 3000\n")
         }
         try daemon.start()
@@ -105,6 +113,16 @@ struct HostilePeerEndToEndTests {
         let named = try daemon.guests().filter { $0["name"] as? String == guests[0] }
         #expect(named.count == 1 && named.first?["source"] as? String == "libvirt", "\(named)")
         #expect(daemon.log.contains("process \(impostor.pid) looks like a QEMU but is ignored: it runs as uid"), "\(daemon.log.suffix(3000))")
+        // ...but `list` says it is ignored, and why.
+        let list = try daemon.cli("list").output
+        #expect(list.contains("ignored: pid \(impostor.pid) (uid 65534"), "\(list)")
+
+        // The QMP socket in /dev/shm was never connected to, and the guest never paused.
+        #expect(openSocket.connections == 0, "\(openSocket.connections) connections to a socket in /dev/shm")
+        let open = try #require(try daemon.guest("sp-e2e-opensock"), "\(try daemon.guests().map { $0["name"] ?? "" })")
+        #expect(int((open["reclaim"] as? [String: Any])?["pauses"]) == 0)
+        let openInfo = try daemon.cli("dominfo", "sp-e2e-opensock").output
+        #expect(openInfo.contains("/dev/shm"), "\(openInfo)")
 
         let stopping = ContinuousClock.now
         #expect(daemon.stop() == 0)
