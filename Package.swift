@@ -190,7 +190,14 @@ let package = Package(
             name: "SamepageControlTests", dependencies: ["SamepageControl", "SamepageModel", "SamepageCore", "LinuxSystem"],
             exclude: ["Golden"]),
         .testTarget(
-            name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
+            name: "SamepageMetricsTests",
+            dependencies: [
+                "SamepageMetrics", "SamepageModel", "SamepageCore",
+                // A TLS client that reads only when told to, for the bounds over TLS.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             exclude: ["Golden"]),
         // The packaged Prometheus rules, through promtool (Debian's prometheus package).
         .testTarget(name: "PackagingTests"),

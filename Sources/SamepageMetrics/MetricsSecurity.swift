@@ -36,8 +36,8 @@ extension MetricsServer {
         /// Loads what `configuration` names: the certificate chain and key (PEM), the client
         /// authorities, and the users.
         ///
-        /// - Throws: The first file that cannot be read or holds nothing usable. A key that
-        ///   does not match its certificate is found by the first handshake, not here.
+        /// - Throws: The first file that cannot be read or holds nothing usable, and a key
+        ///   that is not the certificate's (BoringSSL compares them when the context is made).
         public init(_ configuration: WebConfiguration) throws(MetricsSecurityError) {
             if let tls = configuration.tls { self.tls = try Self.context(tls) }
             if !configuration.basicAuthUsers.isEmpty {
