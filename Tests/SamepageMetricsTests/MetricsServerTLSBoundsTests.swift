@@ -8,8 +8,9 @@ import Synchronization
 import Testing
 
 /// The endpoint's bounds with TLS in front: what `MetricsServerBoundsTests` checks in clear.
-@Suite("Metrics endpoint: bounds over TLS", .serialized)
-struct MetricsServerTLSBoundsTests {
+/// Part of the serialized TLS suite: its servers, handshakes and curls run one at a time, and
+/// never pile up on the memory of the tests that measure the process's.
+extension MetricsServerSecurityTests {
     /// A TLS client (SwiftNIO's, certificates unchecked) that reads only when told to: it
     /// reads what the handshake needs, then stops once it has received any plaintext.
     static func connect(port: Int) async throws -> any Channel {
