@@ -75,16 +75,19 @@ public final class MetricsServer: Service, Sendable {
     public let limits: Limits
 
     /// What new connections must do before they are served; see ``replaceSecurity(_:)``.
-    private let security: SecuritySlot
+    private let slot: SecuritySlot
+
+    /// What connections accepted from now on must do before they are served.
+    public var security: Security { slot.value }
 
     /// `https` when the endpoint speaks TLS, `http` otherwise.
-    public var scheme: String { security.value.scheme }
+    public var scheme: String { slot.value.scheme }
 
     /// Makes connections accepted from now on use `security` (a web configuration file read
     /// again: a renewed certificate, a changed password); connections already open keep the
     /// one they started with.
     public func replaceSecurity(_ security: Security) {
-        self.security.value = security
+        slot.value = security
     }
 
     /// Binds and listens; accepting starts with ``run()`` (or ``start()``). Throws when the
@@ -94,7 +97,7 @@ public final class MetricsServer: Service, Sendable {
     ) async throws {
         let gate = ConnectionGate(maximum: limits.maximumConnections)
         let current = SecuritySlot(security)
-        self.security = current
+        slot = current
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

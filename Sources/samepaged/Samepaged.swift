@@ -247,14 +247,16 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 /// SIGHUP and the service manager: re-reads the configuration file, the policy directory
 /// and the metrics endpoint's web configuration file on SIGHUP (a bad file is logged and
 /// changes nothing; the engine keeps its state either way; the endpoint's address and
-/// per_guest take effect at the next start only), and tells systemd (`Type=notify`) when the daemon serves, reloads and stops. It runs
+/// per_guest take effect at the next start only), and tells systemd (`Type=notify`) when the
+/// daemon serves, reloads and stops. It runs
 /// once the other services have started (the control socket is bound by then), and is the
 /// first to see graceful shutdown.
 struct HangupService: Service {
     let daemon: Samepaged
     let agent: Agent
     let policies: PolicyDirectory
-    /// The metrics endpoint, if it runs, and the configuration it was started with.
+    /// The metrics endpoint, if it runs, and the configuration it was started with (the
+    /// address and per_guest it keeps until a restart).
     let metrics: MetricsServer?
     let started: DaemonConfiguration
     let logger: Logger
@@ -318,13 +320,17 @@ struct HangupService: Service {
             }
             return
         }
-        do {
-            let security = try Samepaged.metricsSecurity(settings)
-            if settings.metricsWebConfigFile == nil && started.metricsWebConfigFile != nil {
+        // Taking TLS or authentication away by a reload is too easy a mistake to make
+        // silently: removing the key keeps what the endpoint has until a restart.
+        let protected = metrics.security.tls != nil || metrics.security.authenticator != nil
+        if settings.metricsWebConfigFile == nil {
+            if protected {
                 logger.warning("metrics.web_config_file removed: the endpoint keeps TLS and authentication until samepaged restarts")
-                return
             }
-            metrics.replaceSecurity(security)
+            return
+        }
+        do {
+            metrics.replaceSecurity(try Samepaged.metricsSecurity(settings))
         } catch {
             logger.error("metrics.web_config_file rejected, the endpoint keeps its current TLS and users: \(error)")
         }
