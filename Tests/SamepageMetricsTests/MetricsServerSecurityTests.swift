@@ -127,6 +127,20 @@ struct MetricsServerSecurityTests {
         }
     }
 
+    @Test("A replaced security applies to connections accepted after, not to those already open")
+    func replacedSecurityAppliesToNewConnections() async throws {
+        let server = try await MetricsServer(host: "127.0.0.1", port: 0, content: Renders().content)
+        await server.start()
+        defer { Task { await server.stop() } }
+        let port = try #require(Int(server.boundAddress.split(separator: ":").last ?? ""))
+        let before = try TCPConnection(port: port)
+        #expect(before.get("/metrics")?.status == 200)
+        server.replaceSecurity(MetricsServer.Security(authenticator: BasicAuthenticator(users: Self.users)))
+        #expect(server.security.authenticator != nil)
+        #expect(try TCPConnection(port: port).get("/metrics")?.status == 401)
+        #expect(before.get("/metrics")?.status == 200)
+    }
+
     @Test("Over TLS: curl with the CA gets the metrics; without it the handshake fails")
     func tlsServes() async throws {
         let files = try TLSFiles()
