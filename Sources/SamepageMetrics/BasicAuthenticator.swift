@@ -14,20 +14,35 @@ import Synchronization
 ///   every connection the endpoint allows keep one core busy, not all of them. Each
 ///   connection has one request answered at a time, so they queue up to the connection cap;
 ///   the response deadline still bounds how long each waits;
-/// - an unknown user is checked against a decoy hash of cost 10 (exporter-toolkit's), so
-///   how long a 401 takes does not tell whether the name exists.
+/// - an unknown user is checked against a decoy hash of the highest cost among the users'
+///   (exporter-toolkit's decoy has a fixed cost of 10), so how long a 401 takes does not tell
+///   whether the name exists.
 public final class BasicAuthenticator: Sendable {
     /// The realm of the `WWW-Authenticate` challenge.
     public static let realm = "samepage"
     /// The challenge sent with a 401.
     public static let challenge = "Basic realm=\"\(realm)\""
 
-    /// bcrypt of a password nobody knows (cost 10), checked for unknown users.
-    static let decoy = "$2b$10$8lL7gLSGSlgb07iK.78Fv.kUQgRqQ51B1cutCW515Nwr8V8Xl7BAq"
+    /// bcrypt of a password nobody knows (cost 10); ``decoy(matching:)`` sets its cost.
+    static let decoy10 = "$2b$10$8lL7gLSGSlgb07iK.78Fv.kUQgRqQ51B1cutCW515Nwr8V8Xl7BAq"
+
+    /// The decoy at the highest cost of `hashes` (10 when none has a readable cost): bcrypt's
+    /// time depends on the cost alone, and the result is never compared equal.
+    static func decoy(matching hashes: some Sequence<String>) -> String {
+        let costs = hashes.compactMap { hash -> Int? in
+            let bytes = Array(hash.utf8)
+            guard bytes.count > 6 else { return nil }
+            return Int(String(decoding: bytes[4...5], as: UTF8.self)).flatMap { (4...31).contains($0) ? $0 : nil }
+        }
+        guard let cost = costs.max() else { return decoy10 }
+        let digits = cost < 10 ? "0\(cost)" : "\(cost)"
+        return "$2b$" + digits + String(decoy10.dropFirst(6))
+    }
     /// Longer `Authorization` values are refused unread (a Basic one is a few dozen bytes).
     static let maximumHeaderLength = 1024
 
     private let users: [String: String]
+    private let decoy: String
     private let cache: CredentialCache
     /// Held for each bcrypt: one at a time.
     private let hashing = Mutex<Int>(0)
@@ -36,6 +51,7 @@ public final class BasicAuthenticator: Sendable {
     /// checked to be bcrypt); `cacheCapacity` pairs are remembered once accepted.
     public init(users: [String: String], cacheCapacity: Int = 100) {
         self.users = users
+        self.decoy = Self.decoy(matching: users.values)
         self.cache = CredentialCache(capacity: cacheCapacity)
     }
 
@@ -52,7 +68,7 @@ public final class BasicAuthenticator: Sendable {
         let stored = users[user]
         let matches = hashing.withLock { runs in
             runs += 1
-            return Bcrypt.verify(password: password, hash: stored ?? Self.decoy)
+            return Bcrypt.verify(password: password, hash: stored ?? decoy)
         }
         guard matches, stored != nil else { return false }
         cache.insert(key)

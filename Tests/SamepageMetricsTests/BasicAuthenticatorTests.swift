@@ -78,6 +78,17 @@ struct BasicAuthenticatorTests {
         #expect(!authenticator.isAuthorized(KnownHashes.basic("Prometheus", KnownHashes.password)))
     }
 
+    @Test func decoyCostsWhatTheDearestUserCosts() {
+        #expect(BasicAuthenticator.decoy(matching: [KnownHashes.cost4]) == "$2b$04$8lL7gLSGSlgb07iK.78Fv.kUQgRqQ51B1cutCW515Nwr8V8Xl7BAq")
+        #expect(BasicAuthenticator.decoy(matching: [KnownHashes.cost4, "$2y$12$" + String(repeating: "a", count: 53)])
+            == "$2b$12$8lL7gLSGSlgb07iK.78Fv.kUQgRqQ51B1cutCW515Nwr8V8Xl7BAq")
+        #expect(BasicAuthenticator.decoy(matching: []) == BasicAuthenticator.decoy10)
+        // The decoy at cost 4 is a hash libxcrypt takes (and that nothing matches).
+        let decoy = BasicAuthenticator.decoy(matching: [KnownHashes.cost4])
+        #expect(Bcrypt.hash(password: Array("x".utf8), setting: decoy)?.count == 60)
+        #expect(!Bcrypt.verify(password: Array(KnownHashes.password.utf8), hash: decoy))
+    }
+
     @Test func acceptedPairsAreRememberedWrongOnesNot() {
         let authenticator = BasicAuthenticator(users: ["prometheus": KnownHashes.cost4])
         let right = KnownHashes.basic("prometheus", KnownHashes.password)
