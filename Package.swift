@@ -16,6 +16,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        // TLS for the metrics endpoint (BoringSSL, built in: no system OpenSSL at run time).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // The metrics endpoint's web configuration file: Prometheus exporter-toolkit's YAML.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // Already in the graph through SwiftNIO; named here for `FileDescriptor` and `Errno`.
         .package(url: "https://github.com/apple/swift-system.git", from: "1.4.0"),
     ],
@@ -30,6 +34,13 @@ let package = Package(
             name: "CLibvirt",
             pkgConfig: "libvirt",
             providers: [.apt(["libvirt-dev"])]
+        ),
+
+        // libcrypt's bcrypt (crypt_rn) for the metrics endpoint's basic authentication, and
+        // libcrypto's SHA-256 for the key of its cache of checked credentials.
+        .systemLibrary(
+            name: "CCrypt",
+            providers: [.apt(["libcrypt-dev", "libssl-dev"])]
         ),
 
         // Linux calls Swift's Glibc module does not import (_GNU_SOURCE), wrapped once.
@@ -83,7 +94,10 @@ let package = Package(
         // Policy files and the daemon's configuration file (TOML), with file:line errors.
         .target(
             name: "SamepageConfig",
-            dependencies: ["SamepageModel", "SamepageCore", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: [
+                "SamepageModel", "SamepageCore", .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
 
         // The control API: versioned JSON over a Unix socket, server and client.
@@ -95,11 +109,13 @@ let package = Package(
             ]),
 
         // The Prometheus endpoint: the agent's snapshot in Prometheus's text format (written by
-        // swift-prometheus), served over HTTP by SwiftNIO.
+        // swift-prometheus), served over HTTP by SwiftNIO, over TLS (NIOSSL) and with basic
+        // authentication (bcrypt, CCrypt) when configured.
         .target(
             name: "SamepageMetrics",
             dependencies: [
-                "SamepageModel", "SamepageCore",
+                "SamepageModel", "SamepageCore", "CCrypt",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -187,7 +203,14 @@ let package = Package(
         // The samepage executable's commands: options and help, parsed without running them.
         .testTarget(name: "samepageTests", dependencies: ["samepage", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(
-            name: "SamepageMetricsTests", dependencies: ["SamepageMetrics", "SamepageModel", "SamepageCore"],
+            name: "SamepageMetricsTests",
+            dependencies: [
+                "SamepageMetrics", "SamepageModel", "SamepageCore",
+                // A TLS client that reads only when told to, for the bounds over TLS.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             exclude: ["Golden"]),
         // The packaged Prometheus rules, through promtool (Debian's prometheus package).
         .testTarget(name: "PackagingTests"),

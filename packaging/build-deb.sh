@@ -12,7 +12,7 @@
 #   2. takes the version from `samepaged --version`; packaging/debian/changelog must have
 #      an entry for it (VERSION-REVISION), whose version becomes the package's;
 #   3. lays out the package: /usr/sbin/samepaged, /usr/bin/samepage (stripped),
-#      /lib/systemd/system/samepaged.service, /etc/samepage/samepaged.toml and
+#      /lib/systemd/system/samepaged.service, /etc/samepage/samepaged.toml, web.yml.sample and
 #      /etc/samepage/guests.d/*.sample (conffiles), the man pages samepaged(8) and
 #      samepage(1) from packaging/man, bash/zsh/fish completions from config/completions,
 #      /usr/share/doc/samepage/{README.md,control-protocol.md,copyright,changelog.Debian.gz},
@@ -115,6 +115,7 @@ strip --remove-section=.comment --remove-section=.note "$PKG/usr/sbin/samepaged"
 install -D -m 0644 packaging/samepaged.service "$PKG/lib/systemd/system/samepaged.service"
 
 install -D -m 0644 config/samepaged.toml "$PKG/etc/samepage/samepaged.toml"
+install -m 0644 config/web.yml.sample "$PKG/etc/samepage/web.yml.sample"
 install -d -m 0755 "$PKG/etc/samepage/guests.d"
 samples=(config/guests.d/*.sample)
 [ -e "${samples[0]}" ] || die "no config/guests.d/*.sample files"

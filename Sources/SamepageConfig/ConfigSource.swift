@@ -13,13 +13,14 @@ struct ConfigSource {
     /// The text, valid UTF-8 without NUL characters.
     let text: String
 
-    /// Checks raw bytes: size, UTF-8, no NUL. Errors name the line of the offending byte.
-    init(bytes: some Collection<UInt8>, file: String) throws(ConfigError) {
+    /// Checks raw bytes: size (at most `limit`), UTF-8, no NUL. Errors name the line of the
+    /// offending byte.
+    init(bytes: some Collection<UInt8>, file: String, limit: Int = maximumSize) throws(ConfigError) {
         self.file = file
-        guard bytes.count <= Self.maximumSize else {
+        guard bytes.count <= limit else {
             throw ConfigError(
                 file: file,
-                message: "file is too large (\(bytes.count) bytes; the limit is \(Self.maximumSize / 1024) KiB)"
+                message: "file is too large (\(bytes.count) bytes; the limit is \(limit / 1024) KiB)"
             )
         }
         let bytes = Array(bytes)
@@ -34,10 +35,10 @@ struct ConfigSource {
         self.text = String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Reads a regular file, at most ``maximumSize`` bytes of it.
-    init(path: String) throws(ConfigError) {
-        let bytes = try Self.readFile(path: path)
-        try self.init(bytes: bytes, file: path)
+    /// Reads a regular file, at most `limit` bytes of it.
+    init(path: String, limit: Int = maximumSize) throws(ConfigError) {
+        let bytes = try Self.readFile(path: path, limit: limit)
+        try self.init(bytes: bytes, file: path, limit: limit)
     }
 
     /// The 1-based line and column (in scalars, counting a malformed byte as one) of `offset`.
@@ -72,7 +73,7 @@ struct ConfigSource {
         }
     }
 
-    private static func readFile(path: String) throws(ConfigError) -> [UInt8] {
+    private static func readFile(path: String, limit maximumSize: Int) throws(ConfigError) -> [UInt8] {
         func failure(_ what: String, _ code: Int32) -> ConfigError {
             ConfigError(file: path, message: "\(what): \(String(cString: strerror(code)))")
         }

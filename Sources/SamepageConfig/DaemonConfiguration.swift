@@ -17,6 +17,7 @@ import SamepageModel
 /// [metrics]
 /// address = "127.0.0.1:10460" # "" disables
 /// per_guest = true           # false: no per-guest series or status-page guests
+/// web_config_file = ""        # TLS and basic auth (exporter-toolkit's YAML); "" = neither
 /// [scan]
 /// run = "merge"               # stop | merge | unmerge
 /// advisor_mode = "scan-time"  # none | scan-time: who sets pages_to_scan
@@ -97,6 +98,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// and the status page's guests and sharing matrix. Off for an endpoint that tenants can
     /// reach: per-guest sharing figures are a side channel.
     public var metricsPerGuest = true
+    /// The endpoint's web configuration file (`metrics.web_config_file`): TLS and basic
+    /// authentication in Prometheus exporter-toolkit's format, read by ``WebConfigurationFile``;
+    /// nil serves plain HTTP to anyone who can connect. Read at start only (a reload checks it
+    /// and says so, but the endpoint keeps what it started with until a restart).
+    public var metricsWebConfigFile: String?
 
     // MARK: [scan]
 
@@ -214,6 +220,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 }
             }
             if let perGuest = section.bool("per_guest") { metricsPerGuest = perGuest }
+            if let file = section.string("web_config_file") {
+                if file.isEmpty {
+                    metricsWebConfigFile = nil
+                } else if let problem = Self.pathProblem(file) {
+                    section.error(at: "web_config_file", "\(section.name("web_config_file")) = \(TableReader.quoted(file)) \(problem)")
+                } else {
+                    metricsWebConfigFile = file
+                }
+            }
         }
         root.section("scan") { readScan(&$0) }
         root.section("policy") { section in

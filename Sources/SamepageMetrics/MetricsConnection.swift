@@ -17,6 +17,8 @@ final class MetricsConnection: ChannelInboundHandler {
 
     private let limits: MetricsServer.Limits
     private let content: MetricsServer.Content
+    /// Checks each request's `Authorization` first, when the endpoint asks for it.
+    private let authenticator: BasicAuthenticator?
     private let pool: NIOThreadPool
 
     /// The request being received (its head), and those received whole, not answered yet.
@@ -27,9 +29,13 @@ final class MetricsConnection: ChannelInboundHandler {
     /// The current phase's deadline: closes the connection when it passes.
     private var deadline: Scheduled<Void>?
 
-    init(limits: MetricsServer.Limits, content: MetricsServer.Content, pool: NIOThreadPool) {
+    init(
+        limits: MetricsServer.Limits, content: MetricsServer.Content, authenticator: BasicAuthenticator?,
+        pool: NIOThreadPool
+    ) {
         self.limits = limits
         self.content = content
+        self.authenticator = authenticator
         self.pool = pool
     }
 
@@ -69,17 +75,22 @@ final class MetricsConnection: ChannelInboundHandler {
         context.fireChannelReadComplete()
     }
 
-    /// Answers the first request of the queue: renders on the blocking pool, writes, and once
-    /// the socket took it, goes on with the next (or reads again).
+    /// Answers the first request of the queue: checks its credentials (when asked for) and
+    /// renders on the blocking pool, writes, and once the socket took it, goes on with the next
+    /// (or reads again). A request without valid credentials is answered 401 and nothing is
+    /// rendered for it.
     private func respond(context: ChannelHandlerContext) {
         guard let head = queue.first else { return }
         responding = true
         arm(limits.responseTimeout, context: context)
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         let content = self.content
+        let authenticator = self.authenticator
+        let authorization = head.headers.first(name: "Authorization")
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         pool.runIfActive(eventLoop: context.eventLoop) {
-            Self.answer(method: head.method, path: path, content: content)
+            if let authenticator, !authenticator.isAuthorized(authorization) { return Self.unauthorized }
+            return Self.answer(method: head.method, path: path, content: content)
         }.whenComplete { result in
             let (handler, context) = bound.value
             guard context.channel.isActive else { return }
@@ -95,6 +106,7 @@ final class MetricsConnection: ChannelInboundHandler {
         headers.add(name: "Content-Type", value: answer.contentType)
         headers.add(name: "Content-Length", value: "\(answer.body.count)")
         if answer.status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
+        if answer.status == .unauthorized { headers.add(name: "WWW-Authenticate", value: BasicAuthenticator.challenge) }
         let keepAlive = head.isKeepAlive
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: answer.status, headers: headers))), promise: nil)
@@ -140,6 +152,10 @@ final class MetricsConnection: ChannelInboundHandler {
         var contentType: String
         var body: [UInt8]
     }
+
+    /// The answer to a request without valid credentials: short, and nothing rendered.
+    static let unauthorized = Answer(
+        status: .unauthorized, contentType: "text/plain; charset=utf-8", body: Array("unauthorized\n".utf8))
 
     /// `/metrics` the text, `/` the status page (or a pointer to `/metrics`), anything else
     /// 404; methods other than GET and HEAD, 405.

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -22,6 +23,12 @@ import Synchronization
 ///   for it. Requests that arrived in the same reads queue up to
 ///   ``Limits/maximumPipelinedRequests``; one more closes the connection.
 /// Rendering runs on NIO's blocking thread pool, never on an event loop.
+///
+/// With ``Security`` (a web configuration file), TLS is the first handler of every
+/// connection, under the same bounds: the handshake must end, and the request arrive whole
+/// over it, within the request deadline, and TLS reads only when the connection asks for a
+/// read. Basic authentication is checked for each request on the blocking pool
+/// (``BasicAuthenticator``) before anything is rendered.
 ///
 /// A swift-service-lifecycle `Service`: `init` validates the address and binds it (the kernel
 /// queues connections from then on), ``run()`` is its life: it accepts and serves until
@@ -67,10 +74,30 @@ public final class MetricsServer: Service, Sendable {
     /// The bounds this server applies.
     public let limits: Limits
 
+    /// What new connections must do before they are served; see ``replaceSecurity(_:)``.
+    private let slot: SecuritySlot
+
+    /// What connections accepted from now on must do before they are served.
+    public var security: Security { slot.value }
+
+    /// `https` when the endpoint speaks TLS, `http` otherwise.
+    public var scheme: String { slot.value.scheme }
+
+    /// Makes connections accepted from now on use `security` (a web configuration file read
+    /// again: a renewed certificate, a changed password); connections already open keep the
+    /// one they started with.
+    public func replaceSecurity(_ security: Security) {
+        slot.value = security
+    }
+
     /// Binds and listens; accepting starts with ``run()`` (or ``start()``). Throws when the
     /// address cannot be bound (in use, not a local address, not permitted).
-    public init(host: String, port: Int, limits: Limits = Limits(), content: Content) async throws {
+    public init(
+        host: String, port: Int, limits: Limits = Limits(), security: Security = Security(), content: Content
+    ) async throws {
         let gate = ConnectionGate(maximum: limits.maximumConnections)
+        let current = SecuritySlot(security)
+        slot = current
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -81,10 +108,16 @@ public final class MetricsServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     gate.admit(channel)
+                    let security = current.value
+                    if let tls = security.tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withPipeliningAssistance: false, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        MetricsConnection(limits: limits, content: content, pool: NIOThreadPool.singleton))
+                        MetricsConnection(
+                            limits: limits, content: content, authenticator: security.authenticator,
+                            pool: NIOThreadPool.singleton))
                 }
             }
         channel = try await bootstrap.bind(host: host, port: port).get()
@@ -94,9 +127,10 @@ public final class MetricsServer: Service, Sendable {
 
     /// A server of the metrics alone, rendered by `render`.
     public convenience init(
-        host: String, port: Int, limits: Limits = Limits(), render: @escaping @Sendable () -> [UInt8]
+        host: String, port: Int, limits: Limits = Limits(), security: Security = Security(),
+        render: @escaping @Sendable () -> [UInt8]
     ) async throws {
-        try await self.init(host: host, port: port, limits: limits, content: Content(metrics: render))
+        try await self.init(host: host, port: port, limits: limits, security: security, content: Content(metrics: render))
     }
 
     /// Starts accepting connections; idempotent. For callers outside a service group.
@@ -144,5 +178,19 @@ private final class ConnectionGate: Sendable {
         }
         evicted?.close(promise: nil)
         channel.closeFuture.whenComplete { _ in self.open.withLock { $0.removeAll { $0.id == id } } }
+    }
+}
+
+/// The security new connections get, replaced whole when the web configuration is read again.
+private final class SecuritySlot: Sendable {
+    private let current: Mutex<MetricsServer.Security>
+
+    init(_ security: MetricsServer.Security) {
+        current = Mutex(security)
+    }
+
+    var value: MetricsServer.Security {
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
     }
 }

@@ -103,6 +103,17 @@ struct Samepaged: AsyncParsableCommand {
             }
         }
 
+        // The endpoint's TLS and users, read and loaded before anything is bound: a web
+        // configuration file that cannot be used stops the daemon, rather than serving plain
+        // HTTP to whoever connects.
+        let security: MetricsServer.Security
+        do {
+            security = try Self.metricsSecurity(settings)
+        } catch {
+            logger.critical("metrics.web_config_file: \(error)")
+            throw ExitCode.failure
+        }
+
         // A journal that cannot be read might hold a pause: refuse to start, loudly, rather
         // than serve with an agent that cannot end it. The journal's path goes into the index
         // that --resume-paused replays, so a later edit of reclaim.journal cannot hide it.
@@ -157,7 +168,8 @@ struct Samepaged: AsyncParsableCommand {
                             agent.snapshot, sharing: sharing.value,
                             perGuest: perGuest, version: SamepageRelease.version)
                     })
-                metrics = try await MetricsServer(host: address.host, port: Int(address.port), content: content)
+                metrics = try await MetricsServer(
+                    host: address.host, port: Int(address.port), security: security, content: content)
             } catch {
                 // The control socket was bound, not served: closing it removes the file.
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -167,7 +179,7 @@ struct Samepaged: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
-        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI.isEmpty ? "off" : settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at http://\($0.boundAddress)/metrics, status page at /" } ?? "off")")
+        logger.notice("samepaged \(SamepageRelease.version) listening on \(settings.controlSocket); libvirt \(settings.libvirtURI.isEmpty ? "off" : settings.libvirtURI); policies in \(settings.policyDirectory); metrics \(metrics.map { "at \($0.scheme)://\($0.boundAddress)/metrics, status page at /\(security.authenticator == nil ? "" : ", basic authentication")" } ?? "off")")
 
         // One lifecycle: each component's run() is its life, and graceful shutdown ends them in
         // the reverse order: the hangup handler, the metrics endpoint, the control socket,
@@ -180,7 +192,8 @@ struct Samepaged: AsyncParsableCommand {
         if let metrics { services.append(.init(service: metrics)) }
         let notifier = ServiceManagerNotifier(environment: ProcessInfo.processInfo.environment)
         services.append(.init(service: HangupService(
-            daemon: self, agent: agent, policies: policies, logger: logger, notifier: notifier,
+            daemon: self, agent: agent, policies: policies, metrics: metrics, started: settings, logger: logger,
+            notifier: notifier,
             status: "serving \(settings.controlSocket)")))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services,
@@ -216,6 +229,12 @@ struct Samepaged: AsyncParsableCommand {
             : (settings.pauseJournal as NSString).deletingLastPathComponent + "/kernel-ksm.json"
     }
 
+    /// What `metrics.web_config_file` asks of the endpoint, loaded: nothing without one.
+    static func metricsSecurity(_ settings: DaemonConfiguration) throws -> MetricsServer.Security {
+        guard let file = settings.metricsWebConfigFile else { return MetricsServer.Security() }
+        return try MetricsServer.Security(WebConfigurationFile.load(path: file))
+    }
+
     /// The configuration file's settings with the command line's overrides.
     func loadSettings() throws -> DaemonConfiguration {
         var settings = try config.map { try DaemonConfiguration.load(path: $0) } ?? DaemonConfiguration.loadIfPresent()
@@ -246,15 +265,21 @@ struct Samepaged: AsyncParsableCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// SIGHUP and the service manager: re-reads the configuration file and the policy directory
-/// on SIGHUP (a bad file is logged and changes nothing; the engine keeps its state either
-/// way), and tells systemd (`Type=notify`) when the daemon serves, reloads and stops. It runs
+/// SIGHUP and the service manager: re-reads the configuration file, the policy directory
+/// and the metrics endpoint's web configuration file on SIGHUP (a bad file is logged and
+/// changes nothing; the engine keeps its state either way; the endpoint's address and
+/// per_guest take effect at the next start only), and tells systemd (`Type=notify`) when the
+/// daemon serves, reloads and stops. It runs
 /// once the other services have started (the control socket is bound by then), and is the
 /// first to see graceful shutdown.
 struct HangupService: Service {
     let daemon: Samepaged
     let agent: Agent
     let policies: PolicyDirectory
+    /// The metrics endpoint, if it runs, and the configuration it was started with (the
+    /// address and per_guest it keeps until a restart).
+    let metrics: MetricsServer?
+    let started: DaemonConfiguration
     let logger: Logger
     let notifier: ServiceManagerNotifier
     let status: String
@@ -296,9 +321,39 @@ struct HangupService: Service {
         if case .failure(let refusal) = agent.setKernelKSM(settings.kernelKSM) {
             logger.error("configuration: kernel_ksm: \(refusal)")
         }
+        reloadMetrics(settings)
         for error in policies.reconfigure(directory: settings.policyDirectory, defaultPolicy: settings.defaultPolicy) {
             logger.error("policy rejected: \(error)")
         }
         agent.reloadPolicies()
+    }
+
+    /// The web configuration file, read again (a renewed certificate, a changed password):
+    /// new connections use it; one that cannot be used is logged and the endpoint keeps its
+    /// current one. The address and per_guest are bound at start: a change waits for a restart.
+    private func reloadMetrics(_ settings: DaemonConfiguration) {
+        if settings.metricsAddress != started.metricsAddress || settings.metricsPerGuest != started.metricsPerGuest {
+            logger.warning("metrics.address and metrics.per_guest changed: they take effect when samepaged restarts")
+        }
+        guard let metrics else {
+            if settings.metricsWebConfigFile != nil {
+                logger.warning("metrics.web_config_file: the endpoint is off; it takes effect when samepaged restarts with an address")
+            }
+            return
+        }
+        // Taking TLS or authentication away by a reload is too easy a mistake to make
+        // silently: removing the key keeps what the endpoint has until a restart.
+        let protected = metrics.security.tls != nil || metrics.security.authenticator != nil
+        if settings.metricsWebConfigFile == nil {
+            if protected {
+                logger.warning("metrics.web_config_file removed: the endpoint keeps TLS and authentication until samepaged restarts")
+            }
+            return
+        }
+        do {
+            metrics.replaceSecurity(try Samepaged.metricsSecurity(settings))
+        } catch {
+            logger.error("metrics.web_config_file rejected, the endpoint keeps its current TLS and users: \(error)")
+        }
     }
 }

@@ -26,6 +26,7 @@ import TestSupport
         #expect(defaults.controlSocketMode == 0o600)
         #expect(defaults.metricsAddress == HostAndPort(host: "127.0.0.1", port: 10460))
         #expect(defaults.metricsPerGuest)
+        #expect(defaults.metricsWebConfigFile == nil)
         #expect(defaults.run == .merge)
         // The advisor on, and pages_to_scan at its starting point, advisor_min_pages_to_scan.
         #expect(defaults.tunables == Tunables(
@@ -52,7 +53,7 @@ import TestSupport
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let keys = text.split(separator: "\n").filter { $0.contains(" = ") && !$0.hasPrefix("#") }
         #expect(keys.map { $0.split(separator: " ").first! }.sorted() == [
-            "address", "admin_group", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "pause_thread_nice", "per_guest", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages",
+            "address", "admin_group", "advisor_max_cpu", "advisor_max_cpu", "advisor_max_pages_to_scan", "advisor_min_pages_to_scan", "advisor_mode", "advisor_mode", "advisor_target_scan_time", "advisor_target_scan_time", "available_threshold_percent", "directory", "enabled", "enabled", "group", "hypervisor_users", "journal", "max_bytes", "max_cpu_pressure", "max_kernel_pages", "max_page_sharing", "max_page_sharing", "max_pages", "max_pause_ms", "max_pause_ms_per_minute", "mode", "mode", "pages_to_scan", "pause_thread_nice", "per_guest", "proxmox_config_directory", "proxmox_run_directory", "qmp_timeout_ms", "reclaim_hugetlbfs", "run", "sleep_millisecs", "sleep_millisecs", "smart_scan", "smart_scan", "socket", "trust_group", "uri", "use_zero_pages", "web_config_file",
         ])
         // pages_to_scan is documented, commented out: with the advisor on, the file may not set it.
         #expect(text.contains("\n# pages_to_scan = 1000\n"))
@@ -81,6 +82,7 @@ import TestSupport
             [metrics]
             address = "[::1]:9100"
             per_guest = false
+            web_config_file = "/etc/samepage/web.yml"
             [scan]
             run = "stop"
             advisor_mode = "none"
@@ -120,6 +122,7 @@ import TestSupport
         expected.metricsAddress = HostAndPort(host: "::1", port: 9100)
         expected.metricsPerGuest = false
         expected.reclaimPauseThreadNice = 0
+        expected.metricsWebConfigFile = "/etc/samepage/web.yml"
         expected.run = .stop
         expected.tunables = Tunables(
             pagesToScan: 250, sleepMillisecs: 0, maxKernelPages: 100000, maxPageSharing: 0, smartScan: false,
@@ -141,12 +144,14 @@ import TestSupport
             scan.run = "unmerge"
             policy = { default = { mode = "zero" } }
             metrics.address = ""
+            metrics.web_config_file = ""
             control = { group = "kvm" }
             """
         let parsed = try DaemonConfiguration.parse(text: text, file: file)
         #expect(parsed.run == .unmerge)
         #expect(parsed.defaultPolicy.mode == .zero)
         #expect(parsed.metricsAddress == nil)
+        #expect(parsed.metricsWebConfigFile == nil)
         #expect(parsed.controlGroup == "kvm")
         #expect(parsed.controlSocketMode == 0o660)
     }
@@ -198,6 +203,8 @@ import TestSupport
         ("[control]\ngroup = \"-x\"", 3, "control.group = \"-x\" is not a group name (letters, digits, '.', '_', '-', at most 32 characters; \"\" for root only)"),
         ("[metrics]\naddress = \"9464\"", 3, "metrics.address = \"9464\" is not HOST:PORT (like \"127.0.0.1:10460\" or \"[::1]:10460\"; \"\" disables metrics)"),
         ("[metrics]\naddress = \"localhost:70000\"", 3, "metrics.address = \"localhost:70000\" is not HOST:PORT (like \"127.0.0.1:10460\" or \"[::1]:10460\"; \"\" disables metrics)"),
+        ("[metrics]\nweb_config_file = \"web.yml\"", 3, "metrics.web_config_file = \"web.yml\" is not an absolute path"),
+        ("[metrics]\nweb_config_file = true", 3, "metrics.web_config_file must be a string"),
         ("[policy]\ndirectory = \"guests.d\"", 3, "policy.directory = \"guests.d\" is not an absolute path"),
         ("[policy.default]\nmax_pause_ms = 0", 3, "policy.default.max_pause_ms = 0 is out of range: expected 1 to 1000"),
         ("[policy.default]\nmode = \"all\"", 3, "policy.default.mode = \"all\" is not valid: expected one of \"off\", \"report\", \"zero\", \"merge\""),

@@ -98,7 +98,14 @@ final class TCPConnection {
     /// Sends `GET path` and reads one response: its status code and body; nil if the
     /// connection ended or timed out first.
     func get(_ path: String) -> (status: Int, body: String)? {
-        guard send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") else { return nil }
+        request(path).map { ($0.status, $0.body) }
+    }
+
+    /// Sends `GET path` with `headers` (whole lines, like "Authorization: Basic …") and reads
+    /// one response: its status code, its headers (names in lower case) and its body.
+    func request(_ path: String, headers: [String] = []) -> (status: Int, headers: [String: String], body: String)? {
+        let extra = headers.map { $0 + "\r\n" }.joined()
+        guard send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(extra)\r\n") else { return nil }
         var data: [UInt8] = []
         let separator = Array("\r\n\r\n".utf8)
         while true {
@@ -106,15 +113,17 @@ final class TCPConnection {
                 let head = String(decoding: data[..<end.lowerBound], as: UTF8.self)
                 let lines = head.split(separator: "\r\n")
                 guard let statusLine = lines.first, let status = Int(statusLine.split(separator: " ")[1]) else { return nil }
-                let length = lines.dropFirst().compactMap { line -> Int? in
+                var fields: [String: String] = [:]
+                for line in lines.dropFirst() {
                     let parts = line.split(separator: ":", maxSplits: 1)
-                    guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
-                    return Int(parts[1].trimmingCharacters(in: .whitespaces))
-                }.first ?? 0
+                    guard parts.count == 2 else { continue }
+                    fields[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces)
+                }
+                let length = fields["content-length"].flatMap { Int($0) } ?? 0
                 let bodyStart = end.upperBound
                 if data.count - bodyStart >= length {
                     pending = Array(data[(bodyStart + length)...])
-                    return (status, String(decoding: data[bodyStart..<(bodyStart + length)], as: UTF8.self))
+                    return (status, fields, String(decoding: data[bodyStart..<(bodyStart + length)], as: UTF8.self))
                 }
             }
             guard case .bytes(let more) = receive() else { return nil }

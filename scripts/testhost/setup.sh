@@ -42,7 +42,7 @@ require_root
 # and the dashboard's queries); chromium, headless, loads samepaged's status page in
 # Tests/SamepageMetricsTests; lintian checks the Debian package (packaging/test-package.sh).
 PACKAGES=(libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-          qemu-system-x86 qemu-utils busybox-static cpio libxxhash-dev
+          qemu-system-x86 qemu-utils busybox-static cpio libxxhash-dev libssl-dev libcrypt-dev
           linux-image-cloud-amd64 python3 python3-prometheus-client dpkg-dev binutils prometheus
           chromium lintian)
 
