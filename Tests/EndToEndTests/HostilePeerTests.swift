@@ -119,7 +119,8 @@ struct HostilePeerEndToEndTests {
 
         // The QMP socket in /dev/shm was never connected to, and the guest never paused.
         #expect(openSocket.connections == 0, "\(openSocket.connections) connections to a socket in /dev/shm")
-        let open = try #require(try daemon.guest("sp-e2e-opensock"), "\(try daemon.guests().map { $0["name"] ?? "" })")
+        let names = try daemon.guests().map { $0["name"] as? String ?? "" }
+        let open = try #require(try daemon.guest("sp-e2e-opensock"), "\(names)")
         #expect(int((open["reclaim"] as? [String: Any])?["pauses"]) == 0)
         let openInfo = try daemon.cli("dominfo", "sp-e2e-opensock").output
         #expect(openInfo.contains("/dev/shm"), "\(openInfo)")

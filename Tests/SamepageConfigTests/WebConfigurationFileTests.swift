@@ -1,5 +1,6 @@
 import Foundation
 import SamepageModel
+import TestSupport
 import Testing
 @testable import SamepageConfig
 

@@ -45,7 +45,10 @@ final class DaemonProcess {
         guard pid > 0 else { return 0 }
         kill(pid, SIGTERM)
         defer { pid = 0 }
-        return TestHost.wait(pid)
+        let status = TestHost.wait(pid)
+        // The log goes with the directory: what a failed stop said is kept in the test's output.
+        if status != 0 { print("samepaged (pid \(pid)) exited with status \(status); its log ends:\n\(log.suffix(6000))") }
+        return status
     }
 
     var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
