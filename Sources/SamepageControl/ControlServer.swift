@@ -329,7 +329,7 @@ private final class ServerState: Sendable {
 
     private func converse(on socket: borrowing UnixSocket) {
         socket.setTimeouts(receive: limits.idleTimeout, send: limits.idleTimeout)
-        guard let peer = ControlPeer(of: socket) else { return }
+        guard let peer = socket.peerCredentials() else { return }
         guard let role = access.role(uid: peer.uid, gid: peer.gid, groups: { supplementaryGroups(of: socket, peer: peer) }) else {
             _ = send(.failure(access.denial(uid: peer.uid)), id: nil, on: socket, until: .now + limits.idleTimeout)
             return

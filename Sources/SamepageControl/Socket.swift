@@ -46,29 +46,15 @@ struct LineReader {
     /// The next line, waiting until `deadline` at most: an absolute bound that bytes arriving
     /// slowly cannot extend (each wait is for the time left, `SO_RCVTIMEO`).
     mutating func next(from socket: borrowing UnixSocket, until deadline: ContinuousClock.Instant) -> LineRead {
-        while true {
-            switch lines.nextLine() {
-            case .line(let line)?: return .line(Array(line))
-            case .tooLong?: return .tooLong
-            case nil: break
-            }
-            if ended {
-                guard let rest = lines.takeRemainder() else { return .end }
-                return .line(rest)
-            }
-            let left = deadline - .now
-            guard left > .zero else { return .timedOut }
-            socket.setTimeouts(receive: max(left, .milliseconds(1)))
-            switch lines.receive(from: socket.descriptor) {
-            case .received: continue
-            case .end: ended = true
-            case .failed(.wouldBlock): return .timedOut
-            case .failed(let errno): return .failed(errno.rawValue)
-            }
-        }
+        next(from: socket, deadline: deadline)
     }
 
+    /// The next line, under the socket's own receive timeout.
     mutating func next(from socket: borrowing UnixSocket) -> LineRead {
+        next(from: socket, deadline: nil)
+    }
+
+    private mutating func next(from socket: borrowing UnixSocket, deadline: ContinuousClock.Instant?) -> LineRead {
         while true {
             switch lines.nextLine() {
             case .line(let line)?: return .line(Array(line))
@@ -78,6 +64,11 @@ struct LineReader {
             if ended {
                 guard let rest = lines.takeRemainder() else { return .end }
                 return .line(rest)
+            }
+            if let deadline {
+                let left = deadline - .now
+                guard left > .zero else { return .timedOut }
+                socket.setTimeouts(receive: max(left, .milliseconds(1)))
             }
             switch lines.receive(from: socket.descriptor) {
             case .received: continue
@@ -92,32 +83,8 @@ struct LineReader {
 // MARK: - Peer credentials
 
 /// The process at the other end of a control connection, as the kernel saw it when it
-/// connected (`SO_PEERCRED`).
-public struct ControlPeer: Sendable, Hashable, CustomStringConvertible {
-    public var pid: pid_t
-    public var uid: uid_t
-    public var gid: gid_t
-
-    public init(pid: pid_t, uid: uid_t, gid: gid_t) {
-        self.pid = pid
-        self.uid = uid
-        self.gid = gid
-    }
-
-    public var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
-
-    /// The credentials of the peer of a connected Unix socket.
-    init?(of socket: borrowing UnixSocket) {
-        // struct ucred { pid_t pid; uid_t uid; gid_t gid; }: Glibc's module map leaves it out
-        // (it is under _GNU_SOURCE).
-        var credentials: (pid: pid_t, uid: uid_t, gid: gid_t) = (0, 0, 0)
-        var length = socklen_t(MemoryLayout<pid_t>.size + MemoryLayout<uid_t>.size + MemoryLayout<gid_t>.size)
-        guard getsockopt(socket.descriptor.rawValue, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0,
-            length == 12
-        else { return nil }
-        self.init(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
-    }
-}
+/// connected (`SO_PEERCRED`): LinuxSystem's one reading of it.
+public typealias ControlPeer = PeerCredentials
 
 /// `SO_PEERGROUPS` (Linux 4.13): the peer's supplementary groups at connect time. Its value
 /// is 59 on every architecture Swift supports on Linux (asm-generic).
