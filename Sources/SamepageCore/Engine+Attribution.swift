@@ -26,19 +26,27 @@ extension Engine {
         let nodes = stable.nodes
         return groups.map { ids in
             var sum = 0.0
-            for id in ids {
-                guard let slot = slot(id) else { continue }
-                for case let chunk? in slot.chunks {
-                    let words = chunk.words
-                    for i in 0..<RmapChunk.pages {
-                        let w = RmapWord(raw: words[i])
-                        guard w.isTracked && w.kind == .stable else { continue }
-                        let n = Double(nodes[Int(w.node)].members)
-                        if n > 0 { sum += (n - 1) / n }
-                    }
-                }
+            forEachStablePage(of: ids) { node in
+                let n = Double(nodes[node].members)
+                if n > 0 { sum += (n - 1) / n }
             }
             return sum
+        }
+    }
+
+    /// Calls `body` with the stable node of each page of `ids` that is in the stable tree, slot
+    /// by slot in order, pages in address order. Slots that are gone have none.
+    func forEachStablePage(of ids: [SlotID], _ body: (_ node: Int) -> Void) {
+        for id in ids {
+            guard let slot = slot(id) else { continue }
+            for case let chunk? in slot.chunks {
+                let words = chunk.words
+                for i in 0..<RmapChunk.pages {
+                    let w = RmapWord(raw: words[i])
+                    guard w.isTracked && w.kind == .stable else { continue }
+                    body(Int(w.node))
+                }
+            }
         }
     }
 

@@ -27,19 +27,10 @@ extension Engine {
         func forEachMembership(_ body: (_ node: Int, _ group: Int32) -> Void) {
             for (g, ids) in groups.enumerated() {
                 let group = Int32(g)
-                for id in ids {
-                    guard let slot = slot(id) else { continue }
-                    for case let chunk? in slot.chunks {
-                        let words = chunk.words
-                        for i in 0..<RmapChunk.pages {
-                            let w = RmapWord(raw: words[i])
-                            guard w.isTracked && w.kind == .stable else { continue }
-                            let node = Int(w.node)
-                            if lastGroup[node] != group {
-                                lastGroup[node] = group
-                                body(node, group)
-                            }
-                        }
+                forEachStablePage(of: ids) { node in
+                    if lastGroup[node] != group {
+                        lastGroup[node] = group
+                        body(node, group)
                     }
                 }
             }
