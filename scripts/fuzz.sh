@@ -61,11 +61,16 @@ spec() {
             MODULE=SamepageControl FILES=(Sources/SamepageControl/{ControlCodec,ControlRequest,ControlResponse,ControlError,KernelKSMChanges,Release,WireCoding}.swift)
             DEPS=(SamepageModel SamepageCore LinuxSystem SystemPackage CSystem CLinux) CMODULES=(CSystem CLinux CXXHash) LIBS=(-lxxhash)
             BUILD=(SamepageModel LinuxSystem) ;;
-        config_toml)
+        config_toml|web_config_yaml)
             # TOMLKit leaks on every parse (Fuzz/lsan.supp); checking each new input for leaks,
-            # suppressed or not, slows the target a hundredfold: no leak detection here.
-            MODULE=SamepageConfig DEPS=(SamepageModel SamepageCore TOMLKit CTOML) BUILD=(SamepageConfig) LEAKS=0
-            CMODULES=(CTOML CXXHash) LIBS=(-lxxhash -lstdc++) MAXLEN=8192 ;;
+            # suppressed or not, slows the target a hundredfold: no leak detection here. The
+            # module reads the web configuration's YAML too (Yams, over libyaml's CYaml).
+            MODULE=SamepageConfig DEPS=(SamepageModel SamepageCore TOMLKit CTOML Yams CYaml) BUILD=(SamepageConfig) LEAKS=0
+            CMODULES=(CTOML CXXHash CYaml) LIBS=(-lxxhash -lstdc++) MAXLEN=8192 ;;
+        basic_auth)
+            # The Authorization header's reading and bcrypt check, without the server (NIO).
+            MODULE=SamepageMetrics FILES=(Sources/SamepageMetrics/{BasicAuthenticator,Bcrypt,CredentialCache}.swift)
+            CMODULES=(CCrypt) LIBS=(-lcrypt -lcrypto) MAXLEN=1024 ;;
         *) echo "fuzz.sh: no build recipe for target $1 (add it to spec in $0)" >&2; return 1 ;;
     esac
 }
@@ -113,9 +118,9 @@ build() {
     done
     for cmodule in "${CMODULES[@]}"; do
         flags+=(-Xcc "-fmodule-map-file=$(module_map "$cmodule")")
-        if [ -d "$checkouts/TOMLKit/Sources/$cmodule/include" ]; then
-            flags+=(-Xcc -I -Xcc "$checkouts/TOMLKit/Sources/$cmodule/include")
-        fi
+        for include in "$checkouts"/*/Sources/"$cmodule"/include; do
+            [ -d "$include" ] && flags+=(-Xcc -I -Xcc "$include")
+        done
     done
     # Rebuilt only when the harness, the module's sources or the linked objects are newer.
     if [ -x "$binary" ] && [ -z "$(find "Fuzz/targets/$name.swift" "${sources[@]}" "${objects[@]}" -newer "$binary" -print -quit)" ]; then
