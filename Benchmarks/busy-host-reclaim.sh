@@ -11,7 +11,7 @@
 # (some, avg10) sampled every 5 s, the deferrals, and the host's Shmem before and after.
 # --hogs: a busy loop per core instead of the bursts (a saturated host): reclaim must wait.
 # --hogs-for S: the hogs for the first S seconds only, then nothing: reclaim must resume.
-# --nice N: reclaim.pause_thread_nice (default -10; 0 leaves the pausing thread as it is).
+# --nice N: reclaim.pause_thread_nice (default 0, as samepaged's: the pausing thread left as it is).
 # The guests are removed at the end. Run as root, with nothing else using the test host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 SECONDS_TO_RUN=150
 HOGS=0
 HOGS_FOR=0
-NICE=-10
+NICE=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --hogs) HOGS=1; shift ;;

@@ -43,7 +43,7 @@ public struct AgentConfiguration: Sendable {
     /// over the last second or ten) is over this many percent; 100 never waits.
     public var reclaimMaxCPUPressure = 10.0
     /// The pausing thread's nice value during a pause; nil leaves it as it is.
-    public var pauseThreadNice: Int32? = PauseSession.pauseThreadNice
+    public var pauseThreadNice: Int32?
     /// The kernel's own KSM: when `enabled`, samepaged governs ksmd (see `KernelKSMGovernor`).
     public var kernelKSM = KernelKSMConfiguration()
     /// QEMU guests outside libvirt (Proxmox VE, plain QEMU): found in /proc, paused over QMP.

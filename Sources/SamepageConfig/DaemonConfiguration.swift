@@ -37,7 +37,7 @@ import SamepageModel
 /// [reclaim]
 /// max_bytes = 0               # 0 = unlimited
 /// max_cpu_pressure = 10       # percent; 100 never waits
-/// pause_thread_nice = -10     # the pausing thread's nice value during a pause; 0 = unchanged
+/// pause_thread_nice = 0       # the pausing thread's nice value during a pause; 0 = unchanged
 /// journal = "/var/lib/samepage/paused.json"
 /// [kernel_ksm]                # the kernel's ksmd, for guests with private RAM
 /// enabled = false             # false never touches /sys/kernel/mm/ksm
@@ -129,7 +129,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var reclaimMaxCPUPressure = 10
     /// The nice value of the thread that pauses a guest, for the pause's length
     /// (`reclaim.pause_thread_nice`, -20 to 0; 0 leaves it as it is).
-    public var reclaimPauseThreadNice = -10
+    public var reclaimPauseThreadNice = 0
     /// The journal of guests paused for reclaim (`reclaim.journal`), which `samepaged
     /// --resume-paused` replays: both read it from the same file, so they cannot disagree.
     public var pauseJournal = HostDefaults.pauseJournal

@@ -162,7 +162,7 @@ struct PauseSessionTests {
     }
 
     @Test(
-        "The pausing thread runs at nice -10 from the journal write to the end, and at its own nice after",
+        "reclaim.pause_thread_nice -10: the pausing thread runs at it from the journal write to the end, and at its own nice after",
         .enabled(if: getuid() == 0, "lowering a nice value needs CAP_SYS_NICE"))
     func pausingThreadPriority() throws {
         final class NiceRecordingPunch: PausePunch {
@@ -178,6 +178,7 @@ struct PauseSessionTests {
         let punch = NiceRecordingPunch()
         var pause = session(transport)
         pause.punch = punch
+        pause.threadNice = -10
         #expect(pause.run().ending == .resumed)
         #expect(punch.seen.withLock { $0 } == -10)
         #expect(try ThreadNice.nice(of: ThreadNice.callingThread) == before)

@@ -36,7 +36,7 @@ import TestSupport
         #expect(defaults.policyDirectory == "/etc/samepage/guests.d")
         #expect(defaults.defaultPolicy == GuestPolicy())
         #expect(defaults.reclaimMaxBytes == 0)
-        #expect(defaults.reclaimPauseThreadNice == -10)
+        #expect(defaults.reclaimPauseThreadNice == 0)
         #expect(defaults.kernelKSM == KernelKSMConfiguration(
             enabled: false, trustGroup: nil, availableThresholdPercent: 20, advisorMode: .scanTime, advisorTargetScanTime: 200,
             advisorMaxCPU: 70, pagesToScan: 100, sleepMillisecs: 20, maxPageSharing: 256, useZeroPages: true, smartScan: true))
@@ -104,7 +104,7 @@ import TestSupport
             [reclaim]
             max_bytes = 1073741824
             max_cpu_pressure = 35
-            pause_thread_nice = 0
+            pause_thread_nice = -10
             journal = "/srv/samepage/paused.json"
             [qemu]
             enabled = false
@@ -121,7 +121,7 @@ import TestSupport
         expected.configuredControlSocketMode = 0o640
         expected.metricsAddress = HostAndPort(host: "::1", port: 9100)
         expected.metricsPerGuest = false
-        expected.reclaimPauseThreadNice = 0
+        expected.reclaimPauseThreadNice = -10
         expected.metricsWebConfigFile = "/etc/samepage/web.yml"
         expected.run = .stop
         expected.tunables = Tunables(

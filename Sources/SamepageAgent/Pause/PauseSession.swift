@@ -122,13 +122,11 @@ struct PauseSession: Sendable {
     var timeouts: PauseTimeouts
     var logger: Logger
     /// The pausing thread's nice value from the journal write to the end of the session
-    /// (nil: left as it is). On a busy host this thread's punching and resume compete with
-    /// every runnable thread for a CPU, and each wait for a slice lands inside the guest's pause.
-    var threadNice: Int32? = PauseSession.pauseThreadNice
-
-    /// The pausing thread's nice value by default: about nine times the CPU share of a thread
-    /// at the default 0, for the few milliseconds of a pause.
-    static let pauseThreadNice: Int32 = -10
+    /// (`reclaim.pause_thread_nice`; nil: left as it is, the default). On a busy host this
+    /// thread's punching and resume compete with every runnable thread for a CPU; measured on
+    /// the busy-host benchmark, -10 did not shorten what the guest saw (BENCHMARKS.md), so it
+    /// is an operator's choice, not a default.
+    var threadNice: Int32? = nil
 
     /// What the events and the state after our suspend say of the pause.
     enum Ownership: Equatable {
