@@ -29,6 +29,12 @@ define_and_start() {
         log "$name already running"
         return 0
     fi
+    # Defined by an earlier demo and shut off since (libvirtd or the machine restarted): its
+    # definition (RAM, fill) is the demo's, so it is started again, not defined twice.
+    if domain_recorded "$name"; then
+        "$G" start "$name"
+        return 0
+    fi
     "$G" define "$name" --memory 256 "$@" --start
 }
 
