@@ -87,7 +87,7 @@ for _ in $(seq $((SECONDS_TO_RUN / 5))); do
     awk '/^some/ {split($2, a, "="); print a[2]}' /proc/pressure/cpu >> "$WORK/pressure"
 done
 SHMEM_AFTER=$(awk '/^Shmem:/ {print $2}' /proc/meminfo)
-.build/release/samepage --socket "$WORK/sock" stats | grep -E 'zero_pages_reclaimed|bytes_reclaimed|refaulted|deferrals|pauses '
+.build/release/samepage --socket "$WORK/sock" stats | grep -iE 'freed|zero_pages_reclaimed|bytes_reclaimed|refaulted|deferrals|pauses '
 kill "$PID"; wait "$PID" 2>/dev/null || true
 PID=""
 

@@ -13,12 +13,10 @@ import LinuxSystem
 // taking it for a dead QEMU.
 //
 // The socket is non-blocking; every wait is a `poll` for the time left before the deadline,
-// so a slow peer cannot hold a read or a write past it. Nor can a fast one: the deadline is
-// absolute and checked before every `recv`, not only when `recv` would block, so a QEMU that
-// sends without pause (an event flood, blank lines) cannot keep a call reading. Past its
-// deadline a call makes at most one more `recv` (a call whose deadline has passed already,
-// `readEvents(until: .now)`, still sees what has arrived). Writes use `MSG_NOSIGNAL`: a QEMU
-// that exits mid-write is ``QMPError/closed(path:)``, not a SIGPIPE that ends the daemon.
+// and the deadline is absolute and checked before every `recv`, so neither a slow peer nor a
+// fast one (an event flood, blank lines) can hold a call past it; past its deadline a call
+// makes at most one more `recv`, so `readEvents(until: .now)` still sees what has arrived.
+// Writes use `MSG_NOSIGNAL`: a QEMU that exits mid-write is ``QMPError/closed(path:)``.
 //
 // Memory is bounded as well: a line longer than `maximumMessageLength` is a protocol
 // violation, at most ``QMPConnection/maximumPendingEvents`` events wait to be taken, and at
@@ -69,8 +67,7 @@ public struct QMPConnection: ~Copyable, Sendable {
     /// few hundred KiB.
     public static let defaultMaximumMessageLength = 16 << 20
 
-    /// The most events that wait in ``pendingEvents``; one more is a
-    /// ``QMPError/flood(path:detail:)``.
+    /// The most events that wait in ``pendingEvents``; one more is a ``QMPError/flood(path:detail:)``.
     public static let maximumPendingEvents = 256
 
     /// The most messages no command asked for (events, blank lines, replies to commands that
@@ -96,16 +93,14 @@ public struct QMPConnection: ~Copyable, Sendable {
     ///     that serves another client answers nothing until that client leaves.
     ///   - maximumMessageLength: The longest line QEMU may send; a longer one is a
     ///     ``QMPError/protocolViolation(path:detail:)``.
+    ///   - peerCheck: Judges who listens on the socket (`SO_PEERCRED`) before anything is read
+    ///     from it or sent to it: a reason to refuse it, or nil. A refusal is
+    ///     ``QMPError/untrustedPeer(path:detail:)``, as are credentials the kernel does not give.
     /// - Throws: ``QMPError/noServer(path:errno:)`` when there is no socket or nothing listens;
     ///   ``QMPError/busy(path:timeout:)`` when QEMU sends no greeting in time (or its backlog
     ///   is full); ``QMPError/timedOut(path:command:timeout:)`` when `qmp_capabilities` gets
     ///   no answer; ``QMPError/flood(path:detail:)`` when QEMU sends more than
     ///   ``maximumUnsolicitedMessages`` messages first; any other ``QMPError``.
-    ///
-    /// The corresponding C calls are `socket`, `connect` and `poll`.
-    ///   - peerCheck: Judges who listens on the socket (`SO_PEERCRED`) before anything is read
-    ///     from it or sent to it: a reason to refuse it, or nil. A refusal is
-    ///     ``QMPError/untrustedPeer(path:detail:)``, as are credentials the kernel does not give.
     @available(*, noasync, message: "blocks the calling thread for up to its timeout")
     public static func connect(
         path: String, timeout: Duration, maximumMessageLength: Int = defaultMaximumMessageLength,
@@ -198,11 +193,9 @@ public struct QMPConnection: ~Copyable, Sendable {
         return takeEvents()
     }
 
-    /// Closes the connection now, freeing QEMU's monitor for its next client (as dropping the
-    /// connection does).
-    public consuming func close() {
-        // Consuming self ends its lifetime here: the socket's owner closes it.
-    }
+    /// Closes the connection now, freeing QEMU's monitor for its next client (as dropping it
+    /// does: consuming self ends its lifetime, and the socket's owner closes it).
+    public consuming func close() {}
 
     // MARK: - Exchanges
 

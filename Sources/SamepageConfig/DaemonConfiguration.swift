@@ -4,54 +4,10 @@ import SamepageModel
 
 /// The configuration of `samepaged`, from `/etc/samepage/samepaged.toml` or built in.
 ///
-/// The file's schema (the shipped `config/samepaged.toml` documents every key with its
-/// default; a test checks that it parses to exactly ``defaults``):
-///
-/// ```toml
-/// [libvirt]
-/// uri = "qemu:///system"
-/// [control]
-/// socket = "/run/samepage/samepaged.sock"
-/// group = ""                  # "" = root only
-/// mode = ""                   # "" = "0600", or "0660" when group is set
-/// [metrics]
-/// address = "127.0.0.1:10460" # "" disables
-/// per_guest = true           # false: no per-guest series or status-page guests
-/// web_config_file = ""        # TLS and basic auth (exporter-toolkit's YAML); "" = neither
-/// [scan]
-/// run = "merge"               # stop | merge | unmerge
-/// advisor_mode = "scan-time"  # none | scan-time: who sets pages_to_scan
-/// # pages_to_scan = 1000      # only with advisor_mode = "none"
-/// advisor_target_scan_time = 200
-/// advisor_max_cpu = 70
-/// advisor_min_pages_to_scan = 500
-/// advisor_max_pages_to_scan = 30000
-/// sleep_millisecs = 20
-/// max_kernel_pages = 0
-/// max_page_sharing = 256
-/// smart_scan = true
-/// [policy]
-/// directory = "/etc/samepage/guests.d"
-/// [policy.default]            # the keys of a policy file
-/// mode = "off"
-/// [reclaim]
-/// max_bytes = 0               # 0 = unlimited
-/// max_cpu_pressure = 10       # percent; 100 never waits
-/// pause_thread_nice = 0       # the pausing thread's nice value during a pause; 0 = unchanged
-/// journal = "/var/lib/samepage/paused.json"
-/// [kernel_ksm]                # the kernel's ksmd, for guests with private RAM
-/// enabled = false             # false never touches /sys/kernel/mm/ksm
-/// trust_group = ""            # the one group the kernel may merge; "" = none
-/// available_threshold_percent = 20  # run while MemAvailable < this % (100 = always)
-/// advisor_mode = "scan-time"  # none | scan-time (where the kernel has the advisor)
-/// advisor_target_scan_time = 200
-/// advisor_max_cpu = 70
-/// pages_to_scan = 100         # without the advisor
-/// sleep_millisecs = 20
-/// max_page_sharing = 256
-/// use_zero_pages = true
-/// smart_scan = true
-/// ```
+/// The file's sections are `[libvirt]`, `[control]`, `[metrics]`, `[scan]`, `[policy]` (with
+/// `[policy.default]`, the keys of a policy file), `[reclaim]`, `[qemu]` and `[kernel_ksm]`. The shipped
+/// `config/samepaged.toml` documents every key with its default, and a test checks that it
+/// parses to exactly ``defaults``: it is the schema, kept in one place.
 ///
 /// Every key is optional; unknown sections and keys are errors, as are wrong types and
 /// invalid values, each reported with the file and line of its key.

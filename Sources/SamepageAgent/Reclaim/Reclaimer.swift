@@ -76,8 +76,7 @@ final class Reclaimer {
     /// (``ZeroCandidates``), so that it comes back before the engine's next full scan.
     func zeroPageSeen(_ guest: TrackedGuest, region: Int, page: Int) {
         // Cheap checks only: this runs for every page a scan first sees zero (millions on a large
-        // guest's first scan). Eligibility is asked when a pause is due, and the pause verifies
-        // every page again.
+        // guest's first scan); eligibility is asked when a pause is due.
         guard region < guest.regions.count, !guest.hasPrivateRAM, guest.policy.mode.reclaims else { return }
         guest.reclaimState.candidates.add(page: page, region: region, at: ContinuousClock.now)
     }
@@ -141,8 +140,7 @@ final class Reclaimer {
     /// now and then); CPU pressure over `reclaim.max_cpu_pressure` only spaces pauses out.
     private func pauseFitsBudget(_ guest: TrackedGuest, at now: ContinuousClock.Instant) -> Bool {
         let limit = configuration.reclaimMaxCPUPressure
-        // Until a first window of a second is measured, the host's load is not known: wait.
-        guard load.isMeasured(pressureLimit: limit) else { return false }
+        guard load.isMeasured(pressureLimit: limit) else { return false }  // not known yet: wait
         if let deferral = load.busyDeferral(pressureLimit: limit) ?? guest.reclaimState.deferral(maxPauseMs: guest.policy.maxPauseMs, at: now) {
             let starts = guest.reclaimState.status.deferred == nil
             _ = guest.reclaimState.recordDeferral(deferral)
@@ -153,12 +151,10 @@ final class Reclaimer {
         if guest.reclaimState.status.deferred?.reason != .monitorBusy, let previous = guest.reclaimState.clearDeferral() {
             logger.notice("guest \(guest.identity.name): reclaim goes on (was waiting: \(previous.detail))")
         }
-        if let spacing = ReclaimState.pressureSpacing(pressure: load.pressure, limit: limit),
-            let last = guest.reclaimState.lastPauseEnd, now - last < spacing
-        {
-            return false
-        }
-        return true
+        guard let spacing = ReclaimState.pressureSpacing(pressure: load.pressure, limit: limit),
+            let last = guest.reclaimState.lastPauseEnd
+        else { return true }
+        return now - last >= spacing
     }
 
     /// Whether libvirt has delivered the lifecycle events of our last pause of the guest (or
@@ -187,8 +183,7 @@ final class Reclaimer {
             return
         }
         guard readyToPause(guest, batch: batch, guests: guests) else { return }
-        // The previous pause's record is complete by now (its events were awaited).
-        audit.complete(guest, force: true)
+        audit.complete(guest, force: true)  // the previous pause's events were awaited
         let session = PauseSession(
             guest: guest.identity, transport: transport, journal: journal,
             punch: BatchPunch(regions: batch.map { ($0.region, guest.regions[$0.region], $0.pages) }),
@@ -238,9 +233,8 @@ final class Reclaimer {
         return true
     }
 
-    /// Applies the outcomes of the pauses that have ended.
-    ///
-    /// - Returns: Whether a pause was left to end (publish now).
+    /// Applies the outcomes of the pauses that have ended; returns whether a pause was left
+    /// to end (publish now).
     func collectPauses(_ guests: [UUID: TrackedGuest]) -> Bool {
         var publish = false
         for (uuid, inFlight) in pausesInFlight {
@@ -255,14 +249,14 @@ final class Reclaimer {
     /// How long reclaim waits for a guest whose QMP socket serves another client.
     static let monitorBusyBackoff: Duration = .seconds(5)
 
-    /// How long reclaim waits, at first, for a guest whose pause could not start for a fault of
-    /// its peer (a QMP monitor that does not answer, floods or breaks the protocol); doubled
-    /// at each fault in a row, up to ``peerFaultBackoffLimit``.
+    /// How long reclaim waits at first for a guest whose pause could not start for a fault of its
+    /// peer (a QMP monitor that hangs, floods or breaks the protocol); doubled at each fault in a
+    /// row, up to ``peerFaultBackoffLimit``.
     static let peerFaultBackoff: Duration = .seconds(5)
     static let peerFaultBackoffLimit: Duration = .seconds(300)
 
-    /// Applies what a pause did to its guest (if it is still followed) and to the retries.
-    /// Returns whether the pause was left to end (publish now).
+    /// Applies what a pause did to its guest (if still followed) and to the retries; returns
+    /// whether the pause was left to end (publish now).
     private func finishPause(_ inFlight: PauseInFlight, _ outcome: PauseOutcome, guest: TrackedGuest?, guests: [UUID: TrackedGuest]) -> Bool {
         let name = inFlight.identity.name
         if let guest, let before = outcome.before {
@@ -327,13 +321,13 @@ final class Reclaimer {
         }
     }
 
-    /// The guest's monitor serves someone else: its pages wait, and reclaim says so.
     /// The guest's monitor answered: a wait for it ends here, said once.
     private func monitorFree(_ guest: TrackedGuest) {
         guard guest.reclaimState.status.deferred?.reason == .monitorBusy, let previous = guest.reclaimState.clearDeferral() else { return }
         logger.notice("guest \(guest.identity.name): reclaim goes on (was waiting: \(previous.detail))")
     }
 
+    /// The guest's monitor serves someone else: its pages wait, and reclaim says so.
     private func monitorBusy(_ guest: TrackedGuest, batch: [(region: Int, pages: [Int])], detail: String) {
         let now = ContinuousClock.now
         guest.reclaimState.putBack(batch, at: now)
@@ -346,9 +340,8 @@ final class Reclaimer {
         if starts { logger.notice("guest \(guest.identity.name): reclaim waits: \(deferral.detail)") }
     }
 
-    /// Takes in the attempts at ending pauses and starts those that are due.
-    ///
-    /// - Returns: Whether a pause ended (publish now).
+    /// Takes in the attempts at ending pauses and starts those that are due; returns whether
+    /// a pause ended (publish now).
     func resumePending(_ guests: [UUID: TrackedGuest], connection: LibvirtConnection?) -> Bool {
         guard let journal, !retries.isEmpty else { return false }
         return retries.step(journal: journal, connection: connection, guests: guests)

@@ -11,6 +11,23 @@ final class CPUHogs {
         }
     }
 
+    /// A load per core that keeps it about `busyShare` busy in random bursts of 20 to 300 ms
+    /// (an ordinary busy host, not a saturated one), as `Benchmarks/busy-host-reclaim.sh` does.
+    init(bursts busyShare: Double, count: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) throws {
+        let program = """
+            import random, time
+            while True:
+                burst = random.uniform(0.02, 0.3)
+                end = time.monotonic() + burst
+                while time.monotonic() < end:
+                    pass
+                time.sleep(burst * \(1 - busyShare) / \(busyShare))
+            """
+        for _ in 0..<count {
+            pids.append(try TestHost.spawn("/usr/bin/python3", ["-c", program], output: "/dev/null"))
+        }
+    }
+
     func stop() {
         for pid in pids {
             kill(pid, SIGKILL)
