@@ -130,15 +130,20 @@ struct ReclaimEndToEndTests {
         let libvirt = try LibvirtConnection()
         let uuid = try #require(try libvirt.activeDomains().first { $0.name == name }?.uuid)
 
-        let daemon = try DaemonProcess(config: daemonConfig)
+        // The pausing thread raised (nice -10) during its pauses: samepaged's own thread only,
+        // so a crash inside a pause leaves QEMU's threads as they were.
+        let daemon = try DaemonProcess(config: daemonConfig.replacingOccurrences(of: "[reclaim]\n", with: "[reclaim]\npause_thread_nice = -10\n"))
         try daemon.writePolicy(name, "mode = \"zero\"\nmax_pause_ms_per_minute = 6000\n")
         let journal = "\(daemon.directory)/paused.json"
+        let qemuNiceBefore = try threadNiceValues(of: TestHost.qemuPID(name))
         // The journal is written just before each suspend and cleared after the resume: kill
         // the daemon the moment it shows a pause, until one kill lands inside a pause.
         var caught = false
         for _ in 0..<8 where !caught {
-            // The guest runs, so an entry left by the last attempt's kill is stale.
+            // The guest runs, so an entry left by the last attempt's kill is stale; without the
+            // punch record, this samepaged's pauses are as large as the first one's.
             unlink(journal)
+            unlink("\(daemon.directory)/punched.json")
             try daemon.start()
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
@@ -153,6 +158,10 @@ struct ReclaimEndToEndTests {
         }
         try #require(caught, "no kill landed inside a pause; log:\n\(daemon.log.suffix(3000))")
         #expect(try PauseJournal(path: journal).entries().map(\.name) == [name])
+        // QEMU starts and ends worker threads of its own: what is compared is the values.
+        let qemuNiceAfter = try threadNiceValues(of: TestHost.qemuPID(name))
+        #expect(!qemuNiceBefore.isEmpty && Set(qemuNiceAfter.values) == Set(qemuNiceBefore.values),
+                "QEMU's threads' nice values: \(qemuNiceBefore) before, \(qemuNiceAfter) after")
 
         // A new samepaged resumes it within seconds.
         try daemon.start()
@@ -203,4 +212,18 @@ struct ReclaimEndToEndTests {
         #expect(try libvirt.domainInfo(uuid: ours.uuid).state == .running)
         #expect(try libvirt.domainInfo(uuid: theirs.uuid).state == .paused)
     }
+}
+
+/// The nice value of each thread of process `pid` (`/proc/PID/task/TID/stat`, field 19), by thread id.
+private func threadNiceValues(of pid: pid_t) throws -> [Int: Int] {
+    var values: [Int: Int] = [:]
+    for task in try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") {
+        guard let tid = Int(task), let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { continue }
+        // Past the command name: field 3 is the state, so field 19 is the 17th after it.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        if fields.count > 16, let nice = Int(fields[16]) { values[tid] = nice }
+    }
+    return values
 }
