@@ -99,8 +99,10 @@ cmd_define() {
     case "$workload" in idle|dataset) ;; *) die "define: --workload must be idle or dataset" ;; esac
     [[ "$fill" =~ ^[0-9]+$ ]] || die "define: --fill takes a number of MiB"
     [ -z "$fillseed" ] || [[ "$fillseed" =~ ^[A-Za-z0-9_.-]+$ ]] || die "define: --fill-seed must be [A-Za-z0-9_.-]+"
-    if [ "$fill" -gt 0 ] && [ $((fill * 2 + 8)) -gt $((memory * 3 / 4)) ]; then
-        die "define: --fill $fill needs 2 x $fill MiB of guest tmpfs (75% of $memory MiB); use less fill or more memory"
+    # The guest's tmpfs is 75% of the memory its kernel sees, a few percent below $memory
+    # (4096 MiB gives 2946 MiB of tmpfs): 4% is kept for that.
+    if [ "$fill" -gt 0 ] && [ $((fill * 2 + 8)) -gt $((memory * 3 / 4 - memory / 25)) ]; then
+        die "define: --fill $fill needs 2 x $fill MiB of guest tmpfs (75% of the $memory MiB its kernel sees); use less fill or more memory"
     fi
     local virtiofs=0
     if [ -n "$vfs_dir" ] || [ -n "$vfs_socket" ]; then
