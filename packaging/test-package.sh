@@ -454,7 +454,8 @@ json_field() { "$PYTHON" -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]
 check_daemon() {
     local out connected=false
     out="$(/usr/bin/samepage stats)" || die "samepage stats on $SOCKET failed: $out"
-    grep -q "^run  *1$" <<<"$out" || die "samepage stats: run is not 1 (merge, the packaged scan.run): $out"
+    grep -q "^run  *merge$" <<<"$out" || die "samepage stats: run is not merge (the packaged scan.run): $out"
+    [ "$(stats_json | json_field run)" = 1 ] || die "samepage stats --json: run is not 1 (merge): $(stats_json)"
     for _ in $(seq 100); do
         [ "$(stats_json | json_field connected)" = true ] && { connected=true; break; }
         sleep 0.1
